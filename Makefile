@@ -1,0 +1,29 @@
+# Two commands work on a fresh machine with Python 3.11 and Java 17: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench example clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[mlflow,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m sparkscore.examples.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+# Rebuild the bundled example model and input files (needs the mlflow extra, installed above).
+example: $(STAMP)
+	$(PY) -m sparkscore.examples.build_diabetes
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,274 @@
+"""Every failure sparkscore reports on purpose.
+
+Our exception hierarchy:
+
+* SparkscoreError
+  * ModelFormatError        - the model directory or its MLmodel file is unusable
+  * ModelLoadError          - the model's code or pickle cannot be loaded here
+    * MissingDependencyError  - a package the model or its loader needs is not installed
+    * UntrustedTypeError      - a skops file holds a type the model does not declare trusted
+  * SchemaEnforcementError  - input data does not satisfy the model signature
+    * MissingColumnError      - a required column is absent
+    * TensorShapeError        - a tensor input has the wrong shape
+  * ParamError              - an inference parameter is unknown or mistyped
+  * SettingsError           - a setting is unknown or has a bad value
+  * InputError              - the input location is unusable
+    * UnsupportedInputError   - the input holds files of types we cannot score
+  * ReadError               - one input file cannot be read
+  * PredictError            - the model's predict raised
+  * BatchTimeoutError           - a mini-batch ran longer than `timeout`
+  * OutputError             - the output location cannot be written as asked
+  * ResumeError             - a resume does not match the run it resumes
+  * ErrorThresholdExceeded  - more files failed than `error_threshold` tolerates
+
+Fields are attributes so that error records and tests read them, not the prose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ErrorThresholdExceeded",
+    "InputError",
+    "MissingColumnError",
+    "MissingDependencyError",
+    "ModelFormatError",
+    "ModelLoadError",
+    "OutputError",
+    "ParamError",
+    "PredictError",
+    "ReadError",
+    "ResumeError",
+    "SchemaEnforcementError",
+    "SettingsError",
+    "SparkscoreError",
+    "TensorShapeError",
+    "BatchTimeoutError",
+    "UnsupportedInputError",
+    "UntrustedTypeError",
+]
+
+
+class SparkscoreError(Exception):
+    """Base class: catch this to catch every sparkscore failure."""
+
+
+class ModelFormatError(SparkscoreError):
+    """The model directory or its MLmodel file cannot be used as an MLflow model."""
+
+    def __init__(self, *, path: str, field: str | None, reason: str) -> None:
+        self.path, self.field, self.reason = path, field, reason
+        where = f"{path}, field '{field}'" if field else path
+        super().__init__(f"{where}: {reason}")
+
+
+class ModelLoadError(SparkscoreError):
+    """The model's files are well formed but cannot be turned into a model here."""
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"Cannot load the model at {path}: {reason}")
+
+
+class MissingDependencyError(ModelLoadError):
+    """A package the model needs is missing or differs from the one it was saved with."""
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        package: str,
+        pinned: str | None,
+        installed: str | None,
+        python_version: str | None,
+        detail: str,
+        advice: str | None = None,
+    ) -> None:
+        self.package, self.pinned, self.installed = package, pinned, installed
+        self.python_version, self.detail = python_version, detail
+        parts = [f"it needs the package '{package}'"]
+        parts.append(f"the model pins {pinned}" if pinned else "the model does not pin it")
+        parts.append(f"installed here: {installed}" if installed else "not installed here")
+        if python_version:
+            parts.append(f"the model was saved with Python {python_version}")
+        if advice is None:
+            advice = (
+                f"Install the version the model pins, or score it with env_manager: virtualenv "
+                f"so that sparkscore builds the model's own environment."
+            )
+        super().__init__(path=path, reason="; ".join(parts) + f" ({detail}). {advice}")
+
+
+class UntrustedTypeError(ModelLoadError):
+    """A skops file contains types that the model's MLmodel does not list as trusted."""
+
+    def __init__(self, *, path: str, types: Sequence[str]) -> None:
+        self.types = list(types)
+        super().__init__(
+            path=path,
+            reason=(
+                f"the skops file holds types that are not trusted: {', '.join(self.types)}. "
+                "Save the model again with skops_trusted_types listing them if you trust them."
+            ),
+        )
+
+
+class SchemaEnforcementError(SparkscoreError):
+    """A value cannot be converted safely to the type the signature declares."""
+
+    def __init__(
+        self,
+        *,
+        file: str | None,
+        row: int | None,
+        column: str,
+        value: object,
+        expected: str,
+        reason: str | None = None,
+    ) -> None:
+        self.file, self.row, self.column = file, row, column
+        self.value, self.expected, self.reason = value, expected, reason
+        where = ", ".join(p for p in (file, None if row is None else f"row {row}") if p)
+        prefix = f"{where}: " if where else ""
+        text = reason or (
+            f"column '{column}' has value {value!r}, "
+            f"which cannot be converted safely to {expected}."
+        )
+        super().__init__(prefix + text)
+
+
+class MissingColumnError(SchemaEnforcementError):
+    """A column the signature requires is absent from the input."""
+
+    def __init__(self, *, file: str | None, column: str, present: Sequence[str]) -> None:
+        self.present = list(present)
+        super().__init__(
+            file=file,
+            row=None,
+            column=column,
+            value=None,
+            expected="a required column",
+            reason=(
+                f"the input is missing the column '{column}', which the model signature requires "
+                f"(columns present: {', '.join(map(str, self.present)) or 'none'})."
+            ),
+        )
+
+
+class TensorShapeError(SchemaEnforcementError):
+    """A tensor input cannot be given the shape the signature declares."""
+
+    def __init__(
+        self, *, file: str | None, column: str, shape: Sequence[int], expected: Sequence[int]
+    ) -> None:
+        self.shape, self.expected_shape = tuple(shape), tuple(expected)
+        super().__init__(
+            file=file,
+            row=None,
+            column=column,
+            value=self.shape,
+            expected=str(list(expected)),
+            reason=(
+                f"input '{column}' has shape {list(self.shape)}, which does not fit the "
+                f"signature's tensor shape {list(expected)} (-1 is any size)."
+            ),
+        )
+
+
+class ParamError(SparkscoreError):
+    """An inference parameter is not declared by the model or has the wrong type."""
+
+    def __init__(self, *, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+        super().__init__(f"Parameter '{name}': {reason}")
+
+
+class SettingsError(SparkscoreError):
+    """A setting is unknown or its value is not allowed."""
+
+    def __init__(self, *, key: str, value: object, reason: str, source: str | None = None) -> None:
+        self.key, self.value, self.reason, self.source = key, value, reason, source
+        origin = f" (from {source})" if source else ""
+        super().__init__(f"{key} {reason}, got {value!r}{origin}")
+
+
+class InputError(SparkscoreError):
+    """The input location cannot be listed or holds nothing to score."""
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+
+class UnsupportedInputError(InputError):
+    """Files whose type we cannot score; named all at once, before any task starts."""
+
+    def __init__(self, *, path: str, files: Sequence[str], supported: Sequence[str]) -> None:
+        self.files, self.supported = list(files), list(supported)
+        super().__init__(
+            path=path,
+            reason=(
+                f"{len(self.files)} unsupported file(s): {', '.join(self.files)}. "
+                f"Supported types are {', '.join(self.supported)}; remove the others "
+                "or set ignore_unsupported: true to skip them."
+            ),
+        )
+
+
+class ReadError(SparkscoreError):
+    """One input file cannot be read or parsed."""
+
+    def __init__(self, *, file: str, reason: str, row: int | None = None) -> None:
+        self.file, self.reason, self.row = file, reason, row
+        where = file if row is None else f"{file}, row {row}"
+        super().__init__(f"{where}: {reason}")
+
+
+class PredictError(SparkscoreError):
+    """The model's predict raised on a batch of rows."""
+
+    def __init__(self, *, file: str | None, first_row: int | None, rows: int, cause: str) -> None:
+        self.file, self.first_row, self.rows, self.cause = file, first_row, rows, cause
+        where = ""
+        if file is not None:
+            where = f"{file}, rows {first_row}-{(first_row or 0) + rows - 1}: "
+        super().__init__(f"{where}the model's predict failed: {cause}")
+
+
+class BatchTimeoutError(SparkscoreError):
+    """A mini-batch ran longer than the `timeout` setting allows."""
+
+    def __init__(self, *, seconds: float, files: Sequence[str]) -> None:
+        self.seconds, self.files = seconds, list(files)
+        super().__init__(
+            f"the mini-batch with {', '.join(self.files)} ran longer than timeout={seconds:g}s; "
+            "raise the timeout setting or lower mini_batch_size."
+        )
+
+
+class OutputError(SparkscoreError):
+    """The output location cannot be used as asked."""
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ResumeError(SparkscoreError):
+    """A resumed run does not match the run whose output it would complete."""
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"Cannot resume into {path}: {reason}")
+
+
+class ErrorThresholdExceeded(SparkscoreError):
+    """More files failed than `error_threshold` tolerates."""
+
+    def __init__(self, *, failed: int, threshold: int, total: int) -> None:
+        self.failed, self.threshold, self.total = failed, threshold, total
+        super().__init__(
+            f"error_threshold exceeded: {failed} of {total} files failed, "
+            f"error_threshold is {threshold}. See errors/ in the output for each failure."
+        )

@@ -1,0 +1,283 @@
+"""Turn a parsed model directory into something that predicts, as mlflow.pyfunc does.
+
+scikit-learn models load here without importing mlflow (pickle, cloudpickle and skops); any
+other `loader_module` is imported after putting the model's `code` on `sys.path`, and its
+`_load_pyfunc(data_path)` is called, which is how custom flavors and mlflow's own load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pickle
+import sys
+import threading
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sparkscore.errors import (
+    MissingDependencyError,
+    ModelFormatError,
+    ModelLoadError,
+    UntrustedTypeError,
+)
+from sparkscore.model import ModelSpec, read_spec
+from sparkscore.requirements import (
+    describe_pins,
+    distribution_of,
+    installed_version,
+    read_pins,
+)
+from sparkscore.signature import Schema, enforce, enforce_params
+
+SKLEARN_LOADER = "mlflow.sklearn"
+SKLEARN_PREDICT_FNS = ("predict", "predict_proba", "predict_log_proba",
+                       "predict_joint_log_proba", "score")
+MLFLOW_EXTRA_ADVICE = "Install it with: pip install 'sparkscore[mlflow]'."
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model: its spec and the function that predicts."""
+
+    spec: ModelSpec
+    impl: Any
+
+    @property
+    def input_schema(self) -> Schema | None:
+        return self.spec.signature.inputs if self.spec.signature else None
+
+    def predict(self, data: Any, params: Mapping[str, Any] | None = None) -> Any:
+        """Enforce the signature, then predict: the value `mlflow.pyfunc` would return.
+
+        Examples
+        --------
+        >>> model = load_model("model_dir")            # doctest: +SKIP
+        >>> model.predict(pd.DataFrame({"a": [1.0]}))   # doctest: +SKIP
+        array([0.5])
+        """
+        return self.predict_conformed(enforce(data, self.input_schema), self.params(params))
+
+    def params(self, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """Params checked against the signature, defaults filled; done once per job, not per batch."""
+        specs = self.spec.signature.params if self.spec.signature else None
+        return enforce_params(params, specs)
+
+    def predict_conformed(self, data: Any, params: dict[str, Any] | None) -> Any:
+        """Predict on data that already satisfies the signature."""
+        fn = getattr(self.impl, self.spec.pyfunc.predict_fn, None)
+        if fn is None:
+            raise ModelLoadError(
+                path=self.spec.path,
+                reason=f"the loaded model has no method '{self.spec.pyfunc.predict_fn}' "
+                "(flavors.python_function.predict_fn).",
+            )
+        if _accepts_params(fn):
+            return fn(data, params=params)
+        return fn(data)
+
+
+def _accepts_params(fn: Any) -> bool:
+    try:
+        p = inspect.signature(fn).parameters.get("params")
+    except (TypeError, ValueError):
+        return False
+    return p is not None and p.kind != inspect.Parameter.VAR_KEYWORD
+
+
+def load_model(path: str | os.PathLike[str]) -> Model:
+    """Load the MLflow model at `path` (a local directory).
+
+    Examples
+    --------
+    >>> import sparkscore
+    >>> model = sparkscore.load_model("model_dir")   # doctest: +SKIP
+    >>> model.predict(df)                              # doctest: +SKIP
+    """
+    spec = read_spec(path)
+    return Model(spec=spec, impl=_load_impl(spec))
+
+
+def _load_impl(spec: ModelSpec) -> Any:
+    if spec.pyfunc.loader_module == SKLEARN_LOADER:
+        return _load_sklearn(spec)
+    return _load_module(spec)
+
+
+class _SklearnPredictor:
+    """The estimator with its configured predict function, as mlflow's sklearn wrapper exposes it."""
+
+    def __init__(self, estimator: Any, predict_fn: str) -> None:
+        self.estimator = estimator
+        setattr(self, predict_fn, getattr(estimator, predict_fn))
+
+
+def _load_sklearn(spec: ModelSpec) -> Any:
+    relative = spec.pyfunc.model_path or (spec.sklearn.pickled_model if spec.sklearn else None)
+    if relative is None:
+        raise ModelFormatError(
+            path=spec.file("MLmodel"), field="flavors.python_function.model_path",
+            reason="is required for mlflow.sklearn models and names the serialized estimator.",
+        )
+    file = spec.file(relative)
+    if not os.path.isfile(file):
+        raise ModelFormatError(
+            path=spec.file("MLmodel"), field="flavors.python_function.model_path",
+            reason=f"names {relative!r}, which does not exist in the model directory.",
+        )
+    fmt = spec.sklearn.serialization_format if spec.sklearn else "pickle"
+    if spec.sklearn and spec.sklearn.code:
+        _add_to_path(spec.file(spec.sklearn.code))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            estimator = _deserialize(file, fmt, spec)
+        except (ModelLoadError, ModelFormatError):
+            raise
+        except Exception as e:
+            raise _explain_load_failure(spec, e, caught) from None
+    predict_fn = spec.pyfunc.predict_fn
+    if predict_fn not in SKLEARN_PREDICT_FNS or not hasattr(estimator, predict_fn):
+        raise ModelLoadError(
+            path=spec.path,
+            reason=f"flavors.python_function.predict_fn is {predict_fn!r}, which the "
+            f"{type(estimator).__name__} estimator does not offer; use one of "
+            f"{', '.join(f for f in SKLEARN_PREDICT_FNS if hasattr(estimator, f))}.",
+        )
+    return _SklearnPredictor(estimator, predict_fn)
+
+
+def _deserialize(file: str, fmt: str, spec: ModelSpec) -> Any:
+    if fmt == "skops":
+        import skops.io
+        from skops.io.exceptions import UntrustedTypesFoundException
+
+        trusted = list(spec.sklearn.skops_trusted_types or []) if spec.sklearn else []
+        try:
+            return skops.io.load(file, trusted=trusted or None)
+        except UntrustedTypesFoundException:
+            untrusted = [t for t in skops.io.get_untrusted_types(file=file) if t not in trusted]
+            raise UntrustedTypeError(path=spec.path, types=untrusted) from None
+    if fmt == "cloudpickle":
+        import cloudpickle
+
+        with open(file, "rb") as f:
+            return cloudpickle.load(f)
+    if fmt == "pickle":
+        with open(file, "rb") as f:
+            return pickle.load(f)
+    raise ModelFormatError(
+        path=spec.file("MLmodel"), field="flavors.sklearn.serialization_format",
+        reason=f"is {fmt!r}; sparkscore reads pickle, cloudpickle and skops.",
+    )
+
+
+def _load_module(spec: ModelSpec) -> Any:
+    conf = spec.pyfunc
+    if conf.code:
+        _add_to_path(spec.file(conf.code))
+    data_path = spec.file(conf.data) if conf.data else spec.path
+    if conf.loader_module.startswith("mlflow."):
+        # Pointing sparkscore at a model is the user's decision to run it, as with our own
+        # sklearn loader; an explicit MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false still wins.
+        os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    try:
+        module = importlib.import_module(conf.loader_module)
+    except ModuleNotFoundError as e:
+        raise _missing_module(spec, e, loader=True) from None
+    load = getattr(module, "_load_pyfunc", None) or getattr(module, "load_pyfunc", None)
+    if load is None:
+        raise ModelLoadError(
+            path=spec.path,
+            reason=f"the loader module {conf.loader_module!r} has neither _load_pyfunc nor "
+            "load_pyfunc.",
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if conf.model_config:
+                return load(data_path, dict(conf.model_config))
+            return load(data_path)
+        except (ModelLoadError, ModelFormatError):
+            raise
+        except Exception as e:
+            raise _explain_load_failure(spec, e, caught) from None
+
+
+def _add_to_path(code_dir: str) -> None:
+    """mlflow puts a model's `code` directory first on sys.path before importing its loader."""
+    if code_dir not in sys.path:
+        sys.path.insert(0, code_dir)
+
+
+def _missing_module(spec: ModelSpec, e: ModuleNotFoundError, *, loader: bool) -> ModelLoadError:
+    module = e.name or str(e)
+    dist = distribution_of(module)
+    advice = None
+    if module.split(".")[0] == "mlflow":
+        dist = "mlflow-skinny"
+        advice = (
+            f"The model's loader_module {spec.pyfunc.loader_module!r} comes from mlflow. "
+            + MLFLOW_EXTRA_ADVICE
+        )
+    pins = read_pins(spec.env_files())
+    return MissingDependencyError(
+        path=spec.path,
+        package=dist,
+        pinned=describe_pins(dist, pins) or (describe_pins("mlflow", pins) if advice else None),
+        installed=installed_version(dist),
+        python_version=spec.pyfunc.python_version,
+        detail=f"No module named {module!r}",
+        advice=advice,
+    )
+
+
+def _explain_load_failure(
+    spec: ModelSpec, e: BaseException, caught: list[warnings.WarningMessage]
+) -> ModelLoadError:
+    """Name the package behind a failed unpickle instead of surfacing pickle's internals."""
+    if isinstance(e, ModuleNotFoundError):
+        return _missing_module(spec, e, loader=False)
+    detail = " ".join(f"{type(e).__name__}: {e}".split())
+    saved = spec.sklearn.sklearn_version if spec.sklearn else None
+    installed = installed_version("scikit-learn")
+    version_warned = any(type(w.message).__name__ == "InconsistentVersionWarning" for w in caught)
+    if (saved and saved != installed) or version_warned:
+        pins = read_pins(spec.env_files())
+        pinned = describe_pins("scikit-learn", pins) or (f"scikit-learn=={saved}" if saved else None)
+        return MissingDependencyError(
+            path=spec.path,
+            package="scikit-learn",
+            pinned=pinned,
+            installed=installed,
+            python_version=spec.pyfunc.python_version,
+            detail=f"the model was written by scikit-learn {saved or 'of another version'}; "
+            f"loading it failed with {detail}",
+        )
+    return ModelLoadError(path=spec.path, reason=f"the loader raised {detail}")
+
+
+# ---------------------------------------------------------------------------------------------
+# One model per worker process
+
+_CACHE: dict[str, Model] = {}
+_CACHE_LOCK = threading.Lock()
+LOADS: dict[str, int] = {}
+
+
+def load_cached(path: str, key: str | None = None) -> Model:
+    """The model at `path`, loaded at most once per process (per `key`, e.g. its sha256)."""
+    key = key or os.path.realpath(path)
+    model = _CACHE.get(key)
+    if model is not None:
+        return model
+    with _CACHE_LOCK:
+        model = _CACHE.get(key)
+        if model is None:
+            model = load_model(path)
+            _CACHE[key] = model
+            LOADS[key] = LOADS.get(key, 0) + 1
+    return model

@@ -1,0 +1,282 @@
+"""The MLflow model format: parse a model directory's `MLmodel` file without importing mlflow.
+
+Parsing is kept apart from loading so that the driver can read a model's signature, flavor and
+metadata (to plan, type the output and write the run record) without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sparkscore.errors import ModelFormatError
+from sparkscore.signature import Signature
+
+MLMODEL = "MLmodel"
+PYFUNC = "python_function"
+SKLEARN = "sklearn"
+
+
+@dataclass(frozen=True)
+class PyFuncFlavor:
+    """`flavors.python_function`: how to load the model as a generic Python function."""
+
+    loader_module: str
+    code: str | None = None
+    data: str | None = None
+    model_path: str | None = None
+    env: str | Mapping[str, str] | None = None
+    predict_fn: str = "predict"
+    python_version: str | None = None
+    model_config: Mapping[str, Any] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SklearnFlavor:
+    """`flavors.sklearn`: where the estimator is and how it was serialized."""
+
+    pickled_model: str
+    serialization_format: str = "pickle"
+    sklearn_version: str | None = None
+    skops_trusted_types: tuple[str, ...] | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything `MLmodel` says about a model, with every relative path checked to stay inside."""
+
+    path: str
+    pyfunc: PyFuncFlavor
+    flavors: Mapping[str, Mapping[str, Any]]
+    signature: Signature | None
+    sklearn: SklearnFlavor | None = None
+    mlflow_version: str | None = None
+    model_uuid: str | None = None
+    run_id: str | None = None
+    utc_time_created: str | None = None
+    artifact_path: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    saved_input_example_info: Mapping[str, Any] | None = None
+
+    @property
+    def flavor(self) -> str:
+        """The flavor that produced the model: the loader module's library (sklearn, pyfunc...)."""
+        if self.pyfunc.loader_module == "mlflow.sklearn":
+            return SKLEARN
+        non_pyfunc = [name for name in self.flavors if name != PYFUNC]
+        return non_pyfunc[0] if non_pyfunc else PYFUNC
+
+    def file(self, relative: str) -> str:
+        """The absolute path of a file that MLmodel names, relative to the model directory."""
+        return os.path.join(self.path, relative)
+
+    def env_files(self) -> dict[str, str]:
+        """Dependency files saved beside MLmodel, by name, that exist."""
+        names = ["requirements.txt", "conda.yaml", "python_env.yaml"]
+        env = self.pyfunc.env
+        if isinstance(env, str):
+            names.append(env)
+        elif isinstance(env, Mapping):
+            names.extend(str(v) for v in env.values())
+        return {n: self.file(n) for n in dict.fromkeys(names) if os.path.isfile(self.file(n))}
+
+    def record(self) -> dict[str, Any]:
+        """The model's identity for a run record."""
+        return {
+            "path": self.path,
+            "flavor": self.flavor,
+            "loader_module": self.pyfunc.loader_module,
+            "signature": self.signature.to_dict() if self.signature else None,
+            "mlflow_version": self.mlflow_version,
+            "model_uuid": self.model_uuid,
+            "run_id": self.run_id,
+            "utc_time_created": self.utc_time_created,
+            "python_version": self.pyfunc.python_version,
+        }
+
+
+def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """Parse the MLmodel file of the model directory at `path`.
+
+    Examples
+    --------
+    >>> spec = read_spec("model_dir")  # doctest: +SKIP
+    >>> spec.pyfunc.loader_module       # doctest: +SKIP
+    'mlflow.sklearn'
+    """
+    root = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(root):
+        raise ModelFormatError(
+            path=root, field=None, reason="is not a directory; point --model at an MLflow model "
+            "directory (the folder that holds the MLmodel file)."
+        )
+    mlmodel = os.path.join(root, MLMODEL)
+    if not os.path.isfile(mlmodel):
+        raise ModelFormatError(
+            path=root, field=None, reason="has no MLmodel file, so it is not an MLflow model "
+            "directory; point --model at the folder that holds MLmodel."
+        )
+    try:
+        with open(mlmodel, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ModelFormatError(
+            path=mlmodel, field=None, reason=f"is not valid YAML ({_one_line(e)})."
+        ) from None
+    if not isinstance(doc, dict):
+        raise ModelFormatError(path=mlmodel, field=None, reason="must be a YAML mapping.")
+    return _parse(root, mlmodel, doc)
+
+
+def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
+    flavors = doc.get("flavors")
+    if not isinstance(flavors, dict) or not flavors:
+        raise ModelFormatError(
+            path=mlmodel, field="flavors", reason="is missing or empty; an MLflow model lists "
+            "its flavors there."
+        )
+    conf = flavors.get(PYFUNC)
+    if not isinstance(conf, dict):
+        raise ModelFormatError(
+            path=mlmodel, field=f"flavors.{PYFUNC}", reason="is missing: sparkscore scores "
+            f"models through their python_function flavor, and this one only has "
+            f"{', '.join(map(str, flavors))}."
+        )
+    checker = _PathChecker(root, mlmodel)
+    loader = conf.get("loader_module")
+    if not isinstance(loader, str) or not loader:
+        raise ModelFormatError(
+            path=mlmodel, field=f"flavors.{PYFUNC}.loader_module", reason="is required and "
+            "must name the Python module that loads the model."
+        )
+    env = conf.get("env")
+    if isinstance(env, dict):
+        env = {str(k): checker(f"flavors.{PYFUNC}.env.{k}", v) for k, v in env.items() if v}
+    elif env is not None:
+        env = checker(f"flavors.{PYFUNC}.env", env)
+    known = {"loader_module", "code", "data", "model_path", "env", "predict_fn",
+             "python_version", "model_config"}
+    pyfunc = PyFuncFlavor(
+        loader_module=loader,
+        code=checker(f"flavors.{PYFUNC}.code", conf.get("code")),
+        data=checker(f"flavors.{PYFUNC}.data", conf.get("data")),
+        model_path=checker(f"flavors.{PYFUNC}.model_path", conf.get("model_path")),
+        env=env,
+        predict_fn=str(conf.get("predict_fn") or "predict"),
+        python_version=_str_or_none(conf.get("python_version")),
+        model_config=conf.get("model_config"),
+        extra={k: v for k, v in conf.items() if k not in known},
+    )
+    sklearn = None
+    sk = flavors.get(SKLEARN)
+    if isinstance(sk, dict) and sk.get("pickled_model"):
+        trusted = sk.get("skops_trusted_types")
+        sklearn = SklearnFlavor(
+            pickled_model=checker(f"flavors.{SKLEARN}.pickled_model", sk["pickled_model"]),
+            serialization_format=str(sk.get("serialization_format") or "pickle"),
+            sklearn_version=_str_or_none(sk.get("sklearn_version")),
+            skops_trusted_types=tuple(map(str, trusted)) if trusted else None,
+            code=checker(f"flavors.{SKLEARN}.code", sk.get("code")),
+        )
+    return ModelSpec(
+        path=root,
+        pyfunc=pyfunc,
+        flavors=flavors,
+        signature=_signature(mlmodel, doc.get("signature")),
+        sklearn=sklearn,
+        mlflow_version=_str_or_none(doc.get("mlflow_version")),
+        model_uuid=_str_or_none(doc.get("model_uuid")),
+        run_id=_str_or_none(doc.get("run_id")),
+        utc_time_created=_str_or_none(doc.get("utc_time_created")),
+        artifact_path=_str_or_none(doc.get("artifact_path")),
+        metadata=doc.get("metadata"),
+        saved_input_example_info=doc.get("saved_input_example_info"),
+    )
+
+
+class _PathChecker:
+    """Refuses MLmodel paths that leave the model directory (`..`, absolute, symlinks out)."""
+
+    def __init__(self, root: str, mlmodel: str) -> None:
+        self.root, self.mlmodel = os.path.realpath(root), mlmodel
+
+    def __call__(self, field_name: str, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ModelFormatError(
+                path=self.mlmodel, field=field_name, reason=f"must be a relative path string, "
+                f"got {value!r}."
+            )
+        if os.path.isabs(value) or Path(value).drive:
+            raise ModelFormatError(
+                path=self.mlmodel, field=field_name, reason=f"is the absolute path {value!r}; "
+                "paths in MLmodel must be relative to the model directory."
+            )
+        resolved = os.path.realpath(os.path.join(self.root, value))
+        if os.path.commonpath([resolved, self.root]) != self.root:
+            raise ModelFormatError(
+                path=self.mlmodel, field=field_name, reason=f"path {value!r} points outside the "
+                f"model directory ({resolved}); paths in MLmodel must stay inside it."
+            )
+        return value
+
+
+def _signature(mlmodel: str, raw: Any) -> Signature | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ModelFormatError(path=mlmodel, field="signature", reason="must be a mapping.")
+    parsed: dict[str, Any] = {}
+    for key in ("inputs", "outputs", "params"):
+        value = raw.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ModelFormatError(
+                    path=mlmodel, field=f"signature.{key}", reason=f"is not valid JSON ({e})."
+                ) from None
+        parsed[key] = value
+    try:
+        return Signature.from_dict(parsed)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFormatError(
+            path=mlmodel, field="signature", reason=f"is not a valid MLflow signature ({e})."
+        ) from None
+
+
+def directory_sha256(path: str | os.PathLike[str]) -> str:
+    """A content hash of a model directory, stable across machines and copies."""
+    root = os.fspath(path)
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            digest.update(rel.encode() + b"\0")
+            with open(full, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())

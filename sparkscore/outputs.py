@@ -1,0 +1,106 @@
+"""Whatever `predict` returned, as one Arrow array of the prediction type, one value per row.
+
+mlflow models return numpy arrays, pandas Series or DataFrames, or lists; the UDF and the job
+both need exactly one typed value per input row, so the shaping lives here once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from sparkscore.errors import PredictError
+
+
+def to_arrow(prediction: Any, pa_type: pa.DataType, rows: int) -> pa.Array:
+    """Shape one predict result into `rows` values of `pa_type`, or say why it cannot."""
+    try:
+        if pa.types.is_struct(pa_type):
+            array = _struct(prediction, pa_type)
+        else:
+            array = _column(prediction, pa_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError, KeyError) as e:
+        raise PredictError(
+            file=None, first_row=None, rows=rows,
+            cause=f"its output ({_describe(prediction)}) does not fit the prediction type "
+            f"{pa_type} ({' '.join(str(e).split())}); set result_type to the type the model "
+            "returns.",
+        ) from None
+    if len(array) != rows:
+        raise PredictError(
+            file=None, first_row=None, rows=rows,
+            cause=f"it returned {len(array)} values for {rows} input rows.",
+        )
+    return array
+
+
+def to_pandas(prediction: Any, pa_type: pa.DataType, rows: int) -> pd.Series | pd.DataFrame:
+    """The UDF's result: a Series, or a DataFrame of named fields for a struct type."""
+    array = to_arrow(prediction, pa_type, rows)
+    if pa.types.is_struct(pa_type):
+        return pd.DataFrame(
+            {pa_type.field(i).name: array.field(i).to_pandas() for i in range(pa_type.num_fields)}
+        )
+    return array.to_pandas()
+
+
+def _column(prediction: Any, pa_type: pa.DataType) -> pa.Array:
+    if isinstance(prediction, pd.DataFrame):
+        prediction = prediction.iloc[:, 0] if prediction.shape[1] == 1 or not _is_list(pa_type) \
+            else prediction.to_numpy()
+    if isinstance(prediction, pd.Series):
+        prediction = prediction.to_numpy()
+    if isinstance(prediction, np.ndarray) and prediction.ndim > 1:
+        if not _is_list(pa_type):
+            if prediction.shape[1:] == (1,) * (prediction.ndim - 1):
+                prediction = prediction.reshape(-1)
+            else:
+                raise ValueError(f"a {prediction.ndim}-D result needs an array type")
+        else:
+            return pa.array(list(prediction), type=pa_type)
+    if isinstance(prediction, np.ndarray) and prediction.dtype == object or isinstance(prediction, list):
+        return pa.array([_plain(v) for v in prediction], type=pa_type, from_pandas=True)
+    return pa.array(prediction, from_pandas=True).cast(pa_type, safe=True) if not _is_list(pa_type) \
+        else pa.array(list(prediction), type=pa_type)
+
+
+def _struct(prediction: Any, pa_type: pa.StructType) -> pa.Array:
+    names = [pa_type.field(i).name for i in range(pa_type.num_fields)]
+    if isinstance(prediction, pd.DataFrame):
+        columns = {str(c): prediction[c] for c in prediction.columns}
+        missing = [n for n in names if n not in columns]
+        if missing and prediction.shape[1] == len(names):
+            columns = dict(zip(names, (prediction.iloc[:, i] for i in range(len(names)))))
+        elif missing:
+            raise KeyError(f"the model's output has no column {missing[0]!r}")
+    elif isinstance(prediction, np.ndarray) and prediction.ndim == 2 and prediction.shape[1] == len(names):
+        columns = {n: prediction[:, i] for i, n in enumerate(names)}
+    elif isinstance(prediction, dict):
+        columns = {n: prediction[n] for n in names}
+    else:
+        raise ValueError(f"a struct of {', '.join(names)} needs a DataFrame with those columns")
+    arrays = [_column(columns[n], pa_type.field(n).type) for n in names]
+    return pa.StructArray.from_arrays(arrays, fields=list(pa_type))
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _describe(prediction: Any) -> str:
+    if isinstance(prediction, pd.DataFrame):
+        return f"a DataFrame with columns {list(prediction.columns)}"
+    if isinstance(prediction, np.ndarray):
+        return f"an array of {prediction.dtype} with shape {list(prediction.shape)}"
+    return type(prediction).__name__

@@ -1,0 +1,287 @@
+"""Plan a batch job: list the input once on the driver, reject what we cannot score, group the rest.
+
+Listing happens before any task starts so that a folder with a stray `.txt` fails in seconds, naming
+every such file at once (Azure's behaviour), instead of one task at a time after an hour of scoring.
+The plan holds only names and sizes, so it pickles to the executors; each task reopens the
+filesystem with `resolve`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+import pyarrow as pa
+from pyarrow.fs import FileInfo, FileSelector, FileSystem, FileType
+
+from sparkscore.errors import InputError, SettingsError, UnsupportedInputError
+
+# The one table that decides which files we score; a new kind (images) is a new row here.
+SUPPORTED_EXTENSIONS: dict[str, str] = {".csv": "csv", ".parquet": "parquet", ".pqt": "parquet"}
+
+_GLOB_CHARS = "*?["
+# Two or more letters, so that a Windows drive ("C:\\data") is read as a local path.
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file to score: `path` opens it on the resolved filesystem, `name` labels its rows."""
+
+    path: str
+    name: str
+    size: int
+    kind: str
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    """The files one Spark task scores."""
+
+    index: int
+    files: tuple[InputFile, ...]
+
+    @property
+    def bytes(self) -> int:
+        """Total size, to see how evenly the work is spread."""
+        return sum(f.size for f in self.files)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The files' names, for logs and error records."""
+        return tuple(f.name for f in self.files)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run scores; plain data so it ships to executors and can be compared on resume."""
+
+    uri: str
+    root: str
+    files: tuple[InputFile, ...]
+    batches: tuple[MiniBatch, ...]
+    skipped: tuple[str, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        """Size of all files to score, for the run record and progress."""
+        return sum(f.size for f in self.files)
+
+    @property
+    def listing_digest(self) -> str:
+        """A sha256 of the (name, size) listing: a resumed run checks it sees the same input."""
+        listing = sorted((f.name, f.size) for f in self.files)
+        return hashlib.sha256(json.dumps(listing).encode("utf-8")).hexdigest()
+
+
+def resolve(uri: str) -> tuple[FileSystem, str]:
+    """Turn a location a user typed into a filesystem and a path on it.
+
+    The single place where user strings become filesystems, so input, model and output locations
+    accept the same forms: local paths (made absolute), `file://` and every URI pyarrow knows
+    (`s3://`, `gs://`, `hdfs://`, `abfss://`). A glob resolves to the folder before its first
+    wildcard. Raises `InputError` when the location cannot be opened; callers resolving a model or
+    an output location re-raise it under their own error.
+
+    Examples
+    --------
+    >>> fs, path = resolve("file:///tmp/in/*.csv")
+    >>> type(fs).__name__, path
+    ('LocalFileSystem', '/tmp/in')
+    """
+    location, _ = _split_glob(uri)
+    if not _URI_SCHEME.match(location):
+        location = os.path.abspath(location or ".")
+    try:
+        fs, path = FileSystem.from_uri(location)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise InputError(
+            path=uri,
+            reason=(
+                f"cannot be opened ({exc}). Check the scheme (a local path, file://, s3://, gs://, "
+                "hdfs:// or abfss://) and that this pyarrow build and its credentials support it."
+            ),
+        ) from exc
+    return fs, path
+
+
+def list_input(
+    uri: str, *, recursive: bool = False, ignore_unsupported: bool = False
+) -> tuple[FileSystem, str, list[InputFile], list[str]]:
+    """List the files to score under a folder, a single file or a glob, sorted by name.
+
+    Returns the filesystem, the root that names are relative to, the files, and the names of
+    unsupported files skipped because `ignore_unsupported` is true. Names starting with '.' or '_'
+    (`_SUCCESS`, `.part-0.crc`, `_temporary/`) are never data and are left out silently.
+    """
+    fs, base = resolve(uri)
+    _, pattern = _split_glob(uri)
+    try:
+        if pattern is not None:
+            root, entries = base, _glob(fs, uri, base, pattern, recursive=recursive)
+        else:
+            info = fs.get_file_info(base)
+            if info.type == FileType.NotFound:
+                raise _missing(uri)
+            if info.type == FileType.File:
+                # A file the user named is read whatever its name: they asked for it.
+                root, entries = posixpath.dirname(base), [info]
+            else:
+                root, entries = base, list(_walk(fs, base, recursive=recursive))
+    except OSError as exc:
+        raise InputError(
+            path=uri,
+            reason=f"cannot be listed ({exc}). Check that this job's credentials can read it.",
+        ) from exc
+
+    files: list[InputFile] = []
+    unsupported: list[str] = []
+    has_subfolders = False
+    for info in entries:
+        name = _relative(root, info.path)
+        if info.type == FileType.Directory:
+            has_subfolders = True
+            continue
+        kind = SUPPORTED_EXTENSIONS.get(posixpath.splitext(name)[1].lower())
+        if kind is None:
+            unsupported.append(name)
+        else:
+            files.append(InputFile(path=info.path, name=name, size=info.size, kind=kind))
+
+    unsupported.sort()
+    if unsupported and not ignore_unsupported:
+        raise UnsupportedInputError(
+            path=uri, files=unsupported, supported=list(SUPPORTED_EXTENSIONS)
+        )
+    if not files:
+        raise _no_data(uri, has_subfolders=has_subfolders and not recursive, skipped=unsupported)
+    files.sort(key=lambda f: f.name)
+    return fs, root, files, unsupported
+
+
+def group(files: Sequence[InputFile], mini_batch_size: int) -> tuple[MiniBatch, ...]:
+    """Cut files, in order, into mini-batches of `mini_batch_size` files (Azure's files per task).
+
+    Kept apart from listing so a byte-balanced strategy can replace it without touching either.
+    """
+    if mini_batch_size < 1:
+        raise SettingsError(key="mini_batch_size", value=mini_batch_size, reason="must be >= 1")
+    return tuple(
+        MiniBatch(index=i, files=tuple(files[start : start + mini_batch_size]))
+        for i, start in enumerate(range(0, len(files), mini_batch_size))
+    )
+
+
+def plan(
+    uri: str,
+    *,
+    mini_batch_size: int = 10,
+    recursive: bool = False,
+    ignore_unsupported: bool = False,
+) -> Plan:
+    """List the input and group it into mini-batches: all the driver decides before scoring."""
+    _, root, files, skipped = list_input(
+        uri, recursive=recursive, ignore_unsupported=ignore_unsupported
+    )
+    return Plan(
+        uri=uri,
+        root=root,
+        files=tuple(files),
+        batches=group(files, mini_batch_size),
+        skipped=tuple(skipped),
+    )
+
+
+def _split_glob(uri: str) -> tuple[str, str | None]:
+    """Split a glob into the folder before its first wildcard and the pattern after it."""
+    first = min((i for i in map(uri.find, _GLOB_CHARS) if i >= 0), default=-1)
+    if first < 0:
+        return uri, None
+    cut = uri.rfind("/", 0, first)
+    head = uri[:cut] if cut > 0 else ""
+    # Keep the slash when cutting there would leave a root or a bare scheme ("/", "file:///").
+    prefix = head if head and not head.endswith(("/", ":")) else uri[: cut + 1]
+    return prefix, uri[cut + 1 :]
+
+
+def _hidden(base_name: str) -> bool:
+    """Spark and Hadoop mark bookkeeping files and folders with a leading '.' or '_'."""
+    return base_name.startswith((".", "_"))
+
+
+def _walk(fs: FileSystem, directory: str, *, recursive: bool) -> Iterator[FileInfo]:
+    """Data files and folders under `directory`, never descending into hidden folders."""
+    for info in fs.get_file_info(FileSelector(directory)):
+        if _hidden(info.base_name):
+            continue
+        yield info
+        if recursive and info.type == FileType.Directory:
+            yield from _walk(fs, info.path, recursive=True)
+
+
+def _glob(
+    fs: FileSystem, uri: str, base: str, pattern: str, *, recursive: bool
+) -> list[FileInfo]:
+    """Entries matching `pattern` segment by segment under `base`; matched folders are read."""
+    if fs.get_file_info(base).type != FileType.Directory:
+        raise _missing(uri)
+    folders, matched = [base], []
+    segments = pattern.split("/")
+    for depth, segment in enumerate(segments):
+        last = depth == len(segments) - 1
+        found = [
+            info
+            for folder in folders
+            for info in fs.get_file_info(FileSelector(folder))
+            if not _hidden(info.base_name) and fnmatchcase(info.base_name, segment)
+        ]
+        if last:
+            matched = found
+        else:
+            folders = [info.path for info in found if info.type == FileType.Directory]
+    entries: list[FileInfo] = []
+    for info in matched:
+        if info.type == FileType.File:
+            entries.append(info)
+        elif info.type == FileType.Directory:
+            entries.extend(_walk(fs, info.path, recursive=recursive))
+    return entries
+
+
+def _relative(root: str, path: str) -> str:
+    """`path` relative to `root`, '/'-separated, as it appears in output lineage."""
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else posixpath.basename(path)
+
+
+def _extensions() -> str:
+    """'.csv, .parquet or .pqt', from the one table of supported types."""
+    *rest, last = SUPPORTED_EXTENSIONS
+    return f"{', '.join(rest)} or {last}" if rest else last
+
+
+def _missing(uri: str) -> InputError:
+    """One wording for a missing folder, file or glob prefix."""
+    return InputError(
+        path=uri,
+        reason=(
+            "does not exist; check the spelling, that the folder before any wildcard exists, "
+            "and that the driver can reach it with this job's credentials."
+        ),
+    )
+
+
+def _no_data(uri: str, *, has_subfolders: bool, skipped: Sequence[str]) -> InputError:
+    """Nothing to score: say why, so the user knows whether to fix the path or the settings."""
+    reason = f"there are no {_extensions()} files to score here"
+    if skipped:
+        reason += f" ({len(skipped)} unsupported file(s) ignored: {', '.join(skipped)})"
+    if has_subfolders:
+        reason += "; it has sub-folders, which are read only with recursive: true"
+    return InputError(path=uri, reason=reason + ".")

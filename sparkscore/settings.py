@@ -1,0 +1,311 @@
+"""The knobs of a scoring run: defaults < settings file < ``--set key=value`` < arguments.
+
+Every value is checked where it enters, so an error names the setting, the value and where it
+came from (``mini_batch_size must be >= 1, got 0 (from --set mini_batch_size=0)``) before any Spark
+work starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from dataclasses import replace as _dataclass_replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from sparkscore.errors import SettingsError
+
+OutputAction = Literal["append_row", "summary_only"]
+OutputFormat = Literal["parquet", "csv"]
+LoggingLevel = Literal["debug", "info", "warning", "error"]
+BadRows = Literal["fail_file", "skip"]
+EnvManager = Literal["local", "virtualenv", "uv"]
+
+Check = Callable[[Any], Any]
+
+
+class _Invalid(Exception):
+    """A check's verdict; carries only the reason, the caller adds key, value and source."""
+
+
+def _integer(minimum: int) -> Check:
+    """Accept whole numbers only: a bool or 2.0 in an int setting is a mistake, not a count."""
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise _Invalid("must be an integer")
+        if value < minimum:
+            raise _Invalid(f"must be >= {minimum}")
+        return int(value)
+
+    return check
+
+
+def _positive_seconds(value: Any) -> float | None:
+    """Accept ints for a float setting, since ``timeout: 30`` means 30.0 seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _Invalid("must be a number of seconds or null")
+    if not math.isfinite(value):
+        raise _Invalid("must be a finite number of seconds")
+    if value <= 0:
+        raise _Invalid("must be > 0")
+    return float(value)
+
+
+def _choice(options: Any) -> Check:
+    """Check against a Literal alias, so the allowed words are written once, in the type."""
+    allowed: tuple[str, ...] = get_args(options)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise _Invalid(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+def _flag(value: Any) -> bool:
+    """Accept real booleans only: the string "false" is truthy and would silently mean true."""
+    if not isinstance(value, bool):
+        raise _Invalid("must be true or false")
+    return value
+
+
+def _file_name(value: Any) -> str:
+    """Keep the output inside the output directory: a name, never a path."""
+    if (
+        not isinstance(value, str)
+        or value in ("", ".", "..")
+        or "/" in value
+        or "\\" in value
+    ):
+        raise _Invalid("must be a plain file name, without '/'")
+    return value
+
+
+def _columns(value: Any) -> tuple[str, ...]:
+    """Let YAML say ``id`` or ``[id, ts]``; store a tuple so Settings stays immutable."""
+    names = (value,) if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(
+        isinstance(name, str) and name for name in names
+    ):
+        raise _Invalid("must be a column name or a list of column names")
+    if len(set(names)) != len(names):
+        raise _Invalid("must not name a column twice")
+    return tuple(names)
+
+
+def _spark_type(value: Any) -> str | None:
+    """Keep the DDL string as written; Spark parses it at the edge, this module imports no Spark."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("must be a Spark DDL type such as 'double' or 'array<double>', or null")
+    return value
+
+
+def _params(value: Any) -> dict[str, Any] | None:
+    """Copy into a plain dict so the caller's mapping cannot change a frozen Settings."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise _Invalid("must be a mapping of parameter name to value, or null")
+    return dict(value)
+
+
+# One check per field, used by direct construction and by every loader alike.
+_CHECKS: dict[str, Check] = {
+    "mini_batch_size": _integer(minimum=1),
+    "error_threshold": _integer(minimum=-1),
+    "max_retries": _integer(minimum=0),
+    "timeout": _positive_seconds,
+    "output_action": _choice(OutputAction),
+    "output_format": _choice(OutputFormat),
+    "output_file_name": _file_name,
+    "passthrough_columns": _columns,
+    "result_type": _spark_type,
+    "params": _params,
+    "batch_rows": _integer(minimum=1),
+    "recursive": _flag,
+    "ignore_unsupported": _flag,
+    "logging_level": _choice(LoggingLevel),
+    "bad_rows": _choice(BadRows),
+    "resume": _flag,
+    "overwrite": _flag,
+    "env_manager": _choice(EnvManager),
+}
+
+SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
+
+
+def _checked(key: str, value: Any, source: str | None) -> Any:
+    """Run the field's check and turn its verdict into an error naming key, value and source."""
+    if key not in _CHECKS:
+        close = difflib.get_close_matches(key, SETTING_NAMES, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise SettingsError(
+            key=key,
+            value=value,
+            reason=f"is not a setting{hint}; valid settings: {', '.join(SETTING_NAMES)}",
+            source=source,
+        )
+    try:
+        return _CHECKS[key](value)
+    except _Invalid as verdict:
+        raise SettingsError(key=key, value=value, reason=str(verdict), source=source) from None
+
+
+def _checked_layers(entries: Iterable[tuple[Any, Any, str | None]]) -> dict[str, Any]:
+    """Check every value of every layer: a bad file value fails even when --set overrides it."""
+    merged: dict[str, Any] = {}
+    for key, value, source in entries:
+        name = str(key)
+        merged[name] = _checked(name, value, source)
+    return merged
+
+
+def _read_file(path: str | os.PathLike[str]) -> Mapping[Any, Any]:
+    """Read a settings file: empty means no settings, anything but a mapping is an error."""
+    name = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(
+            key="settings file", value=name, reason=f"cannot be read ({exc.strerror or exc})"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        if mark is None:
+            raise SettingsError(
+                key="settings file",
+                value=text,
+                reason=f"is not valid YAML ({problem})",
+                source=name,
+            ) from None
+        lines = text.splitlines()
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        raise SettingsError(
+            key="settings file",
+            value=line,
+            reason=(
+                f"is not valid YAML ({problem} at line {mark.line + 1}, column {mark.column + 1})"
+            ),
+            source=name,
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise SettingsError(
+            key="settings file",
+            value=data,
+            reason="must hold a mapping of setting: value",
+            source=name,
+        )
+    return data
+
+
+def _parse_override(text: Any) -> tuple[str, Any, str]:
+    """Split ``key=value``; YAML types the value, so ``4``, ``true``, ``[id, ts]`` arrive typed."""
+    if not isinstance(text, str) or "=" not in text:
+        raise SettingsError(key="--set", value=text, reason="must look like key=value")
+    key, _, raw = text.partition("=")
+    key, source = key.strip(), f"--set {text}"
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SettingsError(
+            key=key, value=raw, reason=f"is not a valid YAML value ({problem})", source=source
+        ) from None
+    return key, value, source
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of a run, immutable and valid once built; names follow Azure ML batch jobs."""
+
+    mini_batch_size: int = 10  # files per Spark task: fewer model loads vs. spread of work
+    error_threshold: int = -1  # failed files tolerated before the run fails; -1 = any number
+    max_retries: int = 3  # retries of a failed Spark task before its files count as failed
+    timeout: float | None = None  # seconds one mini-batch may run; None = no limit
+    output_action: OutputAction = "append_row"  # write prediction rows, or only the summary
+    output_format: OutputFormat = "parquet"  # parquet keeps types and tensors; csv reads anywhere
+    output_file_name: str = "predictions.csv"  # name for appended rows, inside the output dir
+    passthrough_columns: tuple[str, ...] = ()  # input columns copied next to each prediction
+    result_type: str | None = None  # Spark DDL type of predictions; None = from the signature
+    params: dict[str, Any] | None = field(default=None, hash=False)  # inference params for predict
+    batch_rows: int = 10000  # rows per streamed batch: task memory vs. calls to predict
+    recursive: bool = False  # also score files in subdirectories of the input
+    ignore_unsupported: bool = False  # skip files of unsupported types instead of failing
+    logging_level: LoggingLevel = "info"  # verbosity of sparkscore's own logs
+    bad_rows: BadRows = "fail_file"  # a row failing the signature fails its file, or is skipped
+    resume: bool = False  # score only the files an earlier run into this output did not finish
+    overwrite: bool = False  # replace existing output instead of refusing to write
+    env_manager: EnvManager = "local"  # run the model here, or in an env built from its pins
+
+    def __post_init__(self) -> None:
+        """Validate direct construction too, so an invalid Settings cannot exist."""
+        for name in _CHECKS:
+            # Normalised values (tuple, float, dict copy) are stored despite frozen=True.
+            object.__setattr__(self, name, _checked(name, getattr(self, name), None))
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        overrides: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> Settings:
+        """Build a run's effective settings: defaults < file < ``--set`` < keyword arguments."""
+        entries: list[tuple[Any, Any, str | None]] = []
+        if path is not None:
+            source = os.fspath(path)
+            entries += [(key, value, source) for key, value in _read_file(path).items()]
+        if isinstance(overrides, str):
+            overrides = (overrides,)
+        entries += [_parse_override(text) for text in overrides]
+        # explicit kwargs always win
+        entries += [(key, value, f"argument {key}") for key, value in kwargs.items()]
+        return cls(**_checked_layers(entries))
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], source: str | None = None) -> Settings:
+        """Build from an already parsed mapping, such as a run summary's recorded settings."""
+        if not isinstance(mapping, Mapping):
+            raise SettingsError(
+                key="settings",
+                value=mapping,
+                reason="must be a mapping of setting: value",
+                source=source,
+            )
+        return cls(**_checked_layers((key, value, source) for key, value in mapping.items()))
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with some settings changed, checked like any other argument."""
+        entries = ((key, value, f"argument {key}") for key, value in changes.items())
+        checked = _checked_layers(entries)
+        return _dataclass_replace(self, **checked)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain JSON types, to record the effective settings in a run summary."""
+        return {item.name: _plain(getattr(self, item.name)) for item in fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    """Turn tuples into lists, recursively, so json.dumps accepts the result."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value

@@ -1,0 +1,684 @@
+"""Model signatures: parse MLflow's JSON specs and hold input data to them.
+
+Names and JSON shapes follow mlflow.types (DataType, ColSpec, TensorSpec, ParamSpec) so that a
+signature written by mlflow reads back unchanged. Conversion follows mlflow's safe rules, judged
+value by value: a conversion is allowed when no value changes (int -> long, int -> double below
+2**53, a whole float -> long, a numeric string -> double) and refused, naming the row and the
+value, when one would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+import pandas as pd
+
+from sparkscore.errors import (
+    MissingColumnError,
+    ParamError,
+    SchemaEnforcementError,
+    TensorShapeError,
+)
+
+
+class DataType(enum.Enum):
+    """MLflow's column data types."""
+
+    boolean = "boolean"
+    integer = "integer"
+    long = "long"
+    float = "float"
+    double = "double"
+    string = "string"
+    binary = "binary"
+    datetime = "datetime"
+
+    def to_numpy(self) -> np.dtype:
+        return np.dtype(_NUMPY[self])
+
+    @classmethod
+    def from_numpy(cls, dtype: np.dtype) -> DataType | None:
+        dtype = np.dtype(dtype)
+        if dtype.kind in "US":
+            return cls.string
+        for member, name in _NUMPY.items():
+            if np.dtype(name) == dtype:
+                return member
+        return None
+
+
+_NUMPY = {
+    DataType.boolean: "bool",
+    DataType.integer: "int32",
+    DataType.long: "int64",
+    DataType.float: "float32",
+    DataType.double: "float64",
+    DataType.string: "object",
+    DataType.binary: "object",
+    DataType.datetime: "datetime64[ns]",
+}
+
+
+@dataclass(frozen=True)
+class ArrayType:
+    """`{"type": "array", "items": ...}`: a list per row."""
+
+    items: ColumnType
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "array", "items": _type_to_dict(self.items)}
+
+
+@dataclass(frozen=True)
+class ObjectType:
+    """`{"type": "object", "properties": ...}`: a mapping per row, fields by name."""
+
+    properties: tuple[tuple[str, ColumnType, bool], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                name: {**_type_to_dict(t), "required": req} for name, t, req in self.properties
+            },
+        }
+
+
+@dataclass(frozen=True)
+class MapType:
+    """`{"type": "map", "values": ...}`: string keys to values of one type."""
+
+    values: ColumnType
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "map", "values": _type_to_dict(self.values)}
+
+
+@dataclass(frozen=True)
+class AnyType:
+    """`{"type": "any"}`: no constraint."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "any"}
+
+
+ColumnType = Union[DataType, ArrayType, ObjectType, MapType, AnyType]
+
+
+@dataclass(frozen=True)
+class ColSpec:
+    type: ColumnType
+    name: str | None = None
+    required: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        d = _type_to_dict(self.type)
+        if self.name is not None:
+            d["name"] = self.name
+        d["required"] = self.required
+        return d
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "type": "tensor",
+            "tensor-spec": {"dtype": str(self.dtype), "shape": list(self.shape)},
+        }
+        if self.name is not None:
+            d["name"] = self.name
+        return d
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: DataType
+    default: Any = None
+    shape: tuple[int, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type.value,
+            "default": self.default,
+            "shape": list(self.shape) if self.shape is not None else None,
+        }
+
+
+Spec = Union[ColSpec, TensorSpec]
+
+
+@dataclass(frozen=True)
+class Schema:
+    """An ordered list of column or tensor specs (never a mix, as in mlflow)."""
+
+    specs: tuple[Spec, ...]
+
+    @property
+    def is_tensor(self) -> bool:
+        return bool(self.specs) and isinstance(self.specs[0], TensorSpec)
+
+    @property
+    def has_names(self) -> bool:
+        return bool(self.specs) and all(s.name is not None for s in self.specs)
+
+    def names(self) -> list[str]:
+        return [s.name if s.name is not None else str(i) for i, s in enumerate(self.specs)]
+
+    def required_names(self) -> list[str]:
+        return [
+            s.name for s in self.specs
+            if s.name is not None and (isinstance(s, TensorSpec) or s.required)
+        ]
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.specs]
+
+    @classmethod
+    def from_list(cls, items: Sequence[Mapping[str, Any]]) -> Schema:
+        if not isinstance(items, list):
+            raise TypeError(f"a schema is a JSON list of specs, got {type(items).__name__}")
+        specs: list[Spec] = []
+        for item in items:
+            if item.get("type") == "tensor":
+                ts = item["tensor-spec"]
+                specs.append(
+                    TensorSpec(
+                        dtype=np.dtype(ts["dtype"]),
+                        shape=tuple(int(d) for d in ts["shape"]),
+                        name=item.get("name"),
+                    )
+                )
+            else:
+                specs.append(
+                    ColSpec(
+                        type=_type_from_dict(item),
+                        name=item.get("name"),
+                        required=bool(item.get("required", True)),
+                    )
+                )
+        kinds = {isinstance(s, TensorSpec) for s in specs}
+        if len(kinds) > 1:
+            raise ValueError("a schema cannot mix tensor and column specs")
+        return cls(tuple(specs))
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: Schema | None = None
+    outputs: Schema | None = None
+    params: tuple[ParamSpec, ...] | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Signature:
+        """From the parsed JSON of MLmodel's `signature` (inputs / outputs / params)."""
+        params = None
+        if d.get("params"):
+            params = tuple(
+                ParamSpec(
+                    name=p["name"],
+                    type=DataType(p["type"]),
+                    default=p.get("default"),
+                    shape=tuple(p["shape"]) if p.get("shape") is not None else None,
+                )
+                for p in d["params"]
+            )
+        return cls(
+            inputs=Schema.from_list(d["inputs"]) if d.get("inputs") else None,
+            outputs=Schema.from_list(d["outputs"]) if d.get("outputs") else None,
+            params=params,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": self.inputs.to_list() if self.inputs else None,
+            "outputs": self.outputs.to_list() if self.outputs else None,
+            "params": [p.to_dict() for p in self.params] if self.params else None,
+        }
+
+
+def _type_from_dict(d: Mapping[str, Any]) -> ColumnType:
+    t = d["type"]
+    if t == "array":
+        return ArrayType(_type_from_dict(d["items"]))
+    if t == "object":
+        return ObjectType(
+            tuple(
+                (name, _type_from_dict(p), bool(p.get("required", True)))
+                for name, p in d["properties"].items()
+            )
+        )
+    if t == "map":
+        return MapType(_type_from_dict(d["values"]))
+    if t == "any":
+        return AnyType()
+    return DataType(t)
+
+
+def _type_to_dict(t: ColumnType) -> dict[str, Any]:
+    return {"type": t.value} if isinstance(t, DataType) else t.to_dict()
+
+
+# ---------------------------------------------------------------------------------------------
+# Input enforcement
+
+
+@dataclass(frozen=True)
+class Conformed:
+    """Input held to a column schema: the good rows converted, the bad ones each with its error."""
+
+    frame: pd.DataFrame
+    bad: np.ndarray = field(repr=False)
+    errors: tuple[SchemaEnforcementError, ...] = ()
+
+
+def conform(
+    data: pd.DataFrame, schema: Schema | None, *, file: str | None = None, row_offset: int = 0
+) -> Conformed:
+    """Convert every column the schema names; collect one error per row that cannot convert.
+
+    Rows that fail are dropped from `frame` (so the rest can still be scored) and reported in
+    `errors`, each naming the file, the row (counted from `row_offset`), the column and the value.
+    A missing required column is not a row problem: it raises MissingColumnError.
+    """
+    n = len(data)
+    if schema is None or not schema.specs or schema.is_tensor:
+        return Conformed(data, np.zeros(n, dtype=bool))
+    if schema.has_names:
+        pairs = []
+        for spec in schema.specs:
+            assert isinstance(spec, ColSpec) and spec.name is not None
+            if spec.name not in data.columns:
+                if spec.required:
+                    raise MissingColumnError(file=file, column=spec.name, present=list(data.columns))
+                continue
+            pairs.append((spec.name, spec.name, spec))
+    else:
+        if len(data.columns) < len(schema.specs):
+            missing = schema.names()[len(data.columns)]
+            raise MissingColumnError(file=file, column=missing, present=list(data.columns))
+        pairs = [(c, c, s) for c, s in zip(data.columns, schema.specs)]
+    bad = np.zeros(n, dtype=bool)
+    first_error: dict[int, SchemaEnforcementError] = {}
+    columns: dict[Any, Any] = {}
+    for source, target, spec in pairs:
+        assert isinstance(spec, ColSpec)
+        converted, col_bad, expected, reason = _convert(data[source], spec.type)
+        columns[target] = converted
+        if col_bad is not None and col_bad.any():
+            for i in np.flatnonzero(col_bad & ~bad):
+                value = data[source].iloc[i]
+                first_error[int(i)] = SchemaEnforcementError(
+                    file=file,
+                    row=row_offset + int(i),
+                    column=str(source),
+                    value=_plain(value),
+                    expected=expected,
+                    reason=None if reason is None else _row_reason(file, row_offset + int(i),
+                                                                    str(source), value, reason),
+                )
+            bad |= col_bad
+    frame = pd.DataFrame(columns, index=data.index)
+    if bad.any():
+        frame = frame.loc[~bad]
+    errors = tuple(first_error[i] for i in sorted(first_error))
+    return Conformed(frame, bad, errors)
+
+
+def enforce(
+    data: Any, schema: Schema | None, *, file: str | None = None, row_offset: int = 0
+) -> Any:
+    """Hold `data` to `schema` as mlflow's pyfunc predict does, raising on the first bad row."""
+    if schema is None or not schema.specs:
+        return data
+    if schema.is_tensor:
+        return _enforce_tensors(data, schema, file=file)
+    if isinstance(data, np.ndarray) and data.ndim == 2:
+        data = pd.DataFrame(data, columns=schema.names()[: data.shape[1]])
+    if isinstance(data, Mapping):
+        data = pd.DataFrame(dict(data))
+    if not isinstance(data, pd.DataFrame):
+        raise SchemaEnforcementError(
+            file=file, row=None, column="*", value=type(data).__name__, expected="a DataFrame",
+            reason=f"the model has a column signature, so its input must be a pandas DataFrame, "
+            f"got {type(data).__name__}.",
+        )
+    result = conform(data, schema, file=file, row_offset=row_offset)
+    if result.errors:
+        raise result.errors[0]
+    return result.frame
+
+
+def _row_reason(file: str | None, row: int, column: str, value: Any, reason: str) -> str:
+    return f"column '{column}' has value {_plain(value)!r}, {reason}"
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value a user would type."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+_MAX_EXACT_INT_IN_DOUBLE = 2**53
+_INT_RANGE = {
+    DataType.integer: (np.iinfo(np.int32).min, np.iinfo(np.int32).max),
+    DataType.long: (np.iinfo(np.int64).min, np.iinfo(np.int64).max),
+}
+
+
+def _convert(
+    values: pd.Series, t: ColumnType
+) -> tuple[Any, np.ndarray | None, str, str | None]:
+    """Convert one column; return (values, bad-row mask or None, type name, reason for bad)."""
+    if not isinstance(t, DataType):
+        return values, None, _type_name(t), None
+    name = t.value
+    dtype = values.dtype
+    if t in (DataType.integer, DataType.long):
+        return (*_to_int(values, t), name, None)
+    if t in (DataType.float, DataType.double):
+        return (*_to_float(values, t), name, None)
+    if t is DataType.string:
+        if dtype == object or isinstance(dtype, pd.StringDtype):
+            nonstr = values.map(lambda v: not (v is None or isinstance(v, str) or _isnan(v)))
+            mask = nonstr.to_numpy(dtype=bool)
+            return values, (mask if mask.any() else None), name, None
+        mask = values.notna().to_numpy(dtype=bool)
+        return values, (mask if mask.any() else None), name, None
+    if t is DataType.boolean:
+        if dtype == bool or isinstance(dtype, pd.BooleanDtype):
+            return values, None, name, None
+        if dtype == object:
+            bad = values.map(lambda v: not (v is None or isinstance(v, (bool, np.bool_))))
+            mask = bad.to_numpy(dtype=bool)
+            return values, (mask if mask.any() else None), name, None
+        return values, values.notna().to_numpy(dtype=bool), name, None
+    if t is DataType.datetime:
+        if dtype.kind == "M":
+            try:
+                return values.astype("datetime64[ns]"), None, name, None
+            except (TypeError, ValueError):
+                return values, np.ones(len(values), dtype=bool), name, (
+                    "which is not a timezone-naive datetime."
+                )
+        parsed = pd.to_datetime(values, errors="coerce")
+        if getattr(parsed.dtype, "tz", None) is not None:
+            return values, np.ones(len(values), dtype=bool), name, (
+                "which is not a timezone-naive datetime."
+            )
+        mask = (parsed.isna() & values.notna()).to_numpy(dtype=bool)
+        return parsed.astype("datetime64[ns]"), (mask if mask.any() else None), name, None
+    if t is DataType.binary:
+        if dtype == object:
+            bad = values.map(lambda v: not (v is None or isinstance(v, (bytes, bytearray))))
+            mask = bad.to_numpy(dtype=bool)
+            return values, (mask if mask.any() else None), name, None
+        return values, np.ones(len(values), dtype=bool), name, None
+    raise AssertionError(t)
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and v != v
+
+
+def _numeric(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Values as float64 with a mask of entries that are present but not numbers."""
+    if values.dtype == bool or isinstance(values.dtype, pd.BooleanDtype):
+        return np.zeros(len(values)), values.notna().to_numpy(dtype=bool)
+    if values.dtype.kind in "iuf":
+        return values.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(values), bool)
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) and values.dtype.kind in "iuf":
+        return values.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(values), bool)
+    objs = values.astype(object)
+    is_bool = objs.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
+    coerced = pd.to_numeric(objs.where(~is_bool, None).map(
+        lambda v: float(v) if isinstance(v, decimal.Decimal) else v), errors="coerce")
+    as_float = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+    present = objs.map(lambda v: not (v is None or _isnan(v) or v is pd.NA)).to_numpy(dtype=bool)
+    return as_float, (np.isnan(as_float) & present) | is_bool
+
+
+def _to_int(values: pd.Series, t: DataType) -> tuple[Any, np.ndarray | None]:
+    lo, hi = _INT_RANGE[t]
+    target = t.to_numpy()
+    dtype = values.dtype
+    if dtype.kind in "iu" and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        if np.can_cast(dtype, target, "safe"):
+            return values.astype(target), None
+        arr = values.to_numpy()
+        mask = (arr < lo) | (arr > hi)
+        return _masked_cast(values, mask, target)
+    if dtype.kind in "iu":
+        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        mask = np.isnan(arr) | (arr < lo) | (arr > hi)
+        return _masked_cast(pd.Series(np.where(mask, 0, arr), index=values.index), mask, target)
+    arr, bad = _numeric(values)
+    with np.errstate(invalid="ignore"):
+        mask = bad | np.isnan(arr) | (np.mod(arr, 1) != 0) | (arr < lo) | (arr > hi)
+    filled = np.where(mask, 0, arr)
+    return _masked_cast(pd.Series(filled, index=values.index), mask, target)
+
+
+def _to_float(values: pd.Series, t: DataType) -> tuple[Any, np.ndarray | None]:
+    target = t.to_numpy()
+    dtype = values.dtype
+    if dtype.kind == "f" and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        if np.can_cast(dtype, target, "safe"):
+            return values.astype(target), None
+        arr = values.to_numpy()
+        with np.errstate(over="ignore"):
+            back = arr.astype(target).astype(arr.dtype)
+        mask = ~((back == arr) | np.isnan(arr))
+        return _masked_cast(values, mask, target)
+    if dtype.kind in "iu" and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+        if np.can_cast(dtype, target, "safe"):
+            return values.astype(target), None
+        limit = _MAX_EXACT_INT_IN_DOUBLE if target == np.float64 else 2**24
+        arr = values.to_numpy()
+        mask = (arr > limit) | (arr < -limit)
+        return _masked_cast(values, mask, target)
+    arr, bad = _numeric(values)
+    if target == np.float32:
+        with np.errstate(over="ignore"):
+            back = arr.astype(np.float32).astype(np.float64)
+        bad = bad | ~((back == arr) | np.isnan(arr))
+    return _masked_cast(pd.Series(np.where(bad, 0.0, arr), index=values.index), bad, target)
+
+
+def _masked_cast(values: pd.Series, mask: np.ndarray, target: np.dtype) -> tuple[Any, Any]:
+    if mask.any():
+        values = values.where(~mask, 0)
+        return values.astype(target), mask
+    return values.astype(target), None
+
+
+def _type_name(t: ColumnType) -> str:
+    return t.value if isinstance(t, DataType) else _type_to_dict(t)["type"]
+
+
+def _enforce_tensors(data: Any, schema: Schema, *, file: str | None) -> Any:
+    specs = [s for s in schema.specs if isinstance(s, TensorSpec)]
+    if schema.has_names and len(specs) > 1 or (schema.has_names and isinstance(data, Mapping)):
+        if isinstance(data, pd.DataFrame):
+            data = {s.name: _column_tensor(data[s.name], s, file) for s in specs
+                    if _has(data, s, file)}
+        if not isinstance(data, Mapping):
+            raise SchemaEnforcementError(
+                file=file, row=None, column="*", value=type(data).__name__,
+                expected="a mapping of named tensors",
+                reason="the model takes named tensors, so its input must be a dict of arrays "
+                f"or a DataFrame with those columns, got {type(data).__name__}.",
+            )
+        return {s.name: _check_tensor(np.asarray(data[s.name]), s, file) for s in specs
+                if _has(data, s, file)}
+    spec = specs[0]
+    if isinstance(data, pd.DataFrame):
+        if len(data.columns) == 1:
+            return _column_tensor(data[data.columns[0]], spec, file)
+        return _check_tensor(_safe_tensor_cast(data.to_numpy(), spec, file), spec, file)
+    return _check_tensor(np.asarray(data), spec, file)
+
+
+def _has(data: Any, spec: TensorSpec, file: str | None) -> bool:
+    if spec.name not in data:
+        raise MissingColumnError(file=file, column=str(spec.name), present=list(data))
+    return True
+
+
+def _column_tensor(series: pd.Series, spec: TensorSpec, file: str | None) -> np.ndarray:
+    """A DataFrame column of scalars, lists or arrays, stacked and reshaped to the spec."""
+    name = spec.name or "the unnamed input"
+    if len(series) and isinstance(series.iloc[0], (list, np.ndarray)):
+        try:
+            stacked = np.stack([np.asarray(v) for v in series])
+        except ValueError:
+            shapes = sorted({np.shape(v) for v in series})
+            raise TensorShapeError(file=file, column=name, shape=shapes[0],
+                                   expected=spec.shape) from None
+        target_shape = tuple(len(series) if d == -1 and i == 0 else d
+                             for i, d in enumerate(spec.shape))
+        try:
+            stacked = stacked.reshape(target_shape)
+        except ValueError:
+            raise TensorShapeError(file=file, column=name, shape=stacked.shape,
+                                   expected=spec.shape) from None
+        return _check_tensor(_safe_tensor_cast(stacked, spec, file), spec, file)
+    arr = _safe_tensor_cast(series.to_numpy(), spec, file)
+    if spec.shape == (-1, 1):
+        arr = arr.reshape(-1, 1)
+    return _check_tensor(arr, spec, file)
+
+
+def _safe_tensor_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np.ndarray:
+    if arr.dtype == spec.dtype or spec.dtype == np.dtype(object):
+        return arr
+    try:
+        cast = arr.astype(spec.dtype)
+    except (TypeError, ValueError):
+        cast = None
+    ok = cast is not None
+    if ok and arr.dtype.kind in "iufb" and spec.dtype.kind in "iufb":
+        with np.errstate(invalid="ignore"):
+            ok = bool(np.all((cast == arr) | (np.isnan(arr) if arr.dtype.kind == "f" else False)))
+    if not ok:
+        raise SchemaEnforcementError(
+            file=file, row=None, column=spec.name or "the unnamed input", value=str(arr.dtype),
+            expected=str(spec.dtype),
+            reason=f"tensor input '{spec.name or 'the unnamed input'}' of dtype {arr.dtype} "
+            f"cannot be converted safely to {spec.dtype}.",
+        )
+    return cast
+
+
+def _check_tensor(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np.ndarray:
+    name = spec.name or "the unnamed input"
+    if len(arr.shape) != len(spec.shape) or any(
+        e != -1 and e != a for e, a in zip(spec.shape, arr.shape)
+    ):
+        raise TensorShapeError(file=file, column=name, shape=arr.shape, expected=spec.shape)
+    if arr.dtype != spec.dtype and spec.dtype != np.dtype(object):
+        if not np.can_cast(arr.dtype, spec.dtype, "safe"):
+            raise SchemaEnforcementError(
+                file=file, row=None, column=name, value=str(arr.dtype), expected=str(spec.dtype),
+                reason=f"tensor input '{name}' has dtype {arr.dtype}, which cannot be converted "
+                f"safely to {spec.dtype}.",
+            )
+        arr = arr.astype(spec.dtype)
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Params
+
+_PARAM_WIDENING = {
+    DataType.long: (DataType.integer,),
+    DataType.float: (DataType.integer, DataType.long),
+    DataType.double: (DataType.integer, DataType.long, DataType.float),
+}
+
+
+def enforce_params(
+    params: Mapping[str, Any] | None, specs: Sequence[ParamSpec] | None
+) -> dict[str, Any] | None:
+    """Validate inference params against the model's ParamSchema and fill in defaults."""
+    params = dict(params or {})
+    if not specs:
+        if params:
+            name = sorted(params)[0]
+            raise ParamError(
+                name=name, reason="the model declares no inference parameters, so none can be "
+                "passed; remove params."
+            )
+        return None
+    by_name = {p.name: p for p in specs}
+    unknown = sorted(set(params) - set(by_name))
+    if unknown:
+        raise ParamError(
+            name=unknown[0], reason=f"is not a parameter of this model; its parameters are "
+            f"{', '.join(sorted(by_name))}."
+        )
+    result = {}
+    for spec in specs:
+        if spec.name in params and params[spec.name] is not None:
+            result[spec.name] = _param_value(spec, params[spec.name])
+        else:
+            result[spec.name] = spec.default
+    return result
+
+
+def _param_value(spec: ParamSpec, value: Any) -> Any:
+    if spec.shape is not None:
+        if not isinstance(value, (list, tuple, np.ndarray)):
+            raise ParamError(name=spec.name, reason=f"must be a list of {spec.type.value}, "
+                             f"got {value!r}.")
+        return [_param_scalar(spec, v) for v in value]
+    return _param_scalar(spec, value)
+
+
+def _param_scalar(spec: ParamSpec, value: Any) -> Any:
+    t = spec.type
+    kind = _python_kind(value)
+    if kind is t or kind in _PARAM_WIDENING.get(t, ()):
+        return {DataType.long: int, DataType.integer: int, DataType.float: float,
+                DataType.double: float, DataType.boolean: bool, DataType.string: str,
+                DataType.binary: bytes}.get(t, lambda v: v)(value)
+    if t is DataType.datetime and isinstance(value, (str, dt.date)):
+        try:
+            return pd.Timestamp(value).to_pydatetime()
+        except ValueError:
+            pass
+    raise ParamError(
+        name=spec.name, reason=f"must be of type {t.value}, got {value!r} "
+        f"({type(value).__name__}), which cannot be converted safely."
+    )
+
+
+def _python_kind(value: Any) -> DataType | None:
+    if isinstance(value, (bool, np.bool_)):
+        return DataType.boolean
+    if isinstance(value, (int, np.integer)):
+        return DataType.integer if -(2**31) <= int(value) < 2**31 else DataType.long
+    if isinstance(value, np.float32):
+        return DataType.float
+    if isinstance(value, (float, np.floating)):
+        return DataType.double
+    if isinstance(value, str):
+        return DataType.string
+    if isinstance(value, bytes):
+        return DataType.binary
+    if isinstance(value, dt.datetime):
+        return DataType.datetime
+    return None

@@ -1,0 +1,83 @@
+"""The notebook face: a pandas UDF whose return type comes from the model's signature."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import Column, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.functions import pandas_udf
+
+from sparkscore.loader import Model
+from sparkscore.model import read_spec
+from sparkscore.outputs import to_pandas
+from sparkscore.shipping import ship_model
+from sparkscore.signature import enforce, enforce_params
+from sparkscore.sparktypes import arrow_type, output_type
+
+
+def spark_udf(
+    spark: SparkSession,
+    model_path: str | os.PathLike[str],
+    result_type: str | T.DataType | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Callable[..., Column]:
+    """A Spark function that scores the model, typed by its signature.
+
+    Call it with the input columns (`predict("age", "bmi")`, `predict(*df.columns)`), with one
+    struct column (`predict(F.struct(...))`), or with nothing, when the signature names the
+    columns. Columns are matched to the signature by name, and by position when the names differ
+    but the count agrees (as mlflow does).
+
+    Examples
+    --------
+    >>> predict = sparkscore.spark_udf(spark, "model_dir")          # doctest: +SKIP
+    >>> df.withColumn("prediction", predict()).show()                # doctest: +SKIP
+    """
+    path = os.path.abspath(os.fspath(model_path))
+    spec = read_spec(path)
+    return_type = output_type(spec.signature, result_type)
+    pa_type = arrow_type(return_type)
+    checked_params = enforce_params(params, spec.signature.params if spec.signature else None)
+    shipped = ship_model(spark, path)
+    schema = spec.signature.inputs if spec.signature else None
+    names = schema.names() if schema is not None and not schema.is_tensor else None
+
+    @pandas_udf(return_type)  # type: ignore[call-overload]
+    def predict_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series | pd.DataFrame]:
+        model = shipped.load()
+        for batch in batches:
+            frame = _as_model_input(batch, names)
+            yield to_pandas(_predict(model, frame, checked_params), pa_type, len(frame))
+
+    def predict(*cols: str | Column) -> Column:
+        if not cols:
+            if not names:
+                raise TypeError(
+                    "this model's signature names no input columns; pass the columns to score, "
+                    "e.g. predict('a', 'b')."
+                )
+            cols = tuple(names)
+        packed = [F.col(c).alias(c) if isinstance(c, str) else c for c in cols]
+        return predict_udf(F.struct(*packed))
+
+    return predict
+
+
+def _as_model_input(batch: pd.DataFrame, names: list[str] | None) -> pd.DataFrame:
+    """One struct column holding a struct is the user's own struct: unwrap it."""
+    if batch.shape[1] == 1 and len(batch) and isinstance(batch.iloc[0, 0], (dict, Mapping)):
+        batch = pd.DataFrame(list(batch.iloc[:, 0]), index=batch.index)
+    elif batch.shape[1] == 1 and isinstance(batch.iloc[:, 0], pd.DataFrame):
+        batch = batch.iloc[:, 0]
+    if names and not set(names) <= set(batch.columns) and batch.shape[1] == len(names):
+        batch = batch.set_axis(names, axis=1)
+    return batch.reset_index(drop=True)
+
+
+def _predict(model: Model, frame: pd.DataFrame, params: dict[str, Any] | None) -> Any:
+    return model.predict_conformed(enforce(frame, model.input_schema), params)

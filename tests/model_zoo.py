@@ -1,0 +1,217 @@
+"""Models saved by the real mlflow library, built once per test run on first use."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LOAD_LOG_ENV = "SPARKSCORE_TEST_LOAD_LOG"
+
+
+def lr_frame(n: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"a": rng.normal(size=n).round(3), "b": np.arange(n) % 3})
+
+
+def mixed_frame(n: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "color": rng.choice(["red", "green", "blue"], size=n).astype(object),
+            "count": rng.integers(0, 10, size=n),
+            "size": rng.normal(10, 3, size=n).round(2),
+        }
+    )
+
+
+class Zoo:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, name: str) -> Path:
+        return self.root / name
+
+    def _lr(self):
+        from sklearn.linear_model import LogisticRegression
+
+        X = lr_frame()
+        y = (X["a"] + 0.3 * X["b"] > 0.2).astype(int)
+        return X, LogisticRegression().fit(X, y)
+
+    def lr(self, fmt: str) -> Path:
+        return {"skops": self.lr_skops, "pickle": self.lr_pickle,
+                "cloudpickle": self.lr_cloudpickle}[fmt]
+
+    def _save_lr(self, fmt: str) -> Path:
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        X, model = self._lr()
+        path = self._path(f"lr_{fmt}")
+        mlflow.sklearn.save_model(model, str(path), serialization_format=fmt,
+                                  signature=infer_signature(X, model.predict(X)))
+        return path
+
+    @cached_property
+    def lr_skops(self) -> Path:
+        return self._save_lr("skops")
+
+    @cached_property
+    def lr_pickle(self) -> Path:
+        return self._save_lr("pickle")
+
+    @cached_property
+    def lr_cloudpickle(self) -> Path:
+        return self._save_lr("cloudpickle")
+
+    @cached_property
+    def lr_proba(self) -> Path:
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        X, model = self._lr()
+        path = self._path("lr_proba")
+        mlflow.sklearn.save_model(model, str(path), pyfunc_predict_fn="predict_proba",
+                                  signature=infer_signature(X, model.predict_proba(X)))
+        return path
+
+    @cached_property
+    def pipeline(self) -> Path:
+        """ColumnTransformer + RandomForest over string, integer and float columns, string labels."""
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+        from sklearn.compose import ColumnTransformer
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        X = mixed_frame()
+        y = np.where((X["size"] > 10) ^ (X["color"] == "red"), "yes", "no")
+        pipe = Pipeline([
+            ("prep", ColumnTransformer([
+                ("onehot", OneHotEncoder(handle_unknown="ignore"), ["color"]),
+                ("scale", StandardScaler(), ["size"]),
+            ], remainder="passthrough")),
+            ("forest", RandomForestClassifier(n_estimators=15, random_state=0)),
+        ]).fit(X, y)
+        path = self._path("pipeline")
+        mlflow.sklearn.save_model(pipe, str(path), signature=infer_signature(X, pipe.predict(X)),
+                                  skops_trusted_types=["sklearn.tree._tree.Tree"])
+        return path
+
+    @cached_property
+    def regressor_nosig(self) -> Path:
+        import mlflow.sklearn
+        from sklearn.linear_model import LinearRegression
+
+        X = lr_frame()
+        model = LinearRegression().fit(X, X["a"] * 2 + X["b"])
+        path = self._path("regressor_nosig")
+        mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle")
+        return path
+
+    @cached_property
+    def python_model(self) -> Path:
+        """A PythonModel returning a DataFrame with named outputs of two types."""
+        import mlflow.pyfunc
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        class Doubler(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):
+                return pd.DataFrame({
+                    "doubled": model_input["a"] * 2,
+                    "label": np.where(model_input["b"] > 0, "pos", "zero"),
+                })
+
+        sig = ModelSignature(
+            inputs=Schema([ColSpec("double", "a"), ColSpec("long", "b")]),
+            outputs=Schema([ColSpec("double", "doubled"), ColSpec("string", "label")]),
+        )
+        path = self._path("python_model")
+        mlflow.pyfunc.save_model(str(path), python_model=Doubler(), signature=sig)
+        return path
+
+    @cached_property
+    def param_model(self) -> Path:
+        """A PythonModel with an inference parameter `scale` (default 2.0)."""
+        import mlflow.pyfunc
+        from mlflow.models import infer_signature
+
+        class Scaler(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):
+                return model_input["a"].to_numpy() * params["scale"]
+
+        X = lr_frame()
+        sig = infer_signature(X, X["a"].to_numpy(), params={"scale": 2.0})
+        path = self._path("param_model")
+        mlflow.pyfunc.save_model(str(path), python_model=Scaler(), signature=sig)
+        return path
+
+    @cached_property
+    def untrusted_skops(self) -> Path:
+        """The forest pipeline with its skops trust in sklearn.tree._tree.Tree taken away."""
+        import shutil
+
+        import yaml
+
+        path = self._path("untrusted_skops")
+        shutil.copytree(self.pipeline, path)
+        mlmodel = path / "MLmodel"
+        doc = yaml.safe_load(mlmodel.read_text())
+        doc["flavors"]["sklearn"]["skops_trusted_types"] = None
+        mlmodel.write_text(yaml.safe_dump(doc))
+        return path
+
+    @cached_property
+    def custom_flavor(self) -> Path:
+        """A hand-written flavor with its own code, loadable with no mlflow installed.
+
+        Each load appends the loading process id to the file named by the environment variable
+        SPARKSCORE_TEST_LOAD_LOG, so tests can count loads per worker process.
+        """
+        path = self._path("custom_flavor")
+        (path / "code").mkdir(parents=True)
+        (path / "data").mkdir()
+        (path / "data" / "config.json").write_text(json.dumps({"factor": 3.0}))
+        (path / "code" / "triple_flavor.py").write_text(textwrap.dedent(f'''
+            import json
+            import os
+
+            import numpy as np
+
+
+            class Triple:
+                def __init__(self, factor):
+                    self.factor = factor
+
+                def predict(self, data):
+                    return data["a"].to_numpy() * self.factor + data["b"].to_numpy()
+
+
+            def _load_pyfunc(path):
+                log = os.environ.get("{LOAD_LOG_ENV}")
+                if log:
+                    with open(log, "a") as f:
+                        f.write(f"{{os.getpid()}}\\n")
+                with open(path) as f:
+                    return Triple(json.load(f)["factor"])
+        '''))
+        (path / "MLmodel").write_text(textwrap.dedent('''
+            flavors:
+              python_function:
+                loader_module: triple_flavor
+                code: code
+                data: data/config.json
+                python_version: 3.11.7
+            signature:
+              inputs: '[{"type": "double", "name": "a"}, {"type": "long", "name": "b"}]'
+              outputs: '[{"type": "double"}]'
+            model_uuid: 0123456789abcdef
+        '''))
+        return path

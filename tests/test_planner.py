@@ -1,0 +1,295 @@
+"""The planner over real folders of small CSV and Parquet files in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyarrow.fs import LocalFileSystem
+
+from sparkscore.errors import InputError, SettingsError, UnsupportedInputError
+from sparkscore.planner import (
+    InputFile,
+    MiniBatch,
+    Plan,
+    group,
+    list_input,
+    plan,
+    resolve,
+)
+
+
+def write_csv(path: Path, rows: int = 2) -> int:
+    """Write a small CSV and return its size, so tests assert exact sizes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(rows)))
+    return path.stat().st_size
+
+
+def write_parquet(path: Path, rows: int = 3) -> int:
+    """Write a small Parquet file and return its size."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"a": list(range(rows))}), path)
+    return path.stat().st_size
+
+
+def names_and_sizes(files: list[InputFile] | tuple[InputFile, ...]) -> list[tuple[str, int]]:
+    return [(f.name, f.size) for f in files]
+
+
+def test_planner_lists_folder_sorted_with_names_sizes_and_kinds(tmp_path: Path) -> None:
+    b = write_csv(tmp_path / "b.csv", rows=5)
+    a = write_parquet(tmp_path / "a.parquet")
+    c = write_csv(tmp_path / "c.csv", rows=1)
+
+    fs, root, files, skipped = list_input(str(tmp_path))
+
+    assert isinstance(fs, LocalFileSystem)
+    assert root == str(tmp_path)
+    assert names_and_sizes(files) == [("a.parquet", a), ("b.csv", b), ("c.csv", c)]
+    assert [f.kind for f in files] == ["parquet", "csv", "csv"]
+    assert [f.path for f in files] == [str(tmp_path / n) for n in ("a.parquet", "b.csv", "c.csv")]
+    assert skipped == []
+
+
+def test_planner_skips_hidden_and_underscore_files_and_folders(tmp_path: Path) -> None:
+    size = write_csv(tmp_path / "part-0.csv")
+    write_csv(tmp_path / ".hidden.csv")
+    (tmp_path / "_SUCCESS").write_text("")
+    (tmp_path / ".part-0.csv.crc").write_bytes(b"\x00")
+    write_csv(tmp_path / "_temporary" / "0" / "part-1.csv")
+    write_csv(tmp_path / ".staging" / "part-2.csv")
+
+    for recursive in (False, True):
+        _, _, files, skipped = list_input(str(tmp_path), recursive=recursive)
+        assert names_and_sizes(files) == [("part-0.csv", size)]
+        assert skipped == []
+
+
+def test_planner_reads_nested_folders_only_with_recursive(tmp_path: Path) -> None:
+    top = write_csv(tmp_path / "a.csv")
+    nested = write_csv(tmp_path / "sub" / "x.csv", rows=4)
+    deeper = write_parquet(tmp_path / "sub" / "deeper" / "y.pqt")
+
+    _, _, flat, _ = list_input(str(tmp_path))
+    _, _, deep, _ = list_input(str(tmp_path), recursive=True)
+
+    assert names_and_sizes(flat) == [("a.csv", top)]
+    assert names_and_sizes(deep) == [
+        ("a.csv", top),
+        ("sub/deeper/y.pqt", deeper),
+        ("sub/x.csv", nested),
+    ]
+    assert deep[2].path == str(tmp_path / "sub" / "x.csv")
+
+
+def test_planner_accepts_a_single_file(tmp_path: Path) -> None:
+    size = write_parquet(tmp_path / "in" / "only.parquet")
+    write_csv(tmp_path / "in" / "other.csv")
+
+    _, root, files, _ = list_input(str(tmp_path / "in" / "only.parquet"))
+
+    assert root == str(tmp_path / "in")
+    path = str(tmp_path / "in" / "only.parquet")
+    assert files == [InputFile(path=path, name="only.parquet", size=size, kind="parquet")]
+
+
+def test_planner_accepts_a_glob_relative_to_its_folder(tmp_path: Path) -> None:
+    a = write_csv(tmp_path / "in" / "a.csv")
+    b = write_csv(tmp_path / "in" / "b.csv", rows=7)
+    write_parquet(tmp_path / "in" / "c.parquet")
+    (tmp_path / "in" / "notes.txt").write_text("not matched, so not reported")
+    write_csv(tmp_path / "in" / "sub" / "d.csv")
+
+    _, root, files, skipped = list_input(str(tmp_path / "in" / "*.csv"))
+
+    assert root == str(tmp_path / "in")
+    assert names_and_sizes(files) == [("a.csv", a), ("b.csv", b)]
+    assert skipped == []
+
+
+def test_planner_glob_over_folders_reads_matched_folders(tmp_path: Path) -> None:
+    jan = write_csv(tmp_path / "date=2024-01" / "p.csv")
+    feb = write_parquet(tmp_path / "date=2024-02" / "p.parquet")
+    write_csv(tmp_path / "date=2023-12" / "p.csv")
+
+    _, _, files, _ = list_input(str(tmp_path / "date=2024-*"))
+
+    assert names_and_sizes(files) == [("date=2024-01/p.csv", jan), ("date=2024-02/p.parquet", feb)]
+
+
+def test_planner_accepts_file_uri(tmp_path: Path) -> None:
+    size = write_csv(tmp_path / "a.csv")
+
+    fs, root, files, _ = list_input(tmp_path.as_uri())
+
+    assert isinstance(fs, LocalFileSystem)
+    assert root == str(tmp_path)
+    assert names_and_sizes(files) == [("a.csv", size)]
+
+
+def test_planner_resolves_relative_paths_to_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    assert resolve("in/data")[1] == str(tmp_path / "in" / "data")
+    assert resolve("in/*.csv")[1] == str(tmp_path / "in")
+    assert resolve(f"file://{tmp_path}/in/")[1] == str(tmp_path / "in")
+
+
+def test_planner_rejects_an_unknown_scheme() -> None:
+    with pytest.raises(InputError) as info:
+        resolve("nosuch://bucket/in")
+
+    assert info.value.path == "nosuch://bucket/in"
+    assert "Check the scheme" in str(info.value)
+
+
+def test_planner_recognises_pqt_and_upper_case_extensions(tmp_path: Path) -> None:
+    write_parquet(tmp_path / "a.pqt")
+    write_csv(tmp_path / "B.CSV")
+    write_parquet(tmp_path / "c.PARQUET")
+
+    _, _, files, _ = list_input(str(tmp_path))
+
+    assert [(f.name, f.kind) for f in files] == [
+        ("B.CSV", "csv"),
+        ("a.pqt", "parquet"),
+        ("c.PARQUET", "parquet"),
+    ]
+
+
+def test_planner_names_every_unsupported_file(tmp_path: Path) -> None:
+    write_csv(tmp_path / "ok.csv")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "README").write_text("x")
+    write_csv(tmp_path / "sub" / "data.json")
+
+    with pytest.raises(UnsupportedInputError) as info:
+        list_input(str(tmp_path), recursive=True)
+
+    err = info.value
+    assert err.files == ["README", "notes.txt", "sub/data.json"]
+    assert err.supported == [".csv", ".parquet", ".pqt"]
+    assert err.path == str(tmp_path)
+    assert str(err) == (
+        f"{tmp_path}: 3 unsupported file(s): README, notes.txt, sub/data.json. "
+        "Supported types are .csv, .parquet, .pqt; remove the others "
+        "or set ignore_unsupported: true to skip them."
+    )
+
+
+def test_planner_ignore_unsupported_returns_skipped(tmp_path: Path) -> None:
+    size = write_csv(tmp_path / "ok.csv")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+
+    result = plan(str(tmp_path), ignore_unsupported=True)
+
+    assert names_and_sizes(result.files) == [("ok.csv", size)]
+    assert result.skipped == ("image.png", "notes.txt")
+
+
+def test_planner_reports_a_missing_path(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope")
+
+    for uri in (missing, missing + "/*.csv"):
+        with pytest.raises(InputError) as info:
+            list_input(uri)
+        assert type(info.value) is InputError
+        assert info.value.path == uri
+        assert info.value.reason.startswith("does not exist; ")
+        assert str(info.value) == f"{uri}: {info.value.reason}"
+
+
+def test_planner_reports_a_folder_without_data(tmp_path: Path) -> None:
+    (tmp_path / "_SUCCESS").write_text("")
+
+    with pytest.raises(InputError) as info:
+        list_input(str(tmp_path))
+
+    assert info.value.path == str(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path}: there are no .csv, .parquet or .pqt files to score here."
+    )
+
+
+def test_planner_no_data_error_points_at_recursive_for_sub_folders(tmp_path: Path) -> None:
+    write_csv(tmp_path / "sub" / "x.csv")
+
+    with pytest.raises(InputError) as info:
+        list_input(str(tmp_path))
+
+    assert str(info.value) == (
+        f"{tmp_path}: there are no .csv, .parquet or .pqt files to score here; "
+        "it has sub-folders, which are read only with recursive: true."
+    )
+
+
+def test_planner_groups_25_files_into_10_10_5(tmp_path: Path) -> None:
+    for i in range(25):
+        write_csv(tmp_path / f"part-{i:02d}.csv")
+
+    result = plan(str(tmp_path), mini_batch_size=10)
+
+    assert [b.index for b in result.batches] == [0, 1, 2]
+    assert [len(b.files) for b in result.batches] == [10, 10, 5]
+    assert result.batches[0].names == tuple(f"part-{i:02d}.csv" for i in range(10))
+    assert result.batches[2].names == tuple(f"part-{i:02d}.csv" for i in range(20, 25))
+    assert sum(b.bytes for b in result.batches) == result.total_bytes
+    assert result.total_bytes == sum(os.path.getsize(f.path) for f in result.files)
+
+
+def test_planner_group_is_pure_and_rejects_a_zero_batch_size() -> None:
+    files = [
+        InputFile(path="/in/a.csv", name="a.csv", size=1, kind="csv"),
+        InputFile(path="/in/b.csv", name="b.csv", size=2, kind="csv"),
+    ]
+
+    assert group(files, 1) == (
+        MiniBatch(index=0, files=(files[0],)),
+        MiniBatch(index=1, files=(files[1],)),
+    )
+    assert group([], 10) == ()
+    with pytest.raises(SettingsError) as info:
+        group(files, 0)
+    assert str(info.value) == "mini_batch_size must be >= 1, got 0"
+
+
+def test_planner_listing_digest_is_stable_and_tracks_sizes(tmp_path: Path) -> None:
+    write_csv(tmp_path / "a.csv")
+    write_csv(tmp_path / "b.csv")
+
+    first = plan(str(tmp_path)).listing_digest
+    assert plan(str(tmp_path), mini_batch_size=1).listing_digest == first
+    assert len(first) == 64
+
+    write_csv(tmp_path / "b.csv", rows=3)
+    assert plan(str(tmp_path)).listing_digest != first
+
+
+def test_planner_plan_survives_pickle(tmp_path: Path) -> None:
+    write_csv(tmp_path / "a.csv")
+    write_parquet(tmp_path / "b.pqt")
+    (tmp_path / "skip.txt").write_text("x")
+
+    original = plan(str(tmp_path), mini_batch_size=1, ignore_unsupported=True)
+    copy = pickle.loads(pickle.dumps(original))
+
+    assert isinstance(copy, Plan)
+    assert copy == original
+    assert copy.listing_digest == original.listing_digest
+
+
+def test_planner_reads_a_root_inside_hidden_folders(tmp_path: Path) -> None:
+    root = tmp_path / ".cache" / "_staging"
+    size = write_csv(root / "a.csv")
+
+    _, _, files, _ = list_input(str(root))
+
+    assert names_and_sizes(files) == [("a.csv", size)]
