@@ -145,6 +145,11 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
             "its flavors there."
         )
     conf = flavors.get(PYFUNC)
+    if conf is not None and not isinstance(conf, dict):
+        raise ModelFormatError(
+            path=mlmodel, field=f"flavors.{PYFUNC}", reason=f"must be a mapping of the flavor's "
+            f"settings (loader_module, ...), got {conf!r}."
+        )
     if not isinstance(conf, dict):
         raise ModelFormatError(
             path=mlmodel, field=f"flavors.{PYFUNC}", reason="is missing: sparkscore scores "
@@ -251,7 +256,7 @@ def _signature(mlmodel: str, raw: Any) -> Signature | None:
         parsed[key] = value
     try:
         return Signature.from_dict(parsed)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # a spec that is no dict
         raise ModelFormatError(
             path=mlmodel, field="signature", reason=f"is not a valid MLflow signature ({e})."
         ) from None

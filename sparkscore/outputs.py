@@ -60,11 +60,37 @@ def _column(prediction: Any, pa_type: pa.DataType) -> pa.Array:
             else:
                 raise ValueError(f"a {prediction.ndim}-D result needs an array type")
         else:
-            return pa.array(list(prediction), type=pa_type)
+            return _tensor(prediction, pa_type)
     if isinstance(prediction, np.ndarray) and prediction.dtype == object or isinstance(prediction, list):
-        return pa.array([_plain(v) for v in prediction], type=pa_type, from_pandas=True)
+        return _objects([_plain(v) for v in prediction], pa_type)
     return pa.array(prediction, from_pandas=True).cast(pa_type, safe=True) if not _is_list(pa_type) \
         else pa.array(list(prediction), type=pa_type)
+
+
+def _objects(values: list[Any], pa_type: pa.DataType) -> pa.Array:
+    """Python values as `pa_type`; pa.array(type=int64) truncates 1.5 to 1, so that is checked."""
+    array = pa.array(values, type=pa_type, from_pandas=True)
+    if _has(pa_type, pa.types.is_integer):
+        try:
+            inferred = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return array
+        if _has(inferred.type, pa.types.is_floating):
+            inferred.cast(pa_type, safe=True)  # raises on a fraction
+    return array
+
+
+def _has(t: pa.DataType, test: Any) -> bool:
+    """Whether `t` or any type nested in it passes `test`."""
+    return bool(test(t)) or any(_has(t.field(i).type, test) for i in range(t.num_fields))
+
+
+def _tensor(prediction: np.ndarray, pa_type: pa.DataType) -> pa.Array:
+    """An n-D array as one nested list per row; the cast is safe, so 1.5 never becomes 1."""
+    values: pa.Array = pa.array(prediction.reshape(-1), from_pandas=True)
+    for size in reversed(prediction.shape[1:]):
+        values = pa.FixedSizeListArray.from_arrays(values, size)
+    return values.cast(pa_type, safe=True)
 
 
 def _struct(prediction: Any, pa_type: pa.StructType) -> pa.Array:

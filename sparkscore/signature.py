@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -134,7 +135,7 @@ class TensorSpec:
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "type": "tensor",
-            "tensor-spec": {"dtype": str(self.dtype), "shape": list(self.shape)},
+            "tensor-spec": {"dtype": self.dtype.name, "shape": list(self.shape)},
         }
         if self.name is not None:
             d["name"] = self.name
@@ -144,16 +145,16 @@ class TensorSpec:
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    type: DataType
+    type: DataType | ObjectType
     default: Any = None
     shape: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "type": self.type.value,
             "default": self.default,
             "shape": list(self.shape) if self.shape is not None else None,
+            **_type_to_dict(self.type),
         }
 
 
@@ -229,7 +230,8 @@ class Signature:
             params = tuple(
                 ParamSpec(
                     name=p["name"],
-                    type=DataType(p["type"]),
+                    # mlflow writes "type" (older versions "dtype"); a dict param is an object
+                    type=_type_from_dict({**p, "type": p.get("type") or p["dtype"]}),
                     default=p.get("default"),
                     shape=tuple(p["shape"]) if p.get("shape") is not None else None,
                 )
@@ -392,8 +394,10 @@ def _convert(
     if t in (DataType.float, DataType.double):
         return (*_to_float(values, t), name, None)
     if t is DataType.string:
-        if dtype == object or isinstance(dtype, pd.StringDtype):
-            nonstr = values.map(lambda v: not (v is None or isinstance(v, str) or _isnan(v)))
+        if isinstance(dtype, pd.StringDtype):
+            return values, None, name, None
+        if dtype == object:
+            nonstr = values.map(lambda v: not (isinstance(v, str) or _missing(v)))
             mask = nonstr.to_numpy(dtype=bool)
             return values, (mask if mask.any() else None), name, None
         mask = values.notna().to_numpy(dtype=bool)
@@ -402,7 +406,7 @@ def _convert(
         if dtype == bool or isinstance(dtype, pd.BooleanDtype):
             return values, None, name, None
         if dtype == object:
-            bad = values.map(lambda v: not (v is None or isinstance(v, (bool, np.bool_))))
+            bad = values.map(lambda v: not (_missing(v) or isinstance(v, (bool, np.bool_))))
             mask = bad.to_numpy(dtype=bool)
             return values, (mask if mask.any() else None), name, None
         return values, values.notna().to_numpy(dtype=bool), name, None
@@ -414,24 +418,59 @@ def _convert(
                 return values, np.ones(len(values), dtype=bool), name, (
                     "which is not a timezone-naive datetime."
                 )
-        parsed = pd.to_datetime(values, errors="coerce")
+        if dtype.kind in "iufcb" or isinstance(dtype, pd.BooleanDtype):
+            # pandas would read numbers as nanoseconds since 1970; mlflow refuses them too.
+            return values, values.notna().to_numpy(dtype=bool), name, None
+        numbers = None
+        if dtype == object:
+            numbers = values.map(
+                lambda v: isinstance(v, (int, float, decimal.Decimal, np.number, np.bool_))
+                and not _missing(v)
+            ).to_numpy(dtype=bool)
+            if numbers.any():
+                values = values.where(~numbers, None)
+        parsed = _to_datetime(values)
         if getattr(parsed.dtype, "tz", None) is not None:
             return values, np.ones(len(values), dtype=bool), name, (
                 "which is not a timezone-naive datetime."
             )
         mask = (parsed.isna() & values.notna()).to_numpy(dtype=bool)
+        if numbers is not None:
+            mask = mask | numbers
         return parsed.astype("datetime64[ns]"), (mask if mask.any() else None), name, None
     if t is DataType.binary:
         if dtype == object:
-            bad = values.map(lambda v: not (v is None or isinstance(v, (bytes, bytearray))))
+            bad = values.map(lambda v: not (_missing(v) or isinstance(v, (bytes, bytearray))))
             mask = bad.to_numpy(dtype=bool)
             return values, (mask if mask.any() else None), name, None
         return values, np.ones(len(values), dtype=bool), name, None
     raise AssertionError(t)
 
 
+def _to_datetime(values: pd.Series) -> pd.Series:
+    """Parse fast with the format pandas infers from the first value, then retry the misses alone
+    value by value, so that '2024-01-02' and '2024-01-02 05:06:07' both parse in one column."""
+    try:
+        with warnings.catch_warnings():  # "could not infer format": the misses are retried below
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(values, errors="coerce")
+    except ValueError:  # offsets that differ: aware, so refused as not timezone-naive
+        return pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+    missed = parsed.isna() & values.notna()
+    if missed.any() and getattr(parsed.dtype, "tz", None) is None:
+        retry = pd.to_datetime(values[missed], errors="coerce", format="mixed")
+        if getattr(retry.dtype, "tz", None) is None:  # aware values stay unparsed, so refused
+            parsed = parsed.astype("datetime64[ns]")
+            parsed[missed] = retry.astype("datetime64[ns]")
+    return parsed
+
+
 def _isnan(v: Any) -> bool:
     return isinstance(v, float) and v != v
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or _isnan(v)
 
 
 def _numeric(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -462,19 +501,50 @@ def _to_int(values: pd.Series, t: DataType) -> tuple[Any, np.ndarray | None]:
         mask = (arr < lo) | (arr > hi)
         return _masked_cast(values, mask, target)
     if dtype.kind in "iu":
-        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        mask = np.isnan(arr) | (arr < lo) | (arr > hi)
-        return _masked_cast(pd.Series(np.where(mask, 0, arr), index=values.index), mask, target)
+        # nullable Int64 / UInt64: compare as integers, a float64 detour would round above 2**53
+        raw = values.to_numpy(dtype=np.uint64 if dtype.kind == "u" else np.int64, na_value=0)
+        mask = values.isna().to_numpy(dtype=bool) | (raw < lo) | (raw > hi)
+        return _masked_cast(pd.Series(np.where(mask, 0, raw), index=values.index), mask, target)
     arr, bad = _numeric(values)
     with np.errstate(invalid="ignore"):
-        mask = bad | np.isnan(arr) | (np.mod(arr, 1) != 0) | (arr < lo) | (arr > hi)
-    filled = np.where(mask, 0, arr)
-    return _masked_cast(pd.Series(filled, index=values.index), mask, target)
+        # hi + 1 (2**31, 2**63) is exact as a float; hi itself rounds up to it for long
+        mask = bad | np.isnan(arr) | (np.mod(arr, 1) != 0) | (arr < lo) | (arr >= float(hi + 1))
+    filled = np.where(mask, 0, arr).astype(target)
+    if dtype == object:
+        # float64 holds integers exactly only up to 2**53: take larger ones from the value itself
+        for i in np.flatnonzero(~mask & (np.abs(arr) >= _MAX_EXACT_INT_IN_DOUBLE)):
+            exact = _exact_int(values.iloc[i])
+            if exact is None or not lo <= exact <= hi:
+                mask[i] = True
+                filled[i] = 0
+            else:
+                filled[i] = exact
+    return pd.Series(filled, index=values.index), (mask if mask.any() else None)
+
+
+def _exact_int(v: Any) -> int | None:
+    """The integer a value spells exactly, or None (bools and fractions are not integers)."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, str):
+        try:
+            v = decimal.Decimal(v.strip())
+        except decimal.InvalidOperation:
+            return None
+    if isinstance(v, (float, np.floating, decimal.Decimal)):
+        try:
+            return int(v) if v == int(v) else None
+        except (ValueError, OverflowError):
+            return None
+    return None
 
 
 def _to_float(values: pd.Series, t: DataType) -> tuple[Any, np.ndarray | None]:
     target = t.to_numpy()
     dtype = values.dtype
+    limit = _MAX_EXACT_INT_IN_DOUBLE if target == np.float64 else 2**24
     if dtype.kind == "f" and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
         if np.can_cast(dtype, target, "safe"):
             return values.astype(target), None
@@ -484,13 +554,23 @@ def _to_float(values: pd.Series, t: DataType) -> tuple[Any, np.ndarray | None]:
         mask = ~((back == arr) | np.isnan(arr))
         return _masked_cast(values, mask, target)
     if dtype.kind in "iu" and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
-        if np.can_cast(dtype, target, "safe"):
+        # numpy calls int64 -> float64 "safe", but float64 holds integers exactly only to 2**53
+        if dtype.itemsize * 8 <= np.finfo(target).nmant + 1:
             return values.astype(target), None
-        limit = _MAX_EXACT_INT_IN_DOUBLE if target == np.float64 else 2**24
         arr = values.to_numpy()
         mask = (arr > limit) | (arr < -limit)
         return _masked_cast(values, mask, target)
+    if dtype.kind in "iu":
+        raw = values.to_numpy(dtype=np.uint64 if dtype.kind == "u" else np.int64, na_value=0)
+        mask = (raw > limit) | (raw < -limit)
+        arr = np.where(values.isna().to_numpy(dtype=bool), np.nan, raw.astype(np.float64))
+        return _masked_cast(pd.Series(arr, index=values.index), mask, target)
     arr, bad = _numeric(values)
+    if dtype == object:
+        ints = values.map(lambda v: isinstance(v, (int, np.integer))
+                          and not isinstance(v, (bool, np.bool_))
+                          and not -limit <= v <= limit).to_numpy(dtype=bool)
+        bad = bad | ints
     if target == np.float32:
         with np.errstate(over="ignore"):
             back = arr.astype(np.float32).astype(np.float64)
@@ -605,7 +685,8 @@ def _check_tensor(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np.nda
 
 _PARAM_WIDENING = {
     DataType.long: (DataType.integer,),
-    DataType.float: (DataType.integer, DataType.long),
+    # a Python float is mlflow's own value for a float param (its defaults are written so)
+    DataType.float: (DataType.integer, DataType.long, DataType.double),
     DataType.double: (DataType.integer, DataType.long, DataType.float),
 }
 
@@ -632,24 +713,33 @@ def enforce_params(
         )
     result = {}
     for spec in specs:
-        if spec.name in params and params[spec.name] is not None:
-            result[spec.name] = _param_value(spec, params[spec.name])
-        else:
-            result[spec.name] = spec.default
+        value = params.get(spec.name)
+        if value is None:  # mlflow validates defaults too: a datetime default is read as one
+            value = spec.default
+        result[spec.name] = None if value is None else _param_value(spec, value)
     return result
 
 
 def _param_value(spec: ParamSpec, value: Any) -> Any:
     if spec.shape is not None:
         if not isinstance(value, (list, tuple, np.ndarray)):
-            raise ParamError(name=spec.name, reason=f"must be a list of {spec.type.value}, "
-                             f"got {value!r}.")
+            raise ParamError(name=spec.name, reason=f"must be a list of "
+                             f"{_type_name(spec.type)}, got {value!r}.")
         return [_param_scalar(spec, v) for v in value]
     return _param_scalar(spec, value)
 
 
 def _param_scalar(spec: ParamSpec, value: Any) -> Any:
     t = spec.type
+    if isinstance(t, ObjectType):
+        if not isinstance(value, Mapping):
+            raise ParamError(name=spec.name, reason=f"must be an object (a dict with "
+                             f"{', '.join(n for n, _, _ in t.properties)}), got {value!r}.")
+        missing = [n for n, _, required in t.properties if required and n not in value]
+        if missing:
+            raise ParamError(name=spec.name, reason=f"is missing the required property "
+                             f"'{missing[0]}', got {value!r}.")
+        return value  # as mlflow: checked, passed on unchanged
     kind = _python_kind(value)
     if kind is t or kind in _PARAM_WIDENING.get(t, ()):
         return {DataType.long: int, DataType.integer: int, DataType.float: float,

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
+from sparkscore.errors import SchemaEnforcementError
 from sparkscore.loader import Model
 from sparkscore.model import read_spec
 from sparkscore.outputs import to_pandas
@@ -48,7 +49,7 @@ def spark_udf(
     names = schema.names() if schema is not None and not schema.is_tensor else None
 
     @pandas_udf(return_type)  # type: ignore[call-overload]
-    def predict_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series | pd.DataFrame]:
+    def predict_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         model = shipped.load()
         for batch in batches:
             frame = _as_model_input(batch, names)
@@ -80,4 +81,13 @@ def _as_model_input(batch: pd.DataFrame, names: list[str] | None) -> pd.DataFram
 
 
 def _predict(model: Model, frame: pd.DataFrame, params: dict[str, Any] | None) -> Any:
-    return model.predict_conformed(enforce(frame, model.input_schema), params)
+    try:
+        conformed = enforce(frame, model.input_schema)
+    except SchemaEnforcementError as e:
+        # A row number inside one Arrow batch means nothing to the user; the column and the
+        # value are what find the bad data.
+        raise SchemaEnforcementError(
+            file=None, row=None, column=e.column, value=e.value, expected=e.expected,
+            reason=e.reason,
+        ) from None
+    return model.predict_conformed(conformed, params)

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-LOAD_LOG_ENV = "SPARKSCORE_TEST_LOAD_LOG"
 
 
 def lr_frame(n: int = 40) -> pd.DataFrame:
@@ -172,14 +171,14 @@ class Zoo:
     def custom_flavor(self) -> Path:
         """A hand-written flavor with its own code, loadable with no mlflow installed.
 
-        Each load appends the loading process id to the file named by the environment variable
-        SPARKSCORE_TEST_LOAD_LOG, so tests can count loads per worker process.
+        Each load appends the loading process id to the file named by `load_log` in its config
+        (see `counting_copy`), so tests can count loads per worker process.
         """
         path = self._path("custom_flavor")
         (path / "code").mkdir(parents=True)
         (path / "data").mkdir()
         (path / "data" / "config.json").write_text(json.dumps({"factor": 3.0}))
-        (path / "code" / "triple_flavor.py").write_text(textwrap.dedent(f'''
+        (path / "code" / "triple_flavor.py").write_text(textwrap.dedent('''
             import json
             import os
 
@@ -195,12 +194,12 @@ class Zoo:
 
 
             def _load_pyfunc(path):
-                log = os.environ.get("{LOAD_LOG_ENV}")
-                if log:
-                    with open(log, "a") as f:
-                        f.write(f"{{os.getpid()}}\\n")
                 with open(path) as f:
-                    return Triple(json.load(f)["factor"])
+                    config = json.load(f)
+                if config.get("load_log"):
+                    with open(config["load_log"], "a") as f:
+                        f.write(f"{os.getpid()}\\n")
+                return Triple(config["factor"])
         '''))
         (path / "MLmodel").write_text(textwrap.dedent('''
             flavors:
@@ -215,3 +214,14 @@ class Zoo:
             model_uuid: 0123456789abcdef
         '''))
         return path
+
+
+def counting_copy(model: Path, where: Path, log: Path) -> Path:
+    """A copy of the custom flavor model that logs each load's process id to `log`."""
+    import shutil
+
+    copy = where / "counting_model"
+    shutil.copytree(model, copy)
+    config = copy / "data" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "load_log": str(log)}))
+    return copy

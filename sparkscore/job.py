@@ -1,0 +1,329 @@
+"""The batch job: plan the input, score each mini-batch as one Spark task, write and account.
+
+`score()` is the Python entry point; `main()` is what `spark-submit jobs/score.py` and the
+`sparkscore score` console command call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import re
+import sys
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+from pyspark import TaskContext
+from pyspark.sql import SparkSession
+
+from sparkscore import summary as summaries
+from sparkscore.errors import (
+    ErrorThresholdExceeded,
+    ModelFormatError,
+    ResumeError,
+    SparkscoreError,
+)
+from sparkscore.loader import LOADS, load_model
+from sparkscore.model import ModelSpec, directory_sha256
+from sparkscore.planner import MiniBatch, Plan, plan, resolve
+from sparkscore.readers import csv_column_types, peek_schema
+from sparkscore.scoring import ScoringSpec, score_batch
+from sparkscore.settings import Settings
+from sparkscore.shipping import ShippedModel, ship_model
+from sparkscore.signature import enforce_params
+from sparkscore.sparktypes import arrow_type, output_type
+from sparkscore.writers import (
+    OutputLayout,
+    SpillBuffer,
+    commit_batch,
+    prepare_output,
+    read_json,
+    read_manifests,
+    is_empty,
+    remove_dir,
+    replace_dir,
+    write_csv,
+    write_json,
+)
+
+log = logging.getLogger("sparkscore")
+
+
+def score(
+    spark: SparkSession,
+    model: str | os.PathLike[str],
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    config: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    **settings: Any,
+) -> dict[str, Any]:
+    """Score every file under `input` with the model and write OUT; return the run summary.
+
+    Settings come from the defaults, then `config` (YAML), then `overrides` (`key=value`), then
+    keyword arguments. Raises ErrorThresholdExceeded (after writing everything) when more files
+    failed than `error_threshold` allows.
+
+    Examples
+    --------
+    >>> summary = sparkscore.score(spark, "model", "in/", "out/", passthrough_columns=["id"])  # doctest: +SKIP
+    >>> summary["rows_scored"]                                                                # doctest: +SKIP
+    300
+    """
+    resolved = Settings.load(config, overrides, **settings)
+    return run(spark, os.fspath(model), os.fspath(input), os.fspath(output), resolved)
+
+
+def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
+        settings: Settings) -> dict[str, Any]:
+    started = summaries.now()
+    job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    model_path = _local_model_path(model_uri)
+    loaded = load_model(model_path)
+    spec = loaded.spec
+    sha = directory_sha256(model_path)
+    the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
+                    recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported)
+    final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
+    out_fs = final.filesystem()
+    prepare_output(out_fs, final, overwrite=settings.overwrite, resume=settings.resume)
+    layout = final
+    if settings.overwrite and not settings.resume and not is_empty(out_fs, final.root):
+        # Write beside the old output and swap at the end, so a failed run leaves it intact.
+        parent, name = final.root.rsplit("/", 1)
+        layout = dataclasses.replace(final, root=f"{parent}/.{name}.sparkscore-{job_id}")
+        out_fs.create_dir(layout.root, recursive=True)
+    committed = _committed_batches(out_fs, layout, settings, sha, the_plan, job_id)
+    scoring = _scoring_spec(spec, settings, the_plan)
+    log.info("planned %d files (%d bytes) into %d mini-batches; %d already committed",
+             len(the_plan.files), the_plan.total_bytes, len(the_plan.batches), len(committed))
+
+    todo = [b for b in the_plan.batches if b.index not in committed]
+    fresh: list[dict[str, Any]] = []
+    if todo:
+        shipped = ship_model(spark, model_path, sha)
+        rdd = spark.sparkContext.parallelize([(b.index, b) for b in todo], numSlices=len(todo))
+        fresh = rdd.mapPartitions(_task(shipped, layout, input_uri, scoring)).collect()
+    manifests = sorted([*committed.values(), *fresh], key=lambda m: m["batch"])
+    summaries.check_invariant(manifests)
+
+    if settings.output_format == "csv" and settings.output_action == "append_row":
+        write_csv(out_fs, layout, [b.index for b in the_plan.batches],
+                  [name for name, _ in scoring.passthrough])
+        remove_dir(out_fs, f"{layout.root}/_staging")
+    elif settings.output_action == "summary_only":
+        remove_dir(out_fs, layout.predictions)
+
+    counts = summaries.counts(manifests)
+    exceeded = 0 <= settings.error_threshold < counts["files_failed"]
+    threshold_error = ErrorThresholdExceeded(
+        failed=counts["files_failed"], threshold=settings.error_threshold,
+        total=len(the_plan.files),
+    ) if exceeded else None
+    record = summaries.build(
+        job_id=job_id,
+        status="failed" if exceeded else "succeeded",
+        started=started,
+        ended=summaries.now(),
+        model={**spec.record(), "path": model_uri, "sha256": sha},
+        input_record={"uri": input_uri, "files": len(the_plan.files),
+                      "bytes": the_plan.total_bytes, "mini_batches": len(the_plan.batches),
+                      "listing_digest": the_plan.listing_digest,
+                      "unsupported_skipped": list(the_plan.skipped)},
+        output=output_uri,
+        settings=settings.to_dict(),
+        manifests=manifests,
+        files_total=len(the_plan.files),
+        files_skipped=sum(len(m["files"]) for m in committed.values()),
+        spark_version=spark.version,
+        error=str(threshold_error) if threshold_error else None,
+    )
+    write_json(out_fs, layout.summary, record)
+    if layout is not final:
+        replace_dir(out_fs, layout.root, final.root)
+    if threshold_error:
+        raise threshold_error
+    return record
+
+
+def _local_model_path(model_uri: str) -> str:
+    fs, path = resolve(model_uri)
+    if not isinstance(fs, pa.fs.LocalFileSystem):
+        raise ModelFormatError(
+            path=model_uri, field=None,
+            reason="is not on the local filesystem; copy the model directory locally first.",
+        )
+    return path
+
+
+def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> ScoringSpec:
+    schema = spec.signature.inputs if spec.signature else None
+    column_types = csv_column_types(schema)
+    passthrough = []
+    if settings.passthrough_columns:
+        in_fs, _ = resolve(the_plan.uri)
+        sample = _first_schema(in_fs, the_plan)
+        for name in settings.passthrough_columns:
+            if name in column_types:
+                passthrough.append((name, column_types[name]))
+            elif sample is not None and name in sample.names:
+                passthrough.append((name, sample.field(name).type))
+            else:
+                passthrough.append((name, pa.string()))
+    return ScoringSpec(
+        prediction_type=arrow_type(output_type(spec.signature, settings.result_type)),
+        passthrough=tuple(passthrough),
+        column_types=column_types,
+        batch_rows=settings.batch_rows,
+        bad_rows=settings.bad_rows,
+        params=enforce_params(settings.params, spec.signature.params if spec.signature else None),
+    )
+
+
+def _first_schema(fs: Any, the_plan: Plan) -> pa.Schema | None:
+    for file in the_plan.files:
+        try:
+            return peek_schema(fs, file)
+        except (pa.ArrowException, OSError):
+            continue
+    return None
+
+
+def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: str,
+                       the_plan: Plan, job_id: str) -> dict[int, dict[str, Any]]:
+    """On resume, the mini-batches an earlier run committed; else record this run's identity."""
+    run_file = f"{layout.root}/_run.json"
+    identity = {"model_sha256": sha, "listing_digest": the_plan.listing_digest,
+                "mini_batches": len(the_plan.batches)}
+    if settings.resume and fs.get_file_info(run_file).type == pa.fs.FileType.File:
+        previous = read_json(fs, run_file)
+        for key, label in (("model_sha256", "model (sha256)"),
+                           ("listing_digest", "input listing"),
+                           ("mini_batches", "mini-batch plan")):
+            if previous.get(key) != identity[key]:
+                raise ResumeError(
+                    path=layout.uri,
+                    reason=f"the {label} differs from the run that wrote it "
+                    f"({previous.get(key)} then, {identity[key]} now); resume with the same model, "
+                    "input and mini_batch_size, or use overwrite: true.",
+                )
+        return read_manifests(fs, layout)
+    write_json(fs, run_file, {**identity, "job_id": job_id})
+    return {}
+
+
+def _task(shipped: ShippedModel, layout: OutputLayout, input_uri: str,
+          spec: ScoringSpec) -> Callable[[Iterator[tuple[int, MiniBatch]]], Iterator[dict[str, Any]]]:
+    """The function each Spark task runs over its one mini-batch."""
+
+    def run_batches(items: Iterator[tuple[int, MiniBatch]]) -> Iterator[dict[str, Any]]:
+        in_fs, _ = resolve(input_uri)
+        out_fs = layout.filesystem()
+        for _, batch in items:
+            model = shipped.load()
+            buffers: list[SpillBuffer] = []
+
+            def sink_for(_file: Any) -> SpillBuffer:
+                buffers.append(SpillBuffer(spec.output_schema))
+                return buffers[-1]
+
+            result = score_batch(in_fs, batch, model, spec, sink_for)
+            context = TaskContext.get()
+            yield commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
+                "attempt": context.attemptNumber() if context else 0,
+                "worker": f"{os.uname().nodename}:{os.getpid()}",
+                "model_loads": LOADS.get(shipped.sha256, 0),
+            })
+
+    return run_batches
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def parser(prog: str, *, with_master: bool) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Score an MLflow model over a folder of files.")
+    p.add_argument("--model", required=True, help="MLflow model directory (holds MLmodel)")
+    p.add_argument("--input", required=True, help="a folder, a file or a glob")
+    p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--config", help="YAML settings file (see conf/default.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting; the value is parsed as YAML")
+    if with_master:
+        p.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
+    return p
+
+
+def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = None) -> int:
+    """Run the job from command-line arguments; the exit status says whether it succeeded."""
+    args = parser(prog, with_master=False).parse_args(list(argv))
+    debug = False
+    try:
+        settings = Settings.load(args.config, args.overrides)
+        debug = settings.logging_level == "debug"
+        _configure_logging(settings.logging_level)
+        spark = session(master, settings)
+        result = run(spark, args.model, args.input, args.output, settings)
+    except SparkscoreError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {e}", flush=True)
+        return 3 if isinstance(e, ErrorThresholdExceeded) else 2
+    except Exception as e:  # Spark or the model failed in a way we did not foresee
+        if debug:
+            traceback.print_exc()
+        print(f"error: the job failed: {_first_line(e)}", flush=True)
+        return 1
+    print(_summary_line(result), flush=True)
+    return 0
+
+
+def session(master: str | None, settings: Settings) -> SparkSession:
+    """The active session, or one started with task retries set before it starts."""
+    builder = SparkSession.builder.appName("sparkscore")
+    from pyspark import SparkConf
+
+    conf = SparkConf()
+    current = master or conf.get("spark.master", None) or "local[*]"
+    if current.startswith("local"):
+        # Local Python workers should run the interpreter the driver runs, with its packages.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = builder.master(with_retries(current, settings.max_retries))
+    builder = builder.config("spark.task.maxFailures", str(settings.max_retries + 1))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR" if settings.logging_level != "debug" else "INFO")
+    return spark
+
+
+def with_retries(master: str, max_retries: int) -> str:
+    """Local mode ignores spark.task.maxFailures; `local[N,F]` is how it retries a failed task."""
+    m = re.fullmatch(r"local(?:\[(\*|\d+)\])?", master.strip())
+    if m:
+        return f"local[{m.group(1) or 1},{max_retries + 1}]"
+    return master
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(stream=sys.stdout, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log.setLevel(level.upper())
+
+
+def _summary_line(result: dict[str, Any]) -> str:
+    return (
+        f"sparkscore: {result['status']}: {result['files_succeeded']} of {result['files_total']} "
+        f"files scored, {result['rows_scored']} rows scored, {result['rows_failed']} rows failed, "
+        f"{result['files_skipped']} files skipped, {result['duration_s']}s "
+        f"({result['rows_per_s']} rows/s); summary in {result['output']}/_summary.json"
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"

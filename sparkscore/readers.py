@@ -1,0 +1,160 @@
+"""Read one input file as a stream of bounded Arrow record batches, inside the task.
+
+Each task opens its own files with pyarrow (no JVM read), so memory per task is bounded by
+`batch_rows` however large a file is, and a file that cannot be read fails alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+from sparkscore.errors import ReadError
+from sparkscore.planner import InputFile
+from sparkscore.signature import ColSpec, DataType, Schema
+
+_ARROW = {
+    DataType.boolean: pa.bool_(),
+    DataType.integer: pa.int32(),
+    DataType.long: pa.int64(),
+    DataType.float: pa.float32(),
+    DataType.double: pa.float64(),
+    DataType.string: pa.string(),
+    DataType.binary: pa.binary(),
+    DataType.datetime: pa.timestamp("ns"),
+}
+_CSV_BLOCK_BYTES = 8 << 20
+
+
+class CsvConversionError(Exception):
+    """A CSV value did not parse as its declared type; the caller re-reads the file as text."""
+
+
+def csv_column_types(schema: Schema | None) -> dict[str, pa.DataType]:
+    """Arrow types to parse CSV columns with, so an integer column stays an integer."""
+    if schema is None or schema.is_tensor or not schema.has_names:
+        return {}
+    return {
+        s.name: _ARROW[s.type]
+        for s in schema.specs
+        if isinstance(s, ColSpec) and isinstance(s.type, DataType) and s.name is not None
+    }
+
+
+def read_batches(
+    fs: pafs.FileSystem,
+    file: InputFile,
+    *,
+    batch_rows: int,
+    column_types: Mapping[str, pa.DataType] | None = None,
+    columns: list[str] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most `batch_rows` rows, in file order.
+
+    Raises ReadError for a file that cannot be read, and CsvConversionError when a CSV value
+    does not parse as its `column_types` entry.
+    """
+    if file.kind == "csv":
+        batches = _csv(fs, file, column_types or {})
+    elif file.kind == "parquet":
+        batches = _parquet(fs, file, batch_rows, columns)
+    else:
+        raise ReadError(file=file.name, reason=f"files of kind {file.kind!r} are not tables.")
+    yield from rebatch(batches, batch_rows)
+
+
+def rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Regroup a stream of batches of any size into batches of exactly `rows` (the last fewer)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= rows:
+            table = pa.Table.from_batches(pending)
+            head, tail = table.slice(0, rows), table.slice(rows)
+            yield head.combine_chunks().to_batches()[0]
+            pending = tail.combine_chunks().to_batches() if tail.num_rows else []
+            count = tail.num_rows
+    if count:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
+def _csv(
+    fs: pafs.FileSystem, file: InputFile, column_types: Mapping[str, pa.DataType]
+) -> Iterator[pa.RecordBatch]:
+    if file.size == 0:
+        raise ReadError(file=file.name, reason="the file is empty (0 bytes).")
+    try:
+        stream = fs.open_input_stream(file.path)
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            convert_options=pacsv.ConvertOptions(column_types=dict(column_types)),
+        )
+    except (pa.ArrowInvalid, OSError) as e:
+        raise _read_error(file, e) from None
+    with stream:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as e:
+                if "conversion error" in str(e).lower() and "utf8" not in str(e).lower():
+                    raise CsvConversionError(str(e)) from None
+                raise _read_error(file, e) from None
+            except OSError as e:
+                raise _read_error(file, e) from None
+            yield batch
+
+
+def _parquet(
+    fs: pafs.FileSystem, file: InputFile, batch_rows: int, columns: list[str] | None
+) -> Iterator[pa.RecordBatch]:
+    if file.size == 0:
+        raise ReadError(file=file.name, reason="the file is empty (0 bytes).")
+    try:
+        source = fs.open_input_file(file.path)
+        parquet = pq.ParquetFile(source)
+    except (pa.ArrowException, OSError) as e:
+        raise _read_error(file, e) from None
+    with source:
+        wanted = None
+        if columns is not None:
+            present = set(parquet.schema_arrow.names)
+            wanted = [c for c in columns if c in present]
+        try:
+            yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted)
+        except (pa.ArrowException, OSError) as e:
+            raise _read_error(file, e) from None
+
+
+def _read_error(file: InputFile, e: BaseException) -> ReadError:
+    text = " ".join(str(e).split())
+    lowered = text.lower()
+    if "utf8" in lowered or "utf-8" in lowered:
+        reason = f"the file is not valid UTF-8 text ({text}); save it as UTF-8."
+    elif "empty" in lowered:
+        reason = "the file is empty."
+    elif file.kind == "parquet":
+        reason = f"the file is not a readable Parquet file; it may be truncated or corrupt ({text})."
+    else:
+        reason = f"the file cannot be parsed as CSV ({text})."
+    return ReadError(file=file.name, reason=reason)
+
+
+def peek_schema(fs: pafs.FileSystem, file: InputFile) -> pa.Schema:
+    """A file's columns and types from its Parquet footer or its CSV header and first block."""
+    if file.kind == "parquet":
+        with fs.open_input_file(file.path) as f:
+            return pq.ParquetFile(f).schema_arrow
+    with fs.open_input_stream(file.path) as f:
+        reader = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 20))
+        return reader.schema

@@ -1,0 +1,291 @@
+"""The output folder: part files committed whole per mini-batch, and the driver's final files.
+
+Layout of OUT/:
+  predictions/part-NNNNN.parquet  one per mini-batch with rows (Parquet output)
+  errors/part-NNNNN.parquet       one per mini-batch with error records
+  _manifest/batch-NNNNN.json      written last: a mini-batch is committed when this exists
+  _summary.json                   the run record
+  <output_file_name>              with output_format: csv, consolidated from _staging/
+
+Parts are named by mini-batch, written under a hidden temporary name and moved into place, so a
+retried or speculative attempt replaces the first attempt's file instead of adding a duplicate.
+Pure pyarrow: it runs inside tasks as well as on the driver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
+from sparkscore.errors import OutputError
+from sparkscore.planner import resolve
+from sparkscore.scoring import ERROR_SCHEMA, BatchResult, Sink
+
+SPILL_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where each output lives under the output root; picklable, rebuilt into a filesystem in tasks."""
+
+    uri: str
+    root: str
+    output_format: str = "parquet"
+    output_file_name: str = "predictions.csv"
+
+    @classmethod
+    def at(cls, uri: str, output_format: str = "parquet",
+           output_file_name: str = "predictions.csv") -> OutputLayout:
+        _, root = resolve(uri)
+        return cls(uri, root.rstrip("/"), output_format, output_file_name)
+
+    def filesystem(self) -> pafs.FileSystem:
+        return resolve(self.uri)[0]
+
+    @property
+    def predictions(self) -> str:
+        if self.output_format == "csv":
+            return f"{self.root}/_staging/predictions"
+        return f"{self.root}/predictions"
+
+    @property
+    def errors(self) -> str:
+        return f"{self.root}/errors"
+
+    @property
+    def manifests(self) -> str:
+        return f"{self.root}/_manifest"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.root}/_summary.json"
+
+    @property
+    def csv(self) -> str:
+        return f"{self.root}/{self.output_file_name}"
+
+    def part(self, directory: str, index: int) -> str:
+        return f"{directory}/part-{index:05d}.parquet"
+
+    def manifest(self, index: int) -> str:
+        return f"{self.manifests}/batch-{index:05d}.json"
+
+
+class SpillBuffer(Sink):
+    """A file's prediction batches: in memory while small, spilled to local disk beyond SPILL_BYTES."""
+
+    def __init__(self, schema: pa.Schema, spill_bytes: int = SPILL_BYTES) -> None:
+        self.schema, self.spill_bytes = schema, spill_bytes
+        self._batches: list[pa.RecordBatch] = []
+        self._bytes = 0
+        self._spill_path: str | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        if self._writer is None and self._bytes + batch.nbytes <= self.spill_bytes:
+            self._batches.append(batch)
+            self._bytes += batch.nbytes
+            return
+        if self._writer is None:
+            fd, self._spill_path = tempfile.mkstemp(prefix="sparkscore-spill-", suffix=".parquet")
+            os.close(fd)
+            self._writer = pq.ParquetWriter(self._spill_path, self.schema)
+            for held in self._batches:
+                self._writer.write_batch(held)
+            self._batches, self._bytes = [], 0
+        self._writer.write_batch(batch)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._spill_path is not None:
+            yield from pq.ParquetFile(self._spill_path).iter_batches()
+        yield from self._batches
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._spill_path is not None:
+            os.unlink(self._spill_path)
+            self._spill_path = None
+        self._batches, self._bytes, self.rows = [], 0, 0
+
+
+def write_part(
+    fs: pafs.FileSystem, path: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch]
+) -> int:
+    """Write batches to `path` whole or not at all; with no rows, make sure no stale part remains."""
+    directory = path.rsplit("/", 1)[0]
+    temporary = f"{directory}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            if writer is None:
+                fs.create_dir(directory, recursive=True)
+                writer = pq.ParquetWriter(fs.open_output_stream(temporary), schema)
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        _delete_if_exists(fs, path)
+        return 0
+    fs.move(temporary, path)
+    return rows
+
+
+def commit_batch(
+    fs: pafs.FileSystem,
+    layout: OutputLayout,
+    result: BatchResult,
+    buffers: list[SpillBuffer],
+    schema: pa.Schema,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Write a mini-batch's predictions and errors, then its manifest, which commits it."""
+    kept = [b for f, b in zip(result.files, buffers) if not f.failed]
+    rows = write_part(fs, layout.part(layout.predictions, result.index), schema,
+                      (batch for b in kept for batch in b.batches()))
+    for b in buffers:
+        b.discard()
+    errors = result.errors
+    error_batches = iter([pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else [])
+    write_part(fs, layout.part(layout.errors, result.index), ERROR_SCHEMA, error_batches)
+    manifest = {
+        "batch": result.index,
+        "files": [f.record() for f in result.files],
+        "prediction_rows": rows,
+        "error_records": len(errors),
+        **extra,
+    }
+    write_json(fs, layout.manifest(result.index), manifest)
+    return manifest
+
+
+def write_json(fs: pafs.FileSystem, path: str, doc: Any) -> None:
+    """Write JSON whole or not at all."""
+    directory = path.rsplit("/", 1)[0]
+    fs.create_dir(directory, recursive=True)
+    temporary = f"{directory}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(temporary) as f:
+        f.write(json.dumps(doc, indent=2, sort_keys=False, default=str).encode())
+    fs.move(temporary, path)
+
+
+def read_json(fs: pafs.FileSystem, path: str) -> Any:
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode())
+
+
+def read_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, dict[str, Any]]:
+    """The committed mini-batches, by index."""
+    info = fs.get_file_info(layout.manifests)
+    if info.type != pafs.FileType.Directory:
+        return {}
+    found = {}
+    for entry in fs.get_file_info(pafs.FileSelector(layout.manifests)):
+        name = entry.base_name
+        if name.startswith("batch-") and name.endswith(".json"):
+            doc = read_json(fs, entry.path)
+            found[int(doc["batch"])] = doc
+    return found
+
+
+def write_csv(
+    fs: pafs.FileSystem, layout: OutputLayout, indexes: list[int], passthrough: list[str]
+) -> int:
+    """Seed 002's predictions.csv: `row,prediction,file_name` (+ passthrough), by file then row.
+
+    Parts are read in mini-batch order, and the plan orders files by name, so concatenating
+    them streams rows in the documented order without a sort.
+    """
+    temporary = f"{layout.root}/.{layout.output_file_name}.{uuid.uuid4().hex}.tmp"
+    columns = ["row", "prediction", "file_name", *passthrough]
+    rows = 0
+    writer: pacsv.CSVWriter | None = None
+    with fs.open_output_stream(temporary) as out:
+        for index in indexes:
+            part = layout.part(layout.predictions, index)
+            if fs.get_file_info(part).type != pafs.FileType.File:
+                continue
+            with fs.open_input_file(part) as f:
+                for batch in pq.ParquetFile(f).iter_batches():
+                    table = _csv_ready(pa.Table.from_batches([batch]).select(columns))
+                    if writer is None:
+                        writer = pacsv.CSVWriter(out, table.schema)
+                    writer.write_table(table)
+                    rows += table.num_rows
+        if writer is None:
+            out.write((",".join(columns) + "\n").encode())
+        else:
+            writer.close()
+    fs.move(temporary, layout.csv)
+    return rows
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """Nested predictions (struct, array) become JSON text, as CSV has no nested values."""
+    for i, column in enumerate(table.columns):
+        if pa.types.is_nested(column.type):
+            text = pa.array([json.dumps(v) for v in column.to_pylist()], pa.string())
+            table = table.set_column(i, table.field(i).name, text)
+    return table
+
+
+def prepare_output(fs: pafs.FileSystem, layout: OutputLayout, *, overwrite: bool,
+                   resume: bool) -> None:
+    """Refuse to clobber an existing output unless the user said overwrite or resume."""
+    info = fs.get_file_info(layout.root)
+    if info.type == pafs.FileType.File:
+        raise OutputError(path=layout.uri, reason="is a file; --output must be a folder.")
+    if not overwrite and not resume and not is_empty(fs, layout.root):
+        raise OutputError(
+            path=layout.uri,
+            reason="already exists and is not empty; nothing was touched. Choose a new "
+            "output folder, or set resume: true to finish that run, or overwrite: true "
+            "to replace it once this run succeeds.",
+        )
+    fs.create_dir(layout.root, recursive=True)
+
+
+def is_empty(fs: pafs.FileSystem, path: str) -> bool:
+    """True for a folder with nothing in it, or for no folder at all."""
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return True
+    return not fs.get_file_info(pafs.FileSelector(path))
+
+
+def replace_dir(fs: pafs.FileSystem, source: str, target: str) -> None:
+    """Put the finished output of an overwrite run where the old output was."""
+    if fs.get_file_info(target).type == pafs.FileType.Directory:
+        fs.delete_dir(target)
+    fs.move(source, target)
+
+
+def remove_dir(fs: pafs.FileSystem, path: str) -> None:
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+
+
+def _delete_if_exists(fs: pafs.FileSystem, path: str) -> None:
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
+
