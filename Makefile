@@ -12,8 +12,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[mlflow,test]'
 	touch $(STAMP)
 
+DEMO_MODEL := sparkscore/examples/diabetes/model
+DEMO_INPUT := sparkscore/examples/diabetes/input
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
 demo: $(STAMP)
-	$(PY) -m sparkscore.examples.demo
+	$(VENV)/bin/spark-submit --master 'local[*]' jobs/score.py --model $(DEMO_MODEL) \
+		--input $(DEMO_INPUT) --output out/demo --set overwrite=true \
+		--set passthrough_columns=[patient_id]
+	$(PY) -m sparkscore.examples.demo out/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

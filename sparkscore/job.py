@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 import re
 import sys
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -109,7 +111,9 @@ def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
     if todo:
         shipped = ship_model(spark, model_path, sha)
         rdd = spark.sparkContext.parallelize([(b.index, b) for b in todo], numSlices=len(todo))
-        fresh = rdd.mapPartitions(_task(shipped, layout, input_uri, scoring)).collect()
+        fresh = rdd.mapPartitions(
+            functools.partial(_run_batches, shipped, layout, input_uri, scoring)
+        ).collect()
     manifests = sorted([*committed.values(), *fresh], key=lambda m: m["batch"])
     summaries.check_invariant(manifests)
 
@@ -218,30 +222,26 @@ def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: s
     return {}
 
 
-def _task(shipped: ShippedModel, layout: OutputLayout, input_uri: str,
-          spec: ScoringSpec) -> Callable[[Iterator[tuple[int, MiniBatch]]], Iterator[dict[str, Any]]]:
-    """The function each Spark task runs over its one mini-batch."""
+def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spec: ScoringSpec,
+                 items: Iterator[tuple[int, MiniBatch]]) -> Iterator[dict[str, Any]]:
+    """What each Spark task runs over its one mini-batch (top level, so workers import it)."""
+    in_fs, _ = resolve(input_uri)
+    out_fs = layout.filesystem()
+    for _, batch in items:
+        model = shipped.load()
+        buffers: list[SpillBuffer] = []
 
-    def run_batches(items: Iterator[tuple[int, MiniBatch]]) -> Iterator[dict[str, Any]]:
-        in_fs, _ = resolve(input_uri)
-        out_fs = layout.filesystem()
-        for _, batch in items:
-            model = shipped.load()
-            buffers: list[SpillBuffer] = []
+        def sink_for(_file: Any) -> SpillBuffer:
+            buffers.append(SpillBuffer(spec.output_schema))
+            return buffers[-1]
 
-            def sink_for(_file: Any) -> SpillBuffer:
-                buffers.append(SpillBuffer(spec.output_schema))
-                return buffers[-1]
-
-            result = score_batch(in_fs, batch, model, spec, sink_for)
-            context = TaskContext.get()
-            yield commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
-                "attempt": context.attemptNumber() if context else 0,
-                "worker": f"{os.uname().nodename}:{os.getpid()}",
-                "model_loads": LOADS.get(shipped.sha256, 0),
-            })
-
-    return run_batches
+        result = score_batch(in_fs, batch, model, spec, sink_for)
+        context = TaskContext.get()
+        yield commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
+            "attempt": context.attemptNumber() if context else 0,
+            "worker": f"{os.uname().nodename}:{os.getpid()}",
+            "model_loads": LOADS.get(shipped.sha256, 0),
+        })
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,6 +297,7 @@ def session(master: str | None, settings: Settings) -> SparkSession:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = builder.master(with_retries(current, settings.max_retries))
     builder = builder.config("spark.task.maxFailures", str(settings.max_retries + 1))
+    builder = builder.config("spark.ui.showConsoleProgress", "false")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR" if settings.logging_level != "debug" else "INFO")
     return spark
@@ -311,6 +312,7 @@ def with_retries(master: str, max_retries: int) -> str:
 
 
 def _configure_logging(level: str) -> None:
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     logging.basicConfig(stream=sys.stdout, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.setLevel(level.upper())
 

@@ -1,0 +1,35 @@
+"""The public API changes only on purpose (httpx's test of the same name)."""
+
+import sparkscore
+
+
+def test_exported_members_are_pinned():
+    assert sparkscore.__all__ == sorted(sparkscore.__all__)
+    assert sparkscore.__all__ == [
+        "BatchTimeoutError",
+        "ErrorThresholdExceeded",
+        "InputError",
+        "MissingColumnError",
+        "MissingDependencyError",
+        "Model",
+        "ModelFormatError",
+        "ModelLoadError",
+        "OutputError",
+        "ParamError",
+        "PredictError",
+        "ReadError",
+        "ResumeError",
+        "SchemaEnforcementError",
+        "Settings",
+        "SettingsError",
+        "SparkscoreError",
+        "TensorShapeError",
+        "UnsupportedInputError",
+        "UntrustedTypeError",
+        "__version__",
+        "load_model",
+        "score",
+        "spark_udf",
+    ]
+    for name in sparkscore.__all__:
+        assert hasattr(sparkscore, name), name
