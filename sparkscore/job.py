@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
 import re
+import signal
 import sys
 import traceback
 import uuid
@@ -25,14 +27,17 @@ from pyspark.sql import SparkSession
 
 from sparkscore import summary as summaries
 from sparkscore.errors import (
+    BatchTimeoutError,
     ErrorThresholdExceeded,
     ModelFormatError,
     ResumeError,
+    SettingsError,
     SparkscoreError,
 )
 from sparkscore.loader import LOADS, load_model
 from sparkscore.model import ModelSpec, directory_sha256
 from sparkscore.planner import MiniBatch, Plan, plan, resolve
+from sparkscore.requirements import mismatches, read_pins
 from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.settings import Settings
@@ -49,6 +54,7 @@ from sparkscore.writers import (
     is_empty,
     remove_dir,
     replace_dir,
+    sweep_temporary,
     write_csv,
     write_json,
 )
@@ -87,8 +93,17 @@ def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
     started = summaries.now()
     job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     model_path = _local_model_path(model_uri)
+    if settings.env_manager != "local":
+        raise SettingsError(
+            key="env_manager", value=settings.env_manager,
+            reason="can only be local in this version (the job scores in its own environment)",
+        )
     loaded = load_model(model_path)
     spec = loaded.spec
+    mismatched = mismatches(read_pins(spec.env_files()))
+    for m in mismatched:
+        log.warning("the model pins %s==%s but %s is installed", m.package, m.pinned,
+                    m.installed or "nothing")
     sha = directory_sha256(model_path)
     the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
                     recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported)
@@ -112,9 +127,11 @@ def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
         shipped = ship_model(spark, model_path, sha)
         rdd = spark.sparkContext.parallelize([(b.index, b) for b in todo], numSlices=len(todo))
         fresh = rdd.mapPartitions(
-            functools.partial(_run_batches, shipped, layout, input_uri, scoring)
+            functools.partial(_run_batches, shipped, layout, input_uri, scoring,
+                              settings.timeout)
         ).collect()
     manifests = sorted([*committed.values(), *fresh], key=lambda m: m["batch"])
+    sweep_temporary(out_fs, layout)
     summaries.check_invariant(manifests)
 
     if settings.output_format == "csv" and settings.output_action == "append_row":
@@ -147,6 +164,8 @@ def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
         files_skipped=sum(len(m["files"]) for m in committed.values()),
         spark_version=spark.version,
         error=str(threshold_error) if threshold_error else None,
+        extra={"environment": {"env_manager": settings.env_manager,
+                               "mismatches": [m.to_dict() for m in mismatched]}},
     )
     write_json(out_fs, layout.summary, record)
     if layout is not final:
@@ -223,6 +242,7 @@ def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: s
 
 
 def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spec: ScoringSpec,
+                 timeout: float | None,
                  items: Iterator[tuple[int, MiniBatch]]) -> Iterator[dict[str, Any]]:
     """What each Spark task runs over its one mini-batch (top level, so workers import it)."""
     in_fs, _ = resolve(input_uri)
@@ -235,13 +255,37 @@ def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, sp
             buffers.append(SpillBuffer(spec.output_schema))
             return buffers[-1]
 
-        result = score_batch(in_fs, batch, model, spec, sink_for)
+        with alarm(timeout, batch):
+            result = score_batch(in_fs, batch, model, spec, sink_for)
         context = TaskContext.get()
         yield commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
             "attempt": context.attemptNumber() if context else 0,
             "worker": f"{os.uname().nodename}:{os.getpid()}",
             "model_loads": LOADS.get(shipped.sha256, 0),
         })
+
+
+@contextlib.contextmanager
+def alarm(seconds: float | None, batch: MiniBatch) -> Iterator[None]:
+    """Stop a mini-batch that runs longer than `timeout`: SIGALRM interrupts the model's Python.
+
+    Spark runs a task in its Python worker's main thread, where the signal is delivered; a model
+    stuck inside C code is interrupted when control returns to Python.
+    """
+    if not seconds:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise BatchTimeoutError(seconds=seconds, files=list(batch.names))
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -99,6 +99,9 @@ def _csv(
             convert_options=pacsv.ConvertOptions(column_types=dict(column_types)),
         )
     except (pa.ArrowInvalid, OSError) as e:
+        # open_csv already reads and converts the first block, so a bad value there lands here.
+        if _is_conversion_error(e):
+            raise CsvConversionError(str(e)) from None
         raise _read_error(file, e) from None
     with stream:
         while True:
@@ -107,12 +110,18 @@ def _csv(
             except StopIteration:
                 return
             except pa.ArrowInvalid as e:
-                if "conversion error" in str(e).lower() and "utf8" not in str(e).lower():
+                if _is_conversion_error(e):
                     raise CsvConversionError(str(e)) from None
                 raise _read_error(file, e) from None
             except OSError as e:
                 raise _read_error(file, e) from None
             yield batch
+
+
+def _is_conversion_error(e: BaseException) -> bool:
+    """A value that does not parse as its declared type (not text that is not UTF-8)."""
+    text = str(e).lower()
+    return isinstance(e, pa.ArrowInvalid) and "conversion error" in text and "utf8" not in text
 
 
 def _parquet(
@@ -158,3 +167,20 @@ def peek_schema(fs: pafs.FileSystem, file: InputFile) -> pa.Schema:
     with fs.open_input_stream(file.path) as f:
         reader = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 20))
         return reader.schema
+
+
+def count_rows(fs: pafs.FileSystem, file: InputFile) -> int:
+    """How many rows a file holds, reading as little as its format allows (no type parsing)."""
+    if file.kind == "parquet":
+        with fs.open_input_file(file.path) as f:
+            return pq.ParquetFile(f).metadata.num_rows
+    with fs.open_input_stream(file.path) as f:
+        first = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES))
+        names = first.schema.names
+    text = {name: pa.string() for name in names}
+    with fs.open_input_stream(file.path) as f:
+        reader = pacsv.open_csv(
+            f, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            convert_options=pacsv.ConvertOptions(column_types=text, include_columns=names[:1]),
+        )
+        return sum(batch.num_rows for batch in reader)

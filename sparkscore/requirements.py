@@ -54,11 +54,17 @@ def distribution_of(module: str) -> str:
     return top
 
 
+# Distributions that another one provides under the same import name.
+_PROVIDED_BY = {"mlflow": ("mlflow", "mlflow-skinny")}
+
+
 def installed_version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    for name in _PROVIDED_BY.get(normalize(distribution), (distribution,)):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def parse_requirement(line: str, source: str) -> Pin | None:

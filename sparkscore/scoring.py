@@ -15,6 +15,7 @@ import pyarrow as pa
 from pyarrow import fs as pafs
 
 from sparkscore.errors import (
+    BatchTimeoutError,
     PredictError,
     ReadError,
     SchemaEnforcementError,
@@ -23,7 +24,7 @@ from sparkscore.errors import (
 from sparkscore.loader import Model
 from sparkscore.outputs import to_arrow
 from sparkscore.planner import InputFile, MiniBatch
-from sparkscore.readers import CsvConversionError, read_batches
+from sparkscore.readers import CsvConversionError, count_rows, read_batches
 from sparkscore.signature import conform
 
 ERROR_SCHEMA = pa.schema([
@@ -113,8 +114,14 @@ def score_file(
         # A value did not parse as its declared type: read the declared columns as text so that
         # enforcement can name each bad row, column and value.
         sink.discard()
-        text = {name: pa.string() for name in spec.column_types}
+    text = {name: pa.string() for name in spec.column_types}
+    try:
         return _score_file(fs, file, model, spec, sink, text)
+    except CsvConversionError as e:
+        # A column the model does not declare changed its inferred type between CSV blocks.
+        reason = (f"a column changed type part way through the file ({e}); "
+                  "make each column's values one type.")
+        return _fail(FileResult(file.name), sink, ReadError(file=file.name, reason=reason), "read")
 
 
 def _score_file(
@@ -137,13 +144,14 @@ def _score_file(
             frame = batch.to_pandas()
             missing = [name for name, _ in spec.passthrough if name not in frame.columns]
             if missing:
-                raise _MissingPassthrough(file.name, missing[0], list(frame.columns))
+                raise MissingPassthroughError(file.name, missing[0], list(frame.columns))
             checked = conform(frame, schema, file=file.name, row_offset=offset)
             for err in checked.errors:
                 result.errors.append(error_record(file.name, err.row, "validate", err))
             if checked.errors and spec.bad_rows == "fail_file":
                 result.failed = True
                 sink.discard()
+                keep_going = False  # count the rest of the file's rows, score none of them
                 continue
             if checked.frame.empty:
                 continue
@@ -151,6 +159,8 @@ def _score_file(
             try:
                 prediction = model.predict_conformed(checked.frame, dict(spec.params or {}) or None)
                 values = to_arrow(prediction, spec.prediction_type, len(checked.frame))
+            except BatchTimeoutError:
+                raise
             except Exception as e:  # the model's own code: any exception is the file's failure
                 cause = e.cause if isinstance(e, PredictError) else f"{type(e).__name__}: {e}"
                 raise PredictError(
@@ -159,11 +169,11 @@ def _score_file(
             good = frame.loc[~checked.bad] if checked.bad.any() else frame
             sink.add(_output_batch(spec, file.name, rows, values, good))
             result.rows_scored += len(rows)
-    except CsvConversionError:
+    except (CsvConversionError, BatchTimeoutError):
         raise
     except ReadError as e:
         return _fail(result, sink, e, "read")
-    except _MissingPassthrough as e:
+    except (MissingPassthroughError, PassthroughTypeError) as e:
         return _fail(result, sink, e, "validate")
     except SchemaEnforcementError as e:
         return _fail(result, sink, e, "validate")
@@ -181,12 +191,25 @@ def _score_file(
     return result
 
 
-class _MissingPassthrough(SparkscoreError):
+class MissingPassthroughError(SparkscoreError):
+    """A column named in passthrough_columns is absent from a file."""
+
     def __init__(self, file: str, column: str, present: list[str]) -> None:
         self.file, self.column = file, column
         super().__init__(
             f"{file}: the passthrough column '{column}' is not in this file (columns present: "
             f"{', '.join(map(str, present))}); fix passthrough_columns or the file."
+        )
+
+
+class PassthroughTypeError(SparkscoreError):
+    """A passthrough column's values cannot be written with the type the column has elsewhere."""
+
+    def __init__(self, file: str, column: str, expected: pa.DataType, detail: str) -> None:
+        self.file, self.column, self.expected = file, column, expected
+        super().__init__(
+            f"{file}: the passthrough column '{column}' cannot be written as {expected}, its type "
+            f"in the output ({detail}); give the column one type in every file."
         )
 
 
@@ -213,7 +236,11 @@ def _output_batch(
     n = len(rows)
     arrays = [pa.array([name] * n, pa.string()), pa.array(rows, pa.int64()), values]
     for column, t in spec.passthrough:
-        arrays.append(pa.array(frame[column].to_numpy(), from_pandas=True).cast(t, safe=False))
+        try:
+            # safe: an id 1.5 must not become 1 on its way through
+            arrays.append(pa.array(frame[column].to_numpy(), from_pandas=True).cast(t))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            raise PassthroughTypeError(name, column, t, " ".join(str(e).split())) from None
     return pa.RecordBatch.from_arrays(arrays, schema=spec.output_schema)
 
 
@@ -234,6 +261,39 @@ def score_batch(
     spec: ScoringSpec,
     sink_for: Callable[[InputFile], Sink],
 ) -> BatchResult:
-    """Score each file of a mini-batch in order, each into its own sink."""
-    return BatchResult(batch.index, [score_file(fs, f, model, spec, sink_for(f)) for f in batch.files])
+    """Score each file of a mini-batch in order, each into its own sink.
 
+    A BatchTimeoutError raised while it runs (the task's alarm) fails every file of the
+    mini-batch with stage `timeout`: none of its predictions are kept.
+    """
+    results: list[FileResult] = []
+    sinks: list[Sink] = []
+    try:
+        for file in batch.files:
+            sinks.append(sink_for(file))
+            results.append(score_file(fs, file, model, spec, sinks[-1]))
+    except BatchTimeoutError as e:
+        for sink in sinks:
+            sink.discard()
+        timed_out = []
+        for file in batch.files:
+            r = FileResult(file.name, rows_read=_rows_in(fs, file))
+            timed_out.append(_fail(r, _NoSink(), e, "timeout"))
+        return BatchResult(batch.index, timed_out)
+    return BatchResult(batch.index, results)
+
+
+def _rows_in(fs: pafs.FileSystem, file: InputFile) -> int:
+    """A timed-out file's rows still count as failed rows, so the row accounting stays whole."""
+    try:
+        return count_rows(fs, file)
+    except (pa.ArrowException, OSError):
+        return 0
+
+
+class _NoSink(Sink):
+    def add(self, batch: pa.RecordBatch) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass

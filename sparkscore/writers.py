@@ -285,6 +285,16 @@ def remove_dir(fs: pafs.FileSystem, path: str) -> None:
         fs.delete_dir(path)
 
 
+def sweep_temporary(fs: pafs.FileSystem, layout: OutputLayout) -> None:
+    """Remove the hidden half-written files of attempts that died before moving them into place."""
+    for directory in (layout.root, layout.predictions, layout.errors, layout.manifests):
+        if fs.get_file_info(directory).type != pafs.FileType.Directory:
+            continue
+        for entry in fs.get_file_info(pafs.FileSelector(directory)):
+            if entry.base_name.startswith(".") and entry.base_name.endswith(".tmp"):
+                fs.delete_file(entry.path)
+
+
 def _delete_if_exists(fs: pafs.FileSystem, path: str) -> None:
     if fs.get_file_info(path).type == pafs.FileType.File:
         fs.delete_file(path)

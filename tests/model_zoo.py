@@ -225,3 +225,56 @@ def counting_copy(model: Path, where: Path, log: Path) -> Path:
     config = copy / "data" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "load_log": str(log)}))
     return copy
+
+
+def chaos_model(where: Path, **config: object) -> Path:
+    """A hand-written flavor that misbehaves on purpose, configured by `config`:
+
+    - `sleep`: seconds to sleep in every predict call;
+    - `die_on`: a value of column `a` on which predict kills its own Python worker
+      (`os._exit`), once: it first creates the file `marker`, and never dies while it exists;
+    - `hang_on`: a value of `a` on which predict sleeps for an hour.
+    Otherwise it predicts a * 2 + b.
+    """
+    path = where / "chaos_model"
+    (path / "code").mkdir(parents=True)
+    (path / "data").mkdir()
+    (path / "data" / "config.json").write_text(json.dumps(config))
+    (path / "code" / "chaos_flavor.py").write_text(textwrap.dedent('''
+        import json
+        import os
+        import time
+
+
+        class Chaos:
+            def __init__(self, config):
+                self.config = config
+
+            def predict(self, data):
+                c = self.config
+                if c.get("sleep"):
+                    time.sleep(c["sleep"])
+                values = set(data["a"].tolist())
+                if "die_on" in c and c["die_on"] in values and not os.path.exists(c["marker"]):
+                    open(c["marker"], "w").close()
+                    os._exit(1)
+                if "hang_on" in c and c["hang_on"] in values:
+                    time.sleep(3600)
+                return data["a"].to_numpy() * 2 + data["b"].to_numpy()
+
+
+        def _load_pyfunc(path):
+            with open(path) as f:
+                return Chaos(json.load(f))
+    '''))
+    (path / "MLmodel").write_text(textwrap.dedent('''
+        flavors:
+          python_function:
+            loader_module: chaos_flavor
+            code: code
+            data: data/config.json
+        signature:
+          inputs: '[{"type": "double", "name": "a"}, {"type": "long", "name": "b"}]'
+          outputs: '[{"type": "double"}]'
+    '''))
+    return path

@@ -1,4 +1,4 @@
-"""MLmodel parsing: what the real mlflow writes reads back whole, and every broken model fails clearly."""
+"""MLmodel parsing: what the real mlflow writes reads back whole; a broken model fails clearly."""
 
 from __future__ import annotations
 
@@ -294,7 +294,8 @@ def test_read_spec_mlmodel_without_flavors(tmp_path: Path, text: str) -> None:
 
 
 def test_read_spec_without_python_function_names_the_flavors_it_has(tmp_path: Path) -> None:
-    root = write_model(tmp_path / "m", "flavors:\n  sklearn:\n    pickled_model: m.pkl\n  keras: {}\n")
+    text = "flavors:\n  sklearn:\n    pickled_model: m.pkl\n  keras: {}\n"
+    root = write_model(tmp_path / "m", text)
 
     error = format_error(root)
 

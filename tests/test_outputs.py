@@ -1,4 +1,4 @@
-"""Whatever predict returns becomes exactly one typed value per input row, or a clear PredictError."""
+"""Whatever predict returns becomes one typed value per input row, or a clear PredictError."""
 
 from __future__ import annotations
 

@@ -264,7 +264,9 @@ def test_signature_parses_datetime_strings_of_mixed_formats() -> None:
     )
 
     assert out["a"].dtype == np.dtype("datetime64[ns]")
-    assert out["a"].tolist()[:2] == [pd.Timestamp("2024-01-02"), pd.Timestamp("2024-03-04 05:06:07")]
+    assert out["a"].tolist()[:2] == [
+        pd.Timestamp("2024-01-02"), pd.Timestamp("2024-03-04 05:06:07")
+    ]
     assert out["a"].isna().tolist() == [False, False, True]
 
 
@@ -312,7 +314,10 @@ def test_signature_narrows_float64_that_fits_float() -> None:
 def test_signature_refuses_fractional_float_to_long_naming_row_column_value() -> None:
     error = refused(frame([3.0, 2.5]), one(DataType.long))
 
-    assert str(error) == "row 1: column 'a' has value 2.5, which cannot be converted safely to long."
+    assert str(error) == (
+        "row 1: column 'a' has value 2.5, "
+        "which cannot be converted safely to long."
+    )
     assert (error.file, error.row, error.column, error.value, error.expected) == (
         None, 1, "a", 2.5, "long"
     )
@@ -321,13 +326,19 @@ def test_signature_refuses_fractional_float_to_long_naming_row_column_value() ->
 def test_signature_refuses_nan_in_a_long_column() -> None:
     error = refused(frame([1.0, np.nan]), one(DataType.long))
 
-    assert str(error) == "row 1: column 'a' has value nan, which cannot be converted safely to long."
+    assert str(error) == (
+        "row 1: column 'a' has value nan, "
+        "which cannot be converted safely to long."
+    )
 
 
 def test_signature_refuses_missing_values_in_nullable_int_for_long() -> None:
     error = refused(frame([1, None], dtype="Int64"), one(DataType.long))
 
-    assert str(error) == "row 1: column 'a' has value <NA>, which cannot be converted safely to long."
+    assert str(error) == (
+        "row 1: column 'a' has value <NA>, "
+        "which cannot be converted safely to long."
+    )
 
 
 def test_signature_refuses_text_as_double_naming_the_row() -> None:
@@ -352,7 +363,10 @@ def test_signature_names_the_file_and_counts_rows_from_the_offset() -> None:
 def test_signature_refuses_double_to_float_that_loses_precision() -> None:
     error = refused(frame([0.5, 0.1]), one(DataType.float))
 
-    assert str(error) == "row 1: column 'a' has value 0.1, which cannot be converted safely to float."
+    assert str(error) == (
+        "row 1: column 'a' has value 0.1, "
+        "which cannot be converted safely to float."
+    )
 
 
 def test_signature_refuses_double_beyond_float_range() -> None:
@@ -423,10 +437,16 @@ def test_signature_refuses_values_beyond_long(values, dtype, row, value) -> None
 
 def test_signature_refuses_numbers_as_string() -> None:
     error = refused(frame([1, 2]), one(DataType.string))
-    assert str(error) == "row 0: column 'a' has value 1, which cannot be converted safely to string."
+    assert str(error) == (
+        "row 0: column 'a' has value 1, "
+        "which cannot be converted safely to string."
+    )
 
     error = refused(frame(["x", 2], dtype=object), one(DataType.string))
-    assert str(error) == "row 1: column 'a' has value 2, which cannot be converted safely to string."
+    assert str(error) == (
+        "row 1: column 'a' has value 2, "
+        "which cannot be converted safely to string."
+    )
 
 
 def test_signature_refuses_bool_as_long() -> None:
@@ -646,7 +666,8 @@ def test_signature_tensor_of_wrong_shape_is_refused(shape: tuple[int, ...], text
 
 
 def test_signature_tensor_int_is_cast_to_float64() -> None:
-    out = enforce(np.array([[1, 2]], dtype=np.int64), schema(TensorSpec(np.dtype("float64"), (-1, 2))))
+    spec = schema(TensorSpec(np.dtype("float64"), (-1, 2)))
+    out = enforce(np.array([[1, 2]], dtype=np.int64), spec)
 
     assert out.dtype == np.float64
     assert out.tolist() == [[1.0, 2.0]]
@@ -700,7 +721,9 @@ def test_signature_tensor_single_column_frame_becomes_the_tensor() -> None:
 
 
 def test_signature_named_tensors_from_dict_and_frame() -> None:
-    s = schema(TensorSpec(np.dtype("float64"), (-1, 2), "x"), TensorSpec(np.dtype("int64"), (-1,), "y"))
+    s = schema(
+        TensorSpec(np.dtype("float64"), (-1, 2), "x"), TensorSpec(np.dtype("int64"), (-1,), "y")
+    )
 
     out = enforce({"x": np.ones((2, 2)), "y": np.array([1, 2])}, s)
     assert sorted(out) == ["x", "y"]
@@ -750,16 +773,21 @@ def test_enforce_params_refuses_an_unknown_name() -> None:
     with pytest.raises(ParamError) as info:
         enforce_params({"zz": 1}, PARAMS)
 
-    assert str(info.value) == "Parameter 'zz': is not a parameter of this model; its parameters are k, l, s, t."
+    assert str(info.value) == (
+        "Parameter 'zz': is not a parameter of this model; its parameters are k, l, s, t."
+    )
     assert info.value.name == "zz"
 
 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"k": "x"}, "Parameter 'k': must be of type long, got 'x' (str), which cannot be converted safely."),
-        ({"k": 2.0}, "Parameter 'k': must be of type long, got 2.0 (float), which cannot be converted safely."),
-        ({"k": True}, "Parameter 'k': must be of type long, got True (bool), which cannot be converted safely."),
+        ({"k": "x"}, "Parameter 'k': must be of type long, got 'x' (str), "
+                     "which cannot be converted safely."),
+        ({"k": 2.0}, "Parameter 'k': must be of type long, got 2.0 (float), "
+                     "which cannot be converted safely."),
+        ({"k": True}, "Parameter 'k': must be of type long, got True (bool), "
+                      "which cannot be converted safely."),
         ({"l": 1.0}, "Parameter 'l': must be a list of double, got 1.0."),
     ],
 )

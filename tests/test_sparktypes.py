@@ -1,4 +1,4 @@
-"""The prediction's Spark type comes from the output signature, unless result_type says otherwise."""
+"""The prediction's Spark type comes from the output signature, unless result_type overrides it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from pyspark.sql.pandas.types import from_arrow_type
 from sparkscore.errors import SettingsError
 from sparkscore.signature import Signature
 from sparkscore.sparktypes import arrow_type, output_type, parse_type
+
+
+LABEL_SCORE = T.StructType(
+    [T.StructField("label", T.StringType()), T.StructField("score", T.DoubleType())]
+)
 
 
 def outputs(*specs: dict) -> Signature:
@@ -31,7 +36,7 @@ CASES = [
                  id="one-named-colspec-is-scalar"),
     pytest.param(
         outputs({"type": "string", "name": "label"}, {"type": "double", "name": "score"}),
-        T.StructType([T.StructField("label", T.StringType()), T.StructField("score", T.DoubleType())]),
+        LABEL_SCORE,
         pa.struct([("label", pa.string()), ("score", pa.float64())]),
         id="two-named-colspecs",
     ),
@@ -42,7 +47,8 @@ CASES = [
                  pa.list_(pa.list_(pa.float64())), id="tensor-3d"),
     pytest.param(outputs(tensor("str", [-1])), T.StringType(), pa.string(), id="tensor-str"),
     pytest.param(outputs(tensor("object", [-1])), T.StringType(), pa.string(), id="tensor-object"),
-    pytest.param(outputs(tensor("float32", [-1])), T.FloatType(), pa.float32(), id="tensor-float32"),
+    pytest.param(outputs(tensor("float32", [-1])), T.FloatType(), pa.float32(),
+                 id="tensor-float32"),
     pytest.param(outputs(tensor("bool", [-1])), T.BooleanType(), pa.bool_(), id="tensor-bool"),
     pytest.param(outputs(tensor("int32", [-1])), T.IntegerType(), pa.int32(), id="tensor-int32"),
     pytest.param(outputs({"type": "array", "items": {"type": "double"}}),
@@ -109,11 +115,9 @@ def test_output_type_bad_result_type_is_a_settings_error() -> None:
         ("array<array<float>>", T.ArrayType(T.ArrayType(T.FloatType()))),
         ("map<string,double>", T.MapType(T.StringType(), T.DoubleType())),
         ("decimal(10, 2)", T.DecimalType(10, 2)),
-        ("struct<label:string,score:double>",
-         T.StructType([T.StructField("label", T.StringType()), T.StructField("score", T.DoubleType())])),
+        ("struct<label:string,score:double>", LABEL_SCORE),
         ("struct<`my col` int>", T.StructType([T.StructField("my col", T.IntegerType())])),
-        ("label string, score double",
-         T.StructType([T.StructField("label", T.StringType()), T.StructField("score", T.DoubleType())])),
+        ("label string, score double", LABEL_SCORE),
     ],
 )
 def test_parse_type_reads_ddl_without_a_spark_session(text: str, expected: T.DataType) -> None:
