@@ -134,12 +134,17 @@ def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
     sweep_temporary(out_fs, layout)
     summaries.check_invariant(manifests)
 
+    staging = f"{layout.root}/_staging"
     if settings.output_format == "csv" and settings.output_action == "append_row":
-        write_csv(out_fs, layout, [b.index for b in the_plan.batches],
-                  [name for name, _ in scoring.passthrough])
-        remove_dir(out_fs, f"{layout.root}/_staging")
+        # A resumed run with nothing left to score keeps the CSV the earlier run consolidated:
+        # that run removed the staged parts, so consolidating again would write only a header.
+        if todo or out_fs.get_file_info(layout.csv).type != pa.fs.FileType.File:
+            write_csv(out_fs, layout, [b.index for b in the_plan.batches],
+                      [name for name, _ in scoring.passthrough])
+        remove_dir(out_fs, staging)
     elif settings.output_action == "summary_only":
         remove_dir(out_fs, layout.predictions)
+        remove_dir(out_fs, staging)
 
     counts = summaries.counts(manifests)
     exceeded = 0 <= settings.error_threshold < counts["files_failed"]

@@ -101,12 +101,14 @@ def parse_type(value: str | T.DataType) -> T.DataType:
     """A DDL string (`double`, `array<double>`, `struct<a:int>`) or a DataType, checked once."""
     if isinstance(value, T.DataType):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and value.strip():
         try:
             return _DDLParser(value).parse()
         except ValueError:
             pass
     try:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("not a type")
         # Spark's own parser knows rarer types, but needs a running SparkContext (none on
         # executors or before the session starts), hence ours first.
         return T._parse_datatype_string(value)

@@ -142,9 +142,14 @@ def write_part(
                 writer = pq.ParquetWriter(fs.open_output_stream(temporary), schema)
             writer.write_batch(batch)
             rows += batch.num_rows
-    finally:
+    except BaseException:
+        # Not at all: the half-written temporary goes, and any earlier part stays as it was.
         if writer is not None:
             writer.close()
+        _delete_if_exists(fs, temporary)
+        raise
+    if writer is not None:
+        writer.close()
     if writer is None:
         _delete_if_exists(fs, path)
         return 0
@@ -234,7 +239,10 @@ def write_csv(
                     writer.write_table(table)
                     rows += table.num_rows
         if writer is None:
-            out.write((",".join(columns) + "\n").encode())
+            # No rows at all: the same header pyarrow writes above a first batch.
+            empty = pa.Table.from_arrays([pa.array([], pa.string()) for _ in columns],
+                                         names=columns)
+            pacsv.write_csv(empty, out)
         else:
             writer.close()
     fs.move(temporary, layout.csv)

@@ -1,0 +1,362 @@
+"""What each benchmark case runs, and how it is timed.
+
+Timing rule (every case): one untimed warm-up run, then N timed runs and their median, with
+N = ceil(min_seconds / warm-up time) between 1 and max_runs, so a case spends at least
+`min_seconds` (30 s at scale 1) in timed runs; a case whose one run already takes that long is
+timed once. Each run writes to an output folder deleted (untimed) before the run.
+Peak RSS covers the whole case (warm-up and timed runs): see rss.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from datasets import FEATURES, Dataset, table
+from rss import PeakRss
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
+
+# The plain loop's batch sizes: pyarrow's default Parquet batch (65,536 rows), and CSV blocks of
+# 16 MiB (about 80,000 rows here) so that predict is called on batches of similar size.
+LOOP_PARQUET_BATCH_ROWS = 65_536
+LOOP_CSV_BLOCK_BYTES = 16 << 20
+# predict_batch_udf's batch size (the brief: 10,000 rows, Spark's Arrow batch size too).
+PBUDF_BATCH_ROWS = 10_000
+CSV_DDL = "id BIGINT, " + ", ".join(f"{c} DOUBLE" for c in FEATURES)
+
+
+@dataclass
+class Result:
+    case: str
+    rows: int | None = None
+    times: list[float] = field(default_factory=list)
+    warmup_s: float | None = None
+    rss: dict[str, Any] = field(default_factory=dict)
+    check: tuple[int, float] | None = None  # (rows written, sum of predictions)
+    job_runs: list[tuple[int, int]] = field(default_factory=list)  # (model_loads, python_workers)
+    notes: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    # spark-submit cases: seconds to subtract from each run (the bare session start)
+    subtract_s: float = 0.0
+
+    @property
+    def median_s(self) -> float | None:
+        return statistics.median(self.times) if self.times else None
+
+    @property
+    def net_s(self) -> float | None:
+        m = self.median_s
+        return None if m is None else m - self.subtract_s
+
+    @property
+    def rate(self) -> float | None:
+        s = self.net_s
+        if not self.rows or s is None or s <= 0:
+            return None
+        return self.rows / s
+
+    @property
+    def spread(self) -> float | None:
+        if len(self.times) < 2:
+            return None
+        return (max(self.times) - min(self.times)) / statistics.median(self.times)
+
+
+@dataclass
+class Timing:
+    min_seconds: float
+    max_runs: int
+
+    def runs_after(self, warm_s: float) -> int:
+        if warm_s >= self.min_seconds:
+            return 1
+        return max(1, min(self.max_runs, math.ceil(self.min_seconds / max(warm_s, 1e-3))))
+
+
+def measure(result: Result, once: Callable[[PeakRss], None], prepare: Callable[[], None], *,
+            timing: Timing, peak: PeakRss, warmup: bool = True, runs: int | None = None,
+            log: Callable[..., None] = print) -> Result:
+    """Run `once` (warm-up + timed runs) inside `peak`; fill `result` (errors are recorded)."""
+    try:
+        with peak:
+            if warmup:
+                prepare()
+                t = time.perf_counter()
+                once(peak)
+                result.warmup_s = time.perf_counter() - t
+            n = runs or timing.runs_after(result.warmup_s or 0.0)
+            for _ in range(n):
+                prepare()
+                t = time.perf_counter()
+                once(peak)
+                result.times.append(time.perf_counter() - t)
+        result.rss = peak.result()
+        result.rss["reset_ok"] = peak.reset_ok
+    except Exception as e:  # a broken case must not stop the others
+        result.error = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        log(f"    ERROR {result.case}: {result.error}", flush=True)
+    return result
+
+
+def fresh(out: Path) -> Callable[[], None]:
+    def prepare() -> None:
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    return prepare
+
+
+def predictions_check(folder: Path) -> tuple[int, float]:
+    """(rows, sum of the prediction column) of a Parquet output folder."""
+    data = pads.dataset(str(folder), format="parquet").to_table(columns=["prediction"])
+    col = data.column("prediction")
+    total = pc.sum(col.cast(pa.float64())).as_py() if data.num_rows else 0.0
+    return data.num_rows, float(total or 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# LIMIT: the model's own single-core predict rate
+
+
+def limit(model: Path, seconds: float, log: Callable[..., None] = print) -> dict[str, Any]:
+    """Best single-thread rows/s of the raw scikit-learn model over batches of 10k/50k/200k rows.
+
+    The estimator is loaded with mlflow.sklearn.load_model, every `n_jobs` set to 1 and BLAS /
+    OpenMP pinned to one thread (threadpoolctl); the 200,000 rows are an in-memory pandas frame,
+    sliced into contiguous batches before timing. Per batch size: passes over all rows, repeated
+    for at least `seconds` (and 3 passes), median pass rate.
+    """
+    import mlflow.sklearn
+    from threadpoolctl import threadpool_limits
+
+    estimator = mlflow.sklearn.load_model(str(model))
+    jobs = {k: 1 for k in estimator.get_params() if k == "n_jobs" or k.endswith("__n_jobs")}
+    if jobs:
+        estimator.set_params(**jobs)
+    frame = table(7, 200_000).to_pandas()[FEATURES]
+    rates: dict[int, float] = {}
+    with threadpool_limits(limits=1):
+        for size in (10_000, 50_000, 200_000):
+            batches = [frame.iloc[i:i + size].copy() for i in range(0, len(frame), size)]
+            estimator.predict(batches[0])
+            passes: list[float] = []
+            end = time.perf_counter() + seconds
+            while len(passes) < 3 or time.perf_counter() < end:
+                t = time.perf_counter()
+                for b in batches:
+                    estimator.predict(b)
+                passes.append(len(frame) / (time.perf_counter() - t))
+            rates[size] = statistics.median(passes)
+    best = max(rates, key=rates.get)
+    log(f"    LIMIT {model.name}: " + ", ".join(f"{s // 1000}k rows: {r:,.0f}/s"
+                                              for s, r in rates.items()), flush=True)
+    return {"rate": rates[best], "batch": best, "by_batch": rates}
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process cases (the benchmark process is the Spark driver)
+
+
+def job_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path, **kw: Any) -> Result:
+    """sparkscore.score(spark, model, input, out, overwrite=True): default settings."""
+    import sparkscore
+
+    def once(_peak: PeakRss) -> None:
+        summary = sparkscore.score(spark, str(model), str(ds.path), str(out), overwrite=True)
+        _job_summary(result, summary, ds)
+
+    measure(result, once, fresh(out), **kw)
+    if not result.error:
+        result.check = predictions_check(out / "predictions")
+    return result
+
+
+def _job_summary(result: Result, summary: dict[str, Any], ds: Dataset) -> None:
+    if summary.get("status") != "succeeded" or summary.get("rows_scored") != ds.rows:
+        raise RuntimeError(f"job status {summary.get('status')}, rows_scored "
+                           f"{summary.get('rows_scored')} of {ds.rows}, rows_failed "
+                           f"{summary.get('rows_failed')}: {summary.get('error')}")
+    result.job_runs.append((int(summary.get("model_loads") or 0),
+                            int(summary.get("python_workers") or 0)))
+    result.notes["job_rows_per_s"] = summary.get("rows_per_s")
+    result.notes["mini_batches"] = (summary.get("input") or {}).get("mini_batches")
+
+
+def spark_read(spark: Any, ds: Dataset) -> Any:
+    if ds.fmt == "parquet":
+        return spark.read.parquet(str(ds.path))
+    return spark.read.csv(str(ds.path), header=True, schema=CSV_DDL)
+
+
+def spark_udf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path,
+                   **kw: Any) -> Result:
+    """mlflow.pyfunc.spark_udf(env_manager="local") over spark.read, predictions + id to Parquet.
+
+    The UDF is made once per case (untimed): each timed run is one read-predict-write action.
+    """
+    import mlflow.pyfunc
+    from pyspark.sql import functions as F
+
+    try:
+        udf = mlflow.pyfunc.spark_udf(spark, str(model), env_manager="local")
+    except Exception as e:
+        result.error = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        return result
+
+    def once(_peak: PeakRss) -> None:
+        df = spark_read(spark, ds)
+        (df.withColumn("prediction", udf(*[F.col(c) for c in FEATURES]))
+           .select("id", "prediction").write.mode("overwrite").parquet(str(out)))
+
+    measure(result, once, fresh(out), **kw)
+    if not result.error:
+        result.check = predictions_check(out)
+    return result
+
+
+def pbudf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path,
+               **kw: Any) -> Result:
+    """pyspark.ml.functions.predict_batch_udf, the model loaded once per worker with
+    mlflow.pyfunc.load_model, batches of 10,000 rows, predictions + id to Parquet."""
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import LongType
+
+    path = str(model)
+    features = list(FEATURES)
+
+    def make_predict_fn():  # a closure: cloudpickle ships it by value to the workers
+        import mlflow.pyfunc
+        import pandas as pd
+
+        loaded = mlflow.pyfunc.load_model(path)
+
+        def predict(*columns):
+            return np.asarray(loaded.predict(pd.DataFrame(dict(zip(features, columns)))))
+
+        return predict
+
+    udf = predict_batch_udf(make_predict_fn, return_type=LongType(), batch_size=PBUDF_BATCH_ROWS)
+
+    def once(_peak: PeakRss) -> None:
+        df = spark_read(spark, ds)
+        (df.withColumn("prediction", udf(*[F.col(c) for c in FEATURES]))
+           .select("id", "prediction").write.mode("overwrite").parquet(str(out)))
+
+    measure(result, once, fresh(out), **kw)
+    if not result.error:
+        result.check = predictions_check(out)
+    return result
+
+
+def loop_case(result: Result, model: Path, ds: Dataset, out: Path, **kw: Any) -> Result:
+    """One process, no Spark: pyarrow streams each file, to_pandas, mlflow pyfunc predict, and a
+    Parquet file of id + prediction per input file. The model is loaded once (untimed)."""
+    import mlflow.pyfunc
+
+    loaded = mlflow.pyfunc.load_model(str(model))
+    files = sorted(p for p in ds.path.iterdir() if p.suffix in (".parquet", ".csv"))
+    convert = pacsv.ConvertOptions(column_types={"id": pa.int64(),
+                                                 **{c: pa.float64() for c in FEATURES}})
+
+    def batches(path: Path):
+        if path.suffix == ".parquet":
+            yield from pq.ParquetFile(path).iter_batches(batch_size=LOOP_PARQUET_BATCH_ROWS)
+        else:
+            yield from pacsv.open_csv(path, read_options=pacsv.ReadOptions(
+                block_size=LOOP_CSV_BLOCK_BYTES), convert_options=convert)
+
+    def once(_peak: PeakRss) -> None:
+        out.mkdir(parents=True)
+        for path in files:
+            writer = None
+            for batch in batches(path):
+                frame = batch.to_pandas()
+                prediction = np.asarray(loaded.predict(frame[FEATURES]))
+                part = pa.table({"id": batch.column("id"), "prediction": prediction})
+                if writer is None:
+                    writer = pq.ParquetWriter(out / f"{path.stem}.parquet", part.schema)
+                writer.write_table(part)
+            if writer is not None:
+                writer.close()
+
+    measure(result, once, fresh(out), **kw)
+    if not result.error:
+        result.check = predictions_check(out)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# spark-submit cases (a new JVM and Python driver per run)
+
+
+def submit_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    return env
+
+
+def spark_submit(args: list[str], log_file: Path, peak: PeakRss) -> None:
+    """Run spark-submit --master local[*] ARGS from the repository root; raise on failure."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as logf:
+        proc = subprocess.Popen([SPARK_SUBMIT, "--master", "local[*]", *args], cwd=REPO,
+                                env=submit_env(), stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        peak.add_root(proc.pid)
+        code = proc.wait()
+    if code != 0:
+        lines = [l for l in log_file.read_text(errors="replace").splitlines() if l.strip()]
+        raise RuntimeError(f"spark-submit exited {code}: {lines[-1] if lines else ''} "
+                           f"(log: {log_file})")
+
+
+def bare_session_case(result: Result, logs: Path, **kw: Any) -> Result:
+    """spark-submit of bench/bare_session.py: a SparkSession and spark.range(1).count()."""
+    counter = iter(range(10_000))
+
+    def once(peak: PeakRss) -> None:
+        spark_submit([str(HERE / "bare_session.py")], logs / f"{result.case}-{next(counter)}.log",
+                     peak)
+
+    return measure(result, once, lambda: None, **kw)
+
+
+def submit_case(result: Result, model: Path, ds: Dataset, out: Path, logs: Path,
+                session_s: float | None, **kw: Any) -> Result:
+    """spark-submit jobs/score.py --model M --input I --output O --set overwrite=true."""
+    counter = iter(range(10_000))
+    result.subtract_s = session_s or 0.0
+
+    def once(peak: PeakRss) -> None:
+        spark_submit(["jobs/score.py", "--model", str(model), "--input", str(ds.path),
+                      "--output", str(out), "--set", "overwrite=true"],
+                     logs / f"{result.case}-{next(counter)}.log", peak)
+        summary = json.loads((out / "_summary.json").read_text())
+        _job_summary(result, summary, ds)
+
+    measure(result, once, fresh(out), **kw)
+    if not result.error:
+        result.check = predictions_check(out / "predictions")
+        result.notes["e2e_rows_per_s"] = ds.rows / result.median_s
+    return result

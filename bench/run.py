@@ -1,0 +1,526 @@
+"""`make bench`: sparkscore's throughput, memory and fixed cost against issue 6's seven targets.
+
+    .venv/bin/python bench/run.py [--scale S] [--only PATTERNS] [--memory] [--list]
+
+One run, on one set of generated data (bench/data/, made once and reused) and two models saved by
+the real mlflow, measures every case, prints the figures against their targets and the per-case
+table, and writes both with the machine and versions to bench/RESULTS.md (a full run: scale 1, no
+--only) or bench/out/RESULTS.md (a partial or scaled-down run), or to --results PATH.
+
+Cases (see `--list`; --only takes comma-separated shell patterns of case ids, e.g.
+`--only 'lr-*-job,lr-*-spark_udf,skew-*'`; the LIMIT and bare-session cases a selected case needs
+are added):
+- limit-MODEL            the model's single-core predict rate (LIMIT), in this process, no Spark
+- MODEL-FMT-job          sparkscore.score(spark, ...) in this process's local[*] session, defaults
+- MODEL-FMT-submit       spark-submit jobs/score.py (a new JVM per run); rows/s after subtracting
+                         the bare session start (session-bare)
+- MODEL-FMT-spark_udf    mlflow.pyfunc.spark_udf(env_manager="local"), spark.read, write Parquet
+- MODEL-FMT-pbudf        pyspark.ml.functions.predict_batch_udf(batch_size=10000), same work
+- MODEL-FMT-loop         one process: pyarrow stream, to_pandas, predict, a Parquet file per file
+- skew-1file/-16files    the job (RandomForest) on one 2M-row Parquet file / the same rows in 16
+- small-20000files/-20files  the job (LogisticRegression) on 20,000 files of 100 rows / 20 files
+- fixed-10rows           spark-submit jobs/score.py on a 10-row file
+- memory-200mb/-2gb      the job (LogisticRegression) on one ~200 MB / ~2 GB CSV (--memory only)
+MODEL is lr (LogisticRegression) or rf (StandardScaler + 100-tree RandomForest); FMT is parquet
+(16 files x 200k rows) or csv (the same rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fnmatch
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+
+import cases  # noqa: E402
+import datasets  # noqa: E402
+from cases import Result, Timing  # noqa: E402
+from rss import PeakRss  # noqa: E402
+
+OUT = HERE / "out"
+MODELS = ("lr", "rf")
+FORMATS = {"parquet": "parquet16", "csv": "csv16"}
+KINDS = ("job", "submit", "spark_udf", "pbudf", "loop")
+GIB = 1024.0
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    kind: str  # limit | bare | job | submit | spark_udf | pbudf | loop
+    model: str | None = None
+    dataset: str | None = None
+    single_run: bool = False  # no warm-up, one timed run (the memory cases)
+
+
+def all_cases(memory: bool) -> list[Case]:
+    out = [Case(f"limit-{m}", "limit", m) for m in MODELS]
+    out.append(Case("session-bare", "bare"))
+    for m in MODELS:
+        for fmt, ds in FORMATS.items():
+            out += [Case(f"{m}-{fmt}-{k}", k, m, ds) for k in KINDS]
+    out += [
+        Case("skew-1file", "job", "rf", "skew1"),
+        Case("skew-16files", "job", "rf", "skew16"),
+        Case("small-20000files", "job", "lr", "small20000"),
+        Case("small-20files", "job", "lr", "small20"),
+        Case("fixed-10rows", "submit", "lr", "tiny"),
+    ]
+    if memory:
+        out += [Case("memory-200mb", "job", "lr", "mem200m", single_run=True),
+                Case("memory-2gb", "job", "lr", "mem2g", single_run=True)]
+    return out
+
+
+def select(cases_: list[Case], only: str | None) -> list[Case]:
+    if not only:
+        return cases_
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    chosen = {c.id for c in cases_ for p in patterns if fnmatch.fnmatchcase(c.id, p)}
+    unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(c.id, p) for c in cases_)]
+    if unknown:
+        sys.exit(f"error: --only {', '.join(unknown)} matches no case; cases: "
+                 + " ".join(c.id for c in cases_))
+    # What the selected cases need: LIMIT for the RF job figure, the bare session for spark-submit.
+    if any(c.id in chosen and c.kind == "submit" for c in cases_):
+        chosen.add("session-bare")
+    for m in MODELS:
+        if any(c.id in chosen and c.kind == "job" and c.id.startswith(f"{m}-") for c in cases_):
+            chosen.add(f"limit-{m}")
+    return [c for c in cases_ if c.id in chosen]
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply row and file counts (e.g. 0.05 for a quick smoke run)")
+    p.add_argument("--only", help="comma-separated patterns of case ids (see --list)")
+    p.add_argument("--memory", action="store_true",
+                   help="also the 200 MB and 2 GB CSV memory cases (writes ~2.2 GB x scale once)")
+    p.add_argument("--min-seconds", type=float, default=None,
+                   help="timed seconds per case (default 30 x scale)")
+    p.add_argument("--max-runs", type=int, default=50, help="at most this many timed runs per case")
+    p.add_argument("--row-group-rows", type=int, default=None,
+                   help="Parquet row group size (default 1,048,576 x scale: pyarrow's default "
+                   "at scale 1)")
+    p.add_argument("--results", type=Path, default=None, help="where to write the markdown table")
+    p.add_argument("--list", action="store_true", help="list the case ids and exit")
+    args = p.parse_args(argv)
+
+    chosen = select(all_cases(args.memory), args.only)
+    if args.list:
+        print("\n".join(c.id for c in chosen))
+        return 0
+    full = args.scale == 1 and not args.only
+    results_path = args.results or (HERE / "RESULTS.md" if full else OUT / "RESULTS.md")
+    timing = Timing(min_seconds=args.min_seconds if args.min_seconds is not None
+                    else 30.0 * args.scale, max_runs=args.max_runs)
+    started = time.time()
+    stamp = datetime.datetime.now().astimezone()
+
+    # 1. Data and models, before anything is timed.
+    print(f"sparkscore bench: scale {args.scale:g}, {len(chosen)} cases, "
+          f"{timing.min_seconds:g} s timed per case", flush=True)
+    root = datasets.scale_root(args.scale)
+    rg = args.row_group_rows or datasets.default_row_group_rows(args.scale)
+    specs = datasets.specs(args.scale)
+    data = {name: datasets.ensure(root, specs[name], rg)
+            for name in dict.fromkeys(c.dataset for c in chosen if c.dataset)}
+    models = datasets.ensure_models(datasets.DATA)
+    print(f"data in {root}: " + ", ".join(f"{d.name} ({d.files} files, {d.rows:,} rows, "
+                                          f"{d.bytes / 1e6:,.0f} MB)" for d in data.values()),
+          flush=True)
+
+    results: dict[str, Result] = {}
+    limits: dict[str, dict[str, Any]] = {}
+    session_starts: dict[str, float] = {}
+    case_out = OUT / "cases"
+    logs = OUT / "logs"
+    me = os.getpid()
+
+    def log_result(r: Result) -> None:
+        results[r.case] = r
+        if r.error:
+            return
+        rate = f"{r.rate:,.0f} rows/s" if r.rate else ""
+        med = f"median {r.median_s:.2f} s of {len(r.times)}" if r.times else ""
+        rss = r.rss
+        print(f"    {r.case}: {rate} {med}; peak RSS MiB driver {rss.get('driver_mib')}, "
+              f"JVM {rss.get('jvm_mib')}, worker {rss.get('worker_mib')}", flush=True)
+
+    # 2. LIMIT, in this process before any Spark starts.
+    for c in chosen:
+        if c.kind == "limit":
+            print(f"[{c.id}]", flush=True)
+            limits[c.model] = cases.limit(models[c.model], seconds=3.0 if args.scale >= 0.5
+                                          else 0.5)
+
+    # 3. Everything through spark-submit (no session of ours is up yet, so no idle JVM around).
+    for c in chosen:
+        if c.kind == "bare":
+            print(f"[{c.id}]", flush=True)
+            r = cases.bare_session_case(Result(c.id), logs, timing=timing,
+                                        peak=PeakRss([], reset=False))
+            log_result(r)
+            if r.median_s:
+                session_starts["spark-submit"] = r.median_s
+    for c in chosen:
+        if c.kind == "submit":
+            print(f"[{c.id}]", flush=True)
+            ds = data[c.dataset]
+            r = cases.submit_case(Result(c.id, rows=ds.rows), models[c.model], ds,
+                                  case_out / c.id, logs, session_starts.get("spark-submit"),
+                                  timing=timing, peak=PeakRss([], reset=False))
+            log_result(r)
+
+    # 4. In this process's local[*] session: the job, spark_udf, predict_batch_udf, and the loop.
+    inproc = [c for c in chosen if c.kind in ("job", "spark_udf", "pbudf", "loop")]
+    spark = None
+    if inproc:
+        spark, session_starts["in-process"] = start_session()
+        print(f"in-process session: local[*] started in {session_starts['in-process']:.1f} s "
+              f"(Spark {spark.version})", flush=True)
+    for c in inproc:
+        print(f"[{c.id}]", flush=True)
+        ds = data[c.dataset]
+        model = models[c.model]
+        out = case_out / c.id
+        kw = dict(timing=timing, peak=PeakRss([me], driver_pid=me),
+                  warmup=not c.single_run, runs=1 if c.single_run else None)
+        r = Result(c.id, rows=ds.rows)
+        if c.kind == "job":
+            cases.job_case(r, spark, model, ds, out, **kw)
+        elif c.kind == "spark_udf":
+            cases.spark_udf_case(r, spark, model, ds, out, **kw)
+        elif c.kind == "pbudf":
+            cases.pbudf_case(r, spark, model, ds, out, **kw)
+        else:
+            cases.loop_case(r, model, ds, out, **kw)
+        log_result(r)
+    if spark is not None:
+        spark.stop()
+
+    # 5. Report.
+    checks = consistency(chosen, results, data)
+    figs = figures(chosen, results, limits, data)
+    text = report(args, stamp, time.time() - started, chosen, results, limits, session_starts,
+                  figs, checks, data)
+    print()
+    print(text)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(text)
+    print(f"written to {results_path}")
+    return 0
+
+
+def start_session() -> tuple[Any, float]:
+    from pyspark.sql import SparkSession
+
+    t = time.perf_counter()
+    spark = (SparkSession.builder.master("local[*]").appName("sparkscore-bench")
+             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    spark.range(1).count()
+    return spark, time.perf_counter() - t
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+def consistency(chosen: list[Case], results: dict[str, Result],
+                data: dict[str, datasets.Dataset]) -> dict[str, str]:
+    """Each case wrote every row, and the same predictions as every case on the same rows."""
+    first: dict[tuple[str, str], tuple[str, float]] = {}
+    out: dict[str, str] = {}
+    for c in chosen:
+        r = results.get(c.id)
+        if r is None or r.error or r.check is None:
+            continue
+        ds = data[c.dataset]
+        rows, total = r.check
+        if rows != ds.rows:
+            out[c.id] = f"wrote {rows:,} of {ds.rows:,} rows"
+            continue
+        key = (c.model, ds.rowset)
+        if key not in first:
+            first[key] = (c.id, total)
+            out[c.id] = "ok"
+        elif abs(first[key][1] - total) > 1e-6 * max(1.0, abs(total)):
+            out[c.id] = f"predictions differ from {first[key][0]} (sum {total:g} vs {first[key][1]:g})"
+        else:
+            out[c.id] = "ok"
+    return out
+
+
+@dataclass
+class Figure:
+    number: int
+    name: str
+    measured: str
+    baseline: str
+    ratio: float | None
+    target: str
+    passed: bool | None  # None: not run
+
+    @property
+    def verdict(self) -> str:
+        return "not run" if self.passed is None else ("PASS" if self.passed else "FAIL")
+
+
+def figures(chosen: list[Case], results: dict[str, Result], limits: dict[str, dict],
+            data: dict[str, datasets.Dataset]) -> list[Figure]:
+    cores = os.cpu_count() or 1
+    ok = {k: r for k, r in results.items() if not r.error and r.rate}
+
+    def rate(case: str) -> str:
+        r = ok.get(case)
+        return f"{r.rate:,.0f} rows/s ({case})" if r else f"{case}: " + (
+            "error" if case in results else "not run")
+
+    def ratio(num: str, den: str) -> float | None:
+        if num in ok and den in ok:
+            return ok[num].rate / ok[den].rate
+        return None
+
+    def verdict(value: float | None, good) -> bool | None:
+        return None if value is None else bool(good(value))
+
+    figs: list[Figure] = []
+    for fmt in FORMATS:
+        case = f"rf-{fmt}-job"
+        lim = limits.get("rf")
+        value = ok[case].rate / (cores * lim["rate"]) if case in ok and lim else None
+        base = (f"{cores} cores x LIMIT {lim['rate']:,.0f} = {cores * lim['rate']:,.0f} rows/s"
+                if lim else "LIMIT not run")
+        figs.append(Figure(1, f"predict-bound: RF job on {fmt} / (cores x LIMIT)", rate(case),
+                           base, value, ">= 0.85", verdict(value, lambda v: v >= 0.85)))
+    for fmt, want in (("parquet", 3.0), ("csv", 4.0)):
+        v = ratio(f"lr-{fmt}-job", f"lr-{fmt}-spark_udf")
+        figs.append(Figure(2, f"I/O-bound: LR job / spark_udf on {fmt}", rate(f"lr-{fmt}-job"),
+                           rate(f"lr-{fmt}-spark_udf"), v, f">= {want:g}",
+                           verdict(v, lambda x, w=want: x >= w)))
+    for fmt in FORMATS:
+        v = ratio(f"lr-{fmt}-job", f"lr-{fmt}-loop")
+        figs.append(Figure(2, f"I/O-bound: LR job / single-process loop on {fmt}",
+                           rate(f"lr-{fmt}-job"), rate(f"lr-{fmt}-loop"), v, ">= 1.6",
+                           verdict(v, lambda x: x >= 1.6)))
+    v = ratio("skew-1file", "skew-16files")
+    figs.append(Figure(3, "skew: one file / the same rows in 16 files (RF job)",
+                       rate("skew-1file"), rate("skew-16files"), v, ">= 0.8",
+                       verdict(v, lambda x: x >= 0.8)))
+    v = ratio("small-20000files", "small-20files")
+    n_small = data["small20000"].files if "small20000" in data else 20000
+    figs.append(Figure(4, f"small files: {n_small:,} files / the same rows in 20 (LR job)",
+                       rate("small-20000files"), rate("small-20files"), v, ">= 0.5",
+                       verdict(v, lambda x: x >= 0.5)))
+    big, mid = ok.get("memory-2gb"), ok.get("memory-200mb")
+    big_w = big.rss.get("worker_mib") if big else None
+    mid_w = mid.rss.get("worker_mib") if mid else None
+    big_s = (f"{big_w:,.0f} MiB ({data['mem2g'].bytes / 1e9:.2f} GB CSV)"
+             if big_w else "memory-2gb: not run (--memory)")
+    mid_s = (f"{mid_w:,.0f} MiB ({data['mem200m'].bytes / 1e6:.0f} MB CSV)"
+             if mid_w else "memory-200mb: not run (--memory)")
+    figs.append(Figure(5, "flat memory: worker peak RSS on the 2 GB CSV", big_s, "1 GiB",
+                       big_w / 1024 if big_w else None, "< 1 GiB",
+                       verdict(big_w, lambda x: x < 1024)))
+    v = big_w / mid_w if big_w and mid_w else None
+    figs.append(Figure(5, "flat memory: worker peak 2 GB CSV / 200 MB CSV", big_s, mid_s, v,
+                       "<= 1.2", verdict(v, lambda x: x <= 1.2)))
+    runs = [(k, loads, workers) for k, r in results.items() if not r.error
+            for loads, workers in r.job_runs]
+    if runs:
+        worst = max(runs, key=lambda t: (t[1] / t[2]) if t[2] else float("inf"))
+        bad = [t for t in runs if t[2] == 0 or t[1] != t[2]]
+        worst_ratio = worst[1] / worst[2] if worst[2] else None
+        figs.append(Figure(6, "model loads per Python worker, every job run",
+                           f"{len(runs)} runs; worst: {worst[1]} loads / {worst[2]} workers "
+                           f"({worst[0]})", "_summary.json model_loads / python_workers",
+                           worst_ratio, "== 1 in every run", not bad))
+    else:
+        figs.append(Figure(6, "model loads per Python worker, every job run", "no job run", "",
+                           None, "== 1 in every run", None))
+    fixed, bare = ok.get("fixed-10rows"), results.get("session-bare")
+    if fixed and bare and bare.median_s:
+        extra = fixed.median_s - bare.median_s
+        figs.append(Figure(7, "fixed cost: spark-submit job on 10 rows - bare session start",
+                           f"{fixed.median_s:.1f} s (fixed-10rows)",
+                           f"{bare.median_s:.1f} s (session-bare)", extra, "<= 5 s",
+                           extra <= 5.0))
+    else:
+        figs.append(Figure(7, "fixed cost: spark-submit job on 10 rows - bare session start",
+                           "not run", "", None, "<= 5 s", None))
+    return figs
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+                      *(line(r) for r in rows)])
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+        memory = f"{mem / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration):
+        memory = "unknown"
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": memory,
+            "os": f"{platform.system()} {platform.release()}"}
+
+
+def versions() -> dict[str, str]:
+    import mlflow
+    import pandas
+    import pyarrow
+    import pyspark
+    import sklearn
+
+    java = "unknown"
+    try:
+        java = subprocess.run(["java", "-version"], capture_output=True, text=True,
+                              timeout=30).stderr.splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        pass
+    commit = "unknown"
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
+                                "sparkscore", "jobs", "conf"], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+        if dirty:
+            commit += " + uncommitted changes in sparkscore/ jobs/ conf/"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"python": platform.python_version(), "pyspark": pyspark.__version__,
+            "pandas": pandas.__version__, "pyarrow": pyarrow.__version__,
+            "scikit-learn": sklearn.__version__, "mlflow": mlflow.__version__, "java": java,
+            "sparkscore": commit}
+
+
+def fmt_num(x: float | None, spec: str = ",.0f") -> str:
+    return "" if x is None else format(x, spec)
+
+
+def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, chosen: list[Case],
+           results: dict[str, Result], limits: dict[str, dict], session_starts: dict[str, float],
+           figs: list[Figure], checks: dict[str, str], data: dict[str, datasets.Dataset]) -> str:
+    m, v = machine(), versions()
+    cmd = "bench/run.py " + " ".join(sys.argv[1:])
+    out = [
+        "# sparkscore benchmark results",
+        "",
+        f"Run {stamp:%Y-%m-%d %H:%M %Z} with `{cmd.strip()}` (scale {args.scale:g}; "
+        f"{elapsed / 60:.1f} min). Targets: issue 6. Machine: {m['cpu']}, {m['cores']} cores, "
+        f"{m['memory']}, {m['os']}.",
+        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+        "## Figures",
+        "",
+        md_table(["#", "figure", "measured", "baseline", "ratio", "target", "result"],
+                 [[str(f.number), f.name, f.measured, f.baseline, fmt_num(f.ratio, ".2f"),
+                   f.target, f.verdict] for f in figs]),
+        "",
+        "## Cases",
+        "",
+    ]
+    rows = []
+    for key, lim in limits.items():
+        by = ", ".join(f"{s // 1000}k: {r:,.0f}" for s, r in lim["by_batch"].items())
+        rows.append([f"limit-{key}", "", fmt_num(lim["rate"]), "", "", "", "", "", "", "",
+                     f"single thread, best batch {lim['batch']:,} rows ({by})"])
+    for c in chosen:
+        r = results.get(c.id)
+        if c.kind == "limit" or r is None:
+            continue
+        if r.error:
+            rows.append([c.id, fmt_num(r.rows), "", "", "", "", "", "", "", "ERROR", r.error])
+            continue
+        rss = r.rss
+        workers = (f"{fmt_num(rss.get('worker_mib'))} ({rss.get('workers')})"
+                   if rss.get("worker_mib") else "")
+        notes = []
+        if c.kind == "submit":
+            notes.append(f"end to end {r.median_s:.1f} s = {r.notes.get('e2e_rows_per_s', 0):,.0f}"
+                         f" rows/s; minus session start {r.subtract_s:.1f} s")
+        if c.kind == "bare":
+            notes.append("spark-submit: SparkSession + spark.range(1).count()")
+        if r.notes.get("job_rows_per_s"):
+            notes.append(f"job's own rows_per_s {r.notes['job_rows_per_s']:,.0f}")
+        if r.notes.get("mini_batches"):
+            notes.append(f"{r.notes['mini_batches']} mini-batches")
+        if r.job_runs:
+            loads = sorted({f"{a}/{b}" for a, b in r.job_runs})
+            notes.append("model_loads/python_workers " + ", ".join(loads))
+        if rss and not rss.get("reset_ok", True):
+            notes.append("peak RSS could not be reset: includes earlier cases")
+        rows.append([
+            c.id, fmt_num(r.rows), fmt_num(r.rate), fmt_num(r.median_s, ".2f"),
+            f"{len(r.times)}" + (f" (+{r.warmup_s:.1f} s warm-up)" if r.warmup_s else ""),
+            fmt_num(r.spread * 100 if r.spread is not None else None, ".0f"),
+            fmt_num(rss.get("driver_mib")), fmt_num(rss.get("jvm_mib")), workers,
+            checks.get(c.id, ""), "; ".join(notes)])
+    out.append(md_table(["case", "rows", "rows/s", "median s", "timed runs", "spread %",
+                         "driver MiB", "JVM MiB", "worker MiB (procs)", "output check", "notes"],
+                        rows))
+    starts = ", ".join(f"{k} {s:.1f} s" for k, s in session_starts.items())
+    out += [
+        "",
+        f"Session start: {starts or 'not measured'}.",
+        "",
+        "## How to read this",
+        "",
+        "- rows/s: input rows / median wall seconds of the timed runs (after one untimed warm-up;"
+        " N runs so a case spends >= 30 s x scale timed, one run if a run is longer). For "
+        "`*-submit` the bare spark-submit session start (session-bare) is subtracted first; the "
+        "end-to-end time is in the notes.",
+        "- LIMIT: the raw scikit-learn model's predict on an in-memory pandas frame, one thread "
+        "(threadpoolctl, n_jobs=1), best of 10k/50k/200k-row batches; ideal = LIMIT x cores.",
+        "- job: `sparkscore.score(spark, model, input, out, overwrite=True)`, default settings, in "
+        "this process's `local[*]` session (one session for all in-process cases); it writes "
+        "file_name, row, prediction. spark_udf / pbudf read with spark.read (CSV: header, "
+        "explicit schema) and write id + prediction to Parquet; the UDF is made once per case. "
+        "loop: one process, pyarrow batches (Parquet 65,536 rows, CSV 16 MiB blocks), mlflow "
+        "pyfunc predict, one Parquet file of id + prediction per input file.",
+        "- Peak RSS (MiB): the largest VmHWM of any one process of that role during the case "
+        "(warm-up and timed runs), reset with /proc/<pid>/clear_refs at the case start so reused "
+        "Python workers do not carry earlier peaks; sampled every 0.25 s so exited processes "
+        "count. The in-process driver is the benchmark process itself. procs: Python daemon and "
+        "worker processes seen. RSS includes shared pages.",
+        "- output check: every case's output holds every input row, and the same predictions "
+        "(sum of the prediction column) as every other case on the same rows and model.",
+        "- Data: " + "; ".join(f"{d.name}: {d.files:,} {d.fmt} files, {d.rows:,} rows, "
+                              f"{d.bytes / 1e6:,.0f} MB" for d in data.values()) + ".",
+        "",
+    ]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
