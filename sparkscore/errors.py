@@ -94,8 +94,8 @@ class MissingDependencyError(ModelLoadError):
             parts.append(f"the model was saved with Python {python_version}")
         if advice is None:
             advice = (
-                f"Install the version the model pins, or score it with env_manager: virtualenv "
-                f"so that sparkscore builds the model's own environment."
+                "Install the version the model pins, or score it with env_manager: virtualenv "
+                "so that sparkscore builds the model's own environment."
             )
         super().__init__(path=path, reason="; ".join(parts) + f" ({detail}). {advice}")
 

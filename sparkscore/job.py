@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
 import functools
 import logging
 import os
@@ -37,7 +39,7 @@ from sparkscore.errors import (
 from sparkscore.loader import LOADS, load_model
 from sparkscore.model import ModelSpec, directory_sha256
 from sparkscore.planner import MiniBatch, Plan, plan, resolve
-from sparkscore.requirements import mismatches, read_pins
+from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.settings import Settings
@@ -88,8 +90,37 @@ def score(
     return run(spark, os.fspath(model), os.fspath(input), os.fspath(output), resolved)
 
 
+@dataclass(frozen=True)
+class Job:
+    """Everything decided before Spark starts: the model, the plan, the output and its state."""
+
+    job_id: str
+    started: datetime
+    model_uri: str
+    model_path: str
+    model: ModelSpec
+    sha256: str
+    input_uri: str
+    output_uri: str
+    plan: Plan
+    final: OutputLayout
+    layout: OutputLayout
+    settings: Settings
+    scoring: ScoringSpec
+    committed: dict[int, dict[str, Any]]
+    mismatched: tuple[Mismatch, ...]
+
+
 def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
         settings: Settings) -> dict[str, Any]:
+    return execute(spark, prepare(model_uri, input_uri, output_uri, settings))
+
+
+def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings) -> Job:
+    """Check the model, plan the input and claim the output, without Spark.
+
+    Everything that can be refused is refused here, before a session costs seconds to start.
+    """
     started = summaries.now()
     job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     model_path = _local_model_path(model_uri)
@@ -98,15 +129,15 @@ def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
             key="env_manager", value=settings.env_manager,
             reason="can only be local in this version (the job scores in its own environment)",
         )
-    loaded = load_model(model_path)
-    spec = loaded.spec
-    mismatched = mismatches(read_pins(spec.env_files()))
+    spec = load_model(model_path).spec
+    mismatched = tuple(mismatches(read_pins(spec.env_files())))
     for m in mismatched:
         log.warning("the model pins %s==%s but %s is installed", m.package, m.pinned,
                     m.installed or "nothing")
     sha = directory_sha256(model_path)
     the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
                     recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported)
+    scoring = _scoring_spec(spec, settings, the_plan)
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
     out_fs = final.filesystem()
     prepare_output(out_fs, final, overwrite=settings.overwrite, resume=settings.resume)
@@ -117,10 +148,19 @@ def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
         layout = dataclasses.replace(final, root=f"{parent}/.{name}.sparkscore-{job_id}")
         out_fs.create_dir(layout.root, recursive=True)
     committed = _committed_batches(out_fs, layout, settings, sha, the_plan, job_id)
-    scoring = _scoring_spec(spec, settings, the_plan)
     log.info("planned %d files (%d bytes) into %d mini-batches; %d already committed",
              len(the_plan.files), the_plan.total_bytes, len(the_plan.batches), len(committed))
+    return Job(job_id, started, model_uri, model_path, spec, sha, input_uri, output_uri,
+               the_plan, final, layout, settings, scoring, committed, mismatched)
 
+
+def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
+    """Score the mini-batches not yet committed as Spark tasks, then account and summarize."""
+    settings, layout, final, the_plan, scoring = (
+        job.settings, job.layout, job.final, job.plan, job.scoring)
+    committed, sha, model_path, input_uri = job.committed, job.sha256, job.model_path, job.input_uri
+    spec, job_id, started, mismatched = job.model, job.job_id, job.started, job.mismatched
+    out_fs = layout.filesystem()
     todo = [b for b in the_plan.batches if b.index not in committed]
     fresh: list[dict[str, Any]] = []
     if todo:
@@ -157,12 +197,12 @@ def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
         status="failed" if exceeded else "succeeded",
         started=started,
         ended=summaries.now(),
-        model={**spec.record(), "path": model_uri, "sha256": sha},
+        model={**spec.record(), "path": job.model_uri, "sha256": sha},
         input_record={"uri": input_uri, "files": len(the_plan.files),
                       "bytes": the_plan.total_bytes, "mini_batches": len(the_plan.batches),
                       "listing_digest": the_plan.listing_digest,
                       "unsupported_skipped": list(the_plan.skipped)},
-        output=output_uri,
+        output=job.output_uri,
         settings=settings.to_dict(),
         manifests=manifests,
         files_total=len(the_plan.files),
@@ -223,17 +263,24 @@ def _first_schema(fs: Any, the_plan: Plan) -> pa.Schema | None:
     return None
 
 
+# Settings that shape what a committed mini-batch holds: a resume must not change them.
+_RESUME_SETTINGS = ("output_format", "output_action", "passthrough_columns", "bad_rows",
+                    "result_type", "params")
+
+
 def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: str,
                        the_plan: Plan, job_id: str) -> dict[int, dict[str, Any]]:
     """On resume, the mini-batches an earlier run committed; else record this run's identity."""
     run_file = f"{layout.root}/_run.json"
     identity = {"model_sha256": sha, "listing_digest": the_plan.listing_digest,
-                "mini_batches": len(the_plan.batches)}
+                "mini_batches": len(the_plan.batches),
+                "output": {k: settings.to_dict()[k] for k in _RESUME_SETTINGS}}
     if settings.resume and fs.get_file_info(run_file).type == pa.fs.FileType.File:
         previous = read_json(fs, run_file)
         for key, label in (("model_sha256", "model (sha256)"),
                            ("listing_digest", "input listing"),
-                           ("mini_batches", "mini-batch plan")):
+                           ("mini_batches", "mini-batch plan"),
+                           ("output", "output settings")):
             if previous.get(key) != identity[key]:
                 raise ResumeError(
                     path=layout.uri,
@@ -318,8 +365,8 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
         settings = Settings.load(args.config, args.overrides)
         debug = settings.logging_level == "debug"
         _configure_logging(settings.logging_level)
-        spark = session(master, settings)
-        result = run(spark, args.model, args.input, args.output, settings)
+        job = prepare(args.model, args.input, args.output, settings)
+        result = execute(session(master, settings), job)
     except SparkscoreError as e:
         if debug:
             traceback.print_exc()
