@@ -103,6 +103,14 @@ def _csv(
         if _is_conversion_error(e):
             raise CsvConversionError(str(e)) from None
         raise _read_error(file, e) from None
+    binary = [f.name for f in reader.schema if pa.types.is_binary(f.type)]
+    if binary:
+        # pyarrow infers binary only for text that is not valid UTF-8.
+        stream.close()
+        raise ReadError(
+            file=file.name,
+            reason=f"the file is not valid UTF-8 text (column '{binary[0]}'); save it as UTF-8.",
+        )
     with stream:
         while True:
             try:

@@ -144,3 +144,17 @@ def test_peek_schema_reads_header_or_footer(tmp_path):
     csv = tmp_path / "c.csv"
     csv.write_text("id,name\n1,x\n")
     assert peek_schema(LOCAL, input_file(csv)).names == ["id", "name"]
+
+
+def test_readers_refuse_a_csv_that_is_not_utf8_even_in_an_undeclared_column(tmp_path):
+    from sparkscore.errors import ReadError
+    from sparkscore.planner import list_input
+    from sparkscore.readers import read_batches
+
+    (tmp_path / "latin1.csv").write_bytes(b"a,b,note\n1.0,2,caf\xe9\n")
+    fs, _, files, _ = list_input(str(tmp_path))
+    with pytest.raises(ReadError) as err:
+        list(read_batches(fs, files[0], batch_rows=10))
+    assert str(err.value) == (
+        "latin1.csv: the file is not valid UTF-8 text (column 'note'); save it as UTF-8."
+    )
