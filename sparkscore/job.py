@@ -50,6 +50,7 @@ from sparkscore.writers import (
     OutputLayout,
     SpillBuffer,
     commit_batch,
+    fail_split_files,
     prepare_output,
     read_json,
     read_manifests,
@@ -113,13 +114,17 @@ class Job:
 
 def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
         settings: Settings) -> dict[str, Any]:
-    return execute(spark, prepare(model_uri, input_uri, output_uri, settings))
+    return execute(spark, prepare(model_uri, input_uri, output_uri, settings,
+                                  parallelism=spark.sparkContext.defaultParallelism))
 
 
-def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings) -> Job:
+def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings, *,
+            parallelism: int) -> Job:
     """Check the model, plan the input and claim the output, without Spark.
 
     Everything that can be refused is refused here, before a session costs seconds to start.
+    `parallelism` (task slots) sizes `mini_batch_size: auto`; a resumed run reuses the one its
+    first run planned with, so it sees the same mini-batches.
     """
     started = summaries.now()
     job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -135,11 +140,14 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings)
         log.warning("the model pins %s==%s but %s is installed", m.package, m.pinned,
                     m.installed or "nothing")
     sha = directory_sha256(model_path)
-    the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
-                    recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported)
-    scoring = _scoring_spec(spec, settings, the_plan)
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
     out_fs = final.filesystem()
+    if settings.resume:
+        parallelism = _previous_run(out_fs, final).get("parallelism", parallelism)
+    the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
+                    recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported,
+                    parallelism=parallelism)
+    scoring = _scoring_spec(spec, settings, the_plan)
     prepare_output(out_fs, final, overwrite=settings.overwrite, resume=settings.resume)
     layout = final
     if settings.overwrite and not settings.resume and not is_empty(out_fs, final.root):
@@ -147,7 +155,7 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings)
         parent, name = final.root.rsplit("/", 1)
         layout = dataclasses.replace(final, root=f"{parent}/.{name}.sparkscore-{job_id}")
         out_fs.create_dir(layout.root, recursive=True)
-    committed = _committed_batches(out_fs, layout, settings, sha, the_plan, job_id)
+    committed = _committed_batches(out_fs, layout, settings, sha, the_plan, job_id, parallelism)
     log.info("planned %d files (%d bytes) into %d mini-batches; %d already committed",
              len(the_plan.files), the_plan.total_bytes, len(the_plan.batches), len(committed))
     return Job(job_id, started, model_uri, model_path, spec, sha, input_uri, output_uri,
@@ -172,6 +180,7 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
         ).collect()
     manifests = sorted([*committed.values(), *fresh], key=lambda m: m["batch"])
     sweep_temporary(out_fs, layout)
+    manifests = fail_split_files(out_fs, layout, manifests, settings.bad_rows)
     summaries.check_invariant(manifests)
 
     staging = f"{layout.root}/_staging"
@@ -248,7 +257,7 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         prediction_type=arrow_type(output_type(spec.signature, settings.result_type)),
         passthrough=tuple(passthrough),
         column_types=column_types,
-        batch_rows=settings.batch_rows,
+        batch_rows=None if settings.batch_rows == "auto" else settings.batch_rows,
         bad_rows=settings.bad_rows,
         params=enforce_params(settings.params, spec.signature.params if spec.signature else None),
     )
@@ -268,8 +277,13 @@ _RESUME_SETTINGS = ("output_format", "output_action", "passthrough_columns", "ba
                     "result_type", "params")
 
 
+def _previous_run(fs: Any, layout: OutputLayout) -> dict[str, Any]:
+    path = f"{layout.root}/_run.json"
+    return read_json(fs, path) if fs.get_file_info(path).type == pa.fs.FileType.File else {}
+
+
 def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: str,
-                       the_plan: Plan, job_id: str) -> dict[int, dict[str, Any]]:
+                       the_plan: Plan, job_id: str, parallelism: int) -> dict[int, dict[str, Any]]:
     """On resume, the mini-batches an earlier run committed; else record this run's identity."""
     run_file = f"{layout.root}/_run.json"
     identity = {"model_sha256": sha, "listing_digest": the_plan.listing_digest,
@@ -289,7 +303,7 @@ def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: s
                     "input and mini_batch_size, or use overwrite: true.",
                 )
         return read_manifests(fs, layout)
-    write_json(fs, run_file, {**identity, "job_id": job_id})
+    write_json(fs, run_file, {**identity, "job_id": job_id, "parallelism": parallelism})
     return {}
 
 
@@ -365,8 +379,15 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
         settings = Settings.load(args.config, args.overrides)
         debug = settings.logging_level == "debug"
         _configure_logging(settings.logging_level)
-        job = prepare(args.model, args.input, args.output, settings)
-        result = execute(session(master, settings), job)
+        slots = local_parallelism(master or _submitted_master())
+        if slots is None:  # a cluster: its task slots are known once the session is up
+            spark = session(master, settings)
+            job = prepare(args.model, args.input, args.output, settings,
+                          parallelism=spark.sparkContext.defaultParallelism)
+        else:
+            job = prepare(args.model, args.input, args.output, settings, parallelism=slots)
+            spark = session(master, settings)
+        result = execute(spark, job)
     except SparkscoreError as e:
         if debug:
             traceback.print_exc()
@@ -381,13 +402,27 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
     return 0
 
 
+def _submitted_master() -> str:
+    """The master spark-submit was given (or local[*] when run as plain Python)."""
+    from pyspark import SparkConf
+
+    return SparkConf().get("spark.master", None) or "local[*]"
+
+
+def local_parallelism(master: str) -> int | None:
+    """Task slots of a local master (`local`, `local[4]`, `local[*]`, `local[2,3]`), else None."""
+    m = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master.strip())
+    if not m:
+        return None
+    if m.group(1) in (None, ""):
+        return 1
+    return os.cpu_count() or 1 if m.group(1) == "*" else int(m.group(1))
+
+
 def session(master: str | None, settings: Settings) -> SparkSession:
     """The active session, or one started with task retries set before it starts."""
     builder = SparkSession.builder.appName("sparkscore")
-    from pyspark import SparkConf
-
-    conf = SparkConf()
-    current = master or conf.get("spark.master", None) or "local[*]"
+    current = master or _submitted_master()
     if current.startswith("local"):
         # Local Python workers should run the interpreter the driver runs, with its packages.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

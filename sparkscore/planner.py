@@ -14,7 +14,7 @@ import os
 import posixpath
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
 import pyarrow as pa
@@ -38,6 +38,9 @@ class InputFile:
     name: str
     size: int
     kind: str
+    # A slice of a large Parquet file: the row groups it reads, and the file row its first row is.
+    row_groups: tuple[int, ...] | None = None
+    first_row: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,24 +181,81 @@ def group(files: Sequence[InputFile], mini_batch_size: int) -> tuple[MiniBatch, 
     )
 
 
+# `mini_batch_size: auto`: a few tasks per core so a slow one does not hold the job, none so
+# small that per-task cost dominates, none so large that a retry repeats much work.
+TASKS_PER_CORE = 4
+MIN_TASK_BYTES = 4 << 20
+MAX_TASK_BYTES = 256 << 20
+
+
+def balance(
+    fs: FileSystem, files: Sequence[InputFile], parallelism: int
+) -> tuple[MiniBatch, ...]:
+    """Mini-batches of about equal bytes: large Parquet files split at row groups, small files packed.
+
+    One huge file and fifty thousand tiny ones both keep every core busy; the order of files
+    (and of rows within a file) is kept, so lineage and CSV output order are unchanged.
+    """
+    total = sum(f.size for f in files)
+    target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, -(-total // (max(1, parallelism) * TASKS_PER_CORE))))
+    units: list[InputFile] = []
+    for f in files:
+        units.extend(_slices(fs, f, target) if f.kind == "parquet" and f.size > target else [f])
+    batches: list[list[InputFile]] = []
+    size = 0
+    for unit in units:
+        if batches and size + unit.size <= target:
+            batches[-1].append(unit)
+            size += unit.size
+        else:
+            batches.append([unit])
+            size = unit.size
+    return tuple(MiniBatch(index=i, files=tuple(b)) for i, b in enumerate(batches))
+
+
+def _slices(fs: FileSystem, file: InputFile, target: int) -> list[InputFile]:
+    """A Parquet file cut at row-group boundaries into parts of about `target` bytes."""
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open_input_file(file.path) as f:
+            meta = pq.ParquetFile(f).metadata
+    except (pa.ArrowException, OSError):
+        return [file]  # unreadable: the task that reads it records why
+    rows = meta.num_rows
+    if meta.num_row_groups < 2 or rows == 0:
+        return [file]
+    parts: list[InputFile] = []
+    groups: list[int] = []
+    first = start = 0
+    for i in range(meta.num_row_groups):
+        groups.append(i)
+        start += meta.row_group(i).num_rows
+        est = file.size * (start - first) // rows
+        if est >= target or i == meta.num_row_groups - 1:
+            parts.append(replace(file, row_groups=tuple(groups), first_row=first, size=est))
+            groups, first = [], start
+    return parts if len(parts) > 1 else [file]
+
+
 def plan(
     uri: str,
     *,
-    mini_batch_size: int = 10,
+    mini_batch_size: int | str = "auto",
     recursive: bool = False,
     ignore_unsupported: bool = False,
+    parallelism: int = 1,
 ) -> Plan:
-    """List the input and group it into mini-batches: all the driver decides before scoring."""
-    _, root, files, skipped = list_input(
+    """List the input and group it into mini-batches: all the driver decides before scoring.
+
+    A number keeps Azure's meaning (files per task); `auto` balances bytes over `parallelism`.
+    """
+    fs, root, files, skipped = list_input(
         uri, recursive=recursive, ignore_unsupported=ignore_unsupported
     )
-    return Plan(
-        uri=uri,
-        root=root,
-        files=tuple(files),
-        batches=group(files, mini_batch_size),
-        skipped=tuple(skipped),
-    )
+    batches = balance(fs, files, parallelism) if mini_batch_size == "auto" else group(
+        files, int(mini_batch_size))
+    return Plan(uri=uri, root=root, files=tuple(files), batches=batches, skipped=tuple(skipped))
 
 
 def _split_glob(uri: str) -> tuple[str, str | None]:

@@ -49,11 +49,11 @@ def read_batches(
     fs: pafs.FileSystem,
     file: InputFile,
     *,
-    batch_rows: int,
+    batch_rows: int | None,
     column_types: Mapping[str, pa.DataType] | None = None,
     columns: list[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Record batches of at most `batch_rows` rows, in file order.
+    """Record batches of at most `batch_rows` rows (None: about BATCH_BYTES each), in file order.
 
     Raises ReadError for a file that cannot be read, and CsvConversionError when a CSV value
     does not parse as its `column_types` entry.
@@ -67,13 +67,29 @@ def read_batches(
     yield from rebatch(batches, batch_rows)
 
 
-def rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """Regroup a stream of batches of any size into batches of exactly `rows` (the last fewer)."""
+# `batch_rows: auto`: big enough that predict's per-call cost vanishes (a forest predicts ~30%
+# faster per row in 200k-row calls than in 10k-row ones), small enough that memory stays flat.
+BATCH_BYTES = 32 << 20
+MAX_AUTO_ROWS = 200_000
+
+
+def auto_rows(nbytes: int, rows: int) -> int:
+    """Rows per batch for data that takes `nbytes` in Arrow for `rows` rows."""
+    return max(1, min(MAX_AUTO_ROWS, BATCH_BYTES * rows // max(1, nbytes)))
+
+
+def rebatch(batches: Iterator[pa.RecordBatch], rows: int | None) -> Iterator[pa.RecordBatch]:
+    """Regroup a stream of batches of any size into batches of exactly `rows` (the last fewer).
+
+    With `rows` None the size is chosen from the first batch's bytes per row.
+    """
     pending: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
         if batch.num_rows == 0:
             continue
+        if rows is None:
+            rows = auto_rows(batch.nbytes, batch.num_rows)
         pending.append(batch)
         count += batch.num_rows
         while count >= rows:
@@ -133,7 +149,7 @@ def _is_conversion_error(e: BaseException) -> bool:
 
 
 def _parquet(
-    fs: pafs.FileSystem, file: InputFile, batch_rows: int, columns: list[str] | None
+    fs: pafs.FileSystem, file: InputFile, batch_rows: int | None, columns: list[str] | None
 ) -> Iterator[pa.RecordBatch]:
     if file.size == 0:
         raise ReadError(file=file.name, reason="the file is empty (0 bytes).")
@@ -148,7 +164,13 @@ def _parquet(
             present = set(parquet.schema_arrow.names)
             wanted = [c for c in columns if c in present]
         try:
-            yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted)
+            if batch_rows is None:
+                meta = parquet.metadata
+                first = meta.row_group(0) if meta.num_row_groups else None
+                batch_rows = auto_rows(first.total_byte_size, first.num_rows) if first and \
+                    first.num_rows else MAX_AUTO_ROWS
+            yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted,
+                                            row_groups=file.row_groups)
         except (pa.ArrowException, OSError) as e:
             raise _read_error(file, e) from None
 
@@ -181,7 +203,9 @@ def count_rows(fs: pafs.FileSystem, file: InputFile) -> int:
     """How many rows a file holds, reading as little as its format allows (no type parsing)."""
     if file.kind == "parquet":
         with fs.open_input_file(file.path) as f:
-            return pq.ParquetFile(f).metadata.num_rows
+            meta = pq.ParquetFile(f).metadata
+        groups = file.row_groups if file.row_groups is not None else range(meta.num_row_groups)
+        return sum(meta.row_group(i).num_rows for i in groups)
     with fs.open_input_stream(file.path) as f:
         first = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES))
         names = first.schema.names

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 from pyarrow import fs as pafs
 
@@ -24,7 +25,13 @@ from sparkscore.errors import (
 from sparkscore.loader import Model
 from sparkscore.outputs import to_arrow
 from sparkscore.planner import InputFile, MiniBatch
-from sparkscore.readers import CsvConversionError, count_rows, read_batches
+from sparkscore.readers import (
+    BATCH_BYTES,
+    MAX_AUTO_ROWS,
+    CsvConversionError,
+    count_rows,
+    read_batches,
+)
 from sparkscore.signature import conform
 
 ERROR_SCHEMA = pa.schema([
@@ -43,7 +50,7 @@ class ScoringSpec:
     prediction_type: pa.DataType
     passthrough: tuple[tuple[str, pa.DataType], ...] = ()
     column_types: Mapping[str, pa.DataType] = field(default_factory=dict)
-    batch_rows: int = 10_000
+    batch_rows: int | None = None  # None: about BATCH_BYTES of input per predict call
     bad_rows: str = "fail_file"
     params: Mapping[str, Any] | None = None
 
@@ -108,39 +115,170 @@ def score_file(
     sink: Sink,
 ) -> FileResult:
     """Score one file into `sink`; on a file-level failure the sink is discarded."""
+    predictor = _Predictor(model, spec)
+    state = _score_into(fs, file, spec, model, sink, predictor)
+    predictor.flush()
+    return state.finish()
+
+
+@dataclass(eq=False)
+class _FileState:
+    """A file while its rows are read, queued and predicted."""
+
+    result: FileResult
+    sink: Sink
+
+    @property
+    def failed(self) -> bool:
+        return self.result.failed
+
+    def fail(self, error: BaseException, stage: str) -> None:
+        _fail(self.result, self.sink, error, stage)
+
+    def finish(self) -> FileResult:
+        r = self.result
+        if not r.failed and r.rows_read == 0:
+            self.fail(ReadError(file=r.name, reason="the file has no rows."), "read")
+        if r.failed:
+            r.rows_scored, r.rows_failed = 0, r.rows_read
+        else:
+            r.rows_failed = r.rows_read - r.rows_scored
+        return r
+
+
+@dataclass
+class _Queued:
+    state: _FileState
+    frame: Any
+    rows: Any
+    passthrough: list[pa.Array]
+    nbytes: int
+
+
+class _Predictor:
+    """Rows waiting for `predict`, from one or many files: small files share one predict call.
+
+    A call is made when `batch_rows` rows are waiting; its predictions are split back to each
+    file's sink in order. When a shared call fails, each file's rows are predicted alone so the
+    failure is charged to the file that caused it.
+    """
+
+    def __init__(self, model: Model, spec: ScoringSpec) -> None:
+        self.model, self.spec = model, spec
+        self.params = dict(spec.params or {}) or None
+        self.queue: list[_Queued] = []
+        self.rows = self.bytes = 0
+
+    def add(self, item: _Queued) -> None:
+        self.queue.append(item)
+        self.rows += len(item.rows)
+        self.bytes += item.nbytes
+        limit = self.spec.batch_rows
+        if (self.rows >= limit) if limit else (
+                self.bytes >= BATCH_BYTES or self.rows >= MAX_AUTO_ROWS):
+            self.flush()
+
+    def drop(self, state: _FileState) -> None:
+        self.queue = [q for q in self.queue if q.state is not state]
+        self.rows = sum(len(q.rows) for q in self.queue)
+        self.bytes = sum(q.nbytes for q in self.queue)
+
+    def flush(self) -> None:
+        queue = [q for q in self.queue if not q.state.failed]
+        self.queue, self.rows, self.bytes = [], 0, 0
+        if not queue:
+            return
+        try:
+            values = self._predict(queue)
+        except BatchTimeoutError:
+            raise
+        except PredictError as e:
+            states = list(dict.fromkeys(q.state for q in queue))
+            if len(states) == 1:
+                states[0].fail(e, "predict")
+                return
+            for state in states:
+                self._flush_one([q for q in queue if q.state is state])
+            return
+        self._deliver(queue, values)
+
+    def _flush_one(self, queue: list[_Queued]) -> None:
+        try:
+            self._deliver(queue, self._predict(queue))
+        except PredictError as e:
+            queue[0].state.fail(e, "predict")
+
+    def _predict(self, queue: list[_Queued]) -> pa.Array:
+        frames = [q.frame for q in queue]
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        first = queue[0]
+        try:
+            prediction = self.model.predict_conformed(frame, self.params)
+            return to_arrow(prediction, self.spec.prediction_type, len(frame))
+        except BatchTimeoutError:
+            raise
+        except Exception as e:  # the model's own code: any exception fails the rows it got
+            cause = e.cause if isinstance(e, PredictError) else f"{type(e).__name__}: {e}"
+            raise PredictError(file=first.state.result.name, first_row=int(first.rows[0]),
+                               rows=len(frame), cause=cause) from None
+
+    def _deliver(self, queue: list[_Queued], values: pa.Array) -> None:
+        offset = 0
+        for q in queue:
+            n = len(q.rows)
+            q.state.sink.add(_output_batch(self.spec, q.state.result.name, q.rows,
+                                           values.slice(offset, n), q.passthrough))
+            q.state.result.rows_scored += n
+            offset += n
+
+
+def _score_into(
+    fs: pafs.FileSystem,
+    file: InputFile,
+    spec: ScoringSpec,
+    model: Model,
+    sink: Sink,
+    predictor: _Predictor,
+) -> _FileState:
+    """Read and check one file, queueing its good rows; record its failures."""
+    state = _FileState(FileResult(file.name), sink)
     try:
-        return _score_file(fs, file, model, spec, sink, spec.column_types)
+        _stream(fs, file, spec, model, state, predictor, spec.column_types)
     except CsvConversionError:
         # A value did not parse as its declared type: read the declared columns as text so that
         # enforcement can name each bad row, column and value.
+        predictor.drop(state)
         sink.discard()
-    text = {name: pa.string() for name in spec.column_types}
-    try:
-        return _score_file(fs, file, model, spec, sink, text)
-    except CsvConversionError as e:
-        # A column the model does not declare changed its inferred type between CSV blocks.
-        reason = (f"a column changed type part way through the file ({e}); "
-                  "make each column's values one type.")
-        return _fail(FileResult(file.name), sink, ReadError(file=file.name, reason=reason), "read")
+        state = _FileState(FileResult(file.name), sink)
+        text = {name: pa.string() for name in spec.column_types}
+        try:
+            _stream(fs, file, spec, model, state, predictor, text)
+        except CsvConversionError as e:
+            # A column the model does not declare changed its inferred type between CSV blocks.
+            predictor.drop(state)
+            reason = (f"a column changed type part way through the file ({e}); "
+                      "make each column's values one type.")
+            state.fail(ReadError(file=file.name, reason=reason), "read")
+    return state
 
 
-def _score_file(
+def _stream(
     fs: pafs.FileSystem,
     file: InputFile,
-    model: Model,
     spec: ScoringSpec,
-    sink: Sink,
+    model: Model,
+    state: _FileState,
+    predictor: _Predictor,
     column_types: Mapping[str, pa.DataType],
-) -> FileResult:
-    result = FileResult(file.name)
+) -> None:
+    result = state.result
     schema = model.input_schema
-    keep_going = True
     try:
         for batch in read_batches(fs, file, batch_rows=spec.batch_rows, column_types=column_types):
-            offset = result.rows_read
+            offset = file.first_row + result.rows_read
             result.rows_read += batch.num_rows
-            if not keep_going:
-                continue
+            if result.failed:
+                continue  # count the rest of the file's rows, score none of them
             frame = batch.to_pandas()
             missing = [name for name, _ in spec.passthrough if name not in frame.columns]
             if missing:
@@ -150,45 +288,24 @@ def _score_file(
                 result.errors.append(error_record(file.name, err.row, "validate", err))
             if checked.errors and spec.bad_rows == "fail_file":
                 result.failed = True
-                sink.discard()
-                keep_going = False  # count the rest of the file's rows, score none of them
+                state.sink.discard()
+                predictor.drop(state)
                 continue
             if checked.frame.empty:
                 continue
-            rows = offset + _positions(checked.bad)
-            try:
-                prediction = model.predict_conformed(checked.frame, dict(spec.params or {}) or None)
-                values = to_arrow(prediction, spec.prediction_type, len(checked.frame))
-            except BatchTimeoutError:
-                raise
-            except Exception as e:  # the model's own code: any exception is the file's failure
-                cause = e.cause if isinstance(e, PredictError) else f"{type(e).__name__}: {e}"
-                raise PredictError(
-                    file=file.name, first_row=int(rows[0]), rows=len(rows), cause=cause
-                ) from None
             good = frame.loc[~checked.bad] if checked.bad.any() else frame
-            sink.add(_output_batch(spec, file.name, rows, values, good))
-            result.rows_scored += len(rows)
+            rows = offset + _positions(checked.bad)
+            passthrough = _passthrough(spec, file.name, good)
+            predictor.add(_Queued(state, checked.frame, rows, passthrough,
+                                  batch.nbytes * len(rows) // batch.num_rows))
     except (CsvConversionError, BatchTimeoutError):
         raise
     except ReadError as e:
-        return _fail(result, sink, e, "read")
-    except (MissingPassthroughError, PassthroughTypeError) as e:
-        return _fail(result, sink, e, "validate")
-    except SchemaEnforcementError as e:
-        return _fail(result, sink, e, "validate")
-    except PredictError as e:
-        return _fail(result, sink, e, "predict")
-    except SparkscoreError as e:
-        return _fail(result, sink, e, "validate")
-    if result.rows_read == 0:
-        return _fail(result, sink, ReadError(file=file.name, reason="the file has no rows."), "read")
-    if result.failed:
-        result.rows_scored = 0
-        result.rows_failed = result.rows_read
-    else:
-        result.rows_failed = result.rows_read - result.rows_scored
-    return result
+        predictor.drop(state)
+        state.fail(e, "read")
+    except SparkscoreError as e:  # missing or mistyped columns, passthrough problems
+        predictor.drop(state)
+        state.fail(e, "validate")
 
 
 class MissingPassthroughError(SparkscoreError):
@@ -230,17 +347,22 @@ def _positions(bad: Any) -> Any:
     return np.flatnonzero(~bad).astype(np.int64)
 
 
-def _output_batch(
-    spec: ScoringSpec, name: str, rows: Any, values: pa.Array, frame: Any
-) -> pa.RecordBatch:
-    n = len(rows)
-    arrays = [pa.array([name] * n, pa.string()), pa.array(rows, pa.int64()), values]
+def _passthrough(spec: ScoringSpec, name: str, frame: Any) -> list[pa.Array]:
+    arrays = []
     for column, t in spec.passthrough:
         try:
             # safe: an id 1.5 must not become 1 on its way through
             arrays.append(pa.array(frame[column].to_numpy(), from_pandas=True).cast(t))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
             raise PassthroughTypeError(name, column, t, " ".join(str(e).split())) from None
+    return arrays
+
+
+def _output_batch(
+    spec: ScoringSpec, name: str, rows: Any, values: pa.Array, passthrough: list[pa.Array]
+) -> pa.RecordBatch:
+    arrays = [pa.repeat(pa.scalar(name, pa.string()), len(rows)),
+              pa.array(rows, pa.int64()), values, *passthrough]
     return pa.RecordBatch.from_arrays(arrays, schema=spec.output_schema)
 
 
@@ -266,21 +388,21 @@ def score_batch(
     A BatchTimeoutError raised while it runs (the task's alarm) fails every file of the
     mini-batch with stage `timeout`: none of its predictions are kept.
     """
-    results: list[FileResult] = []
-    sinks: list[Sink] = []
+    predictor = _Predictor(model, spec)
+    states: list[_FileState] = []
     try:
         for file in batch.files:
-            sinks.append(sink_for(file))
-            results.append(score_file(fs, file, model, spec, sinks[-1]))
+            states.append(_score_into(fs, file, spec, model, sink_for(file), predictor))
+        predictor.flush()
     except BatchTimeoutError as e:
-        for sink in sinks:
-            sink.discard()
+        for state in states:
+            state.sink.discard()
         timed_out = []
         for file in batch.files:
             r = FileResult(file.name, rows_read=_rows_in(fs, file))
             timed_out.append(_fail(r, _NoSink(), e, "timeout"))
         return BatchResult(batch.index, timed_out)
-    return BatchResult(batch.index, results)
+    return BatchResult(batch.index, [state.finish() for state in states])
 
 
 def _rows_in(fs: pafs.FileSystem, file: InputFile) -> int:

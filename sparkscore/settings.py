@@ -121,9 +121,23 @@ def _params(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
+def _or_auto(check: Check) -> Check:
+    """`auto` lets sparkscore size it; a number is the user's explicit choice."""
+
+    def either(value: Any) -> Any:
+        if value == "auto":
+            return "auto"
+        try:
+            return check(value)
+        except _Invalid as e:
+            raise _Invalid(f"{e} or auto") from None
+
+    return either
+
+
 # One check per field, used by direct construction and by every loader alike.
 _CHECKS: dict[str, Check] = {
-    "mini_batch_size": _integer(minimum=1),
+    "mini_batch_size": _or_auto(_integer(minimum=1)),
     "error_threshold": _integer(minimum=-1),
     "max_retries": _integer(minimum=0),
     "timeout": _positive_seconds,
@@ -133,7 +147,7 @@ _CHECKS: dict[str, Check] = {
     "passthrough_columns": _columns,
     "result_type": _spark_type,
     "params": _params,
-    "batch_rows": _integer(minimum=1),
+    "batch_rows": _or_auto(_integer(minimum=1)),
     "recursive": _flag,
     "ignore_unsupported": _flag,
     "logging_level": _choice(LoggingLevel),
@@ -235,7 +249,9 @@ def _parse_override(text: Any) -> tuple[str, Any, str]:
 class Settings:
     """Every knob of a run, immutable and valid once built; names follow Azure ML batch jobs."""
 
-    mini_batch_size: int = 10  # files per Spark task: fewer model loads vs. spread of work
+    # files per Spark task (Azure's meaning), or auto: tasks of equal bytes, a few per core,
+    # large Parquet files split at row groups and small files packed together
+    mini_batch_size: int | Literal["auto"] = "auto"
     error_threshold: int = -1  # failed files tolerated before the run fails; -1 = any number
     max_retries: int = 3  # retries of a failed Spark task before its files count as failed
     timeout: float | None = None  # seconds one mini-batch may run; None = no limit
@@ -245,7 +261,9 @@ class Settings:
     passthrough_columns: tuple[str, ...] = ()  # input columns copied next to each prediction
     result_type: str | None = None  # Spark DDL type of predictions; None = from the signature
     params: dict[str, Any] | None = field(default=None, hash=False)  # inference params for predict
-    batch_rows: int = 10000  # rows per streamed batch: task memory vs. calls to predict
+    # rows per streamed batch and predict call, or auto: about 32 MiB of input, at most 200,000
+    # rows: memory per task vs. per-call cost of predict
+    batch_rows: int | Literal["auto"] = "auto"
     recursive: bool = False  # also score files in subdirectories of the input
     ignore_unsupported: bool = False  # skip files of unsupported types instead of failing
     logging_level: LoggingLevel = "info"  # verbosity of sparkscore's own logs

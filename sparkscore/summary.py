@@ -18,11 +18,13 @@ def now() -> datetime:
 
 
 def counts(manifests: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """File and row counts over committed mini-batches."""
+    """File and row counts over committed mini-batches (a split file counts once)."""
     files = [f for m in manifests for f in m["files"]]
+    failed = {f["file_name"] for f in files if f["status"] == "failed"}
+    names = {f["file_name"] for f in files}
     return {
-        "files_succeeded": sum(f["status"] == "succeeded" for f in files),
-        "files_failed": sum(f["status"] == "failed" for f in files),
+        "files_succeeded": len(names - failed),
+        "files_failed": len(failed),
         "rows_read": sum(f["rows_read"] for f in files),
         "rows_scored": sum(f["rows_scored"] for f in files),
         "rows_failed": sum(f["rows_failed"] for f in files),

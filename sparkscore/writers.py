@@ -185,6 +185,45 @@ def commit_batch(
     return manifest
 
 
+def fail_split_files(
+    fs: pafs.FileSystem, layout: OutputLayout, manifests: list[dict[str, Any]], bad_rows: str
+) -> list[dict[str, Any]]:
+    """A file split over several mini-batches fails as a whole when one of its slices failed.
+
+    Under `bad_rows: fail_file` the other slices' rows leave predictions/ and count as failed;
+    the manifests are rewritten to say so, so a resumed run sees the same outcome.
+    """
+    if bad_rows != "fail_file":
+        return manifests
+    failed = {f["file_name"] for m in manifests for f in m["files"] if f["status"] == "failed"}
+    fixed = []
+    for m in manifests:
+        stale = {f["file_name"] for f in m["files"] if f["status"] == "succeeded"} & failed
+        if not stale:
+            fixed.append(m)
+            continue
+        part = layout.part(layout.predictions, m["batch"])
+        table = pq.read_table(part, filesystem=fs) if fs.get_file_info(part).type == \
+            pafs.FileType.File else None
+        if table is not None:
+            import pyarrow.compute as pc
+
+            keep = pc.invert(pc.is_in(table["file_name"], pa.array(sorted(stale))))
+            table = table.filter(keep)
+            rows = write_part(fs, part, table.schema, iter(table.to_batches()))
+        else:
+            rows = 0
+        files = [
+            {**f, "status": "failed", "rows_scored": 0, "rows_failed": f["rows_read"]}
+            if f["file_name"] in stale else f
+            for f in m["files"]
+        ]
+        m = {**m, "files": files, "prediction_rows": rows}
+        write_json(fs, layout.manifest(m["batch"]), m)
+        fixed.append(m)
+    return fixed
+
+
 def write_json(fs: pafs.FileSystem, path: str, doc: Any) -> None:
     """Write JSON whole or not at all."""
     directory = path.rsplit("/", 1)[0]

@@ -548,3 +548,43 @@ def test_console_command_scores_a_file(commands):
     assert last_line(stdout).startswith(
         "sparkscore: succeeded: 1 of 1 files scored, 5 rows scored")
     assert predictions(out)["row"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_job_splits_a_large_parquet_file_with_exact_lineage(spark, zoo, tmp_path, monkeypatch):
+    import sparkscore.planner as planner
+
+    df = frame(5000, 900, seed=11)
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False),
+                   tmp_path / "in" / "big.parquet", row_group_size=100)
+    monkeypatch.setattr(planner, "MIN_TASK_BYTES", 1)
+    summary = score(spark, zoo.lr_skops, tmp_path / "in", tmp_path / "out",
+                               passthrough_columns=["id"])
+    assert summary["input"]["mini_batches"] > 1
+    out = predictions(tmp_path / "out")
+    assert out["row"].tolist() == list(range(900))
+    assert out["id"].tolist() == df["id"].tolist()
+    import mlflow.pyfunc
+
+    expected = mlflow.pyfunc.load_model(str(zoo.lr_skops)).predict(df)
+    assert out["prediction"].tolist() == expected.tolist()
+    assert (summary["files_total"], summary["files_succeeded"], summary["rows_scored"]) == (1, 1, 900)
+
+
+def test_job_fails_every_slice_of_a_split_file_when_one_slice_has_a_bad_value(
+    spark, zoo, tmp_path, monkeypatch
+):
+    import sparkscore.planner as planner
+
+    df = frame(5000, 400, seed=12)
+    df["a"] = df["a"].astype(object)
+    df.loc[350, "a"] = "abc"
+    (tmp_path / "in").mkdir()
+    table = pa.Table.from_pandas(df.astype({"a": str}), preserve_index=False)
+    pq.write_table(table, tmp_path / "in" / "big.parquet", row_group_size=100)
+    monkeypatch.setattr(planner, "MIN_TASK_BYTES", 1)
+    summary = score(spark, zoo.lr_skops, tmp_path / "in", tmp_path / "out")
+    assert summary["input"]["mini_batches"] > 1
+    assert list((tmp_path / "out" / "predictions").iterdir()) == []
+    assert [(e["row"], e["stage"]) for e in errors(tmp_path / "out")] == [(350, "validate")]
+    assert (summary["files_failed"], summary["rows_failed"], summary["rows_scored"]) == (1, 400, 0)

@@ -293,3 +293,29 @@ def test_planner_reads_a_root_inside_hidden_folders(tmp_path: Path) -> None:
     _, _, files, _ = list_input(str(root))
 
     assert names_and_sizes(files) == [("a.csv", size)]
+
+
+def test_planner_auto_splits_a_large_parquet_file_at_row_groups_with_exact_first_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sparkscore.planner as planner
+
+    table = pa.table({"a": pa.array(range(1000), pa.float64()), "b": pa.array(range(1000))})
+    pq.write_table(table, tmp_path / "big.parquet", row_group_size=100)
+    write_csv(tmp_path / "small.csv")
+    size = (tmp_path / "big.parquet").stat().st_size
+    monkeypatch.setattr(planner, "MIN_TASK_BYTES", size // 4)
+    the_plan = plan(str(tmp_path), parallelism=1)
+    slices = [f for b in the_plan.batches for f in b.files if f.name == "big.parquet"]
+    assert [f.row_groups for f in slices] == [(0, 1, 2), (3, 4, 5), (6, 7, 8), (9,)]
+    assert [f.first_row for f in slices] == [0, 300, 600, 900]
+    assert len(the_plan.files) == 2  # the listing, and its digest, are of whole files
+
+
+def test_planner_auto_packs_small_files_by_bytes_in_name_order(tmp_path: Path) -> None:
+    for i in range(30):
+        write_csv(tmp_path / f"f{i:02d}.csv")
+    the_plan = plan(str(tmp_path), parallelism=2)
+    assert [f.name for b in the_plan.batches for f in b.files] == [f"f{i:02d}.csv" for i in range(30)]
+    assert len(the_plan.batches) == 1  # 30 tiny files: one task, not 30 (nor 3 of 10)
+    assert plan(str(tmp_path), mini_batch_size=10).batches[2].names[0] == "f20.csv"

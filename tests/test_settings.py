@@ -42,7 +42,8 @@ def test_settings_names_are_sorted_field_names() -> None:
 
 def test_settings_load_without_file_gives_defaults() -> None:
     assert Settings.load() == Settings()
-    assert Settings().mini_batch_size == 10
+    assert Settings().mini_batch_size == "auto"
+    assert Settings().batch_rows == "auto"
     assert Settings().output_format == "parquet"
 
 
@@ -113,9 +114,9 @@ def test_settings_out_of_range_names_key_value_and_source() -> None:
     err = excinfo.value
     assert err.key == "mini_batch_size"
     assert err.value == 0
-    assert err.reason == "must be >= 1"
+    assert err.reason == "must be >= 1 or auto"
     assert err.source == "--set mini_batch_size=0"
-    assert str(err) == "mini_batch_size must be >= 1, got 0 (from --set mini_batch_size=0)"
+    assert str(err) == "mini_batch_size must be >= 1 or auto, got 0 (from --set mini_batch_size=0)"
 
 
 @pytest.mark.parametrize(
@@ -123,7 +124,7 @@ def test_settings_out_of_range_names_key_value_and_source() -> None:
     [
         ("error_threshold", -2, "must be >= -1"),
         ("max_retries", -1, "must be >= 0"),
-        ("batch_rows", 0, "must be >= 1"),
+        ("batch_rows", 0, "must be >= 1 or auto"),
         ("timeout", 0, "must be > 0"),
         ("timeout", -1.5, "must be > 0"),
         ("timeout", float("inf"), "must be a finite number of seconds"),
@@ -178,15 +179,27 @@ def test_settings_rejects_bool_for_int_field(key: str) -> None:
         Settings.load(overrides=[f"{key}=true"])
 
     err = excinfo.value
-    assert (err.key, err.value, err.reason) == (key, True, "must be an integer")
+    expected = "must be an integer or auto" if "batch" in key else "must be an integer"
+    assert (err.key, err.value, err.reason) == (key, True, expected)
 
 
 @pytest.mark.parametrize("value", [2.0, "4", None])
 def test_settings_rejects_non_integers_for_int_field(value: Any) -> None:
     with pytest.raises(SettingsError) as excinfo:
-        Settings(mini_batch_size=value)
+        Settings(max_retries=value)
 
     assert (excinfo.value.reason, excinfo.value.source) == ("must be an integer", None)
+
+
+@pytest.mark.parametrize("key", ["mini_batch_size", "batch_rows"])
+def test_settings_sizes_take_a_number_or_auto(key: str) -> None:
+    assert getattr(Settings.load(overrides=[f"{key}=auto"]), key) == "auto"
+    assert getattr(Settings.load(overrides=[f"{key}=7"]), key) == 7
+    with pytest.raises(SettingsError) as excinfo:
+        Settings.load(overrides=[f"{key}=big"])
+    assert str(excinfo.value) == (
+        f"{key} must be an integer or auto, got 'big' (from --set {key}=big)"
+    )
 
 
 def test_settings_rejects_string_for_bool_field() -> None:
@@ -245,7 +258,7 @@ def test_settings_file_value_error_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as excinfo:
         Settings.load(path, ["batch_rows=5"])
 
-    assert str(excinfo.value) == f"batch_rows must be >= 1, got 0 (from {path})"
+    assert str(excinfo.value) == f"batch_rows must be >= 1 or auto, got 0 (from {path})"
 
 
 def test_settings_file_not_a_mapping_names_the_file(tmp_path: Path) -> None:
@@ -294,7 +307,7 @@ def test_settings_direct_construction_is_validated_without_source() -> None:
         Settings(mini_batch_size=0)
 
     assert excinfo.value.source is None
-    assert str(excinfo.value) == "mini_batch_size must be >= 1, got 0"
+    assert str(excinfo.value) == "mini_batch_size must be >= 1 or auto, got 0"
 
 
 def test_settings_column_string_or_list_becomes_tuple(tmp_path: Path) -> None:
