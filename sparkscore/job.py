@@ -40,6 +40,7 @@ from sparkscore.loader import LOADS, load_model
 from sparkscore.model import ModelSpec, directory_sha256
 from sparkscore.planner import MiniBatch, Plan, plan, resolve
 from sparkscore.requirements import Mismatch, mismatches, read_pins
+from sparkscore.progress import Counters, Progress
 from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.settings import Settings
@@ -173,11 +174,13 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
     fresh: list[dict[str, Any]] = []
     if todo:
         shipped = ship_model(spark, model_path, sha)
-        rdd = spark.sparkContext.parallelize([(b.index, b) for b in todo], numSlices=len(todo))
-        fresh = rdd.mapPartitions(
-            functools.partial(_run_batches, shipped, layout, input_uri, scoring,
-                              settings.timeout)
-        ).collect()
+        sc = spark.sparkContext
+        rdd = sc.parallelize([(b.index, b) for b in todo], numSlices=len(todo))
+        with Progress(sc, len(todo)) as progress:
+            fresh = rdd.mapPartitions(
+                functools.partial(_run_batches, shipped, layout, input_uri, scoring,
+                                  settings.timeout, progress.counters)
+            ).collect()
     manifests = sorted([*committed.values(), *fresh], key=lambda m: m["batch"])
     sweep_temporary(out_fs, layout)
     manifests = fail_split_files(out_fs, layout, manifests, settings.bad_rows)
@@ -308,7 +311,7 @@ def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: s
 
 
 def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spec: ScoringSpec,
-                 timeout: float | None,
+                 timeout: float | None, counters: Counters,
                  items: Iterator[tuple[int, MiniBatch]]) -> Iterator[dict[str, Any]]:
     """What each Spark task runs over its one mini-batch (top level, so workers import it)."""
     in_fs, _ = resolve(input_uri)
@@ -324,11 +327,13 @@ def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, sp
         with alarm(timeout, batch):
             result = score_batch(in_fs, batch, model, spec, sink_for)
         context = TaskContext.get()
-        yield commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
+        manifest = commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
             "attempt": context.attemptNumber() if context else 0,
             "worker": f"{os.uname().nodename}:{os.getpid()}",
             "model_loads": LOADS.get(shipped.sha256, 0),
         })
+        counters.add(manifest)
+        yield manifest
 
 
 @contextlib.contextmanager
