@@ -8,21 +8,25 @@ from collections.abc import Sequence
 from sparkscore.job import main as job_main
 from sparkscore.job import parser
 
-USAGE = "usage: sparkscore score --model MODEL --input INPUT --output OUT [options]"
+USAGE = ("usage: sparkscore score --model MODEL --input INPUT --output OUT [options]\n"
+         "       sparkscore plan --model MODEL --input INPUT [--set key=value ...]")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
-        print("commands:\n  score   score a model over a folder of files (see sparkscore score -h)")
+        print("commands:\n  score   score a model over a folder of files (see sparkscore score -h)\n"
+              "  plan    show the plan and check every file against the signature, scoring nothing")
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    if command == "score":
-        known, _ = parser("sparkscore score", with_master=True).parse_known_args(rest)
-        job_args = _without_master(rest)
-        return job_main(job_args, prog="sparkscore score", master=known.master)
-    print(f"error: unknown command {command!r}; the commands are: score", flush=True)
+    if command in ("score", "plan"):
+        known, _ = parser(f"sparkscore {command}", with_master=True).parse_known_args(
+            rest + (["--output", "-"] if command == "plan" else []))
+        job_args = _without_master(rest) + (["--output", "-", "--dry-run"]
+                                            if command == "plan" else [])
+        return job_main(job_args, prog=f"sparkscore {command}", master=known.master)
+    print(f"error: unknown command {command!r}; the commands are: score, plan", flush=True)
     return 2
 
 

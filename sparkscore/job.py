@@ -40,6 +40,7 @@ from sparkscore.loader import LOADS, load_model
 from sparkscore.model import ModelSpec, directory_sha256
 from sparkscore.planner import MiniBatch, Plan, plan, resolve
 from sparkscore.requirements import Mismatch, mismatches, read_pins
+from sparkscore.preflight import preflight
 from sparkscore.progress import Counters, Progress
 from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.scoring import ScoringSpec, score_batch
@@ -371,6 +372,8 @@ def parser(prog: str, *, with_master: bool) -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML settings file (see conf/default.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting; the value is parsed as YAML")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan and check each file against the signature; score nothing")
     if with_master:
         p.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
     return p
@@ -385,6 +388,11 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
         debug = settings.logging_level == "debug"
         _configure_logging(settings.logging_level)
         slots = local_parallelism(master or _submitted_master())
+        if args.dry_run:
+            report, ok = preflight(args.model, args.input, settings,
+                                   parallelism=slots or os.cpu_count() or 1)
+            print(report, flush=True)
+            return 0 if ok else 2
         if slots is None:  # a cluster: its task slots are known once the session is up
             spark = session(master, settings)
             job = prepare(args.model, args.input, args.output, settings,

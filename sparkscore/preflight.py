@@ -1,0 +1,150 @@
+"""Before spending compute: what the job will do, and which files would fail, from metadata only.
+
+Each file's columns and types come from its Parquet footer or its CSV header and first block;
+nothing is scored. A file "would fail" when a column the signature requires is missing or has a
+type that cannot hold the declared one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+from pyarrow import fs as pafs
+
+from sparkscore.loader import load_model
+from sparkscore.planner import InputFile, Plan, plan, resolve
+from sparkscore.readers import peek_schema
+from sparkscore.settings import Settings
+from sparkscore.signature import ColSpec, DataType, Schema, Signature
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One file's verdict: problems make it fail; notes are what may still fail on some values."""
+
+    file: InputFile
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_files(fs: pafs.FileSystem, files: Sequence[InputFile],
+                schema: Schema | None) -> list[FileCheck]:
+    return [check_file(fs, f, schema) for f in files]
+
+
+def check_file(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> FileCheck:
+    try:
+        found = peek_schema(fs, file)
+    except (pa.ArrowException, OSError) as e:
+        return FileCheck(file, problems=(f"cannot be read: {' '.join(str(e).split())}",))
+    if schema is None or schema.is_tensor or not schema.has_names:
+        return FileCheck(file)
+    problems, notes = [], []
+    for spec in schema.specs:
+        if not isinstance(spec, ColSpec) or not isinstance(spec.type, DataType):
+            continue
+        if spec.name not in found.names:
+            if spec.required:
+                problems.append(f"missing column '{spec.name}' ({spec.type.value})")
+            continue
+        verdict = _fits(found.field(spec.name).type, spec.type)
+        if verdict == "maybe" and file.kind == "csv" and _is_text(found.field(spec.name).type) \
+                and spec.type is not DataType.datetime:
+            # CSV types are inferred from the first block: text there means a value in it is
+            # not a number (or a boolean), which will fail.
+            verdict = "no"
+        if verdict == "no":
+            problems.append(f"column '{spec.name}' is {found.field(spec.name).type}, "
+                            f"which cannot hold {spec.type.value}")
+        elif verdict == "maybe":
+            notes.append(f"column '{spec.name}' is {found.field(spec.name).type}; values must "
+                         f"convert to {spec.type.value} one by one")
+    return FileCheck(file, tuple(problems), tuple(notes))
+
+
+def _is_text(actual: pa.DataType) -> bool:
+    return pa.types.is_string(actual) or pa.types.is_large_string(actual)
+
+
+def _fits(actual: pa.DataType, declared: DataType) -> str:
+    """'yes', 'maybe' (depends on the values) or 'no'."""
+    t = pa.types
+    if t.is_null(actual):
+        return "maybe"  # a CSV column empty in its first block
+    if declared in (DataType.double, DataType.float):
+        if t.is_floating(actual) or t.is_integer(actual) or t.is_decimal(actual):
+            return "yes" if not (declared is DataType.float and t.is_float64(actual)) else "maybe"
+        return "maybe" if _is_text(actual) else "no"
+    if declared in (DataType.long, DataType.integer):
+        if t.is_integer(actual):
+            return "yes" if declared is DataType.long or actual.bit_width <= 32 else "maybe"
+        return "maybe" if t.is_floating(actual) or _is_text(actual) else "no"
+    if declared is DataType.string:
+        return "yes" if _is_text(actual) else "no"
+    if declared is DataType.boolean:
+        return "yes" if t.is_boolean(actual) else "no"
+    if declared is DataType.datetime:
+        if t.is_timestamp(actual) or t.is_date(actual):
+            return "yes"
+        return "maybe" if _is_text(actual) else "no"
+    if declared is DataType.binary:
+        return "yes" if t.is_binary(actual) or t.is_large_binary(actual) else "maybe"
+    return "maybe"
+
+
+def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None) -> str:
+    """The plan as a user reads it before running the job."""
+    lines = [f"input: {plan.uri} ({len(plan.files)} files, {plan.total_bytes:,} bytes)"]
+    if plan.skipped:
+        lines.append(f"unsupported files skipped: {', '.join(plan.skipped)}")
+    lines.append(f"mini-batches (Spark tasks): {len(plan.batches)}")
+    for batch in plan.batches:
+        parts = []
+        for f in batch.files:
+            if f.row_groups is not None:
+                parts.append(f"{f.name} [row groups {f.row_groups[0]}-{f.row_groups[-1]}, "
+                             f"from row {f.first_row}]")
+            else:
+                parts.append(f.name)
+        lines.append(f"  {batch.index}: {batch.bytes:,} bytes: {', '.join(parts)}")
+    inputs = signature.inputs if signature else None
+    if inputs is None:
+        lines.append("signature: none (inputs are not checked)")
+    else:
+        described = ", ".join(
+            f"{s.name or i}: {s.type.value if isinstance(s, ColSpec) and isinstance(s.type, DataType) else s.to_dict().get('type')}"
+            + ("" if not isinstance(s, ColSpec) or s.required else " (optional)")
+            for i, s in enumerate(inputs.specs)
+        )
+        lines.append(f"signature inputs: {described}")
+    lines.append("files:")
+    for c in checks:
+        verdict = "ok" if c.ok else "WOULD FAIL"
+        lines.append(f"  {c.file.name} ({c.file.size:,} bytes): {verdict}")
+        lines.extend(f"    - {p}" for p in c.problems)
+        lines.extend(f"    - note: {n}" for n in c.notes)
+    failing = [c for c in checks if not c.ok]
+    if failing:
+        lines.append(f"{len(failing)} of {len(checks)} files would fail: "
+                     + "; ".join(f"{c.file.name}: {c.problems[0]}" for c in failing))
+    else:
+        lines.append(f"all {len(checks)} files satisfy the signature")
+    return "\n".join(lines)
+
+
+def preflight(model_uri: str, input_uri: str, settings: Settings, *,
+              parallelism: int) -> tuple[str, bool]:
+    """Load the model, plan the input and check each file: (the report, whether all is well)."""
+    model = load_model(resolve(model_uri)[1])
+    the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
+                    recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported,
+                    parallelism=parallelism)
+    fs, _ = resolve(input_uri)
+    checks = check_files(fs, the_plan.files, model.input_schema)
+    return render(the_plan, checks, model.spec.signature), all(c.ok for c in checks)
