@@ -31,7 +31,6 @@ from sparkscore import summary as summaries
 from sparkscore.errors import (
     BatchTimeoutError,
     ErrorThresholdExceeded,
-    ModelFormatError,
     ResumeError,
     SettingsError,
     SparkscoreError,
@@ -39,6 +38,7 @@ from sparkscore.errors import (
 from sparkscore.loader import LOADS, load_model
 from sparkscore.model import ModelSpec, directory_sha256
 from sparkscore.planner import MiniBatch, Plan, plan, resolve
+from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.preflight import preflight
 from sparkscore.progress import Counters, Progress
@@ -112,6 +112,7 @@ class Job:
     scoring: ScoringSpec
     committed: dict[int, dict[str, Any]]
     mismatched: tuple[Mismatch, ...]
+    located: dict[str, Any]
 
 
 def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
@@ -130,7 +131,7 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings,
     """
     started = summaries.now()
     job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    model_path = _local_model_path(model_uri)
+    model_path, located = local_model_dir(model_uri)
     if settings.env_manager != "local":
         raise SettingsError(
             key="env_manager", value=settings.env_manager,
@@ -161,7 +162,7 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings,
     log.info("planned %d files (%d bytes) into %d mini-batches; %d already committed",
              len(the_plan.files), the_plan.total_bytes, len(the_plan.batches), len(committed))
     return Job(job_id, started, model_uri, model_path, spec, sha, input_uri, output_uri,
-               the_plan, final, layout, settings, scoring, committed, mismatched)
+               the_plan, final, layout, settings, scoring, committed, mismatched, located)
 
 
 def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
@@ -210,7 +211,7 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
         status="failed" if exceeded else "succeeded",
         started=started,
         ended=summaries.now(),
-        model={**spec.record(), "path": job.model_uri, "sha256": sha},
+        model={**spec.record(), "path": job.model_uri, "sha256": sha, **job.located},
         input_record={"uri": input_uri, "files": len(the_plan.files),
                       "bytes": the_plan.total_bytes, "mini_batches": len(the_plan.batches),
                       "listing_digest": the_plan.listing_digest,
@@ -231,16 +232,6 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
     if threshold_error:
         raise threshold_error
     return record
-
-
-def _local_model_path(model_uri: str) -> str:
-    fs, path = resolve(model_uri)
-    if not isinstance(fs, pa.fs.LocalFileSystem):
-        raise ModelFormatError(
-            path=model_uri, field=None,
-            reason="is not on the local filesystem; copy the model directory locally first.",
-        )
-    return path
 
 
 def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> ScoringSpec:

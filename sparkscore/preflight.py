@@ -16,6 +16,7 @@ from pyarrow import fs as pafs
 from sparkscore.loader import load_model
 from sparkscore.planner import InputFile, Plan, plan, resolve
 from sparkscore.readers import peek_schema
+from sparkscore.registry import local_model_dir
 from sparkscore.settings import Settings
 from sparkscore.signature import ColSpec, DataType, Schema, Signature
 
@@ -141,7 +142,7 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
 def preflight(model_uri: str, input_uri: str, settings: Settings, *,
               parallelism: int) -> tuple[str, bool]:
     """Load the model, plan the input and check each file: (the report, whether all is well)."""
-    model = load_model(resolve(model_uri)[1])
+    model = load_model(local_model_dir(model_uri)[0])
     the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
                     recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported,
                     parallelism=parallelism)

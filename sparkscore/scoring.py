@@ -19,7 +19,6 @@ from sparkscore.errors import (
     BatchTimeoutError,
     PredictError,
     ReadError,
-    SchemaEnforcementError,
     SparkscoreError,
 )
 from sparkscore.loader import Model
