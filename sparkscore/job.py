@@ -177,6 +177,11 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
     if todo:
         shipped = ship_model(spark, model_path, sha)
         sc = spark.sparkContext
+        for key in _STORAGE_ENV:
+            # Where the driver reads storage with these (a local S3 endpoint, credentials),
+            # its tasks must too.
+            if key in os.environ:
+                sc.environment.setdefault(key, os.environ[key])
         rdd = sc.parallelize([(b.index, b) for b in todo], numSlices=len(todo))
         with Progress(sc, len(todo)) as progress:
             fresh = rdd.mapPartitions(
@@ -265,6 +270,10 @@ def _first_schema(fs: Any, the_plan: Plan) -> pa.Schema | None:
         except (pa.ArrowException, OSError):
             continue
     return None
+
+
+_STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION")
 
 
 # Settings that shape what a committed mini-batch holds: a resume must not change them.

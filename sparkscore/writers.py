@@ -133,28 +133,37 @@ def write_part(
     temporary = f"{directory}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
     rows = 0
     writer: pq.ParquetWriter | None = None
+    stream: pa.NativeFile | None = None
     try:
         for batch in batches:
             if batch.num_rows == 0:
                 continue
             if writer is None:
                 fs.create_dir(directory, recursive=True)
-                writer = pq.ParquetWriter(fs.open_output_stream(temporary), schema)
+                stream = fs.open_output_stream(temporary)
+                writer = pq.ParquetWriter(stream, schema)
             writer.write_batch(batch)
             rows += batch.num_rows
     except BaseException:
         # Not at all: the half-written temporary goes, and any earlier part stays as it was.
-        if writer is not None:
-            writer.close()
+        _close(writer, stream)
         _delete_if_exists(fs, temporary)
         raise
-    if writer is not None:
-        writer.close()
+    # The writer does not close a stream it was given; an object store's upload completes
+    # only when the stream closes.
+    _close(writer, stream)
     if writer is None:
         _delete_if_exists(fs, path)
         return 0
     fs.move(temporary, path)
     return rows
+
+
+def _close(writer: pq.ParquetWriter | None, stream: pa.NativeFile | None) -> None:
+    if writer is not None:
+        writer.close()
+    if stream is not None and not stream.closed:
+        stream.close()
 
 
 def commit_batch(
