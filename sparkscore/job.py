@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 import functools
+import json
 import logging
 import os
 import re
@@ -45,7 +46,7 @@ from sparkscore.progress import Counters, Progress
 from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.settings import Settings
-from sparkscore.shipping import ShippedModel, ship_model
+from sparkscore.shipping import ShippedModel, is_connect, ship_model
 from sparkscore.signature import enforce_params
 from sparkscore.sparktypes import arrow_type, output_type
 from sparkscore.writers import (
@@ -118,7 +119,7 @@ class Job:
 def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
         settings: Settings) -> dict[str, Any]:
     return execute(spark, prepare(model_uri, input_uri, output_uri, settings,
-                                  parallelism=spark.sparkContext.defaultParallelism))
+                                  parallelism=task_slots(spark)))
 
 
 def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings, *,
@@ -176,18 +177,22 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
     fresh: list[dict[str, Any]] = []
     if todo:
         shipped = ship_model(spark, model_path, sha)
-        sc = spark.sparkContext
-        for key in _STORAGE_ENV:
-            # Where the driver reads storage with these (a local S3 endpoint, credentials),
-            # its tasks must too.
-            if key in os.environ:
-                sc.environment.setdefault(key, os.environ[key])
-        rdd = sc.parallelize([(b.index, b) for b in todo], numSlices=len(todo))
-        with Progress(sc, len(todo)) as progress:
-            fresh = rdd.mapPartitions(
-                functools.partial(_run_batches, shipped, layout, input_uri, scoring,
-                                  settings.timeout, progress.counters)
+        connect = is_connect(spark)
+        if not connect:
+            for key in _STORAGE_ENV:
+                # Where the driver reads storage with these (a local S3 endpoint,
+                # credentials), its tasks must too.
+                if key in os.environ:
+                    spark.sparkContext.environment.setdefault(key, os.environ[key])
+        with Progress(None if connect else spark.sparkContext, len(todo)) as progress:
+            task = functools.partial(_run_batches, shipped, layout, input_uri, scoring,
+                                     settings.timeout, progress.counters)
+            # One partition per mini-batch, each holding its position in `todo`: a DataFrame
+            # rather than an RDD, so the same job runs on Spark Connect.
+            rows = spark.range(len(todo), numPartitions=len(todo)).mapInArrow(
+                functools.partial(_arrow_task, todo, task), "manifest string"
             ).collect()
+        fresh = [json.loads(r.manifest) for r in rows]
     manifests = sorted([*committed.values(), *fresh], key=lambda m: m["batch"])
     sweep_temporary(out_fs, layout)
     manifests = fail_split_files(out_fs, layout, manifests, settings.bad_rows)
@@ -311,8 +316,17 @@ def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: s
     return {}
 
 
+def _arrow_task(todo: list[MiniBatch], task: Any,
+                batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """mapInArrow over positions in `todo`: run each mini-batch, yield its manifest as JSON."""
+    for positions in batches:
+        for i in positions.column(0).to_pylist():
+            for manifest in task([(todo[i].index, todo[i])]):
+                yield pa.RecordBatch.from_pydict({"manifest": [json.dumps(manifest, default=str)]})
+
+
 def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spec: ScoringSpec,
-                 timeout: float | None, counters: Counters,
+                 timeout: float | None, counters: Counters | None,
                  items: Iterator[tuple[int, MiniBatch]]) -> Iterator[dict[str, Any]]:
     """What each Spark task runs over its one mini-batch (top level, so workers import it)."""
     in_fs, _ = resolve(input_uri)
@@ -333,7 +347,8 @@ def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, sp
             "worker": f"{os.uname().nodename}:{os.getpid()}",
             "model_loads": LOADS.get(shipped.sha256, 0),
         })
-        counters.add(manifest)
+        if counters is not None:
+            counters.add(manifest)
         yield manifest
 
 
@@ -372,6 +387,7 @@ def parser(prog: str, *, with_master: bool) -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML settings file (see conf/default.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting; the value is parsed as YAML")
+    p.add_argument("--remote", help="a Spark Connect URL (sc://host:port) instead of a master")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan and check each file against the signature; score nothing")
     if with_master:
@@ -387,16 +403,16 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
         settings = Settings.load(args.config, args.overrides)
         debug = settings.logging_level == "debug"
         _configure_logging(settings.logging_level)
-        slots = local_parallelism(master or _submitted_master())
+        slots = None if args.remote else local_parallelism(master or _submitted_master())
         if args.dry_run:
             report, ok = preflight(args.model, args.input, settings,
                                    parallelism=slots or os.cpu_count() or 1)
             print(report, flush=True)
             return 0 if ok else 2
         if slots is None:  # a cluster: its task slots are known once the session is up
-            spark = session(master, settings)
+            spark = session(master, settings, remote=args.remote)
             job = prepare(args.model, args.input, args.output, settings,
-                          parallelism=spark.sparkContext.defaultParallelism)
+                          parallelism=task_slots(spark))
         else:
             job = prepare(args.model, args.input, args.output, settings, parallelism=slots)
             spark = session(master, settings)
@@ -432,8 +448,19 @@ def local_parallelism(master: str) -> int | None:
     return os.cpu_count() or 1 if m.group(1) == "*" else int(m.group(1))
 
 
-def session(master: str | None, settings: Settings) -> SparkSession:
+def task_slots(spark: SparkSession) -> int:
+    """How many tasks run at once: sizes `mini_batch_size: auto`."""
+    if not is_connect(spark):
+        return spark.sparkContext.defaultParallelism
+    configured = spark.conf.get("spark.default.parallelism", None)
+    return int(configured) if configured else os.cpu_count() or 1
+
+
+def session(master: str | None, settings: Settings, *, remote: str | None = None) -> SparkSession:
     """The active session, or one started with task retries set before it starts."""
+    if remote:
+        # The Connect server owns its master and retries; we only attach to it.
+        return SparkSession.builder.remote(remote).getOrCreate()
     builder = SparkSession.builder.appName("sparkscore")
     current = master or _submitted_master()
     if current.startswith("local"):

@@ -36,20 +36,25 @@ class Counters:
 class Progress:
     """Logs one line every `interval` seconds while the block runs, and one at the end."""
 
-    def __init__(self, sc: SparkContext, total: int, *, interval: float = 5.0) -> None:
+    def __init__(self, sc: SparkContext | None, total: int, *, interval: float = 5.0) -> None:
+        """With no SparkContext (Spark Connect has none, so no accumulators) it stays quiet."""
         self.total, self.interval = total, interval
-        self.counters = Counters(sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
+        self.counters = None if sc is None else Counters(
+            sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sparkscore-progress", daemon=True)
         self._started = 0.0
 
     def __enter__(self) -> Progress:
         self._started = time.monotonic()
-        self._thread.start()
+        if self.counters is not None:
+            self._thread.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self.counters is None:
+            return
         self._stop.set()
         self._thread.join()
         if kind is None:
@@ -60,6 +65,7 @@ class Progress:
             log.info(self.line())
 
     def line(self) -> str:
+        assert self.counters is not None
         done = self.counters.batches.value
         rows = self.counters.rows.value
         elapsed = max(time.monotonic() - self._started, 1e-9)

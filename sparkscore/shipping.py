@@ -52,11 +52,20 @@ class ShippedModel:
 _SHIPPED: dict[tuple[int, str], ShippedModel] = {}
 
 
+def is_connect(spark: SparkSession) -> bool:
+    """A Spark Connect session: no SparkContext, files go up with addArtifacts."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
 def ship_model(spark: SparkSession, path: str, sha256: str | None = None) -> ShippedModel:
-    """Zip the model directory and register it with Spark, once per session and model content."""
+    """Zip the model directory and register it with Spark, once per session and model content.
+
+    Classic sessions use `SparkContext.addFile`; Spark Connect sessions `addArtifacts(file=True)`,
+    which tasks find the same way, through `SparkFiles`.
+    """
     sha = sha256 or directory_sha256(path)
-    sc = spark.sparkContext
-    key = (id(sc), sha)
+    connect = is_connect(spark)
+    key = (id(spark) if connect else id(spark.sparkContext), sha)
     if key in _SHIPPED:
         return _SHIPPED[key]
     name = f"{_ARCHIVE_PREFIX}{sha[:20]}.zip"
@@ -68,7 +77,10 @@ def ship_model(spark: SparkSession, path: str, sha256: str | None = None) -> Shi
             for filename in sorted(filenames):
                 full = os.path.join(dirpath, filename)
                 z.write(full, os.path.relpath(full, path))
-    sc.addFile(archive)
+    if connect:
+        spark.addArtifacts(archive, file=True)
+    else:
+        spark.sparkContext.addFile(archive)
     shipped = ShippedModel(archive=name, sha256=sha)
     _SHIPPED[key] = shipped
     return shipped
