@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import signal
+import threading
 import sys
 import traceback
 import uuid
@@ -177,6 +178,7 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
     fresh: list[dict[str, Any]] = []
     if todo:
         shipped = ship_model(spark, model_path, sha)
+        log.debug("model shipped as %s", shipped.archive)
         connect = is_connect(spark)
         if not connect:
             for key in _STORAGE_ENV:
@@ -414,8 +416,12 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
             job = prepare(args.model, args.input, args.output, settings,
                           parallelism=task_slots(spark))
         else:
+            # The session starts while the driver plans and loads the model: both take
+            # seconds, and neither needs the other. A refusal returns without waiting for it.
+            starting = _Background(lambda: session(master, settings))
             job = prepare(args.model, args.input, args.output, settings, parallelism=slots)
-            spark = session(master, settings)
+            spark = starting.result()
+        log.debug("spark session ready")
         result = execute(spark, job)
     except SparkscoreError as e:
         if debug:
@@ -429,6 +435,28 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
         return 1
     print(_summary_line(result), flush=True)
     return 0
+
+
+class _Background:
+    """Run one call on a daemon thread (so a process that gives up does not wait for it)."""
+
+    def __init__(self, call: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Any) -> None:
+        try:
+            self._value = call()
+        except BaseException as e:  # handed to the caller of result()
+            self._error = e
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _submitted_master() -> str:
