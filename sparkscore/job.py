@@ -171,13 +171,12 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
     """Score the mini-batches not yet committed as Spark tasks, then account and summarize."""
     settings, layout, final, the_plan, scoring = (
         job.settings, job.layout, job.final, job.plan, job.scoring)
-    committed, sha, model_path, input_uri = job.committed, job.sha256, job.model_path, job.input_uri
-    spec, job_id, started, mismatched = job.model, job.job_id, job.started, job.mismatched
+    committed, sha = job.committed, job.sha256
     out_fs = layout.filesystem()
     todo = [b for b in the_plan.batches if b.index not in committed]
     fresh: list[dict[str, Any]] = []
     if todo:
-        shipped = ship_model(spark, model_path, sha)
+        shipped = ship_model(spark, job.model_path, sha)
         log.debug("model shipped as %s", shipped.archive)
         connect = is_connect(spark)
         if not connect:
@@ -187,7 +186,7 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
                 if key in os.environ:
                     spark.sparkContext.environment.setdefault(key, os.environ[key])
         with Progress(None if connect else spark.sparkContext, len(todo)) as progress:
-            task = functools.partial(_run_batches, shipped, layout, input_uri, scoring,
+            task = functools.partial(_run_batches, shipped, layout, job.input_uri, scoring,
                                      settings.timeout, progress.counters)
             # One partition per mini-batch, each holding its position in `todo`: a DataFrame
             # rather than an RDD, so the same job runs on Spark Connect.
@@ -219,12 +218,12 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
         total=len(the_plan.files),
     ) if exceeded else None
     record = summaries.build(
-        job_id=job_id,
+        job_id=job.job_id,
         status="failed" if exceeded else "succeeded",
-        started=started,
+        started=job.started,
         ended=summaries.now(),
-        model={**spec.record(), "path": job.model_uri, "sha256": sha, **job.located},
-        input_record={"uri": input_uri, "files": len(the_plan.files),
+        model={**job.model.record(), "path": job.model_uri, "sha256": sha, **job.located},
+        input_record={"uri": job.input_uri, "files": len(the_plan.files),
                       "bytes": the_plan.total_bytes, "mini_batches": len(the_plan.batches),
                       "listing_digest": the_plan.listing_digest,
                       "unsupported_skipped": list(the_plan.skipped)},
@@ -236,7 +235,7 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
         spark_version=spark.version,
         error=str(threshold_error) if threshold_error else None,
         extra={"environment": {"env_manager": settings.env_manager,
-                               "mismatches": [m.to_dict() for m in mismatched]}},
+                               "mismatches": [m.to_dict() for m in job.mismatched]}},
     )
     write_json(out_fs, layout.summary, record)
     if layout is not final:

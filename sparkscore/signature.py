@@ -328,8 +328,7 @@ def conform(
                     column=str(source),
                     value=_plain(value),
                     expected=expected,
-                    reason=None if reason is None else _row_reason(file, row_offset + int(i),
-                                                                    str(source), value, reason),
+                    reason=None if reason is None else _row_reason(str(source), value, reason),
                 )
             bad |= col_bad
     frame = pd.DataFrame(columns, index=data.index)
@@ -363,7 +362,7 @@ def enforce(
     return result.frame
 
 
-def _row_reason(file: str | None, row: int, column: str, value: Any, reason: str) -> str:
+def _row_reason(column: str, value: Any, reason: str) -> str:
     return f"column '{column}' has value {_plain(value)!r}, {reason}"
 
 
