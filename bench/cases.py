@@ -1,17 +1,17 @@
 """What each benchmark case runs, and how it is timed.
 
-Timing rule (every case): one untimed warm-up run, then N timed runs and their median, with
-N = ceil(min_seconds / warm-up time) between 1 and max_runs, so a case spends at least
-`min_seconds` (30 s at scale 1) in timed runs; a case whose one run already takes that long is
-timed once. Each run writes to an output folder deleted (untimed) before the run.
+Timing rule (every case): one untimed warm-up run, then timed runs until they add up to at least
+`min_seconds` (30 s at scale 1) or `max_runs` runs, and their median: a case whose one run
+already takes that long is timed once. Each run writes to an output folder deleted (untimed)
+before the run.
 Peak RSS covers the whole case (warm-up and timed runs): see rss.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -34,6 +34,7 @@ from rss import PeakRss
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SPARK_SUBMIT = str(Path(sys.executable).parent / "spark-submit")
+LOGS = HERE / "out" / "logs"
 
 # The plain loop's batch sizes: pyarrow's default Parquet batch (65,536 rows), and CSV blocks of
 # 16 MiB (about 80,000 rows here) so that predict is called on batches of similar size.
@@ -86,15 +87,16 @@ class Timing:
     min_seconds: float
     max_runs: int
 
-    def runs_after(self, warm_s: float) -> int:
-        if warm_s >= self.min_seconds:
-            return 1
-        return max(1, min(self.max_runs, math.ceil(self.min_seconds / max(warm_s, 1e-3))))
+    def more(self, times: list[float], min_runs: int) -> bool:
+        """Another timed run? Until `min_seconds` of them (at least `min_runs`, at most max_runs)."""
+        if len(times) < min_runs:
+            return True
+        return sum(times) < self.min_seconds and len(times) < self.max_runs
 
 
 def measure(result: Result, once: Callable[[PeakRss], None], prepare: Callable[[], None], *,
             timing: Timing, peak: PeakRss, warmup: bool = True, runs: int | None = None,
-            log: Callable[..., None] = print) -> Result:
+            min_runs: int = 1, log: Callable[..., None] = print) -> Result:
     """Run `once` (warm-up + timed runs) inside `peak`; fill `result` (errors are recorded)."""
     try:
         with peak:
@@ -103,8 +105,7 @@ def measure(result: Result, once: Callable[[PeakRss], None], prepare: Callable[[
                 t = time.perf_counter()
                 once(peak)
                 result.warmup_s = time.perf_counter() - t
-            n = runs or timing.runs_after(result.warmup_s or 0.0)
-            for _ in range(n):
+            while (len(result.times) < runs if runs else timing.more(result.times, min_runs)):
                 prepare()
                 t = time.perf_counter()
                 once(peak)
@@ -112,9 +113,27 @@ def measure(result: Result, once: Callable[[PeakRss], None], prepare: Callable[[
         result.rss = peak.result()
         result.rss["reset_ok"] = peak.reset_ok
     except Exception as e:  # a broken case must not stop the others
-        result.error = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
-        log(f"    ERROR {result.case}: {result.error}", flush=True)
+        record_error(result, e, log)
     return result
+
+
+def record_error(result: Result, e: BaseException, log: Callable[..., None] = print) -> None:
+    """Keep one line in the result; the whole message goes to bench/out/logs/CASE-error.txt."""
+    import traceback
+
+    result.error = short_error(e)
+    where = LOGS / f"{result.case}-error.txt"
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text("".join(traceback.format_exception(e)))
+    log(f"    ERROR {result.case}: {result.error} (full text: {where})", flush=True)
+
+
+def short_error(e: BaseException) -> str:
+    """One line: the innermost 'SomeError: message' line of (a Python worker's) traceback."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+    text = errors[-1] if errors else (lines[-1] if lines else "")
+    return f"{type(e).__name__}: {text}"[:240]
 
 
 def fresh(out: Path) -> Callable[[], None]:
@@ -129,6 +148,9 @@ def predictions_check(folder: Path) -> tuple[int, float]:
     """(rows, sum of the prediction column) of a Parquet output folder."""
     data = pads.dataset(str(folder), format="parquet").to_table(columns=["prediction"])
     col = data.column("prediction")
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        # spark_udf's default Spark type for a [-1] tensor output: one-element arrays
+        col = pc.list_flatten(col)
     total = pc.sum(col.cast(pa.float64())).as_py() if data.num_rows else 0.0
     return data.num_rows, float(total or 0.0)
 
@@ -219,7 +241,7 @@ def spark_udf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Pa
     try:
         udf = mlflow.pyfunc.spark_udf(spark, str(model), env_manager="local")
     except Exception as e:
-        result.error = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        record_error(result, e)
         return result
 
     def once(_peak: PeakRss) -> None:
@@ -250,7 +272,9 @@ def pbudf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path,
 
         loaded = mlflow.pyfunc.load_model(path)
 
-        def predict(*columns):
+        # One parameter per column: predict_batch_udf counts them and passes one 1-D array each.
+        def predict(x0, x1, x2, x3, x4, x5, x6, x7, x8, x9):
+            columns = (x0, x1, x2, x3, x4, x5, x6, x7, x8, x9)
             return np.asarray(loaded.predict(pd.DataFrame(dict(zip(features, columns)))))
 
         return predict
@@ -326,9 +350,11 @@ def spark_submit(args: list[str], log_file: Path, peak: PeakRss) -> None:
         peak.add_root(proc.pid)
         code = proc.wait()
     if code != 0:
-        lines = [l for l in log_file.read_text(errors="replace").splitlines() if l.strip()]
-        raise RuntimeError(f"spark-submit exited {code}: {lines[-1] if lines else ''} "
-                           f"(log: {log_file})")
+        lines = [l.strip() for l in log_file.read_text(errors="replace").splitlines() if l.strip()]
+        errors = [l for l in lines if re.match(r"^[\w.]+(Error|Exception)\b", l)]
+        last = lines[-1] if lines else ""
+        cause = f" ({errors[-1]})" if errors and errors[-1] not in last else ""
+        raise RuntimeError(f"spark-submit exited {code}: {last}{cause} (log: {log_file})")
 
 
 def bare_session_case(result: Result, logs: Path, **kw: Any) -> Result:
@@ -359,4 +385,39 @@ def submit_case(result: Result, model: Path, ds: Dataset, out: Path, logs: Path,
     if not result.error:
         result.check = predictions_check(out / "predictions")
         result.notes["e2e_rows_per_s"] = ds.rows / result.median_s
+    return result
+
+
+def fixed_case(result: Result, model: Path, ds: Dataset, out: Path, logs: Path,
+               **kw: Any) -> Result:
+    """Figure 7 in pairs: each run is a bare spark-submit session start followed by the job on a
+    tiny input, so load that drifts during the bench touches both sides of each difference.
+
+    `times` are the job's end-to-end seconds; notes["pairs"] holds (bare, job) per timed run.
+    """
+    counter = iter(range(10_000))
+    pairs: list[tuple[float, float]] = []
+
+    def once(peak: PeakRss) -> None:
+        i = next(counter)
+        t = time.perf_counter()
+        spark_submit([str(HERE / "bare_session.py")], logs / f"{result.case}-bare-{i}.log", peak)
+        bare = time.perf_counter() - t
+        fresh(out)()
+        t = time.perf_counter()
+        spark_submit(["jobs/score.py", "--model", str(model), "--input", str(ds.path),
+                      "--output", str(out), "--set", "overwrite=true"],
+                     logs / f"{result.case}-{i}.log", peak)
+        job = time.perf_counter() - t
+        _job_summary(result, json.loads((out / "_summary.json").read_text()), ds)
+        pairs.append((bare, job))
+
+    measure(result, once, lambda: None, **kw)
+    if not result.error:
+        timed = pairs[1:] if kw.get("warmup", True) else pairs
+        result.times = [job for _, job in timed]
+        result.notes["pairs"] = timed
+        result.notes["extra_s"] = statistics.median(job - bare for bare, job in timed)
+        result.notes["bare_s"] = statistics.median(bare for bare, _ in timed)
+        result.check = predictions_check(out / "predictions")
     return result

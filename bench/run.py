@@ -19,7 +19,8 @@ are added):
 - MODEL-FMT-loop         one process: pyarrow stream, to_pandas, predict, a Parquet file per file
 - skew-1file/-16files    the job (RandomForest) on one 2M-row Parquet file / the same rows in 16
 - small-20000files/-20files  the job (LogisticRegression) on 20,000 files of 100 rows / 20 files
-- fixed-10rows           spark-submit jobs/score.py on a 10-row file
+- fixed-10rows           spark-submit jobs/score.py on a 10-row file, each run paired with a
+                         bare spark-submit start just before it
 - memory-200mb/-2gb      the job (LogisticRegression) on one ~200 MB / ~2 GB CSV (--memory only)
 MODEL is lr (LogisticRegression) or rf (StandardScaler + 100-tree RandomForest); FMT is parquet
 (16 files x 200k rows) or csv (the same rows).
@@ -56,13 +57,15 @@ OUT = HERE / "out"
 MODELS = ("lr", "rf")
 FORMATS = {"parquet": "parquet16", "csv": "csv16"}
 KINDS = ("job", "submit", "spark_udf", "pbudf", "loop")
-GIB = 1024.0
+# session-bare and fixed-10rows take seconds whatever the scale, and figure 7 subtracts one from
+# the other: at least this many timed runs each, so one noisy start does not decide it.
+FIXED_MIN_RUNS = 3
 
 
 @dataclass(frozen=True)
 class Case:
     id: str
-    kind: str  # limit | bare | job | submit | spark_udf | pbudf | loop
+    kind: str  # limit | bare | job | submit | fixed | spark_udf | pbudf | loop
     model: str | None = None
     dataset: str | None = None
     single_run: bool = False  # no warm-up, one timed run (the memory cases)
@@ -79,11 +82,13 @@ def all_cases(memory: bool) -> list[Case]:
         Case("skew-16files", "job", "rf", "skew16"),
         Case("small-20000files", "job", "lr", "small20000"),
         Case("small-20files", "job", "lr", "small20"),
-        Case("fixed-10rows", "submit", "lr", "tiny"),
+        Case("fixed-10rows", "fixed", "lr", "tiny"),
     ]
     if memory:
-        out += [Case("memory-200mb", "job", "lr", "mem200m", single_run=True),
-                Case("memory-2gb", "job", "lr", "mem2g", single_run=True)]
+        # Through spark-submit: a new JVM and new Python workers, so the worker peak is this
+        # input's alone (in our session, workers would hold models cached by earlier cases).
+        out += [Case("memory-200mb", "submit", "lr", "mem200m", single_run=True),
+                Case("memory-2gb", "submit", "lr", "mem2g", single_run=True)]
     return out
 
 
@@ -98,7 +103,7 @@ def select(cases_: list[Case], only: str | None) -> list[Case]:
                  + " ".join(c.id for c in cases_))
     # What the selected cases need: LIMIT for the RF job figure, the bare session for spark-submit.
     if any(c.id in chosen and c.kind == "submit" for c in cases_):
-        chosen.add("session-bare")
+        chosen.add("session-bare")  # fixed-10rows measures its own bare starts, in pairs
     for m in MODELS:
         if any(c.id in chosen and c.kind == "job" and c.id.startswith(f"{m}-") for c in cases_):
             chosen.add(f"limit-{m}")
@@ -118,6 +123,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--row-group-rows", type=int, default=None,
                    help="Parquet row group size (default 1,048,576 x scale: pyarrow's default "
                    "at scale 1)")
+    p.add_argument("--fresh-session", action="store_true",
+                   help="restart the SparkSession (new SparkContext, new Python workers; the JVM "
+                   "stays) before each in-process case, so worker peak RSS is that case's alone")
     p.add_argument("--results", type=Path, default=None, help="where to write the markdown table")
     p.add_argument("--list", action="store_true", help="list the case ids and exit")
     args = p.parse_args(argv)
@@ -132,6 +140,10 @@ def main(argv: list[str]) -> int:
                     else 30.0 * args.scale, max_runs=args.max_runs)
     started = time.time()
     stamp = datetime.datetime.now().astimezone()
+    load_start = os.getloadavg()[0]
+    if load_start > 0.5:
+        print(f"warning: load average {load_start:.1f} before the bench starts; other work on "
+              "this machine will skew the figures", flush=True)
 
     # 1. Data and models, before anything is timed.
     print(f"sparkscore bench: scale {args.scale:g}, {len(chosen)} cases, "
@@ -167,25 +179,38 @@ def main(argv: list[str]) -> int:
     for c in chosen:
         if c.kind == "limit":
             print(f"[{c.id}]", flush=True)
-            limits[c.model] = cases.limit(models[c.model], seconds=3.0 if args.scale >= 0.5
-                                          else 0.5)
+            try:
+                limits[c.model] = cases.limit(models[c.model],
+                                              seconds=3.0 if args.scale >= 0.5 else 0.5)
+            except Exception as e:
+                cases.record_error(Result(c.id), e)
 
     # 3. Everything through spark-submit (no session of ours is up yet, so no idle JVM around).
     for c in chosen:
         if c.kind == "bare":
             print(f"[{c.id}]", flush=True)
             r = cases.bare_session_case(Result(c.id), logs, timing=timing,
-                                        peak=PeakRss([], reset=False))
+                                        peak=PeakRss([], reset=False), min_runs=FIXED_MIN_RUNS)
             log_result(r)
             if r.median_s:
                 session_starts["spark-submit"] = r.median_s
     for c in chosen:
-        if c.kind == "submit":
+        if c.kind in ("submit", "fixed"):
             print(f"[{c.id}]", flush=True)
             ds = data[c.dataset]
-            r = cases.submit_case(Result(c.id, rows=ds.rows), models[c.model], ds,
-                                  case_out / c.id, logs, session_starts.get("spark-submit"),
-                                  timing=timing, peak=PeakRss([], reset=False))
+            r = Result(c.id, rows=ds.rows)
+            try:
+                if c.kind == "fixed":
+                    cases.fixed_case(r, models[c.model], ds, case_out / c.id, logs,
+                                     timing=timing, peak=PeakRss([], reset=False),
+                                     min_runs=FIXED_MIN_RUNS)
+                else:
+                    cases.submit_case(r, models[c.model], ds, case_out / c.id, logs,
+                                  session_starts.get("spark-submit"), timing=timing,
+                                  peak=PeakRss([], reset=False), warmup=not c.single_run,
+                                  runs=1 if c.single_run else None)
+            except Exception as e:
+                cases.record_error(r, e)
             log_result(r)
 
     # 4. In this process's local[*] session: the job, spark_udf, predict_batch_udf, and the loop.
@@ -195,22 +220,28 @@ def main(argv: list[str]) -> int:
         spark, session_starts["in-process"] = start_session()
         print(f"in-process session: local[*] started in {session_starts['in-process']:.1f} s "
               f"(Spark {spark.version})", flush=True)
-    for c in inproc:
+    for i, c in enumerate(inproc):
         print(f"[{c.id}]", flush=True)
+        if args.fresh_session and i:
+            spark.stop()
+            spark, _ = start_session()
         ds = data[c.dataset]
         model = models[c.model]
         out = case_out / c.id
         kw = dict(timing=timing, peak=PeakRss([me], driver_pid=me),
                   warmup=not c.single_run, runs=1 if c.single_run else None)
         r = Result(c.id, rows=ds.rows)
-        if c.kind == "job":
-            cases.job_case(r, spark, model, ds, out, **kw)
-        elif c.kind == "spark_udf":
-            cases.spark_udf_case(r, spark, model, ds, out, **kw)
-        elif c.kind == "pbudf":
-            cases.pbudf_case(r, spark, model, ds, out, **kw)
-        else:
-            cases.loop_case(r, model, ds, out, **kw)
+        try:
+            if c.kind == "job":
+                cases.job_case(r, spark, model, ds, out, **kw)
+            elif c.kind == "spark_udf":
+                cases.spark_udf_case(r, spark, model, ds, out, **kw)
+            elif c.kind == "pbudf":
+                cases.pbudf_case(r, spark, model, ds, out, **kw)
+            else:
+                cases.loop_case(r, model, ds, out, **kw)
+        except Exception as e:  # setting a case up failed (measure() catches the runs' errors)
+            cases.record_error(r, e)
         log_result(r)
     if spark is not None:
         spark.stop()
@@ -218,14 +249,20 @@ def main(argv: list[str]) -> int:
     # 5. Report.
     checks = consistency(chosen, results, data)
     figs = figures(chosen, results, limits, data)
+    loads = (load_start, os.getloadavg()[0])
     text = report(args, stamp, time.time() - started, chosen, results, limits, session_starts,
-                  figs, checks, data)
+                  figs, checks, data, loads)
     print()
     print(text)
     results_path.parent.mkdir(parents=True, exist_ok=True)
     results_path.write_text(text)
     print(f"written to {results_path}")
     return 0
+
+
+def timing_note(args: argparse.Namespace) -> str:
+    seconds = args.min_seconds if args.min_seconds is not None else 30.0 * args.scale
+    return f">= {seconds:g} s (at most {args.max_runs} runs)"
 
 
 def start_session() -> tuple[Any, float]:
@@ -329,7 +366,8 @@ def figures(chosen: list[Case], results: dict[str, Result], limits: dict[str, di
     figs.append(Figure(4, f"small files: {n_small:,} files / the same rows in 20 (LR job)",
                        rate("small-20000files"), rate("small-20files"), v, ">= 0.5",
                        verdict(v, lambda x: x >= 0.5)))
-    big, mid = ok.get("memory-2gb"), ok.get("memory-200mb")
+    done = {k: r for k, r in results.items() if not r.error and r.times}
+    big, mid = done.get("memory-2gb"), done.get("memory-200mb")
     big_w = big.rss.get("worker_mib") if big else None
     mid_w = mid.rss.get("worker_mib") if mid else None
     big_s = (f"{big_w:,.0f} MiB ({data['mem2g'].bytes / 1e9:.2f} GB CSV)"
@@ -355,13 +393,13 @@ def figures(chosen: list[Case], results: dict[str, Result], limits: dict[str, di
     else:
         figs.append(Figure(6, "model loads per Python worker, every job run", "no job run", "",
                            None, "== 1 in every run", None))
-    fixed, bare = ok.get("fixed-10rows"), results.get("session-bare")
-    if fixed and bare and bare.median_s:
-        extra = fixed.median_s - bare.median_s
+    fixed = done.get("fixed-10rows")
+    if fixed and "extra_s" in fixed.notes:
+        extra = fixed.notes["extra_s"]
         figs.append(Figure(7, "fixed cost: spark-submit job on 10 rows - bare session start",
-                           f"{fixed.median_s:.1f} s (fixed-10rows)",
-                           f"{bare.median_s:.1f} s (session-bare)", extra, "<= 5 s",
-                           extra <= 5.0))
+                           f"{fixed.median_s:.1f} s (fixed-10rows, job end to end)",
+                           f"{fixed.notes['bare_s']:.1f} s (bare start, paired runs)", extra,
+                           "<= 5 s (median of paired differences)", extra <= 5.0))
     else:
         figs.append(Figure(7, "fixed cost: spark-submit job on 10 rows - bare session start",
                            "not run", "", None, "<= 5 s", None))
@@ -414,6 +452,7 @@ def versions() -> dict[str, str]:
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
                                 "sparkscore", "jobs", "conf"], capture_output=True, text=True,
                                timeout=30).stdout.strip()
+        commit = commit or "unknown (not a git checkout)"
         if dirty:
             commit += " + uncommitted changes in sparkscore/ jobs/ conf/"
     except (OSError, subprocess.SubprocessError):
@@ -430,7 +469,8 @@ def fmt_num(x: float | None, spec: str = ",.0f") -> str:
 
 def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, chosen: list[Case],
            results: dict[str, Result], limits: dict[str, dict], session_starts: dict[str, float],
-           figs: list[Figure], checks: dict[str, str], data: dict[str, datasets.Dataset]) -> str:
+           figs: list[Figure], checks: dict[str, str], data: dict[str, datasets.Dataset],
+           loads: tuple[float, float]) -> str:
     m, v = machine(), versions()
     cmd = "bench/run.py " + " ".join(sys.argv[1:])
     out = [
@@ -440,6 +480,8 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
         f"{elapsed / 60:.1f} min). Targets: issue 6. Machine: {m['cpu']}, {m['cores']} cores, "
         f"{m['memory']}, {m['os']}.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"Load average (1 min): {loads[0]:.2f} at the start, {loads[1]:.2f} at the end (the "
+        "bench's own load shows in the second; anything else running skews every figure).",
         "",
         "## Figures",
         "",
@@ -466,9 +508,15 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
         workers = (f"{fmt_num(rss.get('worker_mib'))} ({rss.get('workers')})"
                    if rss.get("worker_mib") else "")
         notes = []
+        if c.kind == "fixed":
+            notes.append("each run paired with a bare start just before it: "
+                         + ", ".join(f"{j:.1f}-{b:.1f}" for b, j in r.notes.get("pairs", []))
+                         + f" s; median difference {r.notes.get('extra_s', 0):.1f} s")
         if c.kind == "submit":
-            notes.append(f"end to end {r.median_s:.1f} s = {r.notes.get('e2e_rows_per_s', 0):,.0f}"
-                         f" rows/s; minus session start {r.subtract_s:.1f} s")
+            net = r.net_s
+            notes.append(f"end to end {r.median_s:.1f} s ({r.notes.get('e2e_rows_per_s', 0):,.0f}"
+                         f" rows/s) - session start {r.subtract_s:.1f} s = {net:.1f} s"
+                         + (" (no rows/s: not longer than a bare start)" if net <= 0 else ""))
         if c.kind == "bare":
             notes.append("spark-submit: SparkSession + spark.range(1).count()")
         if r.notes.get("job_rows_per_s"):
@@ -481,7 +529,8 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
         if rss and not rss.get("reset_ok", True):
             notes.append("peak RSS could not be reset: includes earlier cases")
         rows.append([
-            c.id, fmt_num(r.rows), fmt_num(r.rate), fmt_num(r.median_s, ".2f"),
+            c.id, fmt_num(r.rows), fmt_num(r.rate) if c.kind != "fixed" else "",
+            fmt_num(r.median_s, ".2f"),
             f"{len(r.times)}" + (f" (+{r.warmup_s:.1f} s warm-up)" if r.warmup_s else ""),
             fmt_num(r.spread * 100 if r.spread is not None else None, ".0f"),
             fmt_num(rss.get("driver_mib")), fmt_num(rss.get("jvm_mib")), workers,
@@ -497,22 +546,32 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
         "## How to read this",
         "",
         "- rows/s: input rows / median wall seconds of the timed runs (after one untimed warm-up;"
-        " N runs so a case spends >= 30 s x scale timed, one run if a run is longer). For "
+        f" timed runs until they add up to {timing_note(args)}, one run if a run is longer). For "
         "`*-submit` the bare spark-submit session start (session-bare) is subtracted first; the "
         "end-to-end time is in the notes.",
         "- LIMIT: the raw scikit-learn model's predict on an in-memory pandas frame, one thread "
         "(threadpoolctl, n_jobs=1), best of 10k/50k/200k-row batches; ideal = LIMIT x cores.",
         "- job: `sparkscore.score(spark, model, input, out, overwrite=True)`, default settings, in "
-        "this process's `local[*]` session (one session for all in-process cases); it writes "
-        "file_name, row, prediction. spark_udf / pbudf read with spark.read (CSV: header, "
-        "explicit schema) and write id + prediction to Parquet; the UDF is made once per case. "
+        "this process's `local[*]` session (one session for all in-process cases"
+        + (", restarted before each case (--fresh-session)" if args.fresh_session else "")
+        + "); it writes file_name, row, prediction. spark_udf "
+        "(`mlflow.pyfunc.spark_udf(spark, model, env_manager='local')`, whose default Spark type "
+        "for this [-1] int64 tensor output is a one-element array<bigint>) and pbudf "
+        "(`predict_batch_udf`, batch_size 10000, long) read with spark.read (CSV: header, explicit "
+        "schema) and write id + prediction to Parquet; each UDF is made once per case, untimed. "
         "loop: one process, pyarrow batches (Parquet 65,536 rows, CSV 16 MiB blocks), mlflow "
         "pyfunc predict, one Parquet file of id + prediction per input file.",
+        "- skew, small files: the in-process job. memory-*: spark-submit jobs/score.py, one run, "
+        "no warm-up, so the Python workers are new and the peak is that input's alone. "
+        "session-bare: at least 3 timed runs. fixed-10rows: at least 3 timed pairs of (a bare "
+        "start, then the job on 10 rows), figure 7 = the median of the pairs' differences.",
         "- Peak RSS (MiB): the largest VmHWM of any one process of that role during the case "
-        "(warm-up and timed runs), reset with /proc/<pid>/clear_refs at the case start so reused "
-        "Python workers do not carry earlier peaks; sampled every 0.25 s so exited processes "
-        "count. The in-process driver is the benchmark process itself. procs: Python daemon and "
-        "worker processes seen. RSS includes shared pages.",
+        "(warm-up and timed runs); procs: Python daemon and worker processes seen. At the case "
+        "start every live process's VmHWM is reset (/proc/<pid>/clear_refs) to its current RSS: "
+        "a reused process (our driver, our JVM, reused Python workers) therefore counts at least "
+        "what it already held, e.g. models cached by earlier cases, unless --fresh-session. "
+        "Sampled every 0.25 s so processes that exit during the case count. The in-process driver "
+        "is the benchmark process itself. RSS includes shared pages.",
         "- output check: every case's output holds every input row, and the same predictions "
         "(sum of the prediction column) as every other case on the same rows and model.",
         "- Data: " + "; ".join(f"{d.name}: {d.files:,} {d.fmt} files, {d.rows:,} rows, "
