@@ -231,7 +231,7 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
         settings=settings.to_dict(),
         manifests=manifests,
         files_total=len(the_plan.files),
-        files_skipped=sum(len(m["files"]) for m in committed.values()),
+        files_skipped=len({f["file_name"] for m in committed.values() for f in m["files"]}),
         spark_version=spark.version,
         error=str(threshold_error) if threshold_error else None,
         extra={"environment": {"env_manager": settings.env_manager,
