@@ -94,9 +94,9 @@ def resolve(uri: str) -> tuple[FileSystem, str]:
 
     Examples
     --------
-    >>> fs, path = resolve("file:///tmp/in/*.csv")
+    >>> fs, path = resolve("file:///data/in/*.csv")
     >>> type(fs).__name__, path
-    ('LocalFileSystem', '/tmp/in')
+    ('LocalFileSystem', '/data/in')
     """
     location, _ = _split_glob(uri)
     if not _URI_SCHEME.match(location):
