@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "BatchTimeoutError",
     "ErrorThresholdExceeded",
     "InputError",
     "MissingColumnError",
@@ -44,7 +45,6 @@ __all__ = [
     "SettingsError",
     "SparkscoreError",
     "TensorShapeError",
-    "BatchTimeoutError",
     "UnsupportedInputError",
     "UntrustedTypeError",
 ]
