@@ -16,7 +16,7 @@ Our exception hierarchy:
     * UnsupportedInputError   - the input holds files of types we cannot score
   * ReadError               - one input file cannot be read
   * PredictError            - the model's predict raised
-  * BatchTimeoutError           - a mini-batch ran longer than `timeout`
+  * BatchTimeoutError       - a mini-batch ran longer than `timeout`
   * OutputError             - the output location cannot be written as asked
   * ResumeError             - a resume does not match the run it resumes
   * ErrorThresholdExceeded  - more files failed than `error_threshold` tolerates
