@@ -29,31 +29,33 @@ def s3() -> Iterator[pafs.S3FileSystem]:
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint, timeout=1)
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.2)
-    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     mp = pytest.MonkeyPatch()
-    for k, v in env.items():
-        mp.setenv(k, v)
-    fs = pafs.S3FileSystem(endpoint_override=endpoint, access_key="testing",
-                           secret_key="testing", region="us-east-1", scheme="http",
-                           allow_bucket_creation=True)
-    fs.create_dir("models")
-    fs.create_dir("data")
-    pafs.copy_files(str(EXAMPLE / "model"), "models/diabetes", destination_filesystem=fs)
-    pafs.copy_files(str(EXAMPLE / "input"), "data/visits", destination_filesystem=fs)
-    yield fs
-    mp.undo()
-    server.terminate()
-    server.wait(timeout=10)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.2)
+        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        for k, v in env.items():
+            mp.setenv(k, v)
+        fs = pafs.S3FileSystem(endpoint_override=endpoint, access_key="testing",
+                               secret_key="testing", region="us-east-1", scheme="http",
+                               allow_bucket_creation=True)
+        fs.create_dir("models")
+        fs.create_dir("data")
+        pafs.copy_files(str(EXAMPLE / "model"), "models/diabetes", destination_filesystem=fs)
+        pafs.copy_files(str(EXAMPLE / "input"), "data/visits", destination_filesystem=fs)
+        yield fs
+    finally:
+        mp.undo()
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def test_storage_job_reads_model_and_input_and_writes_output_on_s3(spark, s3):
