@@ -236,13 +236,20 @@ def spark_udf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Pa
     The UDF is made once per case (untimed): each timed run is one read-predict-write action.
     """
     import mlflow.pyfunc
-    from pyspark.sql import functions as F
 
     try:
         udf = mlflow.pyfunc.spark_udf(spark, str(model), env_manager="local")
     except Exception as e:
         record_error(result, e)
         return result
+
+    return _write_with_udf(result, spark, udf, ds, out, **kw)
+
+
+def _write_with_udf(result: Result, spark: Any, udf: Any, ds: Dataset, out: Path,
+                    **kw: Any) -> Result:
+    """Time a UDF scoring the dataset and writing predictions + id to Parquet, as the job does."""
+    from pyspark.sql import functions as F
 
     def once(_peak: PeakRss) -> None:
         df = spark_read(spark, ds)
@@ -260,7 +267,6 @@ def pbudf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path,
     """pyspark.ml.functions.predict_batch_udf, the model loaded once per worker with
     mlflow.pyfunc.load_model, batches of 10,000 rows, predictions + id to Parquet."""
     from pyspark.ml.functions import predict_batch_udf
-    from pyspark.sql import functions as F
     from pyspark.sql.types import LongType
 
     path = str(model)
@@ -281,15 +287,7 @@ def pbudf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path,
 
     udf = predict_batch_udf(make_predict_fn, return_type=LongType(), batch_size=PBUDF_BATCH_ROWS)
 
-    def once(_peak: PeakRss) -> None:
-        df = spark_read(spark, ds)
-        (df.withColumn("prediction", udf(*[F.col(c) for c in FEATURES]))
-           .select("id", "prediction").write.mode("overwrite").parquet(str(out)))
-
-    measure(result, once, fresh(out), **kw)
-    if not result.error:
-        result.check = predictions_check(out)
-    return result
+    return _write_with_udf(result, spark, udf, ds, out, **kw)
 
 
 def loop_case(result: Result, model: Path, ds: Dataset, out: Path, **kw: Any) -> Result:

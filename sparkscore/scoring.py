@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pyarrow import fs as pafs
@@ -341,8 +342,6 @@ def _fail(result: FileResult, sink: Sink, error: BaseException, stage: str) -> F
 
 
 def _positions(bad: Any) -> Any:
-    import numpy as np
-
     return np.flatnonzero(~bad).astype(np.int64)
 
 
