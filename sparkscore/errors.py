@@ -10,6 +10,7 @@ Our exception hierarchy:
   * SchemaEnforcementError  - input data does not satisfy the model signature
     * MissingColumnError      - a required column is absent
     * TensorShapeError        - a tensor input has the wrong shape
+      * ImageShapeError         - an image cannot be reshaped to the tensor the signature takes
   * ParamError              - an inference parameter is unknown or mistyped
   * SettingsError           - a setting is unknown or has a bad value
   * InputError              - the input location is unusable
@@ -20,25 +21,35 @@ Our exception hierarchy:
   * OutputError             - the output location cannot be written as asked
   * ResumeError             - a resume does not match the run it resumes
   * ErrorThresholdExceeded  - more files failed than `error_threshold` tolerates
+  * ModelEnvironmentError   - the model's own environment cannot be had (env_manager)
+    * PythonVersionError      - the model was saved with another Python than the job's
+    * EnvironmentBuildError   - installing the model's pinned packages failed
+  * ModelProcessError       - the process scoring in the model's environment died
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 __all__ = [
     "BatchTimeoutError",
+    "EnvironmentBuildError",
     "ErrorThresholdExceeded",
+    "ImageShapeError",
     "InputError",
     "MissingColumnError",
     "MissingDependencyError",
+    "ModelEnvironmentError",
     "ModelFormatError",
     "ModelLoadError",
+    "ModelProcessError",
     "OutputError",
     "ParamError",
     "PredictError",
+    "PythonVersionError",
     "ReadError",
     "ResumeError",
     "SchemaEnforcementError",
@@ -176,6 +187,36 @@ class TensorShapeError(SchemaEnforcementError):
         )
 
 
+class ImageShapeError(TensorShapeError):
+    """An image (a decoded file, or one row of an array column) does not fit the input tensor."""
+
+    def __init__(
+        self,
+        *,
+        file: str | None,
+        column: str,
+        shape: Sequence[int],
+        expected: Sequence[int],
+        mode: str | None = None,
+    ) -> None:
+        self.shape, self.expected_shape, self.mode = tuple(shape), tuple(expected), mode
+        subject = "the image" if file else f"an image in column '{column}'"
+        pixels = f" (Pillow mode {mode})" if mode else ""
+        SchemaEnforcementError.__init__(
+            self,
+            file=file,
+            row=None,
+            column=column,
+            value=self.shape,
+            expected=str(list(expected)),
+            reason=(
+                f"{subject} has shape {list(self.shape)}{pixels}, which cannot be reshaped to the "
+                f"signature's tensor shape {list(expected)} (-1 is any size); convert the images "
+                "to that shape, or save the model with a signature that takes this one."
+            ),
+        )
+
+
 class ParamError(SparkscoreError):
     """An inference parameter is not declared by the model or has the wrong type."""
 
@@ -272,3 +313,56 @@ class ErrorThresholdExceeded(SparkscoreError):
             f"error_threshold exceeded: {failed} of {total} files failed, "
             f"error_threshold is {threshold}. See errors/ in the output for each failure."
         )
+
+
+class ModelEnvironmentError(SparkscoreError):
+    """The environment a model was saved with cannot be built or used here."""
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"Cannot build the environment of the model at {path}: {reason}")
+
+
+class PythonVersionError(ModelEnvironmentError):
+    """The model pins a Python minor version other than the one the job runs."""
+
+    def __init__(self, *, path: str, model_python: str, job_python: str, source: str) -> None:
+        self.model_python, self.job_python, self.source = model_python, job_python, source
+        super().__init__(
+            path=path,
+            reason=f"the model was saved with Python {model_python} ({source}) but the job runs "
+            f"Python {job_python}; packages built for one do not load in the other. Run the job "
+            f"with Python {'.'.join(model_python.split('.')[:2])}, or save the model again with "
+            f"Python {job_python}.",
+        )
+
+
+class EnvironmentBuildError(ModelEnvironmentError):
+    """Installing the model's pinned requirements failed; names the requirement at fault."""
+
+    def __init__(self, *, path: str, requirement: str | None, tool: str, detail: str) -> None:
+        self.requirement, self.tool, self.detail = requirement, tool, detail
+        culprit = (f"the requirement '{requirement}' cannot be installed" if requirement
+                   else "its requirements cannot be installed")
+        super().__init__(
+            path=path,
+            reason=f"{culprit} for Python {_python()} on this platform ({tool}: {detail}). "
+            "Pin a version that publishes a wheel for this platform, or score with "
+            "env_manager: local in an environment you prepared.",
+        )
+
+
+class ModelProcessError(SparkscoreError):
+    """The process that scores in the model's environment exited or stopped answering."""
+
+    def __init__(self, *, path: str, returncode: int | None, log_tail: str) -> None:
+        self.path, self.returncode, self.log_tail = path, returncode, log_tail
+        how = f"exited with status {returncode}" if returncode is not None else "stopped answering"
+        tail = f"; its last output: {log_tail}" if log_tail else ""
+        super().__init__(
+            f"The process scoring the model at {path} in its own environment {how}{tail}"
+        )
+
+
+def _python() -> str:
+    return ".".join(map(str, sys.version_info[:3]))

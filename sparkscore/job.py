@@ -17,8 +17,9 @@ import logging
 import os
 import re
 import signal
-import threading
 import sys
+import threading
+import time
 import traceback
 import uuid
 import warnings
@@ -34,11 +35,12 @@ from sparkscore.errors import (
     BatchTimeoutError,
     ErrorThresholdExceeded,
     ResumeError,
-    SettingsError,
     SparkscoreError,
 )
+from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
 from sparkscore.loader import LOADS, load_model
-from sparkscore.model import ModelSpec, directory_sha256
+from sparkscore.model import ModelSpec, directory_sha256, read_spec
+from sparkscore.modelprocess import ModelProcess
 from sparkscore.planner import MiniBatch, Plan, plan, resolve
 from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
@@ -47,7 +49,7 @@ from sparkscore.progress import Counters, Progress
 from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.settings import Settings
-from sparkscore.shipping import ShippedModel, is_connect, ship_model
+from sparkscore.shipping import ShippedEnvironment, ShippedModel, is_connect, ship_model
 from sparkscore.signature import enforce_params
 from sparkscore.sparktypes import arrow_type, output_type
 from sparkscore.writers import (
@@ -115,6 +117,8 @@ class Job:
     committed: dict[int, dict[str, Any]]
     mismatched: tuple[Mismatch, ...]
     located: dict[str, Any]
+    environment: BuiltEnvironment | None = None  # the model's own, when not env_manager: local
+    environment_record: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
@@ -134,16 +138,7 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings,
     started = summaries.now()
     job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     model_path, located = local_model_dir(model_uri)
-    if settings.env_manager != "local":
-        raise SettingsError(
-            key="env_manager", value=settings.env_manager,
-            reason="can only be local in this version (the job scores in its own environment)",
-        )
-    spec = load_model(model_path).spec
-    mismatched = tuple(mismatches(read_pins(spec.env_files())))
-    for m in mismatched:
-        log.warning("the model pins %s==%s but %s is installed", m.package, m.pinned,
-                    m.installed or "nothing")
+    spec, environment, record, mismatched = _model_environment(model_path, settings)
     sha = directory_sha256(model_path)
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
     out_fs = final.filesystem()
@@ -164,7 +159,33 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings,
     log.info("planned %d files (%d bytes) into %d mini-batches; %d already committed",
              len(the_plan.files), the_plan.total_bytes, len(the_plan.batches), len(committed))
     return Job(job_id, started, model_uri, model_path, spec, sha, input_uri, output_uri,
-               the_plan, final, layout, settings, scoring, committed, mismatched, located)
+               the_plan, final, layout, settings, scoring, committed, mismatched, located,
+               environment, record)
+
+
+def _model_environment(model_path: str, settings: Settings) -> tuple[
+        ModelSpec, BuiltEnvironment | None, dict[str, Any], tuple[Mismatch, ...]]:
+    """Load the model where it will run: here (warning of each pin that differs), or in its own
+    environment, built (or found in the cache) now, before any task starts."""
+    if settings.env_manager == "local":
+        spec = load_model(model_path).spec
+        mismatched = tuple(mismatches(read_pins(spec.env_files())))
+        for m in mismatched:
+            log.warning("the model pins %s==%s but %s is installed", m.package, m.pinned,
+                        m.installed or "nothing")
+        return spec, None, {}, mismatched
+    spec = read_spec(model_path)
+    built = ensure_environment(read_environment(spec), settings.env_manager, settings.env_cache)
+    log.info("model environment %s: %s in %.1fs", built.key[:12],
+             "reused from the cache" if built.reused else f"built with {built.tool}",
+             built.seconds)
+    # Load the model once in its environment here: one that cannot load fails now, by name.
+    started = time.perf_counter()
+    probe = ModelProcess(model_path, built.site_packages)
+    probe.close()
+    record = {**built.record(), "probe_seconds": round(time.perf_counter() - started, 3),
+              "loaded_with": probe.info["packages"], "python": probe.info["python"]}
+    return spec, built, record, ()
 
 
 def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
@@ -175,8 +196,12 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
     out_fs = layout.filesystem()
     todo = [b for b in the_plan.batches if b.index not in committed]
     fresh: list[dict[str, Any]] = []
+    environment = job.environment_record
     if todo:
-        shipped = ship_model(spark, job.model_path, sha)
+        shipped = ship_model(spark, job.model_path, sha, job.environment)
+        if job.environment is not None and shipped.environment is not None:
+            environment = {**environment,
+                           **_shipping_record(job.environment, shipped.environment)}
         log.debug("model shipped as %s", shipped.archive)
         connect = is_connect(spark)
         if not connect:
@@ -235,7 +260,8 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
         spark_version=spark.version,
         error=str(threshold_error) if threshold_error else None,
         extra={"environment": {"env_manager": settings.env_manager,
-                               "mismatches": [m.to_dict() for m in job.mismatched]}},
+                               "mismatches": [m.to_dict() for m in job.mismatched],
+                               **environment}},
     )
     write_json(out_fs, layout.summary, record)
     if layout is not final:
@@ -243,6 +269,12 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
     if threshold_error:
         raise threshold_error
     return record
+
+
+def _shipping_record(built: BuiltEnvironment, shipped: ShippedEnvironment) -> dict[str, Any]:
+    if shipped.archive is None:
+        return {"shipped": "in place"}
+    return {"shipped": "archive", "archive_bytes": os.path.getsize(built.archive)}
 
 
 def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> ScoringSpec:
@@ -459,9 +491,15 @@ class _Background:
 
 
 def _submitted_master() -> str:
-    """The master spark-submit was given (or local[*] when run as plain Python)."""
-    from pyspark import SparkConf
+    """The master spark-submit was given (or local[*] when run as plain Python).
 
+    spark-submit hands `--master` to its JVM, not to Python: SparkConf sees it only once Python
+    is connected to that JVM, which under spark-submit is already running.
+    """
+    from pyspark import SparkConf, SparkContext
+
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        SparkContext._ensure_initialized()
     return SparkConf().get("spark.master", None) or "local[*]"
 
 

@@ -103,6 +103,15 @@ def _columns(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _directory(value: Any) -> str | None:
+    """A local directory, `~` expanded; None keeps the default."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("must be a directory path or null")
+    return os.path.expanduser(value)
+
+
 def _spark_type(value: Any) -> str | None:
     """Keep the DDL string as written; Spark parses it at the edge, this module imports no Spark."""
     if value is None:
@@ -155,6 +164,7 @@ _CHECKS: dict[str, Check] = {
     "resume": _flag,
     "overwrite": _flag,
     "env_manager": _choice(EnvManager),
+    "env_cache": _directory,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -271,6 +281,7 @@ class Settings:
     resume: bool = False  # score only the files an earlier run into this output did not finish
     overwrite: bool = False  # replace existing output instead of refusing to write
     env_manager: EnvManager = "local"  # run the model here, or in an env built from its pins
+    env_cache: str | None = None  # where built model envs are kept; None = ~/.cache/sparkscore/envs
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""

@@ -37,3 +37,27 @@ def spark():
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory: pytest.TempPathFactory) -> model_zoo.Zoo:
     return model_zoo.Zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="session")
+def env_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Model environments built during this test run (built for real from the package index,
+    once per run, so that a run measures a build and its reuse)."""
+    return tmp_path_factory.mktemp("envs")
+
+
+@pytest.fixture(scope="session")
+def versioned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The PythonModel that reports its scikit-learn version; it pins an older one."""
+    return model_zoo.versioned_model(tmp_path_factory.mktemp("versioned"))
+
+
+@pytest.fixture(scope="session")
+def light_chaos(tmp_path_factory: pytest.TempPathFactory):
+    """Builds chaos models that pin only numpy, so their environment builds in seconds."""
+    def build(**config: object) -> Path:
+        path = model_zoo.chaos_model(tmp_path_factory.mktemp("chaos"), **config)
+        (path / "requirements.txt").write_text("numpy\n")
+        return path
+
+    return build

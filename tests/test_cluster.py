@@ -114,3 +114,30 @@ def test_cluster_job_scores_every_row_on_a_standalone_master_and_worker(cluster,
     assert summary["model_loads"] == summary["python_workers"]
     assert all(m.get("worker") for m in (json.loads(p.read_text())
                                           for p in (out / "_manifest").iterdir()))
+
+
+def test_cluster_job_ships_the_models_environment_to_the_worker(
+        cluster, light_chaos, env_cache, tmp_path, tmp_path_factory):
+    model = light_chaos()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pd.DataFrame({"a": [1.5, 2.5], "b": [1, 2]}).to_csv(inputs / "a.csv", index=False)
+    out = tmp_path / "out"
+
+    done = subprocess.run(
+        [str(BIN / "spark-submit"), "--master", cluster, str(ROOT / "jobs" / "score.py"),
+         "--model", str(model), "--input", str(inputs), "--output", str(out),
+         "--set", "env_manager=virtualenv", "--set", f"env_cache={env_cache}"],
+        env=spark_env(tmp_path), capture_output=True, text=True, timeout=600,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = pq.read_table(out / "predictions").to_pylist()
+    assert [(r["row"], r["prediction"]) for r in rows] == [(0, 4.0), (1, 7.0)]
+    environment = json.loads((out / "_summary.json").read_text())["environment"]
+    assert environment["shipped"] == "archive"
+    assert environment["archive_bytes"] > 1_000_000
+    # The worker unpacked the archive in its own work directory, and scored from there.
+    unpacked = list(tmp_path_factory.getbasetemp().glob(
+        f"cluster*/work/app-*/*/sparkscore-env-{environment['key'][:20]}/numpy"))
+    assert unpacked, "the worker did not unpack the environment in its work directory"

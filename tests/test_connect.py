@@ -97,3 +97,24 @@ def test_connect_job_runs_with_remote(connect_url, tmp_path):
     assert got["prediction"].tolist() == pytest.approx(expected_predictions(), rel=1e-12)
     summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
     assert summary["model_loads"] == summary["python_workers"] >= 1
+
+
+def test_connect_job_ships_the_models_environment_with_add_artifacts(
+        connect_url, light_chaos, env_cache, tmp_path):
+    model = light_chaos()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pd.DataFrame({"a": [1.5, 2.5], "b": [1, 2]}).to_csv(inputs / "a.csv", index=False)
+
+    done = subprocess.run(
+        [str(BIN / "sparkscore"), "score", "--remote", connect_url, "--model", str(model),
+         "--input", str(inputs), "--output", str(tmp_path / "out"),
+         "--set", "env_manager=virtualenv", "--set", f"env_cache={env_cache}"],
+        capture_output=True, text=True, timeout=600,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = pq.read_table(tmp_path / "out" / "predictions").to_pylist()
+    assert [(r["row"], r["prediction"]) for r in rows] == [(0, 4.0), (1, 7.0)]
+    environment = json.loads((tmp_path / "out" / "_summary.json").read_text())["environment"]
+    assert environment["shipped"] == "archive"
