@@ -39,7 +39,11 @@ def to_arrow(prediction: Any, pa_type: pa.DataType, rows: int) -> pa.Array:
 
 def to_pandas(prediction: Any, pa_type: pa.DataType, rows: int) -> pd.Series | pd.DataFrame:
     """The UDF's result: a Series, or a DataFrame of named fields for a struct type."""
-    array = to_arrow(prediction, pa_type, rows)
+    return as_pandas(to_arrow(prediction, pa_type, rows), pa_type)
+
+
+def as_pandas(array: pa.Array, pa_type: pa.DataType) -> pd.Series | pd.DataFrame:
+    """Typed predictions (of one or several predict calls) as the UDF returns them."""
     if pa.types.is_struct(pa_type):
         return pd.DataFrame(
             {pa_type.field(i).name: array.field(i).to_pandas() for i in range(pa_type.num_fields)}

@@ -22,8 +22,13 @@ from pyarrow.fs import FileInfo, FileSelector, FileSystem, FileType
 
 from sparkscore.errors import InputError, SettingsError, UnsupportedInputError
 
-# The one table that decides which files we score; a new kind (images) is a new row here.
-SUPPORTED_EXTENSIONS: dict[str, str] = {".csv": "csv", ".parquet": "parquet", ".pqt": "parquet"}
+# The one table that decides which files we score, and how (seed 002's list): tables give one
+# output row per input row, images one output row per file.
+SUPPORTED_EXTENSIONS: dict[str, str] = {
+    ".csv": "csv", ".parquet": "parquet", ".pqt": "parquet",
+    ".png": "image", ".jpg": "image", ".jpeg": "image", ".tiff": "image", ".bmp": "image",
+    ".gif": "image",
+}
 
 _GLOB_CHARS = "*?["
 # Two or more letters, so that a Windows drive ("C:\\data") is read as a local path.
@@ -186,6 +191,10 @@ def group(files: Sequence[InputFile], mini_batch_size: int) -> tuple[MiniBatch, 
 TASKS_PER_CORE = 4
 MIN_TASK_BYTES = 4 << 20
 MAX_TASK_BYTES = 256 << 20
+# An image costs far more to decode and predict than its compressed bytes suggest (a 2 KB PNG
+# becomes a tensor, and a model call), so for balancing it weighs at least this much: a folder of
+# thousands of small images still spreads over every core.
+MIN_IMAGE_BYTES = 64 << 10
 
 
 def balance(
@@ -196,7 +205,7 @@ def balance(
     One huge file and fifty thousand tiny ones both keep every core busy; the order of files
     (and of rows within a file) is kept, so lineage and CSV output order are unchanged.
     """
-    total = sum(f.size for f in files)
+    total = sum(_weight(f) for f in files)
     target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, -(-total // (max(1, parallelism) * TASKS_PER_CORE))))
     units: list[InputFile] = []
     for f in files:
@@ -204,13 +213,18 @@ def balance(
     batches: list[list[InputFile]] = []
     size = 0
     for unit in units:
-        if batches and size + unit.size <= target:
+        if batches and size + _weight(unit) <= target:
             batches[-1].append(unit)
-            size += unit.size
+            size += _weight(unit)
         else:
             batches.append([unit])
-            size = unit.size
+            size = _weight(unit)
     return tuple(MiniBatch(index=i, files=tuple(b)) for i, b in enumerate(batches))
+
+
+def _weight(file: InputFile) -> int:
+    """Bytes a file counts for when balancing mini-batches (its size; more for a small image)."""
+    return max(file.size, MIN_IMAGE_BYTES) if file.kind == "image" else file.size
 
 
 def _slices(fs: FileSystem, file: InputFile, target: int) -> list[InputFile]:
@@ -321,7 +335,7 @@ def _relative(root: str, path: str) -> str:
 
 
 def _extensions() -> str:
-    """'.csv, .parquet or .pqt', from the one table of supported types."""
+    """'.csv, .parquet, ... or .gif', from the one table of supported types."""
     *rest, last = SUPPORTED_EXTENSIONS
     return f"{', '.join(rest)} or {last}" if rest else last
 

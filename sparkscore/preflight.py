@@ -1,8 +1,9 @@
 """Before spending compute: what the job will do, and which files would fail, from metadata only.
 
 Each file's columns and types come from its Parquet footer or its CSV header and first block;
-nothing is scored. A file "would fail" when a column the signature requires is missing or has a
-type that cannot hold the declared one.
+an image is decoded and shaped as the job would; nothing is scored. A file "would fail" when a
+column the signature requires is missing or has a type that cannot hold the declared one, or
+when an image cannot be decoded or does not fit the model's input tensor.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from dataclasses import dataclass
 import pyarrow as pa
 from pyarrow import fs as pafs
 
+from sparkscore.errors import ReadError, SchemaEnforcementError
+from sparkscore.images import ImageInput, read_bytes
 from sparkscore.loader import load_model
+from sparkscore.model import read_spec
 from sparkscore.planner import InputFile, Plan, plan, resolve
 from sparkscore.readers import peek_schema
 from sparkscore.registry import local_model_dir
 from sparkscore.settings import Settings
-from sparkscore.signature import ColSpec, DataType, Schema, Signature
+from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,22 @@ def check_files(fs: pafs.FileSystem, files: Sequence[InputFile],
 
 
 def check_file(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> FileCheck:
+    if file.kind == "image":
+        return check_image(fs, file, schema)
     try:
         found = peek_schema(fs, file)
     except (pa.ArrowException, OSError) as e:
         return FileCheck(file, problems=(f"cannot be read: {' '.join(str(e).split())}",))
+    if schema is not None and schema.is_tensor and len(schema.specs) == 1:
+        spec = schema.specs[0]
+        assert isinstance(spec, TensorSpec)
+        columns = len(found.names)
+        if len(spec.shape) == 2 and spec.shape[1] not in (-1, columns) or \
+                len(spec.shape) > 2 and columns != 1:
+            # mlflow makes a table of several columns one 2-D tensor (rows x columns).
+            return FileCheck(file, problems=(
+                f"has {columns} columns, which cannot make the model's input tensor of shape "
+                f"{list(spec.shape)}",))
     if schema is None or schema.is_tensor or not schema.has_names:
         return FileCheck(file)
     problems, notes = [], []
@@ -67,6 +83,15 @@ def check_file(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> F
             notes.append(f"column '{spec.name}' is {found.field(spec.name).type}; values must "
                          f"convert to {spec.type.value} one by one")
     return FileCheck(file, tuple(problems), tuple(notes))
+
+
+def check_image(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> FileCheck:
+    """Decode the image and shape it as the job would: the same verdict, without the model."""
+    try:
+        ImageInput.for_schema(schema).model_input(read_bytes(fs, file), name=file.name)
+    except (ReadError, SchemaEnforcementError) as e:
+        return FileCheck(file, problems=((getattr(e, "reason", None) or str(e)).rstrip("."),))
+    return FileCheck(file)
 
 
 def _is_text(actual: pa.DataType) -> bool:
@@ -120,6 +145,7 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
     else:
         described = ", ".join(
             f"{s.name or i}: {s.type.value if isinstance(s, ColSpec) and isinstance(s.type, DataType) else s.to_dict().get('type')}"
+            + (f" {s.dtype} {list(s.shape)}" if isinstance(s, TensorSpec) else "")
             + ("" if not isinstance(s, ColSpec) or s.required else " (optional)")
             for i, s in enumerate(inputs.specs)
         )
@@ -141,11 +167,16 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
 
 def preflight(model_uri: str, input_uri: str, settings: Settings, *,
               parallelism: int) -> tuple[str, bool]:
-    """Load the model, plan the input and check each file: (the report, whether all is well)."""
-    model = load_model(local_model_dir(model_uri)[0])
+    """Load the model, plan the input and check each file: (the report, whether all is well).
+
+    A model scored in its own environment (env_manager other than local) is only read here: it
+    may not load in the job's environment, and building its own is the job's first step.
+    """
+    path = local_model_dir(model_uri)[0]
+    spec = load_model(path).spec if settings.env_manager == "local" else read_spec(path)
     the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
                     recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported,
                     parallelism=parallelism)
     fs, _ = resolve(input_uri)
-    checks = check_files(fs, the_plan.files, model.input_schema)
-    return render(the_plan, checks, model.spec.signature), all(c.ok for c in checks)
+    checks = check_files(fs, the_plan.files, spec.signature.inputs if spec.signature else None)
+    return render(the_plan, checks, spec.signature), all(c.ok for c in checks)

@@ -190,7 +190,13 @@ def _read_error(file: InputFile, e: BaseException) -> ReadError:
 
 
 def peek_schema(fs: pafs.FileSystem, file: InputFile) -> pa.Schema:
-    """A file's columns and types from its Parquet footer or its CSV header and first block."""
+    """A file's columns and types from its Parquet footer or its CSV header and first block.
+
+    An image has no columns: it raises ArrowInvalid, as an unreadable table does, so that callers
+    looking for a table's columns go on to the next file.
+    """
+    if file.kind == "image":
+        raise pa.ArrowInvalid(f"{file.name} is an image; it has no columns")
     if file.kind == "parquet":
         with fs.open_input_file(file.path) as f:
             return pq.ParquetFile(f).schema_arrow
@@ -201,6 +207,8 @@ def peek_schema(fs: pafs.FileSystem, file: InputFile) -> pa.Schema:
 
 def count_rows(fs: pafs.FileSystem, file: InputFile) -> int:
     """How many rows a file holds, reading as little as its format allows (no type parsing)."""
+    if file.kind == "image":
+        return 1  # one image, one output row
     if file.kind == "parquet":
         with fs.open_input_file(file.path) as f:
             meta = pq.ParquetFile(f).metadata

@@ -2,12 +2,12 @@
 
 No Spark here: a task calls `score_batch` with a loaded model, so the heart of the job is tested
 with plain files. Every row read ends up in exactly one place: a prediction row, an error record,
-or (under `bad_rows: fail_file`) the count of a failed file's rows.
+or (under `bad_rows: fail_file`) the count of a failed file's rows. An image file is one row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +18,12 @@ from pyarrow import fs as pafs
 
 from sparkscore.errors import (
     BatchTimeoutError,
+    ModelProcessError,
     PredictError,
     ReadError,
     SparkscoreError,
 )
+from sparkscore.images import ImageInput, batch_key, read_bytes
 from sparkscore.loader import Model
 from sparkscore.outputs import to_arrow
 from sparkscore.planner import InputFile, MiniBatch
@@ -32,7 +34,7 @@ from sparkscore.readers import (
     count_rows,
     read_batches,
 )
-from sparkscore.signature import conform
+from sparkscore.signature import conform, enforce
 
 ERROR_SCHEMA = pa.schema([
     pa.field("file_name", pa.string(), nullable=False),
@@ -153,14 +155,17 @@ class _Queued:
     rows: Any
     passthrough: list[pa.Array]
     nbytes: int
+    # Inputs with equal keys share a predict call (images of one shape); None: predict alone.
+    key: Hashable | None = "frame"
 
 
 class _Predictor:
     """Rows waiting for `predict`, from one or many files: small files share one predict call.
 
     A call is made when `batch_rows` rows are waiting; its predictions are split back to each
-    file's sink in order. When a shared call fails, each file's rows are predicted alone so the
-    failure is charged to the file that caused it.
+    file's sink in order. Only inputs of one key share a call (tables, or images of one shape), so
+    a change of shape starts a new call. When a shared call fails, each file's rows are predicted
+    alone so the failure is charged to the file that caused it.
     """
 
     def __init__(self, model: Model, spec: ScoringSpec) -> None:
@@ -170,12 +175,14 @@ class _Predictor:
         self.rows = self.bytes = 0
 
     def add(self, item: _Queued) -> None:
+        if self.queue and (item.key is None or item.key != self.queue[-1].key):
+            self.flush()  # a table after images, or images of another shape: a call of their own
         self.queue.append(item)
         self.rows += len(item.rows)
         self.bytes += item.nbytes
         limit = self.spec.batch_rows
-        if (self.rows >= limit) if limit else (
-                self.bytes >= BATCH_BYTES or self.rows >= MAX_AUTO_ROWS):
+        if item.key is None or ((self.rows >= limit) if limit else (
+                self.bytes >= BATCH_BYTES or self.rows >= MAX_AUTO_ROWS)):
             self.flush()
 
     def drop(self, state: _FileState) -> None:
@@ -210,17 +217,19 @@ class _Predictor:
 
     def _predict(self, queue: list[_Queued]) -> pa.Array:
         frames = [q.frame for q in queue]
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        frame = frames[0] if len(frames) == 1 else _concat(frames)
         first = queue[0]
+        rows = sum(len(q.rows) for q in queue)
         try:
             prediction = self.model.predict_conformed(frame, self.params)
-            return to_arrow(prediction, self.spec.prediction_type, len(frame))
-        except BatchTimeoutError:
+            return to_arrow(prediction, self.spec.prediction_type, rows)
+        except (BatchTimeoutError, ModelProcessError):
+            # A dead model process fails the task, as a dead Python worker does: Spark retries.
             raise
         except Exception as e:  # the model's own code: any exception fails the rows it got
             cause = e.cause if isinstance(e, PredictError) else f"{type(e).__name__}: {e}"
             raise PredictError(file=first.state.result.name, first_row=int(first.rows[0]),
-                               rows=len(frame), cause=cause) from None
+                               rows=rows, cause=cause) from None
 
     def _deliver(self, queue: list[_Queued], values: pa.Array) -> None:
         offset = 0
@@ -242,6 +251,9 @@ def _score_into(
 ) -> _FileState:
     """Read and check one file, queueing its good rows; record its failures."""
     state = _FileState(FileResult(file.name), sink)
+    if file.kind == "image":
+        _image(fs, file, spec, model, state, predictor)
+        return state
     try:
         _stream(fs, file, spec, model, state, predictor, spec.column_types)
     except CsvConversionError:
@@ -296,8 +308,14 @@ def _stream(
             good = frame.loc[~checked.bad] if checked.bad.any() else frame
             rows = offset + _positions(checked.bad)
             passthrough = _passthrough(spec, file.name, good)
-            predictor.add(_Queued(state, checked.frame, rows, passthrough,
-                                  batch.nbytes * len(rows) // batch.num_rows))
+            model_input, key = checked.frame, "frame"
+            if schema is not None and schema.is_tensor:
+                # As mlflow: a table given to a tensor model becomes that tensor (or fails here,
+                # naming the file and the shapes, instead of inside the model).
+                model_input = enforce(checked.frame, schema, file=file.name)
+                key = batch_key(model_input, schema.specs[0].shape[:1] == (-1,))
+            predictor.add(_Queued(state, model_input, rows, passthrough,
+                                  batch.nbytes * len(rows) // batch.num_rows, key))
     except (CsvConversionError, BatchTimeoutError):
         raise
     except ReadError as e:
@@ -306,6 +324,43 @@ def _stream(
     except SparkscoreError as e:  # missing or mistyped columns, passthrough problems
         predictor.drop(state)
         state.fail(e, "validate")
+
+
+def _image(
+    fs: pafs.FileSystem,
+    file: InputFile,
+    spec: ScoringSpec,
+    model: Model,
+    state: _FileState,
+    predictor: _Predictor,
+) -> None:
+    """Queue one image file as one row (row 0); a file the model cannot take fails alone."""
+    state.result.rows_read = 1
+    how = ImageInput.for_schema(model.input_schema)
+    try:
+        how.check(name=file.name)  # before reading: a table model fails every image alike
+        data = read_bytes(fs, file)
+        model_input = how.model_input(data, name=file.name)
+    except BatchTimeoutError:
+        raise
+    except ReadError as e:
+        state.fail(e, "read")
+        return
+    except SparkscoreError as e:  # the signature cannot take this image: shape, dtype, kind
+        state.fail(e, "validate")
+        return
+    nbytes = model_input.nbytes if isinstance(model_input, np.ndarray) else len(data)
+    # An image has no columns: its passthrough values are null.
+    passthrough = [pa.nulls(1, t) for _, t in spec.passthrough]
+    predictor.add(_Queued(state, model_input, np.zeros(1, dtype=np.int64), passthrough, nbytes,
+                          batch_key(model_input, how.batchable)))
+
+
+def _concat(frames: list[Any]) -> Any:
+    """Inputs of one key as one: rows of DataFrames, or tensors along the batch dimension."""
+    if isinstance(frames[0], np.ndarray):
+        return np.concatenate(frames)
+    return pd.concat(frames, ignore_index=True)
 
 
 class MissingPassthroughError(SparkscoreError):

@@ -607,7 +607,9 @@ def _enforce_tensors(data: Any, schema: Schema, *, file: str | None) -> Any:
     if isinstance(data, pd.DataFrame):
         if len(data.columns) == 1:
             return _column_tensor(data[data.columns[0]], spec, file)
-        return _check_tensor(_safe_tensor_cast(data.to_numpy(), spec, file), spec, file)
+        values = data.to_numpy()
+        _check_shape(values, spec, file)  # as mlflow: a wrong shape is named before a wrong type
+        return _check_tensor(_safe_tensor_cast(values, spec, file), spec, file)
     return _check_tensor(np.asarray(data), spec, file)
 
 
@@ -662,12 +664,17 @@ def _safe_tensor_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np
     return cast
 
 
-def _check_tensor(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np.ndarray:
-    name = spec.name or "the unnamed input"
+def _check_shape(arr: np.ndarray, spec: TensorSpec, file: str | None) -> None:
     if len(arr.shape) != len(spec.shape) or any(
         e != -1 and e != a for e, a in zip(spec.shape, arr.shape)
     ):
+        name = spec.name or "the unnamed input"
         raise TensorShapeError(file=file, column=name, shape=arr.shape, expected=spec.shape)
+
+
+def _check_tensor(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np.ndarray:
+    name = spec.name or "the unnamed input"
+    _check_shape(arr, spec, file)
     if arr.dtype != spec.dtype and spec.dtype != np.dtype(object):
         if not np.can_cast(arr.dtype, spec.dtype, "safe"):
             raise SchemaEnforcementError(

@@ -7,15 +7,18 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
-from sparkscore.errors import SchemaEnforcementError
+from sparkscore.environment import ensure_environment, read_environment
+from sparkscore.errors import SchemaEnforcementError, SettingsError
+from sparkscore.images import ImageInput, row_tensors, stack_runs
 from sparkscore.loader import Model
 from sparkscore.model import read_spec
-from sparkscore.outputs import to_pandas
+from sparkscore.outputs import as_pandas, to_arrow, to_pandas
 from sparkscore.shipping import ship_model
 from sparkscore.signature import enforce, enforce_params
 from sparkscore.sparktypes import arrow_type, output_type
@@ -26,25 +29,40 @@ def spark_udf(
     model_path: str | os.PathLike[str],
     result_type: str | T.DataType | None = None,
     params: Mapping[str, Any] | None = None,
+    env_manager: str = "local",
+    env_cache: str | None = None,
 ) -> Callable[..., Column]:
     """A Spark function that scores the model, typed by its signature.
 
     Call it with the input columns (`predict("age", "bmi")`, `predict(*df.columns)`), with one
     struct column (`predict(F.struct(...))`), or with nothing, when the signature names the
     columns. Columns are matched to the signature by name, and by position when the names differ
-    but the count agrees (as mlflow does).
+    but the count agrees (as mlflow does). For a model with one input tensor, one binary column
+    of encoded images (Spark's `binaryFile` `content`) or an array column is shaped image by
+    image as the batch job shapes image files; encoded images reach a model with no signature
+    as uint8, as image files do.
+
+    `env_manager` is as in `mlflow.pyfunc.spark_udf`: "local" scores in this environment;
+    "virtualenv" or "uv" builds the model's own environment from its pins (cached in
+    `env_cache`), ships it to the executors and predicts in a process running in it.
 
     Examples
     --------
     >>> predict = sparkscore.spark_udf(spark, "model_dir")          # doctest: +SKIP
     >>> df.withColumn("prediction", predict()).show()                # doctest: +SKIP
     """
+    if env_manager not in ("local", "virtualenv", "uv"):
+        raise SettingsError(key="env_manager", value=env_manager,
+                            reason="must be one of local, virtualenv, uv")
     path = os.path.abspath(os.fspath(model_path))
     spec = read_spec(path)
     return_type = output_type(spec.signature, result_type)
     pa_type = arrow_type(return_type)
     checked_params = enforce_params(params, spec.signature.params if spec.signature else None)
-    shipped = ship_model(spark, path)
+    built = None
+    if env_manager != "local":
+        built = ensure_environment(read_environment(spec), env_manager, env_cache)
+    shipped = ship_model(spark, path, environment=built)
     schema = spec.signature.inputs if spec.signature else None
     names = schema.names() if schema is not None and not schema.is_tensor else None
 
@@ -53,7 +71,7 @@ def spark_udf(
         model = shipped.load()
         for batch in batches:
             frame = _as_model_input(batch, names)
-            yield to_pandas(_predict(model, frame, checked_params), pa_type, len(frame))
+            yield _score(model, frame, checked_params, pa_type)
 
     def predict(*cols: str | Column) -> Column:
         if not cols:
@@ -78,6 +96,19 @@ def _as_model_input(batch: pd.DataFrame, names: list[str] | None) -> pd.DataFram
     if names and not set(names) <= set(batch.columns) and batch.shape[1] == len(names):
         batch = batch.set_axis(names, axis=1)
     return batch.reset_index(drop=True)
+
+
+def _score(model: Model, frame: pd.DataFrame, params: dict[str, Any] | None,
+           pa_type: pa.DataType) -> pd.Series | pd.DataFrame:
+    """One Arrow batch's predictions; images (encoded bytes or arrays) as the job gives them."""
+    tensors = row_tensors(frame, model.input_schema)
+    if tensors is None:
+        return to_pandas(_predict(model, frame, params), pa_type, len(frame))
+    # Rows of one shape share a predict call; a shape change (images of many sizes) starts another.
+    batchable = ImageInput.for_schema(model.input_schema).batchable
+    parts = [to_arrow(model.predict_conformed(run, params), pa_type, len(run))
+             for run in stack_runs(tensors, batchable)]
+    return as_pandas(pa.concat_arrays(parts), pa_type)
 
 
 def _predict(model: Model, frame: pd.DataFrame, params: dict[str, Any] | None) -> Any:

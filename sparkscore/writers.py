@@ -135,15 +135,13 @@ def write_part(
     writer: pq.ParquetWriter | None = None
     stream: pa.NativeFile | None = None
     try:
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
+        for table in _row_groups(batches, schema):
             if writer is None:
                 fs.create_dir(directory, recursive=True)
                 stream = fs.open_output_stream(temporary)
                 writer = pq.ParquetWriter(stream, schema)
-            writer.write_batch(batch)
-            rows += batch.num_rows
+            writer.write_table(table)
+            rows += table.num_rows
     except BaseException:
         # Not at all: the half-written temporary goes, and any earlier part stays as it was.
         _close(writer, stream)
@@ -157,6 +155,29 @@ def write_part(
         return 0
     fs.move(temporary, path)
     return rows
+
+
+# Each write is a row group: one-row batches (an image file, a tiny CSV) are gathered first, or
+# a part with thousands of them is many times larger and slower to read than its rows need.
+ROW_GROUP_ROWS = 1 << 17
+ROW_GROUP_BYTES = 32 << 20
+
+
+def _row_groups(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.Table]:
+    """Batches gathered into tables of about ROW_GROUP_ROWS rows or ROW_GROUP_BYTES, in order."""
+    pending: list[pa.RecordBatch] = []
+    rows = nbytes = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        pending.append(batch)
+        rows += batch.num_rows
+        nbytes += batch.nbytes
+        if rows >= ROW_GROUP_ROWS or nbytes >= ROW_GROUP_BYTES:
+            yield pa.Table.from_batches(pending, schema=schema)
+            pending, rows, nbytes = [], 0, 0
+    if pending:
+        yield pa.Table.from_batches(pending, schema=schema)
 
 
 def _close(writer: pq.ParquetWriter | None, stream: pa.NativeFile | None) -> None:

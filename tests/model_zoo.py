@@ -28,6 +28,32 @@ def mixed_frame(n: int = 60) -> pd.DataFrame:
     )
 
 
+def digit_images(n: int = 12) -> np.ndarray:
+    """The first `n` 8x8 scikit-learn digits as grayscale pixels, uint8 0..240 (16 levels x 15)."""
+    from sklearn.datasets import load_digits
+
+    return (load_digits().images[:n] * 15).astype(np.uint8)
+
+
+def write_pngs(folder: Path, images: np.ndarray, prefix: str = "digit") -> list[Path]:
+    """Each image as `prefix-NN.png`, in order; returns the paths."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, pixels in enumerate(images):
+        path = folder / f"{prefix}-{i:02d}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+# Named, so mlflow does not load each model in a subprocess to infer them (seconds per model).
+IMAGE_MODEL_REQUIREMENTS = ["numpy", "scikit-learn"]
+DIGIT_NAMES = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                        "nine"])
+
+
 class Zoo:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -215,6 +241,114 @@ class Zoo:
         '''))
         return path
 
+    @cached_property
+    def _digits_classifier(self):
+        """Three nearest neighbours over the digits' 64 pixels (0..16): fits in milliseconds."""
+        from sklearn.datasets import load_digits
+        from sklearn.neighbors import KNeighborsClassifier
+
+        digits = load_digits()
+        return KNeighborsClassifier(n_neighbors=3).fit(digits.data, digits.target)
+
+    @cached_property
+    def digit_scores(self) -> Path:
+        """A PythonModel over 8x8 grayscale images: tensor float32 [-1, 8, 8] in, the ten class
+        scores (tensor float32 [-1, 10]) out."""
+        import mlflow.pyfunc
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        class DigitScores(mlflow.pyfunc.PythonModel):
+            def __init__(self, classifier):
+                self.classifier = classifier
+
+            def predict(self, context, model_input, params=None):
+                flat = np.asarray(model_input).reshape(len(model_input), 64) / 15.0
+                return self.classifier.predict_proba(flat).astype(np.float32)
+
+        sig = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 8, 8))]),
+                             outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10))]))
+        path = self._path("digit_scores")
+        mlflow.pyfunc.save_model(str(path), python_model=DigitScores(self._digits_classifier),
+                                 signature=sig, pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+        return path
+
+    @cached_property
+    def digit_labels(self) -> Path:
+        """The same classifier over flat pixels: tensor uint8 [-1, 64] in, a string label out."""
+        import mlflow.pyfunc
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema, TensorSpec
+
+        class DigitLabels(mlflow.pyfunc.PythonModel):
+            def __init__(self, classifier, names):
+                self.classifier, self.names = classifier, names
+
+            def predict(self, context, model_input, params=None):
+                if model_input.dtype != np.uint8 or model_input.shape[1:] != (64,):
+                    raise TypeError(f"got {model_input.dtype} {model_input.shape}")
+                return self.names[self.classifier.predict(model_input / 15.0)]
+
+        sig = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, 64))]),
+                             outputs=Schema([ColSpec("string")]))
+        path = self._path("digit_labels")
+        mlflow.pyfunc.save_model(
+            str(path), python_model=DigitLabels(self._digits_classifier, DIGIT_NAMES),
+            signature=sig, pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+        return path
+
+    @cached_property
+    def channel_means(self) -> Path:
+        """Mean of each color channel of RGB images of any size: tensor uint8 [-1, -1, -1, 3]
+        in, tensor float64 [-1, 3] out."""
+        import mlflow.pyfunc
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        class ChannelMeans(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):
+                return model_input.reshape(len(model_input), -1, 3).mean(axis=1)
+
+        sig = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))]),
+                             outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, 3))]))
+        path = self._path("channel_means")
+        mlflow.pyfunc.save_model(str(path), python_model=ChannelMeans(), signature=sig,
+                                 pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+        return path
+
+    @cached_property
+    def image_bytes(self) -> Path:
+        """A model whose signature is one binary column: it gets each image file's bytes and
+        returns their length."""
+        import mlflow.pyfunc
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        class ByteCount(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):
+                return model_input["image"].map(len).astype(np.int64)
+
+        sig = ModelSignature(inputs=Schema([ColSpec("binary", "image")]),
+                             outputs=Schema([ColSpec("long")]))
+        path = self._path("image_bytes")
+        mlflow.pyfunc.save_model(str(path), python_model=ByteCount(), signature=sig,
+                                 pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+        return path
+
+    @cached_property
+    def pixel_mean_nosig(self) -> Path:
+        """A PythonModel with no signature: the mean pixel of each image it is given."""
+        import mlflow.pyfunc
+
+        class PixelMean(mlflow.pyfunc.PythonModel):
+            def predict(self, context, model_input, params=None):
+                return np.asarray(model_input).reshape(len(model_input), -1).mean(axis=1)
+
+        path = self._path("pixel_mean_nosig")
+        mlflow.pyfunc.save_model(str(path), python_model=PixelMean(),
+                                 pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+        return path
+
 
 def counting_copy(model: Path, where: Path, log: Path) -> Path:
     """A copy of the custom flavor model that logs each load's process id to `log`."""
@@ -278,3 +412,60 @@ def chaos_model(where: Path, **config: object) -> Path:
           outputs: '[{"type": "double"}]'
     '''))
     return path
+
+
+PINNED_SKLEARN = "1.5.2"  # older than the job's, with wheels for Python 3.11
+
+
+def versioned_model(where: Path, sklearn: str = PINNED_SKLEARN) -> Path:
+    """A PythonModel that predicts with a real pickled LogisticRegression and says which
+    scikit-learn ran it; its requirements pin `sklearn`, as mlflow writes them."""
+    import pickle
+
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+
+    code = where / "versioned_code"
+    code.mkdir(parents=True)
+    (code / "versioned.py").write_text(textwrap.dedent('''
+        import pickle
+
+        import mlflow.pyfunc
+        import pandas as pd
+
+
+        class Versioned(mlflow.pyfunc.PythonModel):
+            def load_context(self, context):
+                with open(context.artifacts["estimator"], "rb") as f:
+                    self.estimator = pickle.load(f)
+
+            def predict(self, context, model_input):
+                import sklearn
+
+                labels = self.estimator.predict(model_input[["a", "b"]])
+                return pd.DataFrame({"label": labels, "sklearn": sklearn.__version__})
+    '''))
+    import sys
+
+    sys.path.insert(0, str(code))
+    try:
+        from versioned import Versioned
+    finally:
+        sys.path.remove(str(code))
+    X = versioned_frame()
+    estimator = LogisticRegression().fit(X, (X.a > 0).astype(int))
+    with open(where / "estimator.pkl", "wb") as f:
+        pickle.dump(estimator, f)
+    path = where / "versioned_model"
+    mlflow.pyfunc.save_model(
+        str(path), python_model=Versioned(), artifacts={"estimator": str(where / "estimator.pkl")},
+        code_paths=[str(code / "versioned.py")],
+        pip_requirements=["mlflow==3.17.2", f"scikit-learn=={sklearn}", "cloudpickle==3.1.2"],
+        signature=infer_signature(X, pd.DataFrame({"label": [1], "sklearn": ["x"]})),
+    )
+    return path
+
+
+def versioned_frame() -> pd.DataFrame:
+    return pd.DataFrame({"a": np.linspace(-1, 1, 20).round(3), "b": (np.arange(20) % 3) * 1.0})

@@ -495,8 +495,52 @@ def last_line(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def commands(zoo, mixed, with_unsupported, tmp_path_factory):
-    """Three real command runs started together (JVM start-up dominates), then awaited."""
+def digit_folder(tmp_path_factory) -> Path:
+    """Twelve 8x8 digit PNGs, an RGB image the digit models cannot take, and a truncated PNG."""
+    from model_zoo import digit_images, write_pngs
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("digits")
+    paths = write_pngs(folder, digit_images(12))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "color.png")
+    (folder / "cut.png").write_bytes(paths[0].read_bytes()[:60])
+    return folder
+
+
+def digit_pixels(folder: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("digit-*.png"))])
+
+
+DIGIT_ERRORS = [
+    {"file_name": "color.png", "row": None, "stage": "validate", "error_type": "ImageShapeError"},
+    {"file_name": "cut.png", "row": None, "stage": "read", "error_type": "ReadError"},
+]
+
+
+def test_job_scores_a_folder_of_images_one_row_per_file(spark, zoo, digit_folder, tmp_path):
+    import mlflow.pyfunc
+
+    out = tmp_path / "out"
+    summary = score(spark, zoo.digit_scores, digit_folder, out)
+    table = pq.read_table(out / "predictions")
+    assert table.schema.field("prediction").type == pa.list_(pa.float32())
+    want = mlflow.pyfunc.load_model(str(zoo.digit_scores)).predict(
+        digit_pixels(digit_folder).astype(np.float32))
+    assert sorted(table.to_pylist(), key=lambda r: r["file_name"]) == [
+        {"file_name": f"digit-{i:02d}.png", "row": 0, "prediction": want[i].tolist()}
+        for i in range(12)]
+    assert [{k: e[k] for k in DIGIT_ERRORS[0]} for e in errors(out)] == DIGIT_ERRORS
+    assert {k: summary[k] for k in ("status", "files_total", "files_succeeded", "files_failed",
+                                    "rows_read", "rows_scored", "rows_failed")} == {
+        "status": "succeeded", "files_total": 14, "files_succeeded": 12, "files_failed": 2,
+        "rows_read": 14, "rows_scored": 12, "rows_failed": 2}
+
+
+@pytest.fixture(scope="module")
+def commands(zoo, mixed, with_unsupported, digit_folder, tmp_path_factory):
+    """Four real command runs started together (JVM start-up dominates), then awaited."""
     root = tmp_path_factory.mktemp("commands")
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", str(REPO / "jobs" / "score.py")]
     model = ["--model", str(zoo.lr_skops)]
@@ -509,6 +553,10 @@ def commands(zoo, mixed, with_unsupported, tmp_path_factory):
         "console": (root / "console", [str(BIN / "sparkscore"), "score", *model,
                     "--input", str(with_unsupported / "good.csv"),
                     "--output", str(root / "console"), "--master", "local[1]"]),
+        "images": (root / "images", [str(BIN / "sparkscore"), "score",
+                   "--model", str(zoo.digit_labels), "--input", str(digit_folder),
+                   "--output", str(root / "images"), "--set", "output_format=csv",
+                   "--master", "local[1]"]),
     }
     procs = {name: (out, start(args)) for name, (out, args) in runs.items()}
     done = {}
@@ -588,3 +636,18 @@ def test_job_fails_every_slice_of_a_split_file_when_one_slice_has_a_bad_value(
     assert list((tmp_path / "out" / "predictions").iterdir()) == []
     assert [(e["row"], e["stage"]) for e in errors(tmp_path / "out")] == [(350, "validate")]
     assert (summary["files_failed"], summary["rows_failed"], summary["rows_scored"]) == (1, 400, 0)
+
+
+def test_console_command_scores_a_folder_of_images_into_azure_csv(commands, zoo, digit_folder):
+    import mlflow.pyfunc
+
+    out, code, stdout, stderr = commands["images"]
+    assert code == 0, stdout + stderr
+    assert last_line(stdout).startswith(
+        "sparkscore: succeeded: 12 of 14 files scored, 12 rows scored, 2 rows failed")
+    labels = mlflow.pyfunc.load_model(str(zoo.digit_labels)).predict(
+        digit_pixels(digit_folder).reshape(12, 64))
+    assert (out / "predictions.csv").read_text().splitlines() == [
+        '"row","prediction","file_name"',
+        *(f'0,"{labels[i]}","digit-{i:02d}.png"' for i in range(12))]
+    assert [{k: e[k] for k in DIGIT_ERRORS[0]} for e in errors(out)] == DIGIT_ERRORS

@@ -175,24 +175,25 @@ def test_planner_names_every_unsupported_file(tmp_path: Path) -> None:
 
     err = info.value
     assert err.files == ["README", "notes.txt", "sub/data.json"]
-    assert err.supported == [".csv", ".parquet", ".pqt"]
+    assert err.supported == [".csv", ".parquet", ".pqt", ".png", ".jpg", ".jpeg", ".tiff",
+                             ".bmp", ".gif"]
     assert err.path == str(tmp_path)
     assert str(err) == (
         f"{tmp_path}: 3 unsupported file(s): README, notes.txt, sub/data.json. "
-        "Supported types are .csv, .parquet, .pqt; remove the others "
-        "or set ignore_unsupported: true to skip them."
+        "Supported types are .csv, .parquet, .pqt, .png, .jpg, .jpeg, .tiff, .bmp, .gif; "
+        "remove the others or set ignore_unsupported: true to skip them."
     )
 
 
 def test_planner_ignore_unsupported_returns_skipped(tmp_path: Path) -> None:
     size = write_csv(tmp_path / "ok.csv")
     (tmp_path / "notes.txt").write_text("x")
-    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "image.webp").write_bytes(b"RIFF")
 
     result = plan(str(tmp_path), ignore_unsupported=True)
 
     assert names_and_sizes(result.files) == [("ok.csv", size)]
-    assert result.skipped == ("image.png", "notes.txt")
+    assert result.skipped == ("image.webp", "notes.txt")
 
 
 def test_planner_reports_a_missing_path(tmp_path: Path) -> None:
@@ -215,7 +216,8 @@ def test_planner_reports_a_folder_without_data(tmp_path: Path) -> None:
 
     assert info.value.path == str(tmp_path)
     assert str(info.value) == (
-        f"{tmp_path}: there are no .csv, .parquet or .pqt files to score here."
+        f"{tmp_path}: there are no .csv, .parquet, .pqt, .png, .jpg, .jpeg, .tiff, .bmp or "
+        ".gif files to score here."
     )
 
 
@@ -226,7 +228,8 @@ def test_planner_no_data_error_points_at_recursive_for_sub_folders(tmp_path: Pat
         list_input(str(tmp_path))
 
     assert str(info.value) == (
-        f"{tmp_path}: there are no .csv, .parquet or .pqt files to score here; "
+        f"{tmp_path}: there are no .csv, .parquet, .pqt, .png, .jpg, .jpeg, .tiff, .bmp or "
+        ".gif files to score here; "
         "it has sub-folders, which are read only with recursive: true."
     )
 
@@ -319,3 +322,28 @@ def test_planner_auto_packs_small_files_by_bytes_in_name_order(tmp_path: Path) -
     assert [f.name for b in the_plan.batches for f in b.files] == [f"f{i:02d}.csv" for i in range(30)]
     assert len(the_plan.batches) == 1  # 30 tiny files: one task, not 30 (nor 3 of 10)
     assert plan(str(tmp_path), mini_batch_size=10).batches[2].names[0] == "f20.csv"
+
+
+def test_planner_lists_images_next_to_tables_each_by_its_kind(tmp_path: Path) -> None:
+    for name in ("a.png", "b.JPG", "c.jpeg", "d.tiff", "e.bmp", "f.gif"):
+        (tmp_path / name).write_bytes(b"pixels")
+    write_csv(tmp_path / "g.csv")
+
+    _, _, files, skipped = list_input(str(tmp_path))
+
+    assert [(f.name, f.kind) for f in files] == [
+        ("a.png", "image"), ("b.JPG", "image"), ("c.jpeg", "image"), ("d.tiff", "image"),
+        ("e.bmp", "image"), ("f.gif", "image"), ("g.csv", "csv")]
+    assert skipped == []
+
+
+def test_planner_auto_spreads_many_small_images_over_every_core(tmp_path: Path) -> None:
+    for i in range(400):
+        (tmp_path / f"img-{i:03d}.png").write_bytes(b"x" * 300)
+
+    result = plan(str(tmp_path), parallelism=2)
+
+    # Each image weighs 64 KiB at least, so tasks of 4 MiB (the least a task gets) hold 64
+    # images: 7 tasks, where the images' 120 KB of bytes alone would make one.
+    assert [len(b.files) for b in result.batches] == [64] * 6 + [16]
+    assert result.total_bytes == 400 * 300

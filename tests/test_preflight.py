@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sparkscore.preflight import preflight
@@ -64,3 +65,58 @@ def test_preflight_command_exits_non_zero_without_starting_spark(tmp_path):
     )
     assert done.returncode == 0
     assert done.stdout.strip().splitlines()[-1] == "all 1 files satisfy the signature"
+
+
+def test_preflight_decodes_each_image_and_names_what_would_fail(tmp_path, zoo):
+    from model_zoo import digit_images, write_pngs
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    write_pngs(folder, digit_images(2))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "color.png")
+    (folder / "cut.png").write_bytes((folder / "digit-00.png").read_bytes()[:20])
+    size = {p.name: p.stat().st_size for p in folder.iterdir()}
+
+    report, ok = preflight(str(zoo.digit_labels), str(folder), Settings(), parallelism=2)
+    assert not ok
+    lines = report.splitlines()
+    assert lines[3] == "signature inputs: 0: tensor uint8 [-1, 64]"
+    assert lines[4:] == [
+        "files:",
+        f"  color.png ({size['color.png']:,} bytes): WOULD FAIL",
+        "    - the image has shape [8, 8, 3] (Pillow mode RGB), which cannot be reshaped to the "
+        "signature's tensor shape [-1, 64] (-1 is any size); convert the images to that shape, "
+        "or save the model with a signature that takes this one",
+        f"  cut.png ({size['cut.png']:,} bytes): WOULD FAIL",
+        "    - the file is not a readable PNG image; it may be truncated or corrupt (Truncated "
+        "File Read)",
+        f"  digit-00.png ({size['digit-00.png']:,} bytes): ok",
+        f"  digit-01.png ({size['digit-01.png']:,} bytes): ok",
+        "2 of 4 files would fail: color.png: the image has shape [8, 8, 3] (Pillow mode RGB), "
+        "which cannot be reshaped to the signature's tensor shape [-1, 64] (-1 is any size); "
+        "convert the images to that shape, or save the model with a signature that takes this "
+        "one; cut.png: the file is not a readable PNG image; it may be truncated or corrupt "
+        "(Truncated File Read)",
+    ]
+
+
+def test_preflight_mixed_folder_names_the_files_the_model_cannot_take(tmp_path, zoo):
+    from model_zoo import digit_images, write_pngs
+
+    folder = tmp_path / "mixed"
+    write_pngs(folder, digit_images(1))
+    pd.DataFrame({"a": [0.5], "b": [1]}).to_csv(folder / "rows.csv", index=False)
+
+    report, ok = preflight(str(zoo.lr_skops), str(folder), Settings(), parallelism=2)
+    assert not ok
+    assert report.splitlines()[-1] == (
+        "1 of 2 files would fail: digit-00.png: this is an image file, but the model's signature "
+        "takes columns (a: double, b: long), not images; image files need a model whose input "
+        "is one tensor (TensorSpec) or one binary column. Leave the image files out of the "
+        "input, or score them with a model that takes images")
+
+    report, ok = preflight(str(zoo.digit_labels), str(folder), Settings(), parallelism=2)
+    assert not ok
+    assert report.splitlines()[-1] == (
+        "1 of 2 files would fail: rows.csv: has 2 columns, which cannot make the model's input "
+        "tensor of shape [-1, 64]")

@@ -158,3 +158,18 @@ def test_readers_refuse_a_csv_that_is_not_utf8_even_in_an_undeclared_column(tmp_
     assert str(err.value) == (
         "latin1.csv: the file is not valid UTF-8 text (column 'note'); save it as UTF-8."
     )
+
+
+def test_readers_an_image_has_no_columns_and_counts_as_one_row(tmp_path):
+    from sparkscore.readers import count_rows
+
+    path = tmp_path / "digit.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n")  # never opened: an image's row count is 1
+    image = input_file(path, kind="image")
+    with pytest.raises(pa.ArrowInvalid) as err:
+        peek_schema(LOCAL, image)
+    assert str(err.value) == "digit.png is an image; it has no columns"
+    assert count_rows(LOCAL, image) == 1
+    with pytest.raises(ReadError) as err:
+        list(read_batches(LOCAL, image, batch_rows=10))
+    assert str(err.value) == "digit.png: files of kind 'image' are not tables."

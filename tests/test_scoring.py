@@ -229,3 +229,236 @@ def test_score_batch_scores_each_file_into_its_own_sink(model, tmp_path):
     ]
     assert [s.rows for s in sinks] == [4, 8]
     assert result.errors == [bad_value_record("b.csv")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Image files: one row per file, several files per predict call, failures charged per file
+
+
+def image_spec(model, *, batch_rows: int | None = None, passthrough=()) -> ScoringSpec:
+    from sparkscore.sparktypes import arrow_type, output_type
+
+    return ScoringSpec(prediction_type=arrow_type(output_type(model.spec.signature)),
+                       passthrough=tuple(passthrough), batch_rows=batch_rows)
+
+
+class CountingModel:
+    """A loaded model that records the shape of each predict call, and may fail on a pixel."""
+
+    def __init__(self, model, fail_on: int | None = None) -> None:
+        self.model, self.fail_on, self.calls = model, fail_on, []
+        self.input_schema = model.input_schema
+        self.spec = model.spec
+
+    def predict_conformed(self, data, params):
+        self.calls.append(tuple(np.shape(data)))
+        if self.fail_on is not None and (np.asarray(data) == self.fail_on).all(axis=(1, 2)).any():
+            raise ValueError(f"an image is all {self.fail_on}")
+        return self.model.predict_conformed(data, params)
+
+
+def score_folder(model, folder: Path, **kwargs):
+    from sparkscore.planner import plan
+
+    spec = image_spec(model, **kwargs)
+    sinks: dict[str, SpillBuffer] = {}
+
+    def sink_for(file: InputFile) -> SpillBuffer:
+        sinks[file.name] = SpillBuffer(spec.output_schema)
+        return sinks[file.name]
+
+    [batch] = plan(str(folder), mini_batch_size=100).batches
+    result = score_batch(LOCAL, batch, model, spec, sink_for)
+    rows = [r for name in sorted(sinks) for r in pa.Table.from_batches(
+        list(sinks[name].batches()), schema=spec.output_schema).to_pylist()]
+    return result, rows
+
+
+def pillow_arrays(paths) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(p)) for p in paths])
+
+
+def test_score_batch_images_one_row_per_file_in_one_predict_call_equal_mlflow(zoo, tmp_path):
+    import mlflow.pyfunc
+    from model_zoo import digit_images, write_pngs
+
+    paths = write_pngs(tmp_path / "in", digit_images(12))
+    model = CountingModel(sparkscore.load_model(zoo.digit_scores))
+    result, rows = score_folder(model, tmp_path / "in")
+
+    theirs = mlflow.pyfunc.load_model(str(zoo.digit_scores))
+    pixels = pillow_arrays(paths).astype(np.float32)
+    want = theirs.predict(pixels)
+    assert rows == [{"file_name": p.name, "row": 0, "prediction": want[i].tolist()}
+                    for i, p in enumerate(paths)]
+    # seed 002 predicts each file alone; the batched call gives the same scores
+    assert [theirs.predict(pixels[i:i + 1])[0].tolist() for i in range(12)] == want.tolist()
+    assert model.calls == [(12, 8, 8)]
+    assert [f.record() for f in result.files] == [
+        {"file_name": p.name, "status": "succeeded", "rows_read": 1, "rows_scored": 1,
+         "rows_failed": 0} for p in paths]
+
+
+def test_score_batch_images_bounded_by_batch_rows_and_labels_equal_mlflow(zoo, tmp_path):
+    import mlflow.pyfunc
+    from model_zoo import digit_images, write_pngs
+
+    paths = write_pngs(tmp_path / "in", digit_images(12))
+    model = CountingModel(sparkscore.load_model(zoo.digit_labels))
+    _, rows = score_folder(model, tmp_path / "in", batch_rows=5)
+    assert model.calls == [(5, 64), (5, 64), (2, 64)]
+    want = mlflow.pyfunc.load_model(str(zoo.digit_labels)).predict(
+        pillow_arrays(paths).reshape(12, 64))
+    assert [(r["file_name"], r["row"], r["prediction"]) for r in rows] == [
+        (p.name, 0, want[i]) for i, p in enumerate(paths)]
+    assert list(want[:4]) == ["zero", "one", "two", "three"]
+
+
+def test_score_batch_image_failures_are_records_and_other_images_are_scored(zoo, tmp_path):
+    from model_zoo import digit_images, write_pngs
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    good = write_pngs(folder, digit_images(3))
+    whole = (folder / "digit-00.png").read_bytes()
+    big = folder / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)).save(big)
+    (folder / "cut.png").write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    big.unlink()
+    (folder / "empty.bmp").write_bytes(b"")
+    (folder / "notes.gif").write_text("not an image")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "color.png")
+    (folder / "copy.jpeg").write_bytes(whole)  # a PNG named .jpeg: Pillow reads what it is
+
+    model = CountingModel(sparkscore.load_model(zoo.digit_labels))
+    result, rows = score_folder(model, folder)
+    assert [(r["file_name"], r["prediction"]) for r in rows] == [
+        ("copy.jpeg", "zero"), ("digit-00.png", "zero"), ("digit-01.png", "one"),
+        ("digit-02.png", "two")]
+    assert model.calls == [(4, 64)]
+    assert sorted((e["file_name"], e["row"], e["stage"], e["error_type"], e["message"])
+                  for e in result.errors) == [
+        ("color.png", None, "validate", "ImageShapeError",
+         "color.png: the image has shape [8, 8, 3] (Pillow mode RGB), which cannot be reshaped "
+         "to the signature's tensor shape [-1, 64] (-1 is any size); convert the images to "
+         "that shape, or save the model with a signature that takes this one."),
+        ("cut.png", None, "read", "ReadError",
+         "cut.png: the file is not a readable PNG image; it may be truncated or corrupt (image "
+         "file is truncated)."),
+        ("empty.bmp", None, "read", "ReadError", "empty.bmp: the file is empty (0 bytes)."),
+        ("notes.gif", None, "read", "ReadError",
+         "notes.gif: the file is not a readable GIF image: Pillow recognizes no image format "
+         "in it."),
+    ]
+    records = {f.name: f.record() for f in result.files}
+    assert records["cut.png"] == {"file_name": "cut.png", "status": "failed", "rows_read": 1,
+                                  "rows_scored": 0, "rows_failed": 1}
+    assert sum(r["rows_read"] for r in records.values()) == 8 == len(good) + 5
+
+
+def test_score_batch_shared_image_predict_failure_is_charged_to_its_file(zoo, tmp_path):
+    from model_zoo import digit_images, write_pngs
+
+    images = digit_images(4)
+    images[2] = 0  # all black: the model below raises on it
+    paths = write_pngs(tmp_path / "in", images)
+    model = CountingModel(sparkscore.load_model(zoo.digit_scores), fail_on=0)
+    result, rows = score_folder(model, tmp_path / "in")
+    assert model.calls == [(4, 8, 8), (1, 8, 8), (1, 8, 8), (1, 8, 8), (1, 8, 8)]
+    assert [r["file_name"] for r in rows] == [paths[i].name for i in (0, 1, 3)]
+    assert result.errors == [{
+        "file_name": "digit-02.png", "row": None, "stage": "predict", "error_type": "PredictError",
+        "message": "digit-02.png, rows 0-0: the model's predict failed: ValueError: an image is "
+                   "all 0"}]
+
+
+def test_score_batch_images_of_several_sizes_share_calls_by_shape(zoo, tmp_path):
+    import mlflow.pyfunc
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    sizes = {"a.png": (4, 6), "b.png": (4, 6), "c.png": (5, 5), "d.png": (4, 6)}
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, (h, w) in sizes.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / name)
+    model = CountingModel(sparkscore.load_model(zoo.channel_means))
+    _, rows = score_folder(model, folder)
+    assert model.calls == [(2, 4, 6, 3), (1, 5, 5, 3), (1, 4, 6, 3)]
+    theirs = mlflow.pyfunc.load_model(str(zoo.channel_means))
+    assert rows == [
+        {"file_name": name, "row": 0,
+         "prediction": theirs.predict(pillow_arrays([folder / name]))[0].tolist()}
+        for name in sizes]
+
+
+def test_score_batch_images_without_signature_are_uint8(zoo, tmp_path):
+    import mlflow.pyfunc
+    from model_zoo import digit_images, write_pngs
+
+    paths = write_pngs(tmp_path / "in", digit_images(3))
+    model = CountingModel(sparkscore.load_model(zoo.pixel_mean_nosig))
+    _, rows = score_folder(model, tmp_path / "in", passthrough=(("id", pa.int64()),))
+    want = mlflow.pyfunc.load_model(str(zoo.pixel_mean_nosig)).predict(pillow_arrays(paths))
+    assert rows == [{"file_name": p.name, "row": 0, "prediction": want[i], "id": None}
+                    for i, p in enumerate(paths)]
+    assert model.calls == [(3, 8, 8)]
+
+
+def test_score_batch_binary_column_model_gets_each_file_bytes(zoo, tmp_path):
+    import mlflow.pyfunc
+    from model_zoo import digit_images, write_pngs
+
+    paths = write_pngs(tmp_path / "in", digit_images(2))
+    (tmp_path / "in" / "junk.png").write_bytes(b"junk")  # bytes are the model's to judge
+    _, rows = score_folder(sparkscore.load_model(zoo.image_bytes), tmp_path / "in")
+    theirs = mlflow.pyfunc.load_model(str(zoo.image_bytes))
+    names = [p.name for p in paths] + ["junk.png"]
+    data = [(tmp_path / "in" / n).read_bytes() for n in names]
+    want = theirs.predict(pd.DataFrame({"image": data})).tolist()
+    assert [(r["file_name"], r["prediction"]) for r in rows] == list(zip(names, want))
+    assert want[-1] == 4
+
+
+def test_score_batch_mixed_folder_fails_each_file_the_model_cannot_take(zoo, tmp_path):
+    from model_zoo import digit_images, write_pngs
+
+    folder = tmp_path / "in"
+    write_pngs(folder, digit_images(1))
+    write_csv(folder / "rows.csv", data(3))
+    table_model = sparkscore.load_model(zoo.lr_skops)
+    result, rows = score_folder(table_model, folder)
+    assert [(r["file_name"], r["row"]) for r in rows] == [("rows.csv", i) for i in range(3)]
+    assert result.errors == [{
+        "file_name": "digit-00.png", "row": None, "stage": "validate",
+        "error_type": "SchemaEnforcementError",
+        "message": "digit-00.png: this is an image file, but the model's signature takes "
+                   "columns (a: double, b: long), not images; image files need a model whose "
+                   "input is one tensor (TensorSpec) or one binary column. Leave the image "
+                   "files out of the input, or score them with a model that takes images."}]
+
+    image_model = sparkscore.load_model(zoo.digit_labels)
+    result, rows = score_folder(image_model, folder)
+    assert [(r["file_name"], r["prediction"]) for r in rows] == [("digit-00.png", "zero")]
+    assert result.errors == [{
+        "file_name": "rows.csv", "row": None, "stage": "validate", "error_type": "TensorShapeError",
+        "message": "rows.csv: input 'the unnamed input' has shape [3, 3], which does not fit "
+                   "the signature's tensor shape [-1, 64] (-1 is any size)."}]
+    assert [f.record()["rows_failed"] for f in result.files] == [0, 3]
+
+
+def test_score_batch_table_rows_reach_a_tensor_model_as_that_tensor(zoo, tmp_path):
+    import mlflow.pyfunc
+    from model_zoo import digit_images
+
+    pixels = digit_images(4).reshape(4, 64)
+    frame = pd.DataFrame(pixels, columns=[f"p{i}" for i in range(64)])
+    frame.to_csv(tmp_path / "pixels.csv", index=False)
+    model = CountingModel(sparkscore.load_model(zoo.digit_labels))
+    result, rows = score_folder(model, tmp_path)
+    want = mlflow.pyfunc.load_model(str(zoo.digit_labels)).predict(frame)
+    assert [(r["row"], r["prediction"]) for r in rows] == list(enumerate(want))
+    assert model.calls == [(4, 64)]
+    assert result.errors == []

@@ -689,6 +689,17 @@ def test_signature_tensor_float_with_fraction_is_refused_for_int() -> None:
     )
 
 
+def test_signature_tensor_from_a_frame_names_its_shape_before_its_dtype() -> None:
+    spec = schema(TensorSpec(np.dtype("uint8"), (-1, 64)))
+    with pytest.raises(TensorShapeError) as info:
+        enforce(pd.DataFrame({"a": [0.5, 1.5], "b": [1, 2], "c": [3, 4]}), spec, file="rows.csv")
+
+    assert str(info.value) == (
+        "rows.csv: input 'the unnamed input' has shape [2, 3], which does not fit the "
+        "signature's tensor shape [-1, 64] (-1 is any size)."
+    )
+
+
 def test_signature_tensor_column_of_whole_floats_is_cast_to_int() -> None:
     out = enforce(pd.DataFrame({"x": [1.0, 2.0]}), schema(TensorSpec(np.dtype("int64"), (-1,))))
 

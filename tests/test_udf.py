@@ -103,3 +103,78 @@ def test_udf_loads_model_once_per_python_worker(spark, zoo, tmp_path):
     pids = log.read_text().split()
     assert 1 <= len(pids) <= 2, pids
     assert len(pids) == len(set(pids)), "a worker process loaded the model more than once"
+
+
+# ---------------------------------------------------------------------------------------------
+# Images: a binary column of encoded files (Spark's binaryFile source) or an array column
+
+
+def pillow_arrays(paths) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(p)) for p in paths])
+
+
+def test_udf_scores_binary_file_images_as_the_job_does_equal_mlflow(spark, zoo, tmp_path):
+    from model_zoo import digit_images, write_pngs
+
+    paths = write_pngs(tmp_path / "in", digit_images(12))
+    df = spark.read.format("binaryFile").load(str(tmp_path / "in"))
+    scores = sparkscore.spark_udf(spark, zoo.digit_scores)
+    labels = sparkscore.spark_udf(spark, zoo.digit_labels)
+    out = df.select("path", scores("content").alias("scores"), labels(df.content).alias("label"))
+    assert out.schema["scores"].dataType == T.ArrayType(T.FloatType())
+    assert out.schema["label"].dataType == T.StringType()
+    rows = out.orderBy("path").collect()
+
+    pixels = pillow_arrays(paths)
+    assert [r.path.rsplit("/", 1)[1] for r in rows] == [p.name for p in paths]
+    assert [r.scores for r in rows] == mlflow_predict(
+        zoo.digit_scores, pixels.astype(np.float32)).tolist()
+    assert [r.label for r in rows] == list(mlflow_predict(zoo.digit_labels,
+                                                          pixels.reshape(12, 64)))
+
+
+def test_udf_scores_array_columns_with_the_same_reshape_rules(spark, zoo):
+    from model_zoo import digit_images
+
+    digits = digit_images(6)
+    df = spark.createDataFrame(
+        [(i, d.tolist(), d.reshape(64).tolist()) for i, d in enumerate(digits)],
+        "id long, nested array<array<int>>, flat array<int>")
+    predict = sparkscore.spark_udf(spark, zoo.digit_labels)
+    rows = df.select("id", predict("nested").alias("a"), predict("flat").alias("b")) \
+        .orderBy("id").collect()
+    want = list(mlflow_predict(zoo.digit_labels, digits.reshape(6, 64)))
+    assert [r.a for r in rows] == want
+    assert [r.b for r in rows] == want
+    assert want[:3] == ["zero", "one", "two"]
+
+
+def test_udf_images_of_several_sizes_each_get_their_own_shape(spark, zoo, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "sizes"
+    folder.mkdir()
+    sizes = [(4, 6), (5, 5), (4, 6), (3, 9)]
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    df = spark.read.format("binaryFile").load(str(folder)).coalesce(1)
+    rows = df.select("path", sparkscore.spark_udf(spark, zoo.channel_means)("content").alias("m")) \
+        .orderBy("path").collect()
+    want = [mlflow_predict(zoo.channel_means, pillow_arrays([folder / f"{i}.png"]))[0].tolist()
+            for i in range(len(sizes))]
+    assert [r.m for r in rows] == want
+
+
+def test_udf_corrupt_image_names_the_column(spark, zoo, tmp_path):
+    from model_zoo import digit_images, write_pngs
+
+    write_pngs(tmp_path / "in", digit_images(2))
+    (tmp_path / "in" / "junk.png").write_bytes(b"not an image")
+    df = spark.read.format("binaryFile").load(str(tmp_path / "in"))
+    with pytest.raises(PythonException) as err:
+        df.select(sparkscore.spark_udf(spark, zoo.digit_labels)("content")).collect()
+    assert ("ReadError: column 'content': a value is not a readable image: Pillow recognizes no "
+            "image format in it." in str(err.value))

@@ -101,6 +101,21 @@ def test_write_part_with_no_rows_deletes_a_stale_part(tmp_path):
     assert not (tmp_path / "errors").exists()
 
 
+def test_write_part_gathers_one_row_batches_into_one_row_group(tmp_path, monkeypatch):
+    path = f"{tmp_path}/predictions/part-00000.parquet"
+    images = [batch(f"img-{i:04d}.png", [0]) for i in range(2500)]  # one row per image file
+    assert write_part(LOCAL, path, SCHEMA, iter(images)) == 2500
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    assert [r["file_name"] for r in rows_of(path)] == [f"img-{i:04d}.png" for i in range(2500)]
+
+    from sparkscore import writers
+
+    monkeypatch.setattr(writers, "ROW_GROUP_ROWS", 1000)
+    write_part(LOCAL, path, SCHEMA, iter(images))
+    assert [pq.ParquetFile(path).metadata.row_group(i).num_rows for i in range(3)] == [
+        1000, 1000, 500]
+
+
 def test_write_part_that_fails_midway_leaves_the_old_part_and_no_temporary(tmp_path):
     path = f"{tmp_path}/predictions/part-00000.parquet"
     write_part(LOCAL, path, SCHEMA, iter([batch("a.csv", [0])]))
