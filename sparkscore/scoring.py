@@ -7,7 +7,7 @@ or (under `bad_rows: fail_file`) the count of a failed file's rows. An image fil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from sparkscore.errors import (
     ModelProcessError,
     PredictError,
     ReadError,
+    SchemaEnforcementError,
     SparkscoreError,
 )
 from sparkscore.images import ImageInput, batch_key, read_bytes
@@ -34,7 +35,7 @@ from sparkscore.readers import (
     count_rows,
     read_batches,
 )
-from sparkscore.signature import conform, enforce
+from sparkscore.signature import ColSpec, DataType, Schema, conform, enforce
 
 ERROR_SCHEMA = pa.schema([
     pa.field("file_name", pa.string(), nullable=False),
@@ -118,7 +119,9 @@ def score_file(
 ) -> FileResult:
     """Score one file into `sink`; on a file-level failure the sink is discarded."""
     predictor = _Predictor(model, spec)
-    state = _score_into(fs, file, spec, model, sink, predictor)
+    gatherer = _Gatherer(model, spec, predictor)
+    state = _score_into(fs, file, spec, model, sink, predictor, gatherer)
+    gatherer.flush()
     predictor.flush()
     return state.finish()
 
@@ -157,6 +160,8 @@ class _Queued:
     nbytes: int
     # Inputs with equal keys share a predict call (images of one shape); None: predict alone.
     key: Hashable | None = "frame"
+    # Rows [start, stop) of `frame`, which several small files share (see _Gatherer); None: all.
+    span: tuple[int, int] | None = None
 
 
 class _Predictor:
@@ -216,7 +221,7 @@ class _Predictor:
             queue[0].state.fail(e, "predict")
 
     def _predict(self, queue: list[_Queued]) -> pa.Array:
-        frames = [q.frame for q in queue]
+        frames = _frames(queue)
         frame = frames[0] if len(frames) == 1 else _concat(frames)
         first = queue[0]
         rows = sum(len(q.rows) for q in queue)
@@ -248,6 +253,7 @@ def _score_into(
     model: Model,
     sink: Sink,
     predictor: _Predictor,
+    gatherer: _Gatherer | None = None,
 ) -> _FileState:
     """Read and check one file, queueing its good rows; record its failures."""
     state = _FileState(FileResult(file.name), sink)
@@ -255,7 +261,7 @@ def _score_into(
         _image(fs, file, spec, model, state, predictor)
         return state
     try:
-        _stream(fs, file, spec, model, state, predictor, spec.column_types)
+        _stream(fs, file, spec, model, state, predictor, spec.column_types, gatherer)
     except CsvConversionError:
         # A value did not parse as its declared type: read the declared columns as text so that
         # enforcement can name each bad row, column and value.
@@ -264,7 +270,7 @@ def _score_into(
         state = _FileState(FileResult(file.name), sink)
         text = {name: pa.string() for name in spec.column_types}
         try:
-            _stream(fs, file, spec, model, state, predictor, text)
+            _stream(fs, file, spec, model, state, predictor, text, None)
         except CsvConversionError as e:
             # A column the model does not declare changed its inferred type between CSV blocks.
             predictor.drop(state)
@@ -282,48 +288,215 @@ def _stream(
     state: _FileState,
     predictor: _Predictor,
     column_types: Mapping[str, pa.DataType],
+    gatherer: _Gatherer | None,
 ) -> None:
     result = state.result
     schema = model.input_schema
     try:
-        for batch in read_batches(fs, file, batch_rows=spec.batch_rows, column_types=column_types):
+        batches = read_batches(fs, file, batch_rows=spec.batch_rows, column_types=column_types)
+        for index, (batch, last) in enumerate(_with_last(batches)):
             offset = file.first_row + result.rows_read
             result.rows_read += batch.num_rows
             if result.failed:
                 continue  # count the rest of the file's rows, score none of them
-            frame = batch.to_pandas()
-            missing = [name for name, _ in spec.passthrough if name not in frame.columns]
-            if missing:
-                raise MissingPassthroughError(file.name, missing[0], list(frame.columns))
-            checked = conform(frame, schema, file=file.name, row_offset=offset)
-            for err in checked.errors:
-                result.errors.append(error_record(file.name, err.row, "validate", err))
-            if checked.errors and spec.bad_rows == "fail_file":
-                result.failed = True
-                state.sink.discard()
-                predictor.drop(state)
-                continue
-            if checked.frame.empty:
-                continue
-            good = frame.loc[~checked.bad] if checked.bad.any() else frame
-            rows = offset + _positions(checked.bad)
-            passthrough = _passthrough(spec, file.name, good)
-            model_input, key = checked.frame, "frame"
-            if schema is not None and schema.is_tensor:
-                # As mlflow: a table given to a tensor model becomes that tensor (or fails here,
-                # naming the file and the shapes, instead of inside the model).
-                model_input = enforce(checked.frame, schema, file=file.name)
-                key = batch_key(model_input, schema.specs[0].shape[:1] == (-1,))
-            predictor.add(_Queued(state, model_input, rows, passthrough,
-                                  batch.nbytes * len(rows) // batch.num_rows, key))
+            if index == 0 and last and gatherer is not None and gatherer.add(state, batch, offset):
+                continue  # a whole file in one batch: checked later, with other small files
+            _check(spec, schema, state, predictor, batch, offset)
     except (CsvConversionError, BatchTimeoutError):
         raise
-    except ReadError as e:
+    except SparkscoreError as e:
+        _fail_stream(state, predictor, e)
+
+
+def _with_last(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, bool]]:
+    """Each batch and whether it is the file's last; a failure to read the next batch comes
+    after the batch before it, as it does without looking ahead."""
+    held = next(batches, None)
+    while held is not None:
+        try:
+            following = next(batches, None)
+        except Exception:
+            yield held, False
+            raise
+        yield held, following is None
+        held = following
+
+
+def _fail_stream(state: _FileState, predictor: _Predictor, error: SparkscoreError) -> None:
+    """A file-level failure while a file is read or checked: none of its rows are predicted."""
+    predictor.drop(state)
+    # read: the file; validate: missing or mistyped columns, passthrough problems
+    state.fail(error, "read" if isinstance(error, ReadError) else "validate")
+
+
+def _check(
+    spec: ScoringSpec,
+    schema: Schema | None,
+    state: _FileState,
+    predictor: _Predictor,
+    batch: pa.RecordBatch,
+    offset: int,
+) -> None:
+    """Hold one batch of a file to the signature, record its bad rows, queue its good ones."""
+    result = state.result
+    name = result.name
+    frame = batch.to_pandas()
+    missing = [column for column, _ in spec.passthrough if column not in frame.columns]
+    if missing:
+        raise MissingPassthroughError(name, missing[0], list(frame.columns))
+    checked = conform(frame, schema, file=name, row_offset=offset)
+    for err in checked.errors:
+        result.errors.append(error_record(name, err.row, "validate", err))
+    if checked.errors and spec.bad_rows == "fail_file":
+        result.failed = True
+        state.sink.discard()
         predictor.drop(state)
-        state.fail(e, "read")
-    except SparkscoreError as e:  # missing or mistyped columns, passthrough problems
-        predictor.drop(state)
-        state.fail(e, "validate")
+        return
+    if checked.frame.empty:
+        return
+    good = frame.loc[~checked.bad] if checked.bad.any() else frame
+    rows = offset + _positions(checked.bad)
+    passthrough = _passthrough(spec, name, good)
+    model_input, key = checked.frame, "frame"
+    if schema is not None and schema.is_tensor:
+        # As mlflow: a table given to a tensor model becomes that tensor (or fails here,
+        # naming the file and the shapes, instead of inside the model).
+        model_input = enforce(checked.frame, schema, file=name)
+        key = batch_key(model_input, schema.specs[0].shape[:1] == (-1,))
+    predictor.add(_Queued(state, model_input, rows, passthrough,
+                          batch.nbytes * len(rows) // batch.num_rows, key))
+
+
+@dataclass
+class _Part:
+    state: _FileState
+    batch: pa.RecordBatch
+    offset: int
+
+
+# Arrow types whose pandas column has one dtype whatever the values (an integer column with a
+# null becomes float64, so null presence is part of the gathering key), and whose conversion is
+# judged value by value, so a column checked whole holds each value to the same rule as alone.
+def _plain_type(t: pa.DataType) -> bool:
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+            or pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+class _Gatherer:
+    """Small files' batches held as Arrow, then converted and checked as one.
+
+    With files of a few hundred rows, one to_pandas and one conform per file cost more than the
+    prediction; gathered, they run once per about one predict call's rows. Each bad row's error
+    is charged back to its own file and row, and a gathered check that raises (a missing column)
+    is redone file by file, so every outcome is the one the file would have alone.
+    """
+
+    def __init__(self, model: Model, spec: ScoringSpec, predictor: _Predictor) -> None:
+        self.spec, self.predictor = spec, predictor
+        self.schema = model.input_schema
+        # A datetime column is parsed with a format inferred from its first value, and a tensor
+        # is enforced whole: both are checked file by file.
+        self.enabled = not (self.schema is not None and (self.schema.is_tensor or any(
+            isinstance(s, ColSpec) and s.type is DataType.datetime for s in self.schema.specs)))
+        self.parts: list[_Part] = []
+        self.rows = self.bytes = 0
+        self.key: tuple[pa.Schema, tuple[bool, ...]] | None = None
+
+    def add(self, state: _FileState, batch: pa.RecordBatch, offset: int) -> bool:
+        """Hold `batch` (a whole file) for a gathered check; False: check it alone now."""
+        if not self.enabled or batch.num_rows == 0:
+            return False
+        schema = batch.schema
+        if not all(_plain_type(f.type) for f in schema):
+            return False
+        nulls = tuple(batch.column(i).null_count > 0 for i, f in enumerate(schema)
+                      if pa.types.is_integer(f.type) or pa.types.is_boolean(f.type))
+        if self.key is not None and not (
+                nulls == self.key[1] and schema.equals(self.key[0], check_metadata=True)):
+            self.flush()
+        self.key = (schema, nulls)
+        self.parts.append(_Part(state, batch, offset))
+        self.rows += batch.num_rows
+        self.bytes += batch.nbytes
+        limit = self.spec.batch_rows
+        if (self.rows >= limit) if limit else (self.bytes >= BATCH_BYTES
+                                               or self.rows >= MAX_AUTO_ROWS):
+            self.flush()
+        return True
+
+    def flush(self) -> None:
+        parts, self.parts = self.parts, []
+        self.rows = self.bytes = 0
+        self.key = None
+        if len(parts) == 1:
+            self._alone(parts[0])
+        elif parts:
+            self._together(parts)
+
+    def _alone(self, part: _Part) -> None:
+        try:
+            _check(self.spec, self.schema, part.state, self.predictor, part.batch, part.offset)
+        except BatchTimeoutError:
+            raise
+        except SparkscoreError as e:
+            _fail_stream(part.state, self.predictor, e)
+
+    def _together(self, parts: list[_Part]) -> None:
+        try:
+            frame = pa.Table.from_batches([p.batch for p in parts]).to_pandas()
+            present = all(column in frame.columns for column, _ in self.spec.passthrough)
+            checked = conform(frame, self.schema) if present else None
+        except BatchTimeoutError:
+            raise
+        except Exception:  # a missing column: each file alone fails (or not) as it would have
+            checked = None
+        if checked is None:
+            for part in parts:
+                self._alone(part)
+            return
+        bad = checked.bad
+        good_before = np.concatenate([[0], np.cumsum(~bad)])
+        errors = list(checked.errors)
+        e = start = 0
+        for part in parts:
+            stop = start + part.batch.num_rows
+            mine = []
+            while e < len(errors) and errors[e].row < stop:
+                mine.append(errors[e])
+                e += 1
+            self._deliver(part, frame, checked.frame, bad[start:stop], mine, start,
+                          (int(good_before[start]), int(good_before[stop])))
+            start = stop
+
+    def _deliver(self, part: _Part, frame: pd.DataFrame, conformed: pd.DataFrame, bad: Any,
+                 errors: list[SchemaEnforcementError], start: int, span: tuple[int, int]) -> None:
+        """One gathered file's share: what `_check` would have done with it alone."""
+        state, result = part.state, part.state.result
+        name = result.name
+        for err in errors:
+            row = part.offset + err.row - start
+            mine = SchemaEnforcementError(file=name, row=row, column=err.column, value=err.value,
+                                          expected=err.expected, reason=err.reason)
+            result.errors.append(error_record(name, row, "validate", mine))
+        if errors and self.spec.bad_rows == "fail_file":
+            result.failed = True
+            state.sink.discard()
+            self.predictor.drop(state)
+            return
+        if span[0] == span[1]:
+            return
+        rows = part.offset + _positions(bad)
+        passthrough: list[pa.Array] = []
+        if self.spec.passthrough:
+            good = frame.iloc[start:start + len(bad)]
+            try:
+                passthrough = _passthrough(self.spec, name, good[~bad] if bad.any() else good)
+            except SparkscoreError as e:
+                _fail_stream(state, self.predictor, e)
+                return
+        self.predictor.add(_Queued(state, conformed, rows, passthrough,
+                                   part.batch.nbytes * len(rows) // part.batch.num_rows,
+                                   "frame", span))
 
 
 def _image(
@@ -354,6 +527,20 @@ def _image(
     passthrough = [pa.nulls(1, t) for _, t in spec.passthrough]
     predictor.add(_Queued(state, model_input, np.zeros(1, dtype=np.int64), passthrough, nbytes,
                           batch_key(model_input, how.batchable)))
+
+
+def _frames(queue: list[_Queued]) -> list[Any]:
+    """The inputs of queued items, adjacent spans of one shared frame taken as one slice."""
+    runs: list[list[Any]] = []
+    for q in queue:
+        if q.span is None:
+            runs.append([q.frame, None, None])
+        elif runs and runs[-1][0] is q.frame and runs[-1][2] == q.span[0]:
+            runs[-1][2] = q.span[1]
+        else:
+            runs.append([q.frame, *q.span])
+    return [f if start is None or (start == 0 and stop == len(f)) else f.iloc[start:stop]
+            for f, start, stop in runs]
 
 
 def _concat(frames: list[Any]) -> Any:
@@ -442,10 +629,12 @@ def score_batch(
     mini-batch with stage `timeout`: none of its predictions are kept.
     """
     predictor = _Predictor(model, spec)
+    gatherer = _Gatherer(model, spec, predictor)
     states: list[_FileState] = []
     try:
         for file in batch.files:
-            states.append(_score_into(fs, file, spec, model, sink_for(file), predictor))
+            states.append(_score_into(fs, file, spec, model, sink_for(file), predictor, gatherer))
+        gatherer.flush()
         predictor.flush()
     except BatchTimeoutError as e:
         for state in states:

@@ -232,6 +232,141 @@ def test_score_batch_scores_each_file_into_its_own_sink(model, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Small files: checked together, outcomes charged to each file and row as if scored alone
+
+
+class CallSizes:
+    """A loaded model that records how many rows each predict call got."""
+
+    def __init__(self, model) -> None:
+        self.model, self.calls = model, []
+        self.input_schema = model.input_schema
+
+    def predict_conformed(self, frame, params):
+        self.calls.append(len(frame))
+        return self.model.predict_conformed(frame, params)
+
+
+def small_files(tmp_path: Path, count: int = 12, rows: int = 5, bad_in: int = 7) -> list[Path]:
+    """`count` Parquet files of `rows` rows, ids unique across files; file `bad_in` has row 3 bad.
+
+    Column `a` is text in every file, so that the files share one schema (and are checked
+    together) while one value is not a number.
+    """
+    paths = []
+    for i in range(count):
+        df = data(rows, first_id=i * rows).astype({"a": str})
+        if i == bad_in:
+            df.loc[3, "a"] = "abc"
+        path = tmp_path / f"s{i:02d}.parquet"
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
+        paths.append(path)
+    return paths
+
+
+def score_many(model, paths: list[Path], **kwargs):
+    spec = spec_for(model, **kwargs)
+    sinks: list[SpillBuffer] = []
+
+    def sink_for(file: InputFile) -> SpillBuffer:
+        sinks.append(SpillBuffer(spec.output_schema))
+        return sinks[-1]
+
+    batch = MiniBatch(index=0, files=tuple(input_file(p) for p in paths))
+    result = score_batch(LOCAL, batch, model, spec, sink_for)
+    rows = [r for f, s in zip(result.files, sinks) if not f.failed
+            for r in pa.Table.from_batches(list(s.batches()), schema=spec.output_schema).to_pylist()]
+    return result, rows
+
+
+def scored_alone(model, paths: list[Path], **kwargs):
+    results, rows = [], []
+    for path in paths:
+        result, got = score(model, path, **kwargs)
+        results.append(result)
+        rows += [] if result.failed else got
+    return results, rows
+
+
+@pytest.mark.parametrize("bad_rows", ["fail_file", "skip"])
+def test_score_batch_small_files_share_calls_and_keep_each_file_row_and_error(
+        model, mlflow_model, tmp_path, bad_rows):
+    paths = small_files(tmp_path)
+    counting = CallSizes(model)
+    result, rows = score_many(counting, paths, batch_rows=None, bad_rows=bad_rows)
+    assert counting.calls == [59 if bad_rows == "skip" else 55]  # one call for every file
+    bad_name = "s07.parquet"
+    assert result.errors == [{
+        "file_name": bad_name, "row": 3, "stage": "validate",
+        "error_type": "SchemaEnforcementError",
+        "message": f"{bad_name}, row 3: column 'a' has value 'abc', which cannot be converted "
+                   "safely to double."}]
+    want = []
+    for path in paths:
+        df = pd.read_parquet(path)
+        keep = [i for i in range(5) if df["a"][i] != "abc"]
+        if path.name == bad_name and bad_rows == "fail_file":
+            continue
+        good = df.iloc[keep].astype({"a": float})
+        preds = [int(v) for v in mlflow_model.predict(good)]
+        want += [{"file_name": path.name, "row": i, "prediction": p, "id": int(good["id"][i])}
+                 for i, p in zip(keep, preds)]
+    assert rows == want
+    records = {f.name: f.record() for f in result.files}
+    bad_record = ({"status": "failed", "rows_scored": 0, "rows_failed": 5}
+                  if bad_rows == "fail_file" else
+                  {"status": "succeeded", "rows_scored": 4, "rows_failed": 1})
+    assert records[bad_name] == {"file_name": bad_name, "rows_read": 5, **bad_record}
+    assert all(r == {"file_name": n, "status": "succeeded", "rows_read": 5, "rows_scored": 5,
+                     "rows_failed": 0} for n, r in records.items() if n != bad_name)
+
+
+@pytest.mark.parametrize("batch_rows", [None, 4, 7, 23])
+@pytest.mark.parametrize("bad_rows", ["fail_file", "skip"])
+def test_score_batch_small_files_same_outcome_as_each_file_alone(model, tmp_path, batch_rows,
+                                                                  bad_rows):
+    paths = small_files(tmp_path, count=9, rows=6, bad_in=4)
+    (tmp_path / "nob.csv").write_text("id,a\n900,0.5\n901,0.7\n")  # a missing column
+    (tmp_path / "strid.csv").write_text("id,a,b\nx1,0.5,1\n")  # a passthrough of another type
+    (tmp_path / "nulls.csv").write_text("id,a,b\n950,0.5,\n951,,1\n")  # b has a null
+    paths[2:2] = [tmp_path / "nob.csv", tmp_path / "strid.csv"]
+    paths.insert(8, tmp_path / "nulls.csv")
+    result, rows = score_many(model, paths, batch_rows=batch_rows, bad_rows=bad_rows)
+    alone, alone_rows = scored_alone(model, paths, batch_rows=batch_rows, bad_rows=bad_rows)
+    assert rows == alone_rows
+    assert [f.record() for f in result.files] == [r.record() for r in alone]
+    assert result.errors == [e for r in alone for e in r.errors]
+    assert len(rows) + sum(f.rows_failed for f in result.files) == sum(
+        f.rows_read for f in result.files)
+
+
+def test_score_batch_small_files_failed_shared_call_is_charged_per_file(model, tmp_path):
+    paths = small_files(tmp_path, count=4, rows=3, bad_in=-1)
+
+    class RefusesRow7:
+        """Fails every call holding id 7 (file s02.parquet, row 1)."""
+
+        input_schema = model.input_schema
+        calls: list[int] = []
+
+        def predict_conformed(self, frame, params):
+            self.calls.append(len(frame))
+            if np.isclose(frame["a"].to_numpy(), float(data(3, first_id=6)["a"][1])).any():
+                raise ValueError("id 7 refused")
+            return model.predict_conformed(frame, params)
+
+    refusing = RefusesRow7()
+    result, rows = score_many(refusing, paths, batch_rows=None)
+    assert refusing.calls == [12, 3, 3, 3, 3]  # the shared call, then each file alone
+    assert [f.record()["status"] for f in result.files] == [
+        "succeeded", "succeeded", "failed", "succeeded"]
+    [error] = result.errors
+    assert (error["file_name"], error["row"], error["stage"]) == ("s02.parquet", None, "predict")
+    assert [(r["file_name"], r["row"]) for r in rows] == [
+        (f"s{i:02d}.parquet", j) for i in (0, 1, 3) for j in range(3)]
+
+
+# ---------------------------------------------------------------------------------------------
 # Image files: one row per file, several files per predict call, failures charged per file
 
 
