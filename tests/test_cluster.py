@@ -138,6 +138,6 @@ def test_cluster_job_ships_the_models_environment_to_the_worker(
     assert environment["shipped"] == "archive"
     assert environment["archive_bytes"] > 1_000_000
     # The worker unpacked the archive in its own work directory, and scored from there.
-    unpacked = list(tmp_path_factory.getbasetemp().glob(
-        f"cluster*/work/app-*/*/sparkscore-env-{environment['key'][:20]}/numpy"))
+    pattern = Path("cluster*", "work", "app-*", "*", f"sparkscore-env-{environment['key'][:20]}")
+    unpacked = list(tmp_path_factory.getbasetemp().glob(str(pattern / "numpy")))
     assert unpacked, "the worker did not unpack the environment in its work directory"
