@@ -23,14 +23,14 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
-from pyspark import TaskContext
+from pyspark import SparkConf, SparkContext, TaskContext
 from pyspark.sql import SparkSession
 
-from sparkscore import summary as summaries
+from sparkscore import daemon, summary as summaries
 from sparkscore.errors import (
     BatchTimeoutError,
     ErrorThresholdExceeded,
@@ -49,7 +49,9 @@ from sparkscore.progress import Counters, Progress
 from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.settings import Settings
-from sparkscore.shipping import ShippedEnvironment, ShippedModel, is_connect, ship_model
+from sparkscore.shipping import (
+    ShippedEnvironment, ShippedModel, Spark, context_of, ship_model,
+)
 from sparkscore.signature import enforce_params
 from sparkscore.sparktypes import arrow_type, output_type
 from sparkscore.writers import (
@@ -121,7 +123,7 @@ class Job:
     environment_record: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def run(spark: SparkSession, model_uri: str, input_uri: str, output_uri: str,
+def run(spark: Spark, model_uri: str, input_uri: str, output_uri: str,
         settings: Settings) -> dict[str, Any]:
     return execute(spark, prepare(model_uri, input_uri, output_uri, settings,
                                   parallelism=task_slots(spark)))
@@ -188,7 +190,7 @@ def _model_environment(model_path: str, settings: Settings) -> tuple[
     return spec, built, record, ()
 
 
-def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
+def execute(spark: Spark, job: Job) -> dict[str, Any]:
     """Score the mini-batches not yet committed as Spark tasks, then account and summarize."""
     settings, layout, final, the_plan, scoring = (
         job.settings, job.layout, job.final, job.plan, job.scoring)
@@ -203,22 +205,23 @@ def execute(spark: SparkSession, job: Job) -> dict[str, Any]:
             environment = {**environment,
                            **_shipping_record(job.environment, shipped.environment)}
         log.debug("model shipped as %s", shipped.archive)
-        connect = is_connect(spark)
-        if not connect:
-            for key in _STORAGE_ENV:
-                # Where the driver reads storage with these (a local S3 endpoint,
-                # credentials), its tasks must too.
-                if key in os.environ:
-                    spark.sparkContext.environment.setdefault(key, os.environ[key])
-        with Progress(None if connect else spark.sparkContext, len(todo)) as progress:
+        sc = context_of(spark)
+        if sc is not None:
+            _forward_storage_env(sc)
+        with Progress(sc, len(todo)) as progress:
             task = functools.partial(_run_batches, shipped, layout, job.input_uri, scoring,
                                      settings.timeout, progress.counters)
-            # One partition per mini-batch, each holding its position in `todo`: a DataFrame
-            # rather than an RDD, so the same job runs on Spark Connect.
-            rows = spark.range(len(todo), numPartitions=len(todo)).mapInArrow(
-                functools.partial(_arrow_task, todo, task), "manifest string"
-            ).collect()
-        fresh = [json.loads(r.manifest) for r in rows]
+            # One partition per mini-batch, each holding its position in `todo`. A classic
+            # session runs them as an RDD: no SQL session or query planning (seconds, at start).
+            # Spark Connect has no RDDs: a DataFrame carries the positions there.
+            if sc is not None:
+                manifests_json = sc.parallelize(range(len(todo)), len(todo)).mapPartitions(
+                    functools.partial(_positions_task, todo, task)).collect()
+            else:
+                manifests_json = [r.manifest for r in spark.range(  # type: ignore[union-attr]
+                    len(todo), numPartitions=len(todo)).mapInArrow(
+                    functools.partial(_arrow_task, todo, task), "manifest string").collect()]
+        fresh = [json.loads(m) for m in manifests_json]
     manifests = sorted([*committed.values(), *fresh], key=lambda m: m["batch"])
     sweep_temporary(out_fs, layout)
     manifests = fail_split_files(out_fs, layout, manifests, settings.bad_rows)
@@ -314,6 +317,14 @@ _STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION")
 
 
+def _forward_storage_env(sc: SparkContext) -> None:
+    """Where the driver reads storage with these (a local S3 endpoint, credentials), its tasks
+    must too."""
+    for key in _STORAGE_ENV:
+        if key in os.environ:
+            sc.environment.setdefault(key, os.environ[key])
+
+
 # Settings that shape what a committed mini-batch holds: a resume must not change them.
 _RESUME_SETTINGS = ("output_format", "output_action", "passthrough_columns", "bad_rows",
                     "result_type", "params")
@@ -349,13 +360,19 @@ def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: s
     return {}
 
 
+def _positions_task(todo: list[MiniBatch], task: Any, positions: Iterable[int]) -> Iterator[str]:
+    """Run the mini-batches at `positions` in `todo`; yield each one's manifest as JSON."""
+    for i in positions:
+        for manifest in task([(todo[i].index, todo[i])]):
+            yield json.dumps(manifest, default=str)
+
+
 def _arrow_task(todo: list[MiniBatch], task: Any,
                 batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """mapInArrow over positions in `todo`: run each mini-batch, yield its manifest as JSON."""
+    """_positions_task under mapInArrow (Spark Connect)."""
     for positions in batches:
-        for i in positions.column(0).to_pylist():
-            for manifest in task([(todo[i].index, todo[i])]):
-                yield pa.RecordBatch.from_pydict({"manifest": [json.dumps(manifest, default=str)]})
+        for manifest in _positions_task(todo, task, positions.column(0).to_pylist()):
+            yield pa.RecordBatch.from_pydict({"manifest": [manifest]})
 
 
 def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spec: ScoringSpec,
@@ -443,13 +460,15 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
             print(report, flush=True)
             return 0 if ok else 2
         if slots is None:  # a cluster: its task slots are known once the session is up
-            spark = session(master, settings, remote=args.remote)
+            spark = session(master, settings, remote=args.remote,
+                            preload=daemon.preload_modules(args.model, settings.env_manager))
             job = prepare(args.model, args.input, args.output, settings,
                           parallelism=task_slots(spark))
         else:
             # The session starts while the driver plans and loads the model: both take
             # seconds, and neither needs the other. A refusal returns without waiting for it.
-            starting = _Background(lambda: session(master, settings))
+            preload = daemon.preload_modules(args.model, settings.env_manager)
+            starting = _Background(lambda: session(master, settings, preload=preload))
             job = prepare(args.model, args.input, args.output, settings, parallelism=slots)
             spark = starting.result()
         log.debug("spark session ready")
@@ -496,8 +515,6 @@ def _submitted_master() -> str:
     spark-submit hands `--master` to its JVM, not to Python: SparkConf sees it only once Python
     is connected to that JVM, which under spark-submit is already running.
     """
-    from pyspark import SparkConf, SparkContext
-
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         SparkContext._ensure_initialized()
     return SparkConf().get("spark.master", None) or "local[*]"
@@ -513,30 +530,43 @@ def local_parallelism(master: str) -> int | None:
     return os.cpu_count() or 1 if m.group(1) == "*" else int(m.group(1))
 
 
-def task_slots(spark: SparkSession) -> int:
+def task_slots(spark: Spark) -> int:
     """How many tasks run at once: sizes `mini_batch_size: auto`."""
-    if not is_connect(spark):
-        return spark.sparkContext.defaultParallelism
-    configured = spark.conf.get("spark.default.parallelism", None)
+    sc = context_of(spark)
+    if sc is not None:
+        return sc.defaultParallelism
+    configured = spark.conf.get("spark.default.parallelism", None)  # type: ignore[union-attr]
     return int(configured) if configured else os.cpu_count() or 1
 
 
-def session(master: str | None, settings: Settings, *, remote: str | None = None) -> SparkSession:
-    """The active session, or one started with task retries set before it starts."""
+def session(master: str | None, settings: Settings, *, remote: str | None = None,
+            preload: Sequence[str] = ()) -> Spark:
+    """What the job runs on: a Spark Connect session, or the active SparkContext (started here,
+    with task retries set, if there is none).
+
+    A classic job needs no SQL session: creating one and planning a first query costs seconds
+    of every short job. A context started here runs sparkscore's worker daemon, which imports
+    `preload` while the driver still plans (see sparkscore.daemon).
+    """
     if remote:
         # The Connect server owns its master and retries; we only attach to it.
         return SparkSession.builder.remote(remote).getOrCreate()
-    builder = SparkSession.builder.appName("sparkscore")
     current = master or _submitted_master()
     if current.startswith("local"):
         # Local Python workers should run the interpreter the driver runs, with its packages.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = builder.master(with_retries(current, settings.max_retries))
-    builder = builder.config("spark.task.maxFailures", str(settings.max_retries + 1))
-    builder = builder.config("spark.ui.showConsoleProgress", "false")
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR" if settings.logging_level != "debug" else "INFO")
-    return spark
+    conf = (SparkConf().setAppName("sparkscore")
+            .setMaster(with_retries(current, settings.max_retries))
+            .set("spark.task.maxFailures", str(settings.max_retries + 1))
+            .set("spark.ui.showConsoleProgress", "false"))
+    fresh = SparkContext._active_spark_context is None
+    sc = SparkContext.getOrCreate(daemon.configure(conf, preload) if fresh else conf)
+    sc.setLogLevel("ERROR" if settings.logging_level != "debug" else "INFO")
+    if fresh:
+        # Before the warm-up: workers are pooled by their environment.
+        _forward_storage_env(sc)
+        daemon.warm_up(sc)
+    return sc
 
 
 def with_retries(master: str, max_retries: int) -> str:
