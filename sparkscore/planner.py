@@ -203,23 +203,30 @@ def balance(
     """Mini-batches of about equal bytes: large Parquet files split at row groups, small files packed.
 
     One huge file and fifty thousand tiny ones both keep every core busy; the order of files
-    (and of rows within a file) is kept, so lineage and CSV output order are unchanged.
+    (and of rows within a file) is kept, so lineage and CSV output order are unchanged. The count
+    is a multiple of the task slots where there is enough to share, so the last wave of tasks
+    fills every slot: 16 equal files on 2 slots make 8 tasks of 2 files, not 9 of 1 or 2.
     """
+    slots = max(1, parallelism)
     total = sum(_weight(f) for f in files)
-    target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, -(-total // (max(1, parallelism) * TASKS_PER_CORE))))
+    count = min(slots * TASKS_PER_CORE, -(-total // MIN_TASK_BYTES))
+    count = max(1, count, -(-total // MAX_TASK_BYTES))
+    if count > slots:
+        count = -(-count // slots) * slots
+    target = max(1, -(-total // count))
     units: list[InputFile] = []
     for f in files:
         units.extend(_slices(fs, f, target) if f.kind == "parquet" and f.size > target else [f])
-    batches: list[list[InputFile]] = []
-    size = 0
+    # Each unit goes to the batch its middle byte falls in: equal shares of the bytes, in order.
+    batches: dict[int, list[InputFile]] = {}
+    before = 0
     for unit in units:
-        if batches and size + _weight(unit) <= target:
-            batches[-1].append(unit)
-            size += _weight(unit)
-        else:
-            batches.append([unit])
-            size = _weight(unit)
-    return tuple(MiniBatch(index=i, files=tuple(b)) for i, b in enumerate(batches))
+        weight = _weight(unit)
+        at = min(count - 1, (before + weight // 2) * count // max(1, total))
+        batches.setdefault(at, []).append(unit)
+        before += weight
+    return tuple(MiniBatch(index=i, files=tuple(batches[at]))
+                 for i, at in enumerate(sorted(batches)))
 
 
 def _weight(file: InputFile) -> int:

@@ -315,6 +315,27 @@ def test_planner_auto_splits_a_large_parquet_file_at_row_groups_with_exact_first
     assert len(the_plan.files) == 2  # the listing, and its digest, are of whole files
 
 
+def test_planner_auto_makes_equal_tasks_a_multiple_of_the_slots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sparkscore.planner as planner
+
+    table = pa.table({"x": pa.array(range(2_000), pa.float64())})
+    for i in range(16):
+        pq.write_table(table, tmp_path / f"part-{i:02d}.parquet")
+    monkeypatch.setattr(planner, "MIN_TASK_BYTES", 1)
+
+    result = plan(str(tmp_path), parallelism=2)
+
+    # 16 files of one size on 2 slots: 8 tasks of 2 files (4 full waves), in name order.
+    assert [b.names for b in result.batches] == [
+        (f"part-{i:02d}.parquet", f"part-{i + 1:02d}.parquet") for i in range(0, 16, 2)]
+    # On 3 slots: 12 tasks (4 full waves) of 1 or 2 files, every file once, in order.
+    thirds = plan(str(tmp_path), parallelism=3).batches
+    assert len(thirds) == 12
+    assert [n for b in thirds for n in b.names] == [f"part-{i:02d}.parquet" for i in range(16)]
+
+
 def test_planner_auto_packs_small_files_by_bytes_in_name_order(tmp_path: Path) -> None:
     for i in range(30):
         write_csv(tmp_path / f"f{i:02d}.csv")
@@ -343,7 +364,8 @@ def test_planner_auto_spreads_many_small_images_over_every_core(tmp_path: Path) 
 
     result = plan(str(tmp_path), parallelism=2)
 
-    # Each image weighs 64 KiB at least, so tasks of 4 MiB (the least a task gets) hold 64
-    # images: 7 tasks, where the images' 120 KB of bytes alone would make one.
-    assert [len(b.files) for b in result.batches] == [64] * 6 + [16]
+    # Each image weighs 64 KiB at least: 25.6 MB in all, 7 tasks of 4 MiB (the least a task
+    # gets), where the images' 120 KB of bytes alone would make one; 8, so that the last wave
+    # fills both slots.
+    assert [len(b.files) for b in result.batches] == [50] * 8
     assert result.total_bytes == 400 * 300
