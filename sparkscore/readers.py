@@ -27,7 +27,10 @@ _ARROW = {
     DataType.binary: pa.binary(),
     DataType.datetime: pa.timestamp("ns"),
 }
-_CSV_BLOCK_BYTES = 8 << 20
+# Arrow's streaming CSV reader reads up to 32 blocks ahead of its consumer: measured on a 2 GB
+# file, 285 MB held in 8 MiB blocks, 35 MB in 1 MiB blocks (Arrow's default), at the same speed.
+# A column the signature does not type is typed from the first block's values.
+_CSV_BLOCK_BYTES = 1 << 20
 _THREADED_BYTES = 8 << 20
 
 

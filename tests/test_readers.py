@@ -110,6 +110,20 @@ def test_read_batches_raises_conversion_error_for_a_bad_value_in_a_later_block(
         batches_of(path, 10, lr_types)
 
 
+def test_a_csv_of_many_blocks_is_read_once_whole_in_order(tmp_path, lr_types, monkeypatch):
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    path = tmp_path / "long.csv"
+    path.write_text("id,a,b,note\n" + "".join(f"{i},{i / 4},{i},n{i}\n" for i in range(300)))
+    batches = batches_of(path, 1000, lr_types)
+    table = pa.Table.from_batches(batches)
+    assert table.schema == pa.schema([("id", pa.int64()), ("a", pa.float64()),
+                                      ("b", pa.int64()), ("note", pa.string())])
+    assert table.column("id").to_pylist() == list(range(300))
+    assert table.column("a").to_pylist() == [i / 4 for i in range(300)]
+    assert table.column("note").to_pylist() == [f"n{i}" for i in range(300)]
+    assert len(batches) == 1  # rebatched to batch_rows from about 100 blocks
+
+
 def test_read_batches_names_the_file_that_cannot_be_read(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
