@@ -32,6 +32,10 @@ _ARROW = {
 # A column the signature does not type is typed from the first block's values.
 _CSV_BLOCK_BYTES = 1 << 20
 _THREADED_BYTES = 8 << 20
+# A Parquet file this small is read in one request and parsed from memory: on object storage one
+# GET instead of a footer read and a read per column chunk; on local disk 0.26 ms instead of 0.32
+# for a 100-row, 11-column file.
+_WHOLE_FILE_BYTES = 1 << 20
 
 
 class CsvConversionError(Exception):
@@ -82,6 +86,16 @@ def auto_rows(nbytes: int, rows: int) -> int:
     return max(1, min(MAX_AUTO_ROWS, BATCH_BYTES * rows // max(1, nbytes)))
 
 
+def batch_bytes(batch: pa.RecordBatch) -> int:
+    """A batch's size in memory, for sizing decisions, at 1 µs where `nbytes` costs 30.
+
+    `nbytes` walks every buffer to count only what a slice uses: for a 100-row file that is more
+    than its share of predict. The total of its buffers is the same for a batch that a reader
+    just made, which is where this is used; a slice would count its parent's buffers whole.
+    """
+    return batch.get_total_buffer_size()
+
+
 def rebatch(batches: Iterator[pa.RecordBatch], rows: int | None) -> Iterator[pa.RecordBatch]:
     """Regroup a stream of batches of any size into batches of exactly `rows` (the last fewer).
 
@@ -93,7 +107,7 @@ def rebatch(batches: Iterator[pa.RecordBatch], rows: int | None) -> Iterator[pa.
         if batch.num_rows == 0:
             continue
         if rows is None:
-            rows = auto_rows(batch.nbytes, batch.num_rows)
+            rows = auto_rows(batch_bytes(batch), batch.num_rows)
         pending.append(batch)
         count += batch.num_rows
         while count >= rows:
@@ -161,6 +175,9 @@ def _parquet(
         raise ReadError(file=file.name, reason="the file is empty (0 bytes).")
     try:
         source = fs.open_input_file(file.path)
+        if file.size <= _WHOLE_FILE_BYTES:
+            with source:
+                source = pa.BufferReader(source.read())
         parquet = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as e:
         raise _read_error(file, e) from None

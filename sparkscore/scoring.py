@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ from sparkscore.readers import (
     BATCH_BYTES,
     MAX_AUTO_ROWS,
     CsvConversionError,
+    batch_bytes,
     count_rows,
     read_batches,
 )
@@ -57,7 +59,7 @@ class ScoringSpec:
     bad_rows: str = "fail_file"
     params: Mapping[str, Any] | None = None
 
-    @property
+    @cached_property
     def output_schema(self) -> pa.Schema:
         return pa.schema(
             [
@@ -91,7 +93,11 @@ class FileResult:
 
 
 class Sink:
-    """Where a file's prediction batches go while it is scored; `discard` forgets them."""
+    """Where a file's prediction batches go while it is scored; `discard` forgets them.
+
+    A run of whole small files scored in one predict call, next to each other in a mini-batch,
+    goes to its first file's sink as one batch (see _runs): their rows are final by then.
+    """
 
     def add(self, batch: pa.RecordBatch) -> None:
         raise NotImplementedError
@@ -132,6 +138,7 @@ class _FileState:
 
     result: FileResult
     sink: Sink
+    position: int = 0  # in its mini-batch
 
     @property
     def failed(self) -> bool:
@@ -238,12 +245,27 @@ class _Predictor:
 
     def _deliver(self, queue: list[_Queued], values: pa.Array) -> None:
         offset = 0
-        for q in queue:
-            n = len(q.rows)
-            q.state.sink.add(_output_batch(self.spec, q.state.result.name, q.rows,
-                                           values.slice(offset, n), q.passthrough))
-            q.state.result.rows_scored += n
+        for run in _runs(queue):
+            n = sum(len(q.rows) for q in run)
+            run[0].state.sink.add(_output_batch(self.spec, run, values.slice(offset, n)))
+            for q in run:
+                q.state.result.rows_scored += len(q.rows)
             offset += n
+
+
+def _runs(queue: list[_Queued]) -> Iterator[list[_Queued]]:
+    """Queued items in runs that share one output batch: whole small files (span set), next to
+    each other in their mini-batch. A whole file's rows are final once predicted, so the run's
+    batch can go to its first file's sink; one batch a file cost more than its rows' predict."""
+    run: list[_Queued] = []
+    for q in queue:
+        if run and not (q.span is not None and run[-1].span is not None
+                        and q.state.position == run[-1].state.position + 1):
+            yield run
+            run = []
+        run.append(q)
+    if run:
+        yield run
 
 
 def _score_into(
@@ -254,9 +276,10 @@ def _score_into(
     sink: Sink,
     predictor: _Predictor,
     gatherer: _Gatherer | None = None,
+    position: int = 0,
 ) -> _FileState:
     """Read and check one file, queueing its good rows; record its failures."""
-    state = _FileState(FileResult(file.name), sink)
+    state = _FileState(FileResult(file.name), sink, position)
     if file.kind == "image":
         _image(fs, file, spec, model, state, predictor)
         return state
@@ -267,7 +290,7 @@ def _score_into(
         # enforcement can name each bad row, column and value.
         predictor.drop(state)
         sink.discard()
-        state = _FileState(FileResult(file.name), sink)
+        state = _FileState(FileResult(file.name), sink, position)
         text = {name: pa.string() for name in spec.column_types}
         try:
             _stream(fs, file, spec, model, state, predictor, text, None)
@@ -400,24 +423,31 @@ class _Gatherer:
             isinstance(s, ColSpec) and s.type is DataType.datetime for s in self.schema.specs)))
         self.parts: list[_Part] = []
         self.rows = self.bytes = 0
-        self.key: tuple[pa.Schema, tuple[bool, ...]] | None = None
+        # The last plain schema seen, and its columns whose nulls change their pandas dtype:
+        # files of one folder share a schema, so each is judged once, not once a file.
+        self.seen: pa.Schema | None = None
+        self.nullable: list[int] = []
+        self.nulls: tuple[bool, ...] = ()
 
     def add(self, state: _FileState, batch: pa.RecordBatch, offset: int) -> bool:
         """Hold `batch` (a whole file) for a gathered check; False: check it alone now."""
         if not self.enabled or batch.num_rows == 0:
             return False
         schema = batch.schema
-        if not all(_plain_type(f.type) for f in schema):
-            return False
-        nulls = tuple(batch.column(i).null_count > 0 for i, f in enumerate(schema)
-                      if pa.types.is_integer(f.type) or pa.types.is_boolean(f.type))
-        if self.key is not None and not (
-                nulls == self.key[1] and schema.equals(self.key[0], check_metadata=True)):
+        if self.seen is None or not schema.equals(self.seen, check_metadata=True):
+            if not all(_plain_type(f.type) for f in schema):
+                return False
             self.flush()
-        self.key = (schema, nulls)
+            self.seen = schema
+            self.nullable = [i for i, f in enumerate(schema)
+                             if pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)]
+        nulls = tuple(batch.column(i).null_count > 0 for i in self.nullable)
+        if nulls != self.nulls:
+            self.flush()
+            self.nulls = nulls
         self.parts.append(_Part(state, batch, offset))
         self.rows += batch.num_rows
-        self.bytes += batch.nbytes
+        self.bytes += batch_bytes(batch)
         limit = self.spec.batch_rows
         if (self.rows >= limit) if limit else (self.bytes >= BATCH_BYTES
                                                or self.rows >= MAX_AUTO_ROWS):
@@ -427,7 +457,6 @@ class _Gatherer:
     def flush(self) -> None:
         parts, self.parts = self.parts, []
         self.rows = self.bytes = 0
-        self.key = None
         if len(parts) == 1:
             self._alone(parts[0])
         elif parts:
@@ -485,7 +514,8 @@ class _Gatherer:
             return
         if span[0] == span[1]:
             return
-        rows = part.offset + _positions(bad)
+        rows = part.offset + (_positions(bad) if span[1] - span[0] < len(bad) else
+                              np.arange(len(bad), dtype=np.int64))
         passthrough: list[pa.Array] = []
         if self.spec.passthrough:
             good = frame.iloc[start:start + len(bad)]
@@ -495,7 +525,7 @@ class _Gatherer:
                 _fail_stream(state, self.predictor, e)
                 return
         self.predictor.add(_Queued(state, conformed, rows, passthrough,
-                                   part.batch.nbytes * len(rows) // part.batch.num_rows,
+                                   batch_bytes(part.batch) * len(rows) // len(bad),
                                    "frame", span))
 
 
@@ -598,11 +628,20 @@ def _passthrough(spec: ScoringSpec, name: str, frame: Any) -> list[pa.Array]:
     return arrays
 
 
-def _output_batch(
-    spec: ScoringSpec, name: str, rows: Any, values: pa.Array, passthrough: list[pa.Array]
-) -> pa.RecordBatch:
-    arrays = [pa.repeat(pa.scalar(name, pa.string()), len(rows)),
-              pa.array(rows, pa.int64()), values, *passthrough]
+def _output_batch(spec: ScoringSpec, run: list[_Queued], values: pa.Array) -> pa.RecordBatch:
+    """The output rows of one or more queued items, with each row's file and row."""
+    if len(run) == 1:
+        q = run[0]
+        names = pa.repeat(pa.scalar(q.state.result.name, pa.string()), len(q.rows))
+        rows, passthrough = pa.array(q.rows, pa.int64()), q.passthrough
+    else:
+        counts = [len(q.rows) for q in run]
+        which = np.repeat(np.arange(len(run)), counts)
+        names = pa.array([q.state.result.name for q in run], pa.string()).take(which)
+        rows = pa.array(np.concatenate([q.rows for q in run]), pa.int64())
+        passthrough = [pa.concat_arrays([q.passthrough[i] for q in run])
+                       for i in range(len(spec.passthrough))]
+    arrays = [names, rows, values, *passthrough]
     return pa.RecordBatch.from_arrays(arrays, schema=spec.output_schema)
 
 
@@ -632,8 +671,9 @@ def score_batch(
     gatherer = _Gatherer(model, spec, predictor)
     states: list[_FileState] = []
     try:
-        for file in batch.files:
-            states.append(_score_into(fs, file, spec, model, sink_for(file), predictor, gatherer))
+        for position, file in enumerate(batch.files):
+            states.append(_score_into(fs, file, spec, model, sink_for(file), predictor, gatherer,
+                                      position))
         gatherer.flush()
         predictor.flush()
     except BatchTimeoutError as e:

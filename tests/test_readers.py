@@ -66,7 +66,13 @@ def test_read_batches_csv_in_batches_of_batch_rows(tmp_path, lr_types):
     assert pa.Table.from_batches(got).column("id").to_pylist() == list(range(8))
 
 
-def test_read_batches_parquet_in_batches_of_batch_rows(tmp_path):
+# A small Parquet file is read whole into memory, a larger one by ranges: both ways, same result.
+both_parquet_paths = pytest.mark.parametrize("whole_file_bytes", [1 << 20, 0])
+
+
+@both_parquet_paths
+def test_read_batches_parquet_in_batches_of_batch_rows(tmp_path, monkeypatch, whole_file_bytes):
+    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
     path = tmp_path / "seven.parquet"
     pq.write_table(pa.table({"a": [float(i) for i in range(7)], "b": list(range(7))}), path,
                    row_group_size=2)
@@ -124,7 +130,9 @@ def test_a_csv_of_many_blocks_is_read_once_whole_in_order(tmp_path, lr_types, mo
     assert len(batches) == 1  # rebatched to batch_rows from about 100 blocks
 
 
-def test_read_batches_names_the_file_that_cannot_be_read(tmp_path):
+@both_parquet_paths
+def test_read_batches_names_the_file_that_cannot_be_read(tmp_path, monkeypatch, whole_file_bytes):
+    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     with pytest.raises(ReadError) as info:

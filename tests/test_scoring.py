@@ -331,6 +331,12 @@ def test_score_batch_small_files_same_outcome_as_each_file_alone(model, tmp_path
     (tmp_path / "nulls.csv").write_text("id,a,b\n950,0.5,\n951,,1\n")  # b has a null
     paths[2:2] = [tmp_path / "nob.csv", tmp_path / "strid.csv"]
     paths.insert(8, tmp_path / "nulls.csv")
+    # Read in several batches unless batch_rows is None: checked alone, between gathered files,
+    # and still written in its place.
+    big = tmp_path / "big.parquet"
+    pq.write_table(pa.Table.from_pandas(data(30, first_id=500).astype({"a": str}),
+                                        preserve_index=False), big)
+    paths.insert(6, big)
     result, rows = score_many(model, paths, batch_rows=batch_rows, bad_rows=bad_rows)
     alone, alone_rows = scored_alone(model, paths, batch_rows=batch_rows, bad_rows=bad_rows)
     assert rows == alone_rows
