@@ -294,6 +294,10 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
                 passthrough.append((name, sample.field(name).type))
             else:
                 passthrough.append((name, pa.string()))
+    read_columns = None
+    if schema is not None and schema.has_names and not schema.is_tensor:
+        # As mlflow, predict sees only the signature's columns: no other needs decoding.
+        read_columns = tuple(dict.fromkeys([*schema.names(), *(n for n, _ in passthrough)]))
     return ScoringSpec(
         prediction_type=arrow_type(output_type(spec.signature, settings.result_type)),
         passthrough=tuple(passthrough),
@@ -301,6 +305,7 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         batch_rows=None if settings.batch_rows == "auto" else settings.batch_rows,
         bad_rows=settings.bad_rows,
         params=enforce_params(settings.params, spec.signature.params if spec.signature else None),
+        read_columns=read_columns,
     )
 
 

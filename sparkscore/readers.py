@@ -6,7 +6,7 @@ Each task opens its own files with pyarrow (no JVM read), so memory per task is 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -59,9 +59,13 @@ def read_batches(
     *,
     batch_rows: int | None,
     column_types: Mapping[str, pa.DataType] | None = None,
-    columns: list[str] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of at most `batch_rows` rows (None: about BATCH_BYTES each), in file order.
+
+    `columns` limits a Parquet file to those columns when it has them all: the rest of a wide
+    file is never decoded. A file without one of them is read whole, so that the error about the
+    missing column can list every column the file has.
 
     Raises ReadError for a file that cannot be read, and CsvConversionError when a CSV value
     does not parse as its `column_types` entry.
@@ -169,7 +173,8 @@ def _is_conversion_error(e: BaseException) -> bool:
 
 
 def _parquet(
-    fs: pafs.FileSystem, file: InputFile, batch_rows: int | None, columns: list[str] | None
+    fs: pafs.FileSystem, file: InputFile, batch_rows: int | None,
+    columns: Sequence[str] | None,
 ) -> Iterator[pa.RecordBatch]:
     if file.size == 0:
         raise ReadError(file=file.name, reason="the file is empty (0 bytes).")
@@ -183,9 +188,8 @@ def _parquet(
         raise _read_error(file, e) from None
     with source:
         wanted = None
-        if columns is not None:
-            present = set(parquet.schema_arrow.names)
-            wanted = [c for c in columns if c in present]
+        if columns is not None and set(columns) <= set(parquet.schema_arrow.names):
+            wanted = list(columns)
         try:
             if batch_rows is None:
                 meta = parquet.metadata

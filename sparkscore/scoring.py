@@ -58,6 +58,8 @@ class ScoringSpec:
     batch_rows: int | None = None  # None: about BATCH_BYTES of input per predict call
     bad_rows: str = "fail_file"
     params: Mapping[str, Any] | None = None
+    # The columns to read from Parquet (the signature's and passthrough's); None: all.
+    read_columns: tuple[str, ...] | None = None
 
     @cached_property
     def output_schema(self) -> pa.Schema:
@@ -316,7 +318,8 @@ def _stream(
     result = state.result
     schema = model.input_schema
     try:
-        batches = read_batches(fs, file, batch_rows=spec.batch_rows, column_types=column_types)
+        batches = read_batches(fs, file, batch_rows=spec.batch_rows, column_types=column_types,
+                               columns=spec.read_columns)
         for index, (batch, last) in enumerate(_with_last(batches)):
             offset = file.first_row + result.rows_read
             result.rows_read += batch.num_rows

@@ -82,6 +82,21 @@ def test_read_batches_parquet_in_batches_of_batch_rows(tmp_path, monkeypatch, wh
         "a": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "b": [0, 1, 2, 3, 4, 5, 6]}
 
 
+@both_parquet_paths
+def test_read_batches_parquet_reads_only_the_named_columns_unless_one_is_missing(
+        tmp_path, monkeypatch, whole_file_bytes):
+    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    path = tmp_path / "wide.parquet"
+    pq.write_table(pa.table({"note": ["x", "y"], "b": [1, 2], "a": [0.5, 1.5], "c": [3, 4]}), path)
+
+    def read(columns):
+        got = read_batches(LOCAL, input_file(path), batch_rows=10, columns=columns)
+        return pa.Table.from_batches(list(got)).to_pydict()
+
+    assert read(["a", "b"]) == {"a": [0.5, 1.5], "b": [1, 2]}
+    assert read(["a", "zz"]) == {"note": ["x", "y"], "b": [1, 2], "a": [0.5, 1.5], "c": [3, 4]}
+
+
 def test_rebatch_regroups_any_sizes_into_exact_batches():
     values = list(range(15))
     sizes = [1, 5, 0, 2, 7]

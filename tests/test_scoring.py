@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +175,30 @@ def test_score_file_whole_file_failures_have_null_row(model, tmp_path):
                      "noid.csv: the passthrough column 'id' is not in this file (columns "
                      "present: a, b); fix passthrough_columns or the file.", 1, 1),
     }
+
+
+def test_score_file_wide_parquet_decodes_only_signature_and_passthrough_columns(
+        model, mlflow_model, tmp_path):
+    df = data(6)
+    wide = pa.Table.from_pandas(df, preserve_index=False).append_column(
+        "extra", pa.array([{"k": [i] * i} for i in range(6)]))
+    path = tmp_path / "wide.parquet"
+    pq.write_table(wide, path)
+    spec = dataclasses.replace(spec_for(model), read_columns=("a", "b", "id"))
+    sink = SpillBuffer(spec.output_schema)
+    result = score_file(LOCAL, input_file(path), model, spec, sink)
+    rows = pa.Table.from_batches(list(sink.batches()), schema=spec.output_schema).to_pylist()
+    assert result.record()["rows_scored"] == 6
+    preds = [int(v) for v in mlflow_model.predict(df)]
+    assert rows == [{"file_name": "wide.parquet", "row": i, "prediction": preds[i], "id": i}
+                    for i in range(6)]
+
+    nob = tmp_path / "nob.parquet"
+    pq.write_table(wide.drop_columns(["b"]), nob)
+    result = score_file(LOCAL, input_file(nob), model, spec, SpillBuffer(spec.output_schema))
+    assert [e["message"] for e in result.errors] == [
+        "nob.parquet: the input is missing the column 'b', which the model signature requires "
+        "(columns present: id, a, extra)."]
 
 
 def test_score_file_passthrough_value_of_another_type_fails_the_file(model, tmp_path):
