@@ -9,6 +9,7 @@ environment (env_manager: virtualenv) travels the same way, as a tar.gz of its s
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import shutil
 import subprocess
@@ -70,11 +71,21 @@ class ShippedModel:
 
     def load(self) -> Model:
         """The model, loaded at most once in this worker process (in its environment's child
-        process when it has one)."""
+        process when it has one).
+
+        It also freezes what the worker holds now (its modules, the model) out of Python's
+        cyclic garbage collector. PySpark's daemon runs a full `gc.collect()` in a reused worker
+        after every task, and the worker's next task waits for it: with pandas, pyarrow and
+        scikit-learn loaded that took about 110 ms a task, 15 ms frozen. Frozen objects are
+        still freed when their last reference goes; only a reference cycle among them would
+        stay, and these live as long as the worker."""
         if self.environment is not None:
-            return load_isolated(self.local_path(), self.environment.site_packages(),
-                                 key=self.sha256)
-        return load_cached(self.local_path(), key=self.sha256)
+            model = load_isolated(self.local_path(), self.environment.site_packages(),
+                                  key=self.sha256)
+        else:
+            model = load_cached(self.local_path(), key=self.sha256)
+        gc.freeze()
+        return model
 
 
 def _unpacked(archive: str, name: str) -> str:

@@ -1,4 +1,6 @@
-"""The worker daemon: which modules a job preloads, and that workers forked from it have them.
+"""The worker daemon: which modules a job preloads, and that workers forked from it have them;
+and that a worker's long-lived objects stay out of the garbage collection PySpark runs after
+every task.
 
 The spark-submit run is real: a job script starts its context through `sparkscore.job.session`,
 and a task reports what its worker had imported before the task ran.
@@ -6,6 +8,7 @@ and a task reports what its worker had imported before the task ran.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -17,6 +20,7 @@ import pytest
 from pyspark import SparkConf
 
 from sparkscore import daemon
+from sparkscore.shipping import ship_model
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -79,14 +83,14 @@ def test_preload_imports_what_it_can_and_names_what_it_cannot():
 
 
 JOB = textwrap.dedent("""
-    import json, os, sys
+    import gc, json, os, sys
     from sparkscore.job import session
     from sparkscore.settings import Settings
 
     def report(_rows):
         # What this worker had imported before its task: only the daemon could have.
         yield json.dumps({"skops": "skops.io" in sys.modules, "pid": os.getpid(),
-                          "daemon": os.getppid()})
+                          "daemon": os.getppid(), "frozen": gc.get_freeze_count()})
 
     sc = session(None, Settings(), preload=("sparkscore.job", "skops.io"))
     print("RESULT", json.dumps({
@@ -108,4 +112,17 @@ def test_workers_forked_by_the_daemon_start_with_the_models_libraries(tmp_path):
     result = json.loads(line.removeprefix("RESULT "))
     assert result["daemon_module"] == "sparkscore.daemon"
     assert [t["skops"] for t in result["tasks"]] == [True, True]
+    # The preloaded modules' objects were frozen before the fork: tens of thousands of them.
+    assert all(t["frozen"] > 10_000 for t in result["tasks"]), result["tasks"]
     assert len({t["daemon"] for t in result["tasks"]}) == 1  # one daemon, warmed up once
+
+
+def test_a_worker_keeps_its_loaded_model_out_of_garbage_collection(spark, zoo):
+    shipped = ship_model(spark, str(zoo.lr_skops))
+
+    def collectable(_rows):
+        model = shipped.load()
+        yield any(o is model for o in gc.get_objects())
+
+    assert spark.sparkContext.parallelize(range(2), 2).mapPartitions(collectable).collect() == [
+        False, False]
