@@ -38,6 +38,8 @@ def preload_modules(model_uri: str, env_manager: str) -> tuple[str, ...]:
     A model scored in its own environment runs in a child process: the worker itself imports
     only sparkscore. A model that is not a local directory (a registry URI) is looked at later.
     """
+    # Imported here, not at the top: the daemon imports this module before it forks, and must
+    # start without sparkscore's dependencies when there is nothing to preload.
     from sparkscore.errors import SparkscoreError
     from sparkscore.loader import SKLEARN_LOADER
     from sparkscore.model import read_spec

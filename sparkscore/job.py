@@ -464,15 +464,14 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
                                    parallelism=slots or os.cpu_count() or 1)
             print(report, flush=True)
             return 0 if ok else 2
+        preload = daemon.preload_modules(args.model, settings.env_manager)
         if slots is None:  # a cluster: its task slots are known once the session is up
-            spark = session(master, settings, remote=args.remote,
-                            preload=daemon.preload_modules(args.model, settings.env_manager))
+            spark = session(master, settings, remote=args.remote, preload=preload)
             job = prepare(args.model, args.input, args.output, settings,
                           parallelism=task_slots(spark))
         else:
             # The session starts while the driver plans and loads the model: both take
             # seconds, and neither needs the other. A refusal returns without waiting for it.
-            preload = daemon.preload_modules(args.model, settings.env_manager)
             starting = _Background(lambda: session(master, settings, preload=preload))
             job = prepare(args.model, args.input, args.output, settings, parallelism=slots)
             spark = starting.result()
