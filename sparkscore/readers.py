@@ -63,15 +63,15 @@ def read_batches(
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of at most `batch_rows` rows (None: about BATCH_BYTES each), in file order.
 
-    `columns` limits a Parquet file to those columns when it has them all: the rest of a wide
-    file is never decoded. A file without one of them is read whole, so that the error about the
-    missing column can list every column the file has.
+    `columns` limits a file to those columns when it has them all: the rest of a wide Parquet
+    file is never decoded, the rest of a CSV never converted. A file without one of them is read
+    whole, so that the error about the missing column can list every column the file has.
 
     Raises ReadError for a file that cannot be read, and CsvConversionError when a CSV value
     does not parse as its `column_types` entry.
     """
     if file.kind == "csv":
-        batches = _csv(fs, file, column_types or {})
+        batches = _csv(fs, file, column_types or {}, columns)
     elif file.kind == "parquet":
         batches = _parquet(fs, file, batch_rows, columns)
     else:
@@ -127,18 +127,28 @@ def rebatch(batches: Iterator[pa.RecordBatch], rows: int | None) -> Iterator[pa.
 
 
 def _csv(
-    fs: pafs.FileSystem, file: InputFile, column_types: Mapping[str, pa.DataType]
+    fs: pafs.FileSystem, file: InputFile, column_types: Mapping[str, pa.DataType],
+    columns: Sequence[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     if file.size == 0:
         raise ReadError(file=file.name, reason="the file is empty (0 bytes).")
+    stream = None
     try:
         stream = fs.open_input_stream(file.path)
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-            convert_options=pacsv.ConvertOptions(column_types=dict(column_types)),
+            convert_options=pacsv.ConvertOptions(column_types=dict(column_types),
+                                                 include_columns=list(columns or ())),
         )
+    except pa.ArrowKeyError:  # a column of `columns` is not in the header
+        if stream is not None:
+            stream.close()
+        yield from _csv(fs, file, column_types)
+        return
     except (pa.ArrowInvalid, OSError) as e:
+        if stream is not None:
+            stream.close()
         # open_csv already reads and converts the first block, so a bad value there lands here.
         if _is_conversion_error(e):
             raise CsvConversionError(str(e)) from None

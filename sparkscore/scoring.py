@@ -58,7 +58,7 @@ class ScoringSpec:
     batch_rows: int | None = None  # None: about BATCH_BYTES of input per predict call
     bad_rows: str = "fail_file"
     params: Mapping[str, Any] | None = None
-    # The columns to read from Parquet (the signature's and passthrough's); None: all.
+    # The columns to read from each file (the signature's and passthrough's); None: all.
     read_columns: tuple[str, ...] | None = None
 
     @cached_property

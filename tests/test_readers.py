@@ -97,6 +97,21 @@ def test_read_batches_parquet_reads_only_the_named_columns_unless_one_is_missing
     assert read(["a", "zz"]) == {"note": ["x", "y"], "b": [1, 2], "a": [0.5, 1.5], "c": [3, 4]}
 
 
+def test_read_batches_csv_converts_only_the_named_columns_unless_one_is_missing(tmp_path):
+    path = tmp_path / "wide.csv"
+    # `note` would not even convert: a CSV column that is not asked for is never converted.
+    path.write_bytes(b"note,b,a,c\n\xff,1,0.5,3\nx,2,1.5,4\n")
+
+    def read(columns):
+        got = read_batches(LOCAL, input_file(path), batch_rows=10, columns=columns,
+                           column_types={"a": pa.float64(), "b": pa.int64()})
+        return pa.Table.from_batches(list(got)).to_pydict()
+
+    assert read(["a", "b"]) == {"a": [0.5, 1.5], "b": [1, 2]}
+    with pytest.raises(ReadError, match="wide.csv: the file is not valid UTF-8 text .column 'note'"):
+        read(["a", "zz"])  # read whole, every column converted
+
+
 def test_rebatch_regroups_any_sizes_into_exact_batches():
     values = list(range(15))
     sizes = [1, 5, 0, 2, 7]
