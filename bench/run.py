@@ -19,6 +19,7 @@ are added):
 - MODEL-FMT-loop         one process: pyarrow stream, to_pandas, predict, a Parquet file per file
 - skew-1file/-16files    the job (RandomForest) on one 2M-row Parquet file / the same rows in 16
 - small-20000files/-20files  the job (LogisticRegression) on 20,000 files of 100 rows / 20 files
+- small-20000files-read  pyarrow alone reading the 20,000 files, one thread: what bounds figure 4
 - fixed-10rows           spark-submit jobs/score.py on a 10-row file, each run paired with a
                          bare spark-submit start just before it
 - memory-200mb/-2gb      the job (LogisticRegression) on one ~200 MB / ~2 GB CSV (--memory only)
@@ -65,7 +66,7 @@ FIXED_MIN_RUNS = 3
 @dataclass(frozen=True)
 class Case:
     id: str
-    kind: str  # limit | bare | job | submit | fixed | spark_udf | pbudf | loop
+    kind: str  # limit | bare | job | submit | fixed | spark_udf | pbudf | loop | read
     model: str | None = None
     dataset: str | None = None
     single_run: bool = False  # no warm-up, one timed run (the memory cases)
@@ -82,6 +83,7 @@ def all_cases(memory: bool) -> list[Case]:
         Case("skew-16files", "job", "rf", "skew16"),
         Case("small-20000files", "job", "lr", "small20000"),
         Case("small-20files", "job", "lr", "small20"),
+        Case("small-20000files-read", "read", None, "small20000"),
         Case("fixed-10rows", "fixed", "lr", "tiny"),
     ]
     if memory:
@@ -214,7 +216,7 @@ def main(argv: list[str]) -> int:
             log_result(r)
 
     # 4. In this process's local[*] session: the job, spark_udf, predict_batch_udf, and the loop.
-    inproc = [c for c in chosen if c.kind in ("job", "spark_udf", "pbudf", "loop")]
+    inproc = [c for c in chosen if c.kind in ("job", "spark_udf", "pbudf", "loop", "read")]
     spark = None
     if inproc:
         spark, session_starts["in-process"] = start_session()
@@ -226,7 +228,7 @@ def main(argv: list[str]) -> int:
             spark.stop()
             spark, _ = start_session()
         ds = data[c.dataset]
-        model = models[c.model]
+        model = models[c.model] if c.model else None
         out = case_out / c.id
         kw = dict(timing=timing, peak=PeakRss([me], driver_pid=me),
                   warmup=not c.single_run, runs=1 if c.single_run else None)
@@ -238,6 +240,8 @@ def main(argv: list[str]) -> int:
                 cases.spark_udf_case(r, spark, model, ds, out, **kw)
             elif c.kind == "pbudf":
                 cases.pbudf_case(r, spark, model, ds, out, **kw)
+            elif c.kind == "read":
+                cases.read_case(r, ds, **kw)
             else:
                 cases.loop_case(r, model, ds, out, **kw)
         except Exception as e:  # setting a case up failed (measure() catches the runs' errors)
@@ -314,9 +318,12 @@ class Figure:
     ratio: float | None
     target: str
     passed: bool | None  # None: not run
+    bound: bool = False  # a ceiling measured to explain a figure, not a target
 
     @property
     def verdict(self) -> str:
+        if self.bound:
+            return "bound"
         return "not run" if self.passed is None else ("PASS" if self.passed else "FAIL")
 
 
@@ -366,6 +373,15 @@ def figures(chosen: list[Case], results: dict[str, Result], limits: dict[str, di
     figs.append(Figure(4, f"small files: {n_small:,} files / the same rows in 20 (LR job)",
                        rate("small-20000files"), rate("small-20files"), v, ">= 0.5",
                        verdict(v, lambda x: x >= 0.5)))
+    read = ok.get("small-20000files-read")
+    if read and "small-20files" in ok:
+        # Not a target: the ceiling of figure 4 when every core does nothing but read the files.
+        figs.append(Figure(4, f"small files, its bound: cores x pyarrow reading the {n_small:,} "
+                              "files alone / the 20-file job",
+                           f"{cores} cores x {read.rate:,.0f} = {cores * read.rate:,.0f} rows/s "
+                           "(small-20000files-read)", rate("small-20files"),
+                           cores * read.rate / ok["small-20files"].rate, "(a bound, not a target)",
+                           None, bound=True))
     done = {k: r for k, r in results.items() if not r.error and r.times}
     big, mid = done.get("memory-2gb"), done.get("memory-200mb")
     big_w = big.rss.get("worker_mib") if big else None
@@ -561,7 +577,10 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
         "schema) and write id + prediction to Parquet; each UDF is made once per case, untimed. "
         "loop: one process, pyarrow batches (Parquet 65,536 rows, CSV 16 MiB blocks), mlflow "
         "pyfunc predict, one Parquet file of id + prediction per input file.",
-        "- skew, small files: the in-process job. memory-*: spark-submit jobs/score.py, one run, "
+        "- skew, small files: the in-process job. small-20000files-read: this process alone, one "
+        "thread, `pq.ParquetFile(pa.BufferReader(bytes)).read()` of each of the 20,000 files and nothing else; cores "
+        "times its rate is the most any pyarrow-based scorer could reach on them (the 'bound' "
+        "row under figure 4). memory-*: spark-submit jobs/score.py, one run, "
         "no warm-up, so the Python workers are new and the peak is that input's alone. "
         "session-bare: at least 3 timed runs. fixed-10rows: at least 3 timed pairs of (a bare "
         "start, then the job on 10 rows), figure 7 = the median of the pairs' differences.",
