@@ -18,6 +18,7 @@ Our exception hierarchy:
   * ReadError               - one input file cannot be read
   * PredictError            - the model's predict raised
   * BatchTimeoutError       - a mini-batch ran longer than `timeout`
+  * WorkerDiedError         - scoring one file killed its Python worker, every time
   * OutputError             - the output location cannot be written as asked
   * ResumeError             - a resume does not match the run it resumes
   * ErrorThresholdExceeded  - more files failed than `error_threshold` tolerates
@@ -58,6 +59,7 @@ __all__ = [
     "TensorShapeError",
     "UnsupportedInputError",
     "UntrustedTypeError",
+    "WorkerDiedError",
 ]
 
 
@@ -285,6 +287,20 @@ class BatchTimeoutError(SparkscoreError):
         super().__init__(
             f"the mini-batch with {', '.join(self.files)} ran longer than timeout={seconds:g}s; "
             "raise the timeout setting or lower mini_batch_size."
+        )
+
+
+class WorkerDiedError(SparkscoreError):
+    """Scoring one file killed the Python worker (a crash in native code, an out-of-memory kill,
+    `os._exit`) in every attempt of its mini-batch, and again when the file was scored alone."""
+
+    def __init__(self, *, file: str, how: str) -> None:
+        self.file, self.how = file, how
+        super().__init__(
+            f"{file}: the Python worker scoring this file died ({how}) in every attempt of its "
+            "mini-batch and again when the file was scored alone; the file is left out and the "
+            "rest of its mini-batch was scored. Check the model's predict on this file's rows "
+            "(memory, native code)."
         )
 
 

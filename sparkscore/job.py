@@ -40,8 +40,9 @@ from sparkscore.errors import (
 from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
 from sparkscore.loader import LOADS, load_model
 from sparkscore.model import ModelSpec, directory_sha256, read_spec
+from sparkscore.isolation import score_isolated
 from sparkscore.modelprocess import ModelProcess
-from sparkscore.planner import MiniBatch, Plan, plan, resolve
+from sparkscore.planner import MiniBatch, Plan, check_output_apart, plan, resolve
 from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.preflight import preflight
@@ -53,9 +54,11 @@ from sparkscore.shipping import (
     ShippedEnvironment, ShippedModel, Spark, context_of, ship_model,
 )
 from sparkscore.signature import enforce_params
+from sparkscore.storage import redact_record
 from sparkscore.sparktypes import arrow_type, output_type
 from sparkscore.writers import (
     OutputLayout,
+    abandoned_staging,
     SpillBuffer,
     commit_batch,
     fail_split_files,
@@ -65,6 +68,7 @@ from sparkscore.writers import (
     is_empty,
     remove_dir,
     replace_dir,
+    staging,
     sweep_temporary,
     write_csv,
     write_json,
@@ -139,30 +143,49 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings,
     """
     started = summaries.now()
     job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    check_output_apart(input_uri, output_uri, recursive=settings.recursive)
     model_path, located = local_model_dir(model_uri)
     spec, environment, record, mismatched = _model_environment(model_path, settings)
     sha = directory_sha256(model_path)
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
     out_fs = final.filesystem()
+    abandoned = abandoned_staging(out_fs, final)
+    layout = _output_layout(out_fs, final, settings, job_id, abandoned)
     if settings.resume:
-        parallelism = _previous_run(out_fs, final).get("parallelism", parallelism)
+        parallelism = _previous_run(out_fs, layout).get("parallelism", parallelism)
     the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
                     recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported,
                     parallelism=parallelism)
     scoring = _scoring_spec(spec, settings, the_plan)
-    prepare_output(out_fs, final, overwrite=settings.overwrite, resume=settings.resume)
-    layout = final
-    if settings.overwrite and not settings.resume and not is_empty(out_fs, final.root):
-        # Write beside the old output and swap at the end, so a failed run leaves it intact.
-        parent, name = final.root.rsplit("/", 1)
-        layout = dataclasses.replace(final, root=f"{parent}/.{name}.sparkscore-{job_id}")
-        out_fs.create_dir(layout.root, recursive=True)
+    prepare_output(out_fs, final, overwrite=settings.overwrite, resume=settings.resume,
+                   interrupted=bool(abandoned))
+    for old in abandoned:
+        if old.root != layout.root:
+            remove_dir(out_fs, old.root)
+            log.warning("removed %s: the staging folder of an overwrite run that did not finish",
+                        old.root)
+    out_fs.create_dir(layout.root, recursive=True)
     committed = _committed_batches(out_fs, layout, settings, sha, the_plan, job_id, parallelism)
     log.info("planned %d files (%d bytes) into %d mini-batches; %d already committed",
              len(the_plan.files), the_plan.total_bytes, len(the_plan.batches), len(committed))
     return Job(job_id, started, model_uri, model_path, spec, sha, input_uri, output_uri,
                the_plan, final, layout, settings, scoring, committed, mismatched, located,
                environment, record)
+
+
+def _output_layout(fs: Any, final: OutputLayout, settings: Settings, job_id: str,
+                   abandoned: list[OutputLayout]) -> OutputLayout:
+    """Where this run writes: the output itself; with overwrite, a staging folder beside it
+    that replaces it once this run has succeeded (a failed run leaves the old output intact);
+    with resume, the staging folder of an overwrite run that was interrupted, if there is one,
+    since that run is the one to finish."""
+    if settings.resume and abandoned:
+        log.warning("resuming the overwrite run that was interrupted in %s; its output "
+                    "replaces %s when it succeeds", abandoned[-1].root, final.uri)
+        return abandoned[-1]
+    if settings.overwrite and not settings.resume and not is_empty(fs, final.root):
+        return staging(final, job_id)
+    return final
 
 
 def _model_environment(model_path: str, settings: Settings) -> tuple[
@@ -211,17 +234,7 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
         with Progress(sc, len(todo)) as progress:
             task = functools.partial(_run_batches, shipped, layout, job.input_uri, scoring,
                                      settings.timeout, progress.counters)
-            # One partition per mini-batch, each holding its position in `todo`. A classic
-            # session runs them as an RDD: no SQL session or query planning (seconds, at start).
-            # Spark Connect has no RDDs: a DataFrame carries the positions there.
-            if sc is not None:
-                manifests_json = sc.parallelize(range(len(todo)), len(todo)).mapPartitions(
-                    functools.partial(_positions_task, todo, task)).collect()
-            else:
-                manifests_json = [r.manifest for r in spark.range(  # type: ignore[union-attr]
-                    len(todo), numPartitions=len(todo)).mapInArrow(
-                    functools.partial(_arrow_task, todo, task), "manifest string").collect()]
-        fresh = [json.loads(m) for m in manifests_json]
+            fresh = _run_tasks(spark, sc, todo, task, out_fs, layout)
     manifests = sorted([*committed.values(), *fresh], key=lambda m: m["batch"])
     sweep_temporary(out_fs, layout)
     manifests = fail_split_files(out_fs, layout, manifests, settings.bad_rows)
@@ -254,7 +267,8 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
         input_record={"uri": job.input_uri, "files": len(the_plan.files),
                       "bytes": the_plan.total_bytes, "mini_batches": len(the_plan.batches),
                       "listing_digest": the_plan.listing_digest,
-                      "unsupported_skipped": list(the_plan.skipped)},
+                      "unsupported_skipped": list(the_plan.skipped),
+                      "broken_links_skipped": list(the_plan.broken_links)},
         output=job.output_uri,
         settings=settings.to_dict(),
         manifests=manifests,
@@ -266,12 +280,70 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
                                "mismatches": [m.to_dict() for m in job.mismatched],
                                **environment}},
     )
+    record = redact_record(record)
     write_json(out_fs, layout.summary, record)
     if layout is not final:
         replace_dir(out_fs, layout.root, final.root)
     if threshold_error:
         raise threshold_error
     return record
+
+
+def _run_tasks(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], task: Any,
+               fs: Any, layout: OutputLayout) -> list[dict[str, Any]]:
+    """Run the mini-batches as Spark tasks and return their manifests.
+
+    When a mini-batch fails every attempt (a file that kills the Python worker), Spark aborts
+    the job. What was committed stays committed; the mini-batch Spark names is run again in
+    isolation (sparkscore.isolation: the file that kills its worker is found and recorded, the
+    rest scored), the others as before. Should the job fail again, every mini-batch still left
+    is isolated; a failure even then (not a file's fault: a full disk, a lost executor) is the
+    run's error.
+    """
+    isolated: set[int] = set()
+    pending, done = list(todo), []
+    while True:
+        try:
+            return done + _launch(spark, sc, pending, task, frozenset(isolated))
+        except Exception as e:
+            committed = read_manifests(fs, layout)
+            done += [committed[b.index] for b in pending if b.index in committed]
+            pending = [b for b in pending if b.index not in committed]
+            suspects = {b.index for b in pending} - isolated
+            if not suspects:
+                raise
+            named = _failed_batch(e, pending)
+            if named is not None and named in suspects and not isolated:
+                suspects = {named}
+            isolated |= suspects
+            log.warning("mini-batch(es) %s failed every attempt (%s); scoring them again with "
+                        "their files isolated, so that a file that kills its worker fails alone",
+                        ", ".join(map(str, sorted(suspects))), _first_line(e))
+
+
+def _launch(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], task: Any,
+            isolated: frozenset[int]) -> list[dict[str, Any]]:
+    """One partition per mini-batch, each holding its position in `todo`. A classic session
+    runs them as an RDD: no SQL session or query planning (seconds, at start). Spark Connect
+    has no RDDs: a DataFrame carries the positions there."""
+    run = functools.partial(task, isolated)
+    if sc is not None:
+        manifests_json = sc.parallelize(range(len(todo)), len(todo)).mapPartitions(
+            functools.partial(_positions_task, todo, run)).collect()
+    else:
+        manifests_json = [r.manifest for r in spark.range(  # type: ignore[union-attr]
+            len(todo), numPartitions=len(todo)).mapInArrow(
+            functools.partial(_arrow_task, todo, run), "manifest string").collect()]
+    return [json.loads(m) for m in manifests_json]
+
+
+def _failed_batch(error: BaseException, todo: list[MiniBatch]) -> int | None:
+    """The mini-batch whose task made Spark abort the job, from Spark's message
+    ("Task 3 in stage 0.0 failed 4 times"), when it says."""
+    m = re.search(r"Task (\d+) in stage [\d.]+ failed", str(error))
+    if m is None or int(m.group(1)) >= len(todo):
+        return None
+    return todo[int(m.group(1))].index
 
 
 def _shipping_record(built: BuiltEnvironment, shipped: ShippedEnvironment) -> dict[str, Any]:
@@ -381,9 +453,13 @@ def _arrow_task(todo: list[MiniBatch], task: Any,
 
 
 def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spec: ScoringSpec,
-                 timeout: float | None, counters: Counters | None,
+                 timeout: float | None, counters: Counters | None, isolated: frozenset[int],
                  items: Iterator[tuple[int, MiniBatch]]) -> Iterator[dict[str, Any]]:
-    """What each Spark task runs over its one mini-batch (top level, so workers import it)."""
+    """What each Spark task runs over its one mini-batch (top level, so workers import it).
+
+    A mini-batch in `isolated` failed every attempt before: its files are scored in forked
+    children (sparkscore.isolation), so that one that kills its worker fails alone.
+    """
     in_fs, _ = resolve(input_uri)
     out_fs = layout.filesystem()
     for _, batch in items:
@@ -395,12 +471,16 @@ def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, sp
             return buffers[-1]
 
         with alarm(timeout, batch):
-            result = score_batch(in_fs, batch, model, spec, sink_for)
+            if batch.index in isolated:
+                result = score_isolated(in_fs, batch, shipped.load, spec, sink_for)
+            else:
+                result = score_batch(in_fs, batch, model, spec, sink_for)
         context = TaskContext.get()
         manifest = commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
             "attempt": context.attemptNumber() if context else 0,
             "worker": f"{os.uname().nodename}:{os.getpid()}",
             "model_loads": LOADS.get(shipped.sha256, 0),
+            "isolated": batch.index in isolated,
         })
         if counters is not None:
             counters.add(manifest)

@@ -682,12 +682,15 @@ def score_batch(
     except BatchTimeoutError as e:
         for state in states:
             state.sink.discard()
-        timed_out = []
-        for file in batch.files:
-            r = FileResult(file.name, rows_read=_rows_in(fs, file))
-            timed_out.append(_fail(r, _NoSink(), e, "timeout"))
-        return BatchResult(batch.index, timed_out)
+        return BatchResult(batch.index, [failed_file(fs, f, e, "timeout") for f in batch.files])
     return BatchResult(batch.index, [state.finish() for state in states])
+
+
+def failed_file(fs: pafs.FileSystem, file: InputFile, error: BaseException,
+                stage: str) -> FileResult:
+    """A file that failed whole from outside its own reading (a timeout, a worker that died):
+    one record, and its rows still count as failed, so the row accounting stays whole."""
+    return _fail(FileResult(file.name, rows_read=_rows_in(fs, file)), _NoSink(), error, stage)
 
 
 def _rows_in(fs: pafs.FileSystem, file: InputFile) -> int:

@@ -19,7 +19,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -368,17 +368,22 @@ def _csv_ready(table: pa.Table) -> pa.Table:
 
 
 def prepare_output(fs: pafs.FileSystem, layout: OutputLayout, *, overwrite: bool,
-                   resume: bool) -> None:
-    """Refuse to clobber an existing output unless the user said overwrite or resume."""
+                   resume: bool, interrupted: bool = False) -> None:
+    """Refuse to clobber an existing output unless the user said overwrite or resume.
+
+    `interrupted`: an overwrite run into this output left its staging folder, which resume
+    finishes."""
     info = fs.get_file_info(layout.root)
     if info.type == pafs.FileType.File:
         raise OutputError(path=layout.uri, reason="is a file; --output must be a folder.")
     if not overwrite and not resume and not is_empty(fs, layout.root):
+        finish = ("set resume: true to finish the overwrite run into it that was interrupted"
+                  if interrupted else "set resume: true to finish that run")
         raise OutputError(
             path=layout.uri,
-            reason="already exists and is not empty; nothing was touched. Choose a new "
-            "output folder, or set resume: true to finish that run, or overwrite: true "
-            "to replace it once this run succeeds.",
+            reason=f"already exists and is not empty; nothing was touched. Choose a new "
+            f"output folder, or {finish}, or overwrite: true to replace it once this run "
+            "succeeds.",
         )
     fs.create_dir(layout.root, recursive=True)
 
@@ -388,6 +393,27 @@ def is_empty(fs: pafs.FileSystem, path: str) -> bool:
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         return True
     return not fs.get_file_info(pafs.FileSelector(path))
+
+
+def staging(layout: OutputLayout, job_id: str) -> OutputLayout:
+    """Where an overwrite run writes, beside the output it replaces once it has succeeded."""
+    parent, name = layout.root.rsplit("/", 1)
+    return replace(layout, root=f"{parent}/.{name}.sparkscore-{job_id}")
+
+
+def abandoned_staging(fs: pafs.FileSystem, layout: OutputLayout) -> list[OutputLayout]:
+    """Staging folders of overwrite runs into `layout` that never finished, oldest first.
+
+    A finished run moves its staging folder into place, so any still here was left by a run
+    that was killed or failed; job ids start with their start time, so names sort by age.
+    """
+    parent, name = layout.root.rsplit("/", 1)
+    prefix = f".{name}.sparkscore-"
+    if fs.get_file_info(parent).type != pafs.FileType.Directory:
+        return []
+    found = sorted(e.base_name for e in fs.get_file_info(pafs.FileSelector(parent))
+                   if e.type == pafs.FileType.Directory and e.base_name.startswith(prefix))
+    return [replace(layout, root=f"{parent}/{base}") for base in found]
 
 
 def replace_dir(fs: pafs.FileSystem, source: str, target: str) -> None:

@@ -367,7 +367,9 @@ def chaos_model(where: Path, **config: object) -> Path:
     - `sleep`: seconds to sleep in every predict call;
     - `die_on`: a value of column `a` on which predict kills its own Python worker
       (`os._exit`), once: it first creates the file `marker`, and never dies while it exists;
-    - `hang_on`: a value of `a` on which predict sleeps for an hour.
+    - `hang_on`: a value of `a` on which predict sleeps for an hour;
+    - `crash_on`: a value of `a` on which predict kills its Python worker every time, with the
+      signal `crash_signal` (e.g. 11, SIGSEGV) or, without one, `os._exit(3)`.
     Otherwise it predicts a * 2 + b.
     """
     path = where / "chaos_model"
@@ -394,6 +396,10 @@ def chaos_model(where: Path, **config: object) -> Path:
                     os._exit(1)
                 if "hang_on" in c and c["hang_on"] in values:
                     time.sleep(3600)
+                if "crash_on" in c and c["crash_on"] in values:
+                    if c.get("crash_signal"):
+                        os.kill(os.getpid(), c["crash_signal"])
+                    os._exit(3)
                 return data["a"].to_numpy() * 2 + data["b"].to_numpy()
 
 

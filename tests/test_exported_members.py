@@ -31,6 +31,7 @@ def test_exported_members_are_pinned():
         "TensorShapeError",
         "UnsupportedInputError",
         "UntrustedTypeError",
+        "WorkerDiedError",
         "__version__",
         "load_model",
         "score",

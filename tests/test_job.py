@@ -353,6 +353,85 @@ def test_job_resume_with_another_model_is_refused(spark, zoo, mixed, parquet_run
     pd.testing.assert_frame_equal(predictions(copy), predictions(out))
 
 
+@pytest.mark.parametrize("where", ["same", "parent", "recursive-inside"])
+def test_job_never_overwrites_or_rereads_its_input_whatever_overwrite_says(
+        spark, zoo, tmp_path, where):
+    data = tmp_path / "p" / "data"
+    for name in TOP:
+        write(data, name, MIXED[name])
+    before = {p: p.read_bytes() for p in data.rglob("*")}
+    output = {"same": data, "parent": tmp_path / "p", "recursive-inside": data / "scored"}[where]
+    for overwrite, resume in ((True, False), (False, True), (False, False)):
+        with pytest.raises(OutputError) as info:
+            score(spark, zoo.lr_skops, data, output, overwrite=overwrite, resume=resume,
+                  recursive=where == "recursive-inside")
+        assert f"the input {data}" in str(info.value)
+        assert {p: p.read_bytes() for p in data.rglob("*")} == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def test_job_may_write_inside_its_input_when_listing_never_goes_there(spark, zoo, tmp_path):
+    data = tmp_path / "data"
+    write(data, "one.csv", MIXED["one.csv"])
+    score(spark, zoo.lr_skops, data, data / "scored")
+    again = score(spark, zoo.lr_skops, data, data / "scored", overwrite=True)
+    assert (again["files_total"], again["rows_scored"]) == (1, 6)
+
+
+def interrupted_overwrite(spark, zoo, mixed, tmp_path) -> tuple[Path, Path, dict]:
+    """An output, and beside it the staging folder of an overwrite run killed after its first
+    mini-batch committed (as a kill leaves it: no summary, later manifests missing)."""
+    out = tmp_path / "out"
+    old = score(spark, zoo.lr_skops, mixed / "one.csv", out)
+    staged = tmp_path / ".out.sparkscore-20240101T000000-0badcafe"
+    score(spark, zoo.lr_skops, mixed, staged, passthrough_columns=["id"], mini_batch_size=1)
+    for manifest in sorted((staged / "_manifest").iterdir())[1:]:
+        manifest.unlink()
+    (staged / "_summary.json").unlink()
+    return out, staged, old
+
+
+def test_job_resume_finishes_an_interrupted_overwrite_run_and_says_so(
+        spark, zoo, mixed, mlflow_predictions, tmp_path, caplog):
+    out, staged, _ = interrupted_overwrite(spark, zoo, mixed, tmp_path)
+    with caplog.at_level("WARNING", logger="sparkscore"):
+        summary = score(spark, zoo.lr_skops, mixed, out, passthrough_columns=["id"],
+                        mini_batch_size=1, resume=True)
+    assert f"resuming the overwrite run that was interrupted in {staged}; its output " \
+        f"replaces {out} when it succeeds" in caplog.messages
+    assert (summary["files_skipped"], summary["files_total"]) == (1, 4)
+    rows = list(predictions(out).itertuples(index=False, name=None))
+    assert rows == expected_rows(TOP, mlflow_predictions, mixed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_job_overwrite_removes_an_abandoned_staging_folder_and_says_so(
+        spark, zoo, mixed, tmp_path, caplog):
+    out, staged, _ = interrupted_overwrite(spark, zoo, mixed, tmp_path)
+    with pytest.raises(OutputError) as info:
+        score(spark, zoo.lr_skops, mixed, out)
+    assert "set resume: true to finish the overwrite run into it that was interrupted" in \
+        str(info.value)
+    with caplog.at_level("WARNING", logger="sparkscore"):
+        summary = score(spark, zoo.lr_skops, mixed / "two.csv", out, overwrite=True)
+    assert f"removed {staged}: the staging folder of an overwrite run that did not finish" in \
+        caplog.messages
+    assert summary["rows_scored"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_job_summary_never_records_credentials_of_a_uri(spark, zoo, mixed, tmp_path):
+    out = tmp_path / "out"
+    summary = score(spark, zoo.lr_skops, f"file://user:hunter2@{mixed}/one.csv".replace(
+        "file://user:hunter2@", "file://"), f"{out}")
+    assert summary["rows_scored"] == 6
+    from sparkscore.storage import redact_record
+
+    record = {"input": {"uri": "s3://AKIA:hunter2@bucket/in?secret_key=hunter2&region=x"}}
+    assert redact_record(record) == {
+        "input": {"uri": "s3://***@bucket/in?secret_key=***&region=x"}}
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad inputs become error records
 

@@ -148,3 +148,38 @@ def test_unusable_model_is_one_error_line(tmp_path, bad):
         "directory (the folder that holds the MLmodel file)."
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_kills_its_worker_every_time_fails_alone_and_the_job_finishes(tmp_path):
+    expected = write_inputs(tmp_path / "in", files=6, rows=10, special={3: 666.0})
+    for r in range(10):
+        del expected[("part-03.csv", r)]
+    model = chaos_model(tmp_path, crash_on=666.0, crash_signal=int(signal.SIGSEGV))
+    out = tmp_path / "out"
+    args = ["--model", str(model), "--input", str(tmp_path / "in"), "--output", str(out),
+            "--set", "mini_batch_size=3", "--set", "max_retries=1"]
+
+    done = submit(*args)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert predictions(out) == expected
+    records = pq.read_table(out / "errors").to_pylist()
+    assert [(e["file_name"], e["row"], e["stage"], e["error_type"]) for e in records] == [
+        ("part-03.csv", None, "predict", "WorkerDiedError")]
+    assert "died (killed by signal 11, SIGSEGV)" in records[0]["message"]
+    summary = json.loads((out / "_summary.json").read_text())
+    assert (summary["status"], summary["files_failed"], summary["rows_scored"],
+            summary["rows_failed"]) == ("succeeded", 1, 50, 10)
+    manifest = json.loads((out / "_manifest" / "batch-00001.json").read_text())
+    assert manifest["isolated"] is True
+    assert json.loads((out / "_manifest" / "batch-00000.json").read_text())["isolated"] is False
+
+    again = submit(*args, "--set", "resume=true")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert predictions(out) == expected
+
+    strict = submit(*args[:-6], "--output", str(tmp_path / "strict"), "--set",
+                    "error_threshold=0", "--set", "max_retries=0")
+    assert strict.returncode == 3
+    assert strict.stdout.strip().splitlines()[-1].startswith(
+        "error: error_threshold exceeded")

@@ -11,11 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 from pyarrow.fs import LocalFileSystem
 
-from sparkscore.errors import InputError, SettingsError, UnsupportedInputError
+from sparkscore.errors import InputError, OutputError, SettingsError, UnsupportedInputError
 from sparkscore.planner import (
     InputFile,
     MiniBatch,
     Plan,
+    check_output_apart,
     group,
     list_input,
     plan,
@@ -46,14 +47,18 @@ def test_planner_lists_folder_sorted_with_names_sizes_and_kinds(tmp_path: Path) 
     a = write_parquet(tmp_path / "a.parquet")
     c = write_csv(tmp_path / "c.csv", rows=1)
 
-    fs, root, files, skipped = list_input(str(tmp_path))
+    listing = list_input(str(tmp_path))
+    fs = listing.fs
+    root = listing.root
+    files = listing.files
+    skipped = listing.unsupported
 
     assert isinstance(fs, LocalFileSystem)
     assert root == str(tmp_path)
     assert names_and_sizes(files) == [("a.parquet", a), ("b.csv", b), ("c.csv", c)]
     assert [f.kind for f in files] == ["parquet", "csv", "csv"]
     assert [f.path for f in files] == [str(tmp_path / n) for n in ("a.parquet", "b.csv", "c.csv")]
-    assert skipped == []
+    assert skipped == ()
 
 
 def test_planner_skips_hidden_and_underscore_files_and_folders(tmp_path: Path) -> None:
@@ -65,9 +70,11 @@ def test_planner_skips_hidden_and_underscore_files_and_folders(tmp_path: Path) -
     write_csv(tmp_path / ".staging" / "part-2.csv")
 
     for recursive in (False, True):
-        _, _, files, skipped = list_input(str(tmp_path), recursive=recursive)
+        listing = list_input(str(tmp_path), recursive=recursive)
+        files = listing.files
+        skipped = listing.unsupported
         assert names_and_sizes(files) == [("part-0.csv", size)]
-        assert skipped == []
+        assert skipped == ()
 
 
 def test_planner_reads_nested_folders_only_with_recursive(tmp_path: Path) -> None:
@@ -75,8 +82,10 @@ def test_planner_reads_nested_folders_only_with_recursive(tmp_path: Path) -> Non
     nested = write_csv(tmp_path / "sub" / "x.csv", rows=4)
     deeper = write_parquet(tmp_path / "sub" / "deeper" / "y.pqt")
 
-    _, _, flat, _ = list_input(str(tmp_path))
-    _, _, deep, _ = list_input(str(tmp_path), recursive=True)
+    listing = list_input(str(tmp_path))
+    flat = listing.files
+    listing = list_input(str(tmp_path), recursive=True)
+    deep = listing.files
 
     assert names_and_sizes(flat) == [("a.csv", top)]
     assert names_and_sizes(deep) == [
@@ -91,11 +100,13 @@ def test_planner_accepts_a_single_file(tmp_path: Path) -> None:
     size = write_parquet(tmp_path / "in" / "only.parquet")
     write_csv(tmp_path / "in" / "other.csv")
 
-    _, root, files, _ = list_input(str(tmp_path / "in" / "only.parquet"))
+    listing = list_input(str(tmp_path / "in" / "only.parquet"))
+    root = listing.root
+    files = listing.files
 
     assert root == str(tmp_path / "in")
     path = str(tmp_path / "in" / "only.parquet")
-    assert files == [InputFile(path=path, name="only.parquet", size=size, kind="parquet")]
+    assert files == (InputFile(path=path, name="only.parquet", size=size, kind="parquet"),)
 
 
 def test_planner_accepts_a_glob_relative_to_its_folder(tmp_path: Path) -> None:
@@ -105,11 +116,14 @@ def test_planner_accepts_a_glob_relative_to_its_folder(tmp_path: Path) -> None:
     (tmp_path / "in" / "notes.txt").write_text("not matched, so not reported")
     write_csv(tmp_path / "in" / "sub" / "d.csv")
 
-    _, root, files, skipped = list_input(str(tmp_path / "in" / "*.csv"))
+    listing = list_input(str(tmp_path / "in" / "*.csv"))
+    root = listing.root
+    files = listing.files
+    skipped = listing.unsupported
 
     assert root == str(tmp_path / "in")
     assert names_and_sizes(files) == [("a.csv", a), ("b.csv", b)]
-    assert skipped == []
+    assert skipped == ()
 
 
 def test_planner_glob_over_folders_reads_matched_folders(tmp_path: Path) -> None:
@@ -117,7 +131,8 @@ def test_planner_glob_over_folders_reads_matched_folders(tmp_path: Path) -> None
     feb = write_parquet(tmp_path / "date=2024-02" / "p.parquet")
     write_csv(tmp_path / "date=2023-12" / "p.csv")
 
-    _, _, files, _ = list_input(str(tmp_path / "date=2024-*"))
+    listing = list_input(str(tmp_path / "date=2024-*"))
+    files = listing.files
 
     assert names_and_sizes(files) == [("date=2024-01/p.csv", jan), ("date=2024-02/p.parquet", feb)]
 
@@ -125,7 +140,10 @@ def test_planner_glob_over_folders_reads_matched_folders(tmp_path: Path) -> None
 def test_planner_accepts_file_uri(tmp_path: Path) -> None:
     size = write_csv(tmp_path / "a.csv")
 
-    fs, root, files, _ = list_input(tmp_path.as_uri())
+    listing = list_input(tmp_path.as_uri())
+    fs = listing.fs
+    root = listing.root
+    files = listing.files
 
     assert isinstance(fs, LocalFileSystem)
     assert root == str(tmp_path)
@@ -155,7 +173,8 @@ def test_planner_recognises_pqt_and_upper_case_extensions(tmp_path: Path) -> Non
     write_csv(tmp_path / "B.CSV")
     write_parquet(tmp_path / "c.PARQUET")
 
-    _, _, files, _ = list_input(str(tmp_path))
+    listing = list_input(str(tmp_path))
+    files = listing.files
 
     assert [(f.name, f.kind) for f in files] == [
         ("B.CSV", "csv"),
@@ -293,7 +312,8 @@ def test_planner_reads_a_root_inside_hidden_folders(tmp_path: Path) -> None:
     root = tmp_path / ".cache" / "_staging"
     size = write_csv(root / "a.csv")
 
-    _, _, files, _ = list_input(str(root))
+    listing = list_input(str(root))
+    files = listing.files
 
     assert names_and_sizes(files) == [("a.csv", size)]
 
@@ -350,12 +370,14 @@ def test_planner_lists_images_next_to_tables_each_by_its_kind(tmp_path: Path) ->
         (tmp_path / name).write_bytes(b"pixels")
     write_csv(tmp_path / "g.csv")
 
-    _, _, files, skipped = list_input(str(tmp_path))
+    listing = list_input(str(tmp_path))
+    files = listing.files
+    skipped = listing.unsupported
 
     assert [(f.name, f.kind) for f in files] == [
         ("a.png", "image"), ("b.JPG", "image"), ("c.jpeg", "image"), ("d.tiff", "image"),
         ("e.bmp", "image"), ("f.gif", "image"), ("g.csv", "csv")]
-    assert skipped == []
+    assert skipped == ()
 
 
 def test_planner_auto_spreads_many_small_images_over_every_core(tmp_path: Path) -> None:
@@ -369,3 +391,107 @@ def test_planner_auto_spreads_many_small_images_over_every_core(tmp_path: Path) 
     # fills both slots.
     assert [len(b.files) for b in result.batches] == [50] * 8
     assert result.total_bytes == 400 * 300
+
+
+def test_planner_lists_each_real_file_once_through_a_symlink_cycle(tmp_path: Path) -> None:
+    size = write_csv(tmp_path / "in" / "a.csv", rows=100)
+    write_csv(tmp_path / "in" / "sub" / "b.csv")
+    (tmp_path / "in" / "loop").symlink_to(".")
+    (tmp_path / "in" / "sub" / "up").symlink_to("..")
+    (tmp_path / "in" / "sub" / "again").symlink_to(tmp_path / "in" / "sub")
+
+    listing = list_input(str(tmp_path / "in"), recursive=True)
+
+    assert names_and_sizes(listing.files) == [("a.csv", size), ("sub/b.csv", listing.files[1].size)]
+    assert listing.broken_links == ()
+
+
+def test_planner_follows_a_symlinked_folder_once_preferring_real_paths(tmp_path: Path) -> None:
+    write_csv(tmp_path / "in" / "z-real" / "x.csv")
+    write_csv(tmp_path / "elsewhere" / "y.csv")
+    (tmp_path / "in" / "a-link").symlink_to(tmp_path / "in" / "z-real")
+    (tmp_path / "in" / "outside").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "in" / "x-again.csv").symlink_to(tmp_path / "in" / "z-real" / "x.csv")
+    (tmp_path / "in" / "y-link.csv").symlink_to(tmp_path / "elsewhere" / "y.csv")
+
+    deep = list_input(str(tmp_path / "in"), recursive=True)
+    flat = list_input(str(tmp_path / "in"))
+
+    assert [f.name for f in deep.files] == ["outside/y.csv", "z-real/x.csv"]
+    assert [f.name for f in flat.files] == ["x-again.csv", "y-link.csv"]
+
+
+def test_planner_names_a_dangling_symlink_and_skips_it(tmp_path: Path, caplog) -> None:
+    write_csv(tmp_path / "in" / "a.csv")
+    (tmp_path / "in" / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+
+    with caplog.at_level("WARNING", logger="sparkscore"):
+        result = plan(str(tmp_path / "in"))
+
+    assert [f.name for f in result.files] == ["a.csv"]
+    assert result.broken_links == ("gone.csv",)
+    assert caplog.messages == [
+        "skipped gone.csv: it is a symbolic link to a file that does not exist"]
+
+    (tmp_path / "in" / "a.csv").unlink()
+    with pytest.raises(InputError) as info:
+        plan(str(tmp_path / "in"))
+    assert "(1 symbolic link(s) to nothing: gone.csv)" in str(info.value)
+
+
+@pytest.mark.parametrize("output, how", [
+    ("p/data", "is"), ("p/data/", "is"), ("p", "contains"), ("p/data/sub/..", "is"),
+    ("link", "is"), ("file://{tmp}/p", "contains"), ("{tmp}", "contains"),
+])
+def test_planner_refuses_an_output_that_is_or_contains_the_input(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, how: str) -> None:
+    write_csv(tmp_path / "p" / "data" / "a.csv")
+    (tmp_path / "link").symlink_to(tmp_path / "p" / "data")
+    monkeypatch.chdir(tmp_path)
+    output = output.format(tmp=tmp_path)
+
+    for given in ("p/data", "p/data/*.csv", f"file://{tmp_path}/p/data"):
+        for recursive in (False, True):
+            with pytest.raises(OutputError) as info:
+                check_output_apart(given, output, recursive=recursive)
+            assert info.value.path == output
+            assert info.value.reason.startswith(f"{how} the input {given}")
+            assert "nothing was touched" in info.value.reason
+
+
+def test_planner_refuses_an_output_inside_the_input_only_where_listing_reaches(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_csv(data / "a.csv")
+    inside = str(data / "scored")
+
+    check_output_apart(str(data), inside, recursive=False)  # users do this: allowed
+    check_output_apart(str(data), str(data / "_scored"), recursive=True)  # never listed
+    check_output_apart(str(data / "*.csv"), inside, recursive=True)  # the glob stops at files
+    check_output_apart(str(data / "x*" / "*.csv"), inside, recursive=False)
+    for given, recursive, why in [
+        (str(data), True, "recursive: true"),
+        (str(data / "*"), False, "the glob '*'"),
+        (str(data / "s*" / "*"), False, "the glob 's*/*'"),
+        (str(data / "*.csv"), False, "the glob '*.csv'"),  # a folder named out.csv is walked
+    ]:
+        output = str(data / "out.csv") if given.endswith(".csv") else inside
+        with pytest.raises(OutputError) as info:
+            check_output_apart(given, output, recursive=recursive)
+        assert str(info.value) == (
+            f"{output}: lies inside the input {given}; nothing was touched, since sparkscore "
+            f"never writes where it reads. Listing with {why} would read this run's output as "
+            "input. Choose an output folder outside the input, or one whose name starts with "
+            "'_' (never listed).")
+
+
+def test_planner_keeps_uri_query_options_and_does_not_take_them_for_a_glob() -> None:
+    from sparkscore.planner import _split_glob
+    from sparkscore.storage import split_query
+
+    uri = "s3://bucket/in/*.csv?endpoint_override=localhost:9000&scheme=http"
+    path, query = split_query(uri)
+    assert (path, query) == ("s3://bucket/in/*.csv", "?endpoint_override=localhost:9000&scheme=http")
+    assert _split_glob(path) == ("s3://bucket/in", "*.csv")
+    assert split_query("s3://bucket/in/data?.csv") == ("s3://bucket/in/data?.csv", "")
+    assert split_query("/local/a?b=c") == ("/local/a?b=c", "")

@@ -204,7 +204,9 @@ def test_readers_refuse_a_csv_that_is_not_utf8_even_in_an_undeclared_column(tmp_
     from sparkscore.readers import read_batches
 
     (tmp_path / "latin1.csv").write_bytes(b"a,b,note\n1.0,2,caf\xe9\n")
-    fs, _, files, _ = list_input(str(tmp_path))
+    listing = list_input(str(tmp_path))
+    fs = listing.fs
+    files = listing.files
     with pytest.raises(ReadError) as err:
         list(read_batches(fs, files[0], batch_rows=10))
     assert str(err.value) == (

@@ -78,3 +78,17 @@ def test_storage_job_reads_model_and_input_and_writes_output_on_s3(spark, s3):
                                                        rel=1e-12)
     assert summary["model"]["uri"] == "s3://models/diabetes"
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+
+def test_storage_uri_options_survive_and_credentials_are_never_recorded(spark, s3, caplog):
+    endpoint = os.environ["AWS_ENDPOINT_URL"].removeprefix("http://")
+    options = f"?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+    given = f"s3://testing:sekrit-value@data/visits/*.csv{options}"
+    with caplog.at_level("INFO", logger="sparkscore"):
+        summary = sparkscore.score(spark, "s3://models/diabetes", given,
+                                   f"s3://testing:sekrit-value@data/redacted{options}")
+    assert (summary["files_total"], summary["rows_scored"]) == (2, 150)  # the two CSVs
+    text = s3.open_input_stream("data/redacted/_summary.json").read().decode()
+    assert "sekrit" not in text and "sekrit" not in repr(summary)
+    assert f"s3://***@data/visits/*.csv{options}" in text
+    assert caplog.messages and not [m for m in caplog.messages if "sekrit" in m]
