@@ -13,10 +13,12 @@ task's worker, which already holds the loaded model.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pickle
 import shutil
 import signal
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Sequence
@@ -35,6 +37,7 @@ from sparkscore.writers import SpillBuffer
 # A child that fails with a Python exception (not a crash) exits with this status after writing
 # the exception to its folder.
 _RAISED = 70
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ def _in_child(fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: Scoring
     if pid == 0:  # the child: score, write, and leave without running the worker's exit code
         status = 0
         try:
+            _die_with_parent()
             _score_and_write(fs, batch, model, spec, where)
         except BaseException as e:  # reported to the parent through the folder
             with open(os.path.join(where, "raised.txt"), "w") as f:
@@ -137,6 +141,13 @@ def _in_child(fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: Scoring
             files: list[FileResult] = pickle.load(f)
         return files, [os.path.join(where, f"part-{i}.arrow") for i in range(len(files))]
     return _Died(_how(status, os.path.join(where, "raised.txt")))
+
+
+def _die_with_parent() -> None:
+    """A child must not outlive the worker that forked it (a task Spark killed): on Linux the
+    kernel sends it SIGKILL when its parent dies."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _score_and_write(fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: ScoringSpec,

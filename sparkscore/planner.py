@@ -210,16 +210,16 @@ def check_output_apart(input_uri: str, output_uri: str, *, recursive: bool) -> N
     folder, pattern = _split_glob(path)
     source, target = place(folder), place(output_uri)
 
-    def refuse(how: str, advice: str) -> OutputError:
+    def refuse(how: str, advice: str, why: str = "") -> OutputError:
         shown = f"{input_uri} ({source.path})" if source.path not in input_uri else input_uri
-        return OutputError(path=output_uri, reason=f"{how} the input {shown}; nothing was "
+        return OutputError(path=output_uri, reason=f"{how} the input {shown}{why}; nothing was "
                            f"touched, since sparkscore never writes where it reads. {advice}")
 
     outside = "Choose an output folder outside the input."
     if target == source:
         raise refuse("is", outside)
     if target.contains(source):
-        raise refuse("contains", f"{outside} (overwrite would delete the input.)")
+        raise refuse("contains", outside, ", so replacing it would delete the input")
     if not source.contains(target):
         return
     parts = target.path[len(source.path.rstrip("/")) + 1:].split("/")
