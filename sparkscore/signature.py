@@ -5,6 +5,21 @@ signature written by mlflow reads back unchanged. Conversion follows mlflow's sa
 value by value: a conversion is allowed when no value changes (int -> long, int -> double below
 2**53, a whole float -> long, a numeric string -> double) and refused, naming the row and the
 value, when one would.
+
+Two kinds of value carry more than a float64 or pandas' default timestamp can, so each is judged
+exactly rather than through them:
+- A decimal (Parquet/Arrow `decimal128`/`decimal256`, Spark `DecimalType`; pandas holds them as
+  `decimal.Decimal`) becomes a double or float only when the float reads back as the decimal: its
+  shortest spelling (what Python, Java and Spark print) equals the decimal at the decimal's
+  scale. 12.34 survives, in decimal(4, 2) as in decimal(38, 20); 2**53 + 1 and
+  0.10000000000000000001 do not. It becomes an integer or long only when it is whole and in
+  range. Strings to integers are judged on their exact value the same way.
+- The signature's datetime type is what mlflow hands a model: `datetime64[ns]`, which holds
+  1677-09-21 00:12:43.145224193 to 2262-04-11 23:47:16.854775807. A timestamp, date or date
+  string in that range reaches the model with its exact value whatever its unit; one outside it
+  (year 9999, year 1) fails its own row, naming the value; a timezone-aware one fails its own
+  row as mlflow refuses it. Without a datetime spec nothing is converted: a column keeps the unit
+  Arrow read it with, so a year-9999 value reaches a model without a signature as it is.
 """
 
 from __future__ import annotations
@@ -317,11 +332,12 @@ def conform(
     columns: dict[Any, Any] = {}
     for source, target, spec in pairs:
         assert isinstance(spec, ColSpec)
-        converted, col_bad, expected, reason = _convert(data[source], spec.type)
+        converted, col_bad, expected, reasons = _convert(data[source], spec.type)
         columns[target] = converted
         if col_bad is not None and col_bad.any():
             for i in np.flatnonzero(col_bad & ~bad):
                 value = data[source].iloc[i]
+                reason = reasons.get(int(i))
                 first_error[int(i)] = SchemaEnforcementError(
                     file=file,
                     row=row_offset + int(i),
@@ -382,45 +398,79 @@ _INT_RANGE = {
 
 def _convert(
     values: pd.Series, t: ColumnType
-) -> tuple[Any, np.ndarray | None, str, str | None]:
-    """Convert one column; return (values, bad-row mask or None, type name, reason for bad)."""
+) -> tuple[Any, np.ndarray | None, str, dict[int, str]]:
+    """Convert one column; return (values, bad-row mask or None, type name, the reason for each
+    bad row that has one more precise than "cannot be converted safely")."""
     if not isinstance(t, DataType):
-        return values, None, _type_name(t), None
+        return values, None, _type_name(t), {}
     name = t.value
     dtype = values.dtype
     if t in (DataType.integer, DataType.long):
-        return (*_to_int(values, t), name, None)
+        return (*_to_int(values, t), name, {})
     if t in (DataType.float, DataType.double):
-        return (*_to_float(values, t), name, None)
+        return (*_to_float(values, t), name, {})
     if t is DataType.string:
         if isinstance(dtype, pd.StringDtype):
-            return values, None, name, None
+            return values, None, name, {}
         if dtype == object:
             nonstr = values.map(lambda v: not (isinstance(v, str) or _missing(v)))
             mask = nonstr.to_numpy(dtype=bool)
-            return values, (mask if mask.any() else None), name, None
+            return values, (mask if mask.any() else None), name, {}
         mask = values.notna().to_numpy(dtype=bool)
-        return values, (mask if mask.any() else None), name, None
+        return values, (mask if mask.any() else None), name, {}
     if t is DataType.boolean:
         if dtype == bool or isinstance(dtype, pd.BooleanDtype):
-            return values, None, name, None
+            return values, None, name, {}
         if dtype == object:
             bad = values.map(lambda v: not (_missing(v) or isinstance(v, (bool, np.bool_))))
             mask = bad.to_numpy(dtype=bool)
-            return values, (mask if mask.any() else None), name, None
-        return values, values.notna().to_numpy(dtype=bool), name, None
+            return values, (mask if mask.any() else None), name, {}
+        return values, values.notna().to_numpy(dtype=bool), name, {}
     if t is DataType.datetime:
-        if dtype.kind == "M":
-            try:
-                return values.astype("datetime64[ns]"), None, name, None
-            except (TypeError, ValueError):
-                return values, np.ones(len(values), dtype=bool), name, (
-                    "which is not a timezone-naive datetime."
-                )
-        if dtype.kind in "iufcb" or isinstance(dtype, pd.BooleanDtype):
-            # pandas would read numbers as nanoseconds since 1970; mlflow refuses them too.
-            return values, values.notna().to_numpy(dtype=bool), name, None
-        numbers = None
+        converted, bad, reasons = _to_datetime64(values)
+        return converted, bad, name, reasons
+    if t is DataType.binary:
+        if dtype == object:
+            bad = values.map(lambda v: not (_missing(v) or isinstance(v, (bytes, bytearray))))
+            mask = bad.to_numpy(dtype=bool)
+            return values, (mask if mask.any() else None), name, {}
+        return values, np.ones(len(values), dtype=bool), name, {}
+    raise AssertionError(t)
+
+
+# What mlflow gives a model for a datetime spec; pandas' Timestamp.min and max are its range.
+_DATETIME = np.dtype("datetime64[ns]")
+_NAT = np.datetime64("NaT", "ns")
+_AWARE_REASON = "which is not a timezone-naive datetime."
+_RANGE_REASON = (
+    f"which is outside the range of the signature's datetime type (datetime64[ns]: "
+    f"{pd.Timestamp.min} to {pd.Timestamp.max})."
+)
+# How each value of a datetime column fared.
+_HELD, _UNREAD, _AWARE, _OUT_OF_RANGE = 0, 1, 2, 3
+
+
+def _to_datetime64(values: pd.Series) -> tuple[pd.Series, np.ndarray | None, dict[int, str]]:
+    """A column as datetime64[ns], exact; each value it cannot hold is a bad row of its own.
+
+    mlflow casts the whole column and fails it whole; here a year-9999 value (which Arrow and
+    pandas read at microseconds) fails only its row, and a timezone-aware value fails as not
+    naive, whatever else the column holds.
+    """
+    dtype = values.dtype
+    n = len(values)
+    status = np.full(n, _HELD, dtype=np.int8)
+    if dtype.kind == "M" and getattr(values.dt, "tz", None) is not None:
+        status[values.notna().to_numpy(dtype=bool)] = _AWARE
+        ns = np.full(n, _NAT)
+    elif dtype.kind == "M" and values.to_numpy().dtype.kind == "M":
+        ns, out = _as_ns(values.to_numpy())
+        status[out] = _OUT_OF_RANGE
+    elif dtype.kind in "iufcb" or isinstance(dtype, pd.BooleanDtype):
+        # pandas would read numbers as nanoseconds since 1970; mlflow refuses them too.
+        status[values.notna().to_numpy(dtype=bool)] = _UNREAD
+        ns = np.full(n, _NAT)
+    else:
         if dtype == object:
             numbers = values.map(
                 lambda v: isinstance(v, (int, float, decimal.Decimal, np.number, np.bool_))
@@ -428,40 +478,74 @@ def _convert(
             ).to_numpy(dtype=bool)
             if numbers.any():
                 values = values.where(~numbers, None)
-        parsed = _to_datetime(values)
+                status[numbers] = _UNREAD
+        ns = _parse_datetimes(values, status)
+    reasons = {int(i): _AWARE_REASON for i in np.flatnonzero(status == _AWARE)}
+    reasons.update({int(i): _RANGE_REASON for i in np.flatnonzero(status == _OUT_OF_RANGE)})
+    bad = status != _HELD
+    return pd.Series(ns, index=values.index), (bad if bad.any() else None), reasons
+
+
+def _as_ns(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Naive datetime64 of any unit as nanoseconds, exact, and a mask of those out of range.
+
+    numpy's own cast wraps around silently past 2262; pandas' raises for the whole column.
+    """
+    unit, count = np.datetime_data(arr.dtype)
+    if (unit, count) == ("ns", 1):
+        return arr, np.zeros(len(arr), dtype=bool)
+    step = int(np.timedelta64(count, unit).astype("timedelta64[ns]").astype(np.int64))
+    limit = np.iinfo(np.int64).max // step  # the int64 minimum itself is NaT
+    ticks = arr.view(np.int64)
+    out = ~np.isnat(arr) & ((ticks > limit) | (ticks < -limit))
+    return np.where(out, np.datetime64("NaT"), arr).astype(_DATETIME), out
+
+
+def _parse_datetimes(values: pd.Series, status: np.ndarray) -> np.ndarray:
+    """Strings, dates and datetimes as datetime64[ns], judging each value into `status`.
+
+    Parse fast with the format pandas infers from the first value, then the misses again with
+    each value's own format, so that '2024-01-02' and '2024-01-02 05:06:07' both parse in one
+    column; values still unread (another time zone, a date pandas read at a unit that cannot
+    hold it) are judged one by one.
+    """
+    ns = np.full(len(values), _NAT)
+    pending = values.notna().to_numpy(dtype=bool) & (status == _HELD)
+    for how in ({}, {"format": "mixed"}):
+        if not pending.any():
+            break
+        rows = np.flatnonzero(pending)
+        try:
+            with warnings.catch_warnings():  # "could not infer format": the misses are retried
+                warnings.simplefilter("ignore", UserWarning)
+                parsed = pd.to_datetime(values.iloc[rows], errors="coerce", **how)
+        except ValueError:  # time zones that differ: judged value by value below
+            continue
+        read = parsed.notna().to_numpy(dtype=bool)
         if getattr(parsed.dtype, "tz", None) is not None:
-            return values, np.ones(len(values), dtype=bool), name, (
-                "which is not a timezone-naive datetime."
-            )
-        mask = (parsed.isna() & values.notna()).to_numpy(dtype=bool)
-        if numbers is not None:
-            mask = mask | numbers
-        return parsed.astype("datetime64[ns]"), (mask if mask.any() else None), name, None
-    if t is DataType.binary:
-        if dtype == object:
-            bad = values.map(lambda v: not (_missing(v) or isinstance(v, (bytes, bytearray))))
-            mask = bad.to_numpy(dtype=bool)
-            return values, (mask if mask.any() else None), name, None
-        return values, np.ones(len(values), dtype=bool), name, None
-    raise AssertionError(t)
+            status[rows[read]] = _AWARE
+        else:
+            ns[rows], out = _as_ns(parsed.to_numpy())
+            status[rows[out]] = _OUT_OF_RANGE
+        pending[rows[read]] = False
+    for i in np.flatnonzero(pending):
+        status[i], ns[i] = _one_datetime(values.iloc[i])
+    return ns
 
 
-def _to_datetime(values: pd.Series) -> pd.Series:
-    """Parse fast with the format pandas infers from the first value, then retry the misses alone
-    value by value, so that '2024-01-02' and '2024-01-02 05:06:07' both parse in one column."""
+def _one_datetime(value: Any) -> tuple[int, np.datetime64]:
     try:
-        with warnings.catch_warnings():  # "could not infer format": the misses are retried below
-            warnings.simplefilter("ignore", UserWarning)
-            parsed = pd.to_datetime(values, errors="coerce")
-    except ValueError:  # offsets that differ: aware, so refused as not timezone-naive
-        return pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
-    missed = parsed.isna() & values.notna()
-    if missed.any() and getattr(parsed.dtype, "tz", None) is None:
-        retry = pd.to_datetime(values[missed], errors="coerce", format="mixed")
-        if getattr(retry.dtype, "tz", None) is None:  # aware values stay unparsed, so refused
-            parsed = parsed.astype("datetime64[ns]")
-            parsed[missed] = retry.astype("datetime64[ns]")
-    return parsed
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError, OverflowError):
+        return _UNREAD, _NAT
+    if stamp is pd.NaT:
+        return _UNREAD, _NAT
+    if stamp.tz is not None:
+        return _AWARE, _NAT
+    try:
+        return _HELD, stamp.as_unit("ns").to_datetime64()
+    except (ValueError, OverflowError):  # OutOfBoundsDatetime is a ValueError
+        return _OUT_OF_RANGE, _NAT
 
 
 def _isnan(v: Any) -> bool:
@@ -509,10 +593,13 @@ def _to_int(values: pd.Series, t: DataType) -> tuple[Any, np.ndarray | None]:
         # hi + 1 (2**31, 2**63) is exact as a float; hi itself rounds up to it for long
         mask = bad | np.isnan(arr) | (np.mod(arr, 1) != 0) | (arr < lo) | (arr >= float(hi + 1))
     filled = np.where(mask, 0, arr).astype(target)
-    if dtype == object:
-        # float64 holds integers exactly only up to 2**53: take larger ones from the value itself
-        for i in np.flatnonzero(~mask & (np.abs(arr) >= _MAX_EXACT_INT_IN_DOUBLE)):
-            exact = _exact_int(values.iloc[i])
+    if dtype == object or isinstance(dtype, pd.StringDtype):
+        # float64 holds integers exactly only up to 2**53, and reads a decimal or text such as
+        # 1.00000000000000000001 as the whole 1.0: take those from the value itself
+        objs = values.to_numpy(dtype=object)
+        spelled = _instances(objs, (str, decimal.Decimal))
+        for i in np.flatnonzero(~mask & ((np.abs(arr) >= _MAX_EXACT_INT_IN_DOUBLE) | spelled)):
+            exact = _exact_int(objs[i])
             if exact is None or not lo <= exact <= hi:
                 mask[i] = True
                 filled[i] = 0
@@ -565,16 +652,44 @@ def _to_float(values: pd.Series, t: DataType) -> tuple[Any, np.ndarray | None]:
         arr = np.where(values.isna().to_numpy(dtype=bool), np.nan, raw.astype(np.float64))
         return _masked_cast(pd.Series(arr, index=values.index), mask, target)
     arr, bad = _numeric(values)
+    decimals = np.zeros(len(arr), dtype=bool)
     if dtype == object:
         ints = values.map(lambda v: isinstance(v, (int, np.integer))
                           and not isinstance(v, (bool, np.bool_))
                           and not -limit <= v <= limit).to_numpy(dtype=bool)
         bad = bad | ints
+        objs = values.to_numpy(dtype=object)
+        decimals = _instances(objs, decimal.Decimal)
+        rows = np.flatnonzero(decimals & ~bad)
+        if len(rows):
+            with np.errstate(over="ignore"):
+                nearest = arr[rows].astype(target)
+            bad[rows] = ~_reads_back(objs[rows], nearest)
     if target == np.float32:
         with np.errstate(over="ignore"):
             back = arr.astype(np.float32).astype(np.float64)
-        bad = bad | ~((back == arr) | np.isnan(arr))
+        bad = bad | ~((back == arr) | np.isnan(arr) | decimals)
     return _masked_cast(pd.Series(np.where(bad, 0.0, arr), index=values.index), bad, target)
+
+
+def _instances(objs: np.ndarray, kinds: type | tuple[type, ...]) -> np.ndarray:
+    return np.fromiter((isinstance(v, kinds) for v in objs), dtype=bool, count=len(objs))
+
+
+def _reads_back(decimals: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """For each decimal, whether the float nearest it (float64 or float32) reads back as it.
+
+    Reading back is the float's shortest spelling, as Python, Java and Spark print it (and as
+    Spark casts a double to a decimal), at the decimal's scale: 12.34 in decimal(38, 20) is
+    12.34000000000000000000 and its double reads back as 12.34, so it survives; the double
+    nearest 9007199254740993 reads back as 9007199254740992, so that row is refused. (A
+    float's exact binary value, 12.339999999999999857891452847979962825775146484375, would
+    refuse every decimal fraction but halves, quarters and the like.)
+    """
+    # repr of a Python float and str of a numpy float32 are their shortest spellings
+    spelled = map(repr, nearest.tolist()) if nearest.dtype == np.float64 else map(str, nearest)
+    return np.fromiter((decimal.Decimal(text) == d for text, d in zip(spelled, decimals)),
+                       dtype=bool, count=len(decimals))
 
 
 def _masked_cast(values: pd.Series, mask: np.ndarray, target: np.dtype) -> tuple[Any, Any]:
@@ -654,6 +769,16 @@ def _safe_tensor_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np
     if ok and arr.dtype.kind in "iufb" and spec.dtype.kind in "iufb":
         with np.errstate(invalid="ignore"):
             ok = bool(np.all((cast == arr) | (np.isnan(arr) if arr.dtype.kind == "f" else False)))
+    if ok and arr.dtype == object and spec.dtype.kind in "iuf":
+        # decimals (a Parquet decimal column) are held to the rule columns are
+        lost = _decimal_lost(arr.ravel(), cast.ravel())
+        if lost is not None:
+            name = spec.name or "the unnamed input"
+            raise SchemaEnforcementError(
+                file=file, row=None, column=name, value=lost, expected=str(spec.dtype),
+                reason=f"tensor input '{name}' has value {lost!r}, which cannot be converted "
+                f"safely to {spec.dtype}.",
+            )
     if not ok:
         raise SchemaEnforcementError(
             file=file, row=None, column=spec.name or "the unnamed input", value=str(arr.dtype),
@@ -662,6 +787,16 @@ def _safe_tensor_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np
             f"cannot be converted safely to {spec.dtype}.",
         )
     return cast
+
+
+def _decimal_lost(values: np.ndarray, cast: np.ndarray) -> decimal.Decimal | None:
+    """The first decimal among `values` that its cast did not keep, or None."""
+    at = np.flatnonzero(_instances(values, decimal.Decimal))
+    if cast.dtype.kind == "f":
+        kept = _reads_back(values[at], cast[at])
+    else:
+        kept = np.array([_exact_int(values[i]) == int(cast[i]) for i in at], dtype=bool)
+    return values[at[~kept][0]] if not kept.all() else None
 
 
 def _check_shape(arr: np.ndarray, spec: TensorSpec, file: str | None) -> None:

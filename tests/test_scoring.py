@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -628,3 +630,185 @@ def test_score_batch_table_rows_reach_a_tensor_model_as_that_tensor(zoo, tmp_pat
     assert [(r["row"], r["prediction"]) for r in rows] == list(enumerate(want))
     assert model.calls == [(4, 64)]
     assert result.errors == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Values a float64 or datetime64[ns] cannot hold, from real Parquet files: judged row by row
+
+
+def _save_python_model(where: Path, python_model, inputs, output: str | None) -> Path:
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    signature = None if inputs is None else ModelSignature(
+        inputs=Schema([ColSpec(t, name) for name, t in inputs]),
+        outputs=Schema([ColSpec(output)]))
+    mlflow.pyfunc.save_model(str(where), python_model=python_model, signature=signature,
+                             pip_requirements=["pandas"])
+    return where
+
+
+@pytest.fixture(scope="module")
+def ledger_model(tmp_path_factory):
+    """Inputs id: long and amount: double; predicts what it was handed, spelled exactly
+    ('9007199254740993:12.34'), so a test sees each value the model got."""
+    import mlflow.pyfunc
+
+    class Ledger(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return np.array([f"{i!r}:{a!r}" for i, a in zip(model_input["id"].tolist(),
+                                                            model_input["amount"].tolist())],
+                            dtype=object)
+
+    path = _save_python_model(tmp_path_factory.mktemp("ledger") / "m", Ledger(),
+                              [("id", "long"), ("amount", "double")], "string")
+    return sparkscore.load_model(path)
+
+
+@pytest.fixture(scope="module")
+def clock_model(tmp_path_factory):
+    """Input ts: datetime; predicts the int64 it holds: nanoseconds since 1970 only if the model
+    was handed datetime64[ns], as mlflow hands it."""
+    import mlflow.pyfunc
+
+    class Clock(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input["ts"].to_numpy().view(np.int64)
+
+    path = _save_python_model(tmp_path_factory.mktemp("clock") / "m", Clock(),
+                              [("ts", "datetime")], "long")
+    return sparkscore.load_model(path)
+
+
+def score_parquet(model, spec: ScoringSpec, tables: dict[str, pa.Table], folder: Path):
+    """Write each table as a Parquet file and score them all as one mini-batch."""
+    paths = []
+    for name, table in tables.items():
+        pq.write_table(table, folder / name)
+        paths.append(folder / name)
+    sinks: list[SpillBuffer] = []
+
+    def sink_for(file: InputFile) -> SpillBuffer:
+        sinks.append(SpillBuffer(spec.output_schema))
+        return sinks[-1]
+
+    result = score_batch(LOCAL, MiniBatch(0, tuple(input_file(p) for p in paths)), model, spec,
+                         sink_for)
+    schema = spec.output_schema
+    rows = [r for f, s in zip(result.files, sinks) if not f.failed
+            for r in pa.Table.from_batches(list(s.batches()), schema=schema).to_pylist()]
+    return result, rows
+
+
+def file_record(name: str, status: str, read: int, scored: int) -> dict:
+    return {"file_name": name, "status": status, "rows_read": read, "rows_scored": scored,
+            "rows_failed": read - scored}
+
+
+def value_error(name: str, row: int, text: str) -> dict:
+    return {"file_name": name, "row": row, "stage": "validate",
+            "error_type": "SchemaEnforcementError", "message": f"{name}, row {row}: {text}"}
+
+
+@pytest.mark.parametrize("bad_rows", ["fail_file", "skip"])
+def test_score_batch_decimals_reach_the_model_exactly_or_fail_their_row(ledger_model, tmp_path,
+                                                                        bad_rows):
+    def dec(values, arrow_type):
+        return pa.array([None if v is None else Decimal(v) for v in values], arrow_type)
+
+    ledger = pa.table({
+        "id": dec(["1.00", "9007199254740993.00", "2.50", "4.00", "-5.00"], pa.decimal128(20, 2)),
+        "amount": dec(["12.34", None, "-0.10", "9007199254740993", "-12.34"],
+                      pa.decimal128(38, 20)),
+    })
+    good = pa.table({"id": dec(["7"], pa.decimal256(40, 0)),
+                     "amount": dec(["0.1"], pa.decimal256(40, 20))})
+    spec = ScoringSpec(prediction_type=pa.string(), bad_rows=bad_rows)
+
+    result, rows = score_parquet(ledger_model, spec, {"ledger.parquet": ledger,
+                                                      "more.parquet": good}, tmp_path)
+
+    assert result.errors == [
+        value_error("ledger.parquet", 2, "column 'id' has value Decimal('2.50'), which cannot "
+                    "be converted safely to long."),
+        value_error("ledger.parquet", 3, "column 'amount' has value "
+                    "Decimal('9007199254740993.00000000000000000000'), which cannot be "
+                    "converted safely to double."),
+    ]
+    scored = [("ledger.parquet", 0, "1:12.34"), ("ledger.parquet", 1, "9007199254740993:nan"),
+              ("ledger.parquet", 4, "-5:-12.34")] if bad_rows == "skip" else []
+    assert [(r["file_name"], r["row"], r["prediction"]) for r in rows] == scored + [
+        ("more.parquet", 0, "7:0.1")]
+    ledger_record = (file_record("ledger.parquet", "succeeded", 5, 3) if bad_rows == "skip"
+                     else file_record("ledger.parquet", "failed", 5, 0))
+    assert [f.record() for f in result.files] == [
+        ledger_record, file_record("more.parquet", "succeeded", 1, 1)]
+
+
+@pytest.mark.parametrize("bad_rows", ["fail_file", "skip"])
+def test_score_batch_timestamp_beyond_nanoseconds_fails_only_its_row(clock_model, tmp_path,
+                                                                      bad_rows):
+    stamps = [dt.datetime(2024, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+              dt.datetime(2024, 1, 2, 3, 4, 5, 6)]
+    events = pa.table({"ts": pa.array(stamps, pa.timestamp("us"))})
+    later = pa.table({"ts": pa.array([dt.datetime(2262, 4, 11), dt.datetime(2262, 4, 12)],
+                                     pa.timestamp("ms"))})
+    spec = ScoringSpec(prediction_type=pa.int64(), bad_rows=bad_rows,
+                       passthrough=(("ts", pa.timestamp("us")),))
+
+    result, rows = score_parquet(clock_model, spec, {"events.parquet": events,
+                                                     "later.parquet": later}, tmp_path)
+
+    beyond = ("which is outside the range of the signature's datetime type (datetime64[ns]: "
+              "1677-09-21 00:12:43.145224193 to 2262-04-11 23:47:16.854775807).")
+    assert result.errors == [
+        value_error("events.parquet", 1, "column 'ts' has value "
+                    f"Timestamp('9999-12-31 23:59:59.999999'), {beyond}"),
+        value_error("later.parquet", 1, f"column 'ts' has value Timestamp('2262-04-12 00:00:00'), "
+                    f"{beyond}"),
+    ]
+    if bad_rows == "skip":
+        assert rows == [
+            {"file_name": "events.parquet", "row": 0, "prediction": 1704067200000000000,
+             "ts": dt.datetime(2024, 1, 1)},
+            {"file_name": "events.parquet", "row": 2, "prediction": 1704164645000006000,
+             "ts": dt.datetime(2024, 1, 2, 3, 4, 5, 6)},
+            {"file_name": "later.parquet", "row": 0, "prediction": 9223286400000000000,
+             "ts": dt.datetime(2262, 4, 11)},
+        ]
+        assert [f.record() for f in result.files] == [
+            file_record("events.parquet", "succeeded", 3, 2),
+            file_record("later.parquet", "succeeded", 2, 1)]
+    else:
+        assert rows == []
+        assert [f.record() for f in result.files] == [
+            file_record("events.parquet", "failed", 3, 0),
+            file_record("later.parquet", "failed", 2, 0)]
+
+
+def test_score_batch_timestamps_the_signature_does_not_type_pass_as_they_are(model, tmp_path):
+    import mlflow.pyfunc
+
+    class Iso(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return np.array([t.isoformat() for t in model_input["ts"]], dtype=object)
+
+    nosig = sparkscore.load_model(_save_python_model(tmp_path / "nosig", Iso(), None, None))
+    when = [dt.datetime(2024, 1, 2, 3, 4, 5, 6), dt.datetime(9999, 12, 31, 23, 59, 59, 999999)]
+    table = pa.table({"a": [0.5, -1.0], "b": [1, 2], "ts": pa.array(when, pa.timestamp("us"))})
+    folder = tmp_path / "in"
+    folder.mkdir()
+
+    # no signature: nothing is enforced, and no value is bent to pandas' nanoseconds
+    result, rows = score_parquet(nosig, ScoringSpec(prediction_type=pa.string()),
+                                 {"t.parquet": table}, folder)
+    assert [r["prediction"] for r in rows] == ["2024-01-02T03:04:05.000006",
+                                               "9999-12-31T23:59:59.999999"]
+    assert result.errors == []
+
+    # a signature without the column: it only passes through, exactly
+    spec = ScoringSpec(prediction_type=pa.int64(), passthrough=(("ts", pa.timestamp("us")),))
+    result, rows = score_parquet(model, spec, {"t.parquet": table}, folder)
+    assert [r["ts"] for r in rows] == when
+    assert [f.record() for f in result.files] == [file_record("t.parquet", "succeeded", 2, 2)]

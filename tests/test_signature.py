@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from sparkscore.errors import (
@@ -19,6 +21,7 @@ from sparkscore.signature import (
     AnyType,
     ArrayType,
     ColSpec,
+    Conformed,
     DataType,
     MapType,
     ObjectType,
@@ -510,6 +513,178 @@ def test_signature_refuses_mixed_timezone_offsets() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# enforce: decimals (Parquet / Arrow / Spark), judged on their exact value
+
+
+def decimals(values: list[str | None], arrow_type: pa.DataType) -> pd.DataFrame:
+    """A column as pyarrow hands it to pandas from a Parquet decimal column: decimal.Decimal."""
+    column = pa.array([None if v is None else Decimal(v) for v in values], arrow_type)
+    return pa.table({"a": column}).to_pandas()
+
+
+def reasons(result: Conformed) -> list[tuple[int, str]]:
+    return [(e.row, str(e)) for e in result.errors]
+
+
+@pytest.mark.parametrize("arrow_type", [pa.decimal128(38, 20), pa.decimal256(76, 20),
+                                        pa.decimal128(20, 2)])
+def test_signature_decimal_to_double_only_when_the_double_reads_back_as_it(arrow_type) -> None:
+    data = decimals(["12.34", "9007199254740993", "-12.34", None, "-9007199254740993",
+                     "9007199254740992", "0.10"], arrow_type)
+
+    result = conform(data, one(DataType.double))
+
+    scale = "0" * arrow_type.scale
+    assert reasons(result) == [
+        (row, f"row {row}: column 'a' has value Decimal('{sign}9007199254740993.{scale}'), "
+              "which cannot be converted safely to double.")
+        for row, sign in ((1, ""), (4, "-"))
+    ]
+    assert result.frame.index.tolist() == [0, 2, 3, 5, 6]
+    assert result.frame["a"].dtype == np.float64
+    assert result.frame["a"].tolist()[:2] == [12.34, -12.34]
+    assert np.isnan(result.frame["a"].iloc[2])
+    assert result.frame["a"].tolist()[3:] == [9007199254740992.0, 0.1]
+
+
+def test_signature_decimal_with_more_digits_than_a_double_is_refused() -> None:
+    data = decimals(["0.1", "0.10000000000000000001", "0.33333333333333333333",
+                     "0.30000000000000004"], pa.decimal128(38, 20))
+
+    result = conform(data, one(DataType.double))
+
+    assert [e.row for e in result.errors] == [1, 2]
+    assert result.frame["a"].tolist() == [0.1, 0.30000000000000004]
+
+
+def test_signature_decimal_to_float_reads_back_as_a_float32() -> None:
+    data = decimals(["12.34", "16777217", "0.1"], pa.decimal128(38, 20))
+
+    result = conform(data, one(DataType.float))
+
+    assert reasons(result) == [
+        (1, "row 1: column 'a' has value Decimal('16777217.00000000000000000000'), "
+            "which cannot be converted safely to float.")
+    ]
+    assert result.frame["a"].dtype == np.float32
+    assert result.frame["a"].tolist() == [np.float32(12.34), np.float32(0.1)]
+
+
+@pytest.mark.parametrize(("t", "refused_rows"), [(DataType.long, [1, 2, 5]),
+                                                 (DataType.integer, [1, 2, 3, 4, 5])])
+def test_signature_decimal_to_integers_only_when_whole_and_in_range(t, refused_rows) -> None:
+    data = decimals(["12.00", "1.00000000000000000001", "12.34", "9007199254740993",
+                     "-9007199254740993", None, "-7"], pa.decimal128(38, 20))
+
+    result = conform(data, one(t))
+
+    assert [e.row for e in result.errors] == refused_rows
+    assert str(result.errors[0]) == (
+        "row 1: column 'a' has value Decimal('1.00000000000000000001'), "
+        f"which cannot be converted safely to {t.value}."
+    )
+    kept = {DataType.long: [12, 9007199254740993, -9007199254740993, -7],
+            DataType.integer: [12, -7]}[t]
+    assert result.frame["a"].tolist() == kept
+    assert result.frame["a"].dtype == t.to_numpy()
+
+
+@pytest.mark.parametrize("dtype", [None, object])  # None: pandas' default str dtype
+def test_signature_text_to_long_is_judged_on_its_exact_value(dtype) -> None:
+    data = frame(["9007199254740993", "1.00000000000000000001", "7", "1e-400"], dtype=dtype)
+
+    result = conform(data, one(DataType.long))
+
+    assert [(e.row, e.value) for e in result.errors] == [
+        (1, "1.00000000000000000001"), (3, "1e-400")]
+    assert result.frame["a"].tolist() == [9007199254740993, 7]
+
+
+# ---------------------------------------------------------------------------------------------
+# enforce: datetimes, held as mlflow's datetime64[ns] and judged value by value
+
+RANGE = ("which is outside the range of the signature's datetime type (datetime64[ns]: "
+         "1677-09-21 00:12:43.145224193 to 2262-04-11 23:47:16.854775807).")
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_signature_datetime_beyond_nanoseconds_fails_its_own_row(unit) -> None:
+    column = pa.array([dt.datetime(2024, 1, 2, 3, 4, 5), dt.datetime(9999, 12, 31), None,
+                       dt.datetime(1, 1, 1)], pa.timestamp(unit))
+    data = pa.table({"a": column}).to_pandas()  # pandas keeps Arrow's unit
+
+    result = conform(data, one(DataType.datetime), file="f.parquet")
+
+    assert reasons(result) == [
+        (1, f"f.parquet, row 1: column 'a' has value Timestamp('9999-12-31 00:00:00'), {RANGE}"),
+        (3, f"f.parquet, row 3: column 'a' has value Timestamp('0001-01-01 00:00:00'), {RANGE}"),
+    ]
+    assert result.frame["a"].dtype == np.dtype("datetime64[ns]")
+    assert result.frame["a"].tolist() == [pd.Timestamp("2024-01-02 03:04:05"), pd.NaT]
+
+
+def test_signature_datetime_keeps_exact_microseconds_and_the_range_edges() -> None:
+    values = np.array(["2024-01-02T03:04:05.000006", "2262-04-11T23:47:16.854775",
+                       "2262-04-11T23:47:16.854776", "1677-09-21T00:12:43.145225",
+                       "1677-09-21T00:12:43.145224"], dtype="datetime64[us]")
+
+    result = conform(frame(values), one(DataType.datetime))
+
+    assert [e.row for e in result.errors] == [2, 4]
+    assert result.frame["a"].astype("int64").tolist() == [
+        1704164645000006000, 9223372036854775000, -9223372036854775000]
+
+
+def test_signature_datetime_objects_dates_and_text_out_of_range_fail_their_own_rows() -> None:
+    data = frame([dt.datetime(2024, 1, 2, 3, 4, 5, 6), dt.datetime(9999, 12, 31, 23, 59),
+                  dt.date(2024, 1, 2), dt.date(9999, 12, 31), "2024-01-03T04:05:06.123456789",
+                  "9999-12-31", "0001-01-01 00:00:00", "not a date", None], dtype=object)
+
+    result = conform(data, one(DataType.datetime))
+
+    assert reasons(result) == [
+        (1, f"row 1: column 'a' has value datetime.datetime(9999, 12, 31, 23, 59), {RANGE}"),
+        (3, f"row 3: column 'a' has value datetime.date(9999, 12, 31), {RANGE}"),
+        (5, f"row 5: column 'a' has value '9999-12-31', {RANGE}"),
+        (6, f"row 6: column 'a' has value '0001-01-01 00:00:00', {RANGE}"),
+        (7, "row 7: column 'a' has value 'not a date', which cannot be converted safely to "
+            "datetime."),
+    ]
+    assert result.frame["a"].tolist() == [
+        pd.Timestamp("2024-01-02 03:04:05.000006"), pd.Timestamp("2024-01-02"),
+        pd.Timestamp("2024-01-03 04:05:06.123456789"), pd.NaT]
+
+
+def test_signature_timezone_aware_column_fails_each_value_but_not_its_nulls() -> None:
+    column = pa.array([dt.datetime(2024, 1, 2), None, dt.datetime(9999, 1, 1)],
+                      pa.timestamp("us", tz="Europe/Paris"))
+    data = pa.table({"a": column}).to_pandas()
+
+    result = conform(data, one(DataType.datetime))
+
+    assert reasons(result) == [
+        (0, "row 0: column 'a' has value Timestamp('2024-01-02 01:00:00+0100', "
+            "tz='Europe/Paris'), which is not a timezone-naive datetime."),
+        (2, "row 2: column 'a' has value Timestamp('9999-01-01 01:00:00+0100', "
+            "tz='Europe/Paris'), which is not a timezone-naive datetime."),
+    ]
+    assert result.frame["a"].isna().tolist() == [True]
+
+
+def test_signature_naive_and_aware_text_in_one_column_are_judged_each() -> None:
+    data = frame(["2024-01-02T00:00:00Z", "2024-01-03", "2024-01-04 05:06:07+02:00"],
+                 dtype=object)
+
+    result = conform(data, one(DataType.datetime))
+
+    assert [(e.row, e.reason.split(", ")[-1]) for e in result.errors] == [
+        (0, "which is not a timezone-naive datetime."),
+        (2, "which is not a timezone-naive datetime."),
+    ]
+    assert result.frame["a"].tolist() == [pd.Timestamp("2024-01-03")]
+
+
+# ---------------------------------------------------------------------------------------------
 # enforce: columns
 
 
@@ -748,6 +923,24 @@ def test_signature_named_tensors_from_dict_and_frame() -> None:
     assert str(info.value) == (
         "the input is missing the column 'y', which the model signature requires "
         "(columns present: x)."
+    )
+
+
+@pytest.mark.parametrize(("dtype", "good", "values", "lost"), [
+    ("float64", [0, 1], [12.0, 12.34], "9007199254740993"),
+    ("int64", [0, 2], [12, 9007199254740993], "12.34"),
+])
+def test_signature_tensor_from_decimals_holds_them_to_the_column_rule(dtype, good, values,
+                                                                      lost) -> None:
+    spec = schema(TensorSpec(np.dtype(dtype), (-1,), "x"))
+    data = pd.DataFrame({"x": [Decimal("12"), Decimal("12.34"), Decimal("9007199254740993")]})
+
+    assert enforce(data.iloc[good], spec).tolist() == values
+    with pytest.raises(SchemaEnforcementError) as info:
+        enforce(data, spec, file="f.parquet")
+    assert str(info.value) == (
+        f"f.parquet: tensor input 'x' has value Decimal('{lost}'), which cannot be converted "
+        f"safely to {dtype}."
     )
 
 
