@@ -89,7 +89,7 @@ def main(megabytes: int) -> None:
                 times.append(seconds)
             median = statistics.median(times)
             size = path.stat().st_size / 1e6
-            print(f"{label:<16} {size:>6.0f} {rows:>10,} {str(newlines):>18} {str(threads):>7} "
+            print(f"{label:<16} {size:>6.0f} {rows:>10,} {newlines!s:>18} {threads!s:>7} "
                   f"{size / median:>7.0f} {rows / median:>11,.0f}")
 
 
