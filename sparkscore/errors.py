@@ -15,6 +15,7 @@ Our exception hierarchy:
   * SettingsError           - a setting is unknown or has a bad value
   * InputError              - the input location is unusable
     * UnsupportedInputError   - the input holds files of types we cannot score
+    * PassthroughConflictError - files give a passthrough column types no one type holds
   * ReadError               - one input file cannot be read
   * PredictError            - the model's predict raised
   * BatchTimeoutError       - a mini-batch ran longer than `timeout`
@@ -33,7 +34,7 @@ Fields are attributes so that error records and tests read them, not the prose.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 __all__ = [
     "BatchTimeoutError",
@@ -49,6 +50,7 @@ __all__ = [
     "ModelProcessError",
     "OutputError",
     "ParamError",
+    "PassthroughConflictError",
     "PredictError",
     "PythonVersionError",
     "ReadError",
@@ -378,6 +380,28 @@ class ModelProcessError(SparkscoreError):
         super().__init__(
             f"The process scoring the model at {path} in its own environment {how}{tail}"
         )
+
+
+class PassthroughConflictError(InputError):
+    """Files give a passthrough column types that no one output column can hold; refused before
+    any task starts, so the outcome does not depend on which file a task reads first."""
+
+    def __init__(self, *, path: str, column: str, types: Mapping[str, Sequence[str]]) -> None:
+        self.column = column
+        self.types = {t: list(files) for t, files in types.items()}
+        listed = "; ".join(f"{t} in {_some(files)}" for t, files in self.types.items())
+        super().__init__(
+            path=path,
+            reason=f"the passthrough column '{column}' has types that no one column can hold: "
+            f"{listed}. Give the column one type in every file, or leave it out of "
+            "passthrough_columns.",
+        )
+
+
+def _some(names: Sequence[str], shown: int = 5) -> str:
+    """'a.csv, b.csv and 3 more': a list of files short enough for one error line."""
+    head = ", ".join(names[:shown])
+    return head if len(names) <= shown else f"{head} and {len(names) - shown} more"
 
 
 def _python() -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import posixpath
+import re
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,20 @@ def read_bytes(fs: pafs.FileSystem, file: InputFile) -> bytes:
         with fs.open_input_stream(file.path) as f:
             return f.read()
     except OSError as e:
-        raise ReadError(file=file.name, reason=f"the file cannot be read ({_text(e)}).") from None
+        if _removed(fs, file, e):
+            reason = "the file no longer exists: it was removed after the job was planned."
+        else:
+            reason = f"the file cannot be read ({_text(e)})."
+        raise ReadError(file=file.name, reason=reason) from None
+
+
+def _removed(fs: pafs.FileSystem, file: InputFile, e: OSError) -> bool:
+    if isinstance(e, FileNotFoundError):
+        return True
+    try:
+        return fs.get_file_info(file.path).type == pafs.FileType.NotFound
+    except OSError:
+        return False
 
 
 def decode(data: bytes, *, name: str, source: str = "the file") -> Decoded:
@@ -77,6 +91,8 @@ def decode(data: bytes, *, name: str, source: str = "the file") -> Decoded:
             file=name, reason=f"{source} is not a readable {kind}image: Pillow recognizes no "
             "image format in it.",
         ) from None
+    except image_module.DecompressionBombError as e:
+        raise ReadError(file=name, reason=_too_large(source, kind, e, image_module)) from None
     except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, ValueError, ...
         raise ReadError(
             file=name, reason=f"{source} is not a readable {kind}image; it may be truncated or "
@@ -305,6 +321,18 @@ def _format(name: str) -> str:
     """'PNG ' for messages about `x.png`; '' when the name is not an image file's."""
     ext = posixpath.splitext(name)[1].lower()
     return f"{ext[1:].upper()} " if SUPPORTED_EXTENSIONS.get(ext) == "image" else ""
+
+
+def _too_large(source: str, kind: str, e: BaseException, image_module: Any) -> str:
+    """Pillow refuses to decode an image of more than twice MAX_IMAGE_PIXELS pixels, a guard
+    against decompression bombs; say so, with the image's size, not that it is corrupt."""
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    size = f"{int(found.group(1)):,} pixels" if found else "more pixels"
+    limit = image_module.MAX_IMAGE_PIXELS
+    most = f" ({2 * limit:,}: twice PIL.Image.MAX_IMAGE_PIXELS)" if limit else ""
+    image = f"a {kind}image" if kind else "an image"
+    return (f"{source} is {image} of {size}, more than Pillow decodes{most}, its guard "
+            "against decompression bombs; resize the image, or leave it out of the input.")
 
 
 def _text(e: BaseException) -> str:

@@ -47,7 +47,7 @@ from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.preflight import preflight
 from sparkscore.progress import Counters, Progress
-from sparkscore.readers import csv_column_types, peek_schema
+from sparkscore.readers import csv_column_types, passthrough_types
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
@@ -357,15 +357,17 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
     column_types = csv_column_types(schema)
     passthrough = []
     if settings.passthrough_columns:
+        # A column the signature types is read as that type; any other takes one type from
+        # every file (readers.common_type), or the job is refused here, naming the files.
         in_fs, _ = resolve(the_plan.uri)
-        sample = _first_schema(in_fs, the_plan)
-        for name in settings.passthrough_columns:
-            if name in column_types:
-                passthrough.append((name, column_types[name]))
-            elif sample is not None and name in sample.names:
-                passthrough.append((name, sample.field(name).type))
-            else:
-                passthrough.append((name, pa.string()))
+        found = passthrough_types(in_fs, the_plan.files, [
+            name for name in settings.passthrough_columns if name not in column_types],
+            uri=the_plan.uri)
+        passthrough = [(name, column_types.get(name) or found[name])
+                       for name in settings.passthrough_columns]
+        # A column written as text is read from CSV as text: `007` stays `007`.
+        column_types = {**column_types, **{name: t for name, t in found.items()
+                                           if pa.types.is_string(t)}}
     read_columns = None
     if schema is not None and schema.has_names and not schema.is_tensor:
         # As mlflow, predict sees only the signature's columns: no other needs decoding.
@@ -379,15 +381,6 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         params=enforce_params(settings.params, spec.signature.params if spec.signature else None),
         read_columns=read_columns,
     )
-
-
-def _first_schema(fs: Any, the_plan: Plan) -> pa.Schema | None:
-    for file in the_plan.files:
-        try:
-            return peek_schema(fs, file)
-        except (pa.ArrowException, OSError):
-            continue
-    return None
 
 
 _STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",

@@ -14,12 +14,16 @@ from dataclasses import dataclass
 import pyarrow as pa
 from pyarrow import fs as pafs
 
-from sparkscore.errors import ReadError, SchemaEnforcementError
+from sparkscore.errors import (
+    PassthroughConflictError,
+    ReadError,
+    SchemaEnforcementError,
+)
 from sparkscore.images import ImageInput, read_bytes
 from sparkscore.loader import load_model
 from sparkscore.model import read_spec
 from sparkscore.planner import InputFile, Plan, plan, resolve
-from sparkscore.readers import peek_schema
+from sparkscore.readers import csv_column_types, passthrough_types, peek_schema
 from sparkscore.registry import local_model_dir
 from sparkscore.settings import Settings
 from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec
@@ -48,6 +52,8 @@ def check_file(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> F
         return check_image(fs, file, schema)
     try:
         found = peek_schema(fs, file)
+    except ReadError as e:
+        return FileCheck(file, problems=(e.reason.rstrip("."),))
     except (pa.ArrowException, OSError) as e:
         return FileCheck(file, problems=(f"cannot be read: {' '.join(str(e).split())}",))
     if schema is not None and schema.is_tensor and len(schema.specs) == 1:
@@ -179,4 +185,11 @@ def preflight(model_uri: str, input_uri: str, settings: Settings, *,
                     parallelism=parallelism)
     fs, _ = resolve(input_uri)
     checks = check_files(fs, the_plan.files, spec.signature.inputs if spec.signature else None)
-    return render(the_plan, checks, spec.signature), all(c.ok for c in checks)
+    report = render(the_plan, checks, spec.signature)
+    declared = csv_column_types(spec.signature.inputs if spec.signature else None)
+    try:
+        passthrough_types(fs, the_plan.files, [c for c in settings.passthrough_columns
+                                               if c not in declared], uri=input_uri)
+    except PassthroughConflictError as e:
+        return f"{report}\nthe job would be refused: {e.reason}", False
+    return report, all(c.ok for c in checks)

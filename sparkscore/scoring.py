@@ -33,6 +33,8 @@ from sparkscore.readers import (
     BATCH_BYTES,
     MAX_AUTO_ROWS,
     CsvConversionError,
+    CsvRaggedRowError,
+    RaggedRow,
     batch_bytes,
     count_rows,
     read_batches,
@@ -75,7 +77,12 @@ class ScoringSpec:
 
 @dataclass
 class FileResult:
-    """What happened to one input file."""
+    """What happened to one input file.
+
+    `rows_unknown`: the file failed before its rows could be told apart (it was removed, is
+    compressed, or its Parquet footer is unreadable), so its rows are in no count: the manifest
+    record says so rather than claim the file held none.
+    """
 
     name: str
     rows_read: int = 0
@@ -83,15 +90,19 @@ class FileResult:
     rows_failed: int = 0
     failed: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
+    rows_unknown: bool = False
 
     def record(self) -> dict[str, Any]:
-        return {
+        record = {
             "file_name": self.name,
             "status": "failed" if self.failed else "succeeded",
             "rows_read": self.rows_read,
             "rows_scored": self.rows_scored,
             "rows_failed": self.rows_failed,
         }
+        if self.rows_unknown:
+            record["rows_unknown"] = True
+        return record
 
 
 class Sink:
@@ -157,6 +168,9 @@ class _FileState:
             r.rows_scored, r.rows_failed = 0, r.rows_read
         else:
             r.rows_failed = r.rows_read - r.rows_scored
+        # Row by row, whichever reading found them (ragged rows, bad values); the file's own
+        # record last.
+        r.errors.sort(key=lambda e: (e["row"] is None, e["row"] or 0))
         return r
 
 
@@ -280,29 +294,38 @@ def _score_into(
     gatherer: _Gatherer | None = None,
     position: int = 0,
 ) -> _FileState:
-    """Read and check one file, queueing its good rows; record its failures."""
+    """Read and check one file, queueing its good rows; record its failures.
+
+    A CSV is read again when the first reading cannot name the rows at fault: as text when a
+    value does not parse as its declared type (enforcement then names each bad row, column and
+    value), and on one thread when a row has too few or too many values (pyarrow then numbers
+    each such row).
+    """
     state = _FileState(FileResult(file.name), sink, position)
     if file.kind == "image":
         _image(fs, file, spec, model, state, predictor)
         return state
-    try:
-        _stream(fs, file, spec, model, state, predictor, spec.column_types, gatherer)
-    except CsvConversionError:
-        # A value did not parse as its declared type: read the declared columns as text so that
-        # enforcement can name each bad row, column and value.
+    types, exact = spec.column_types, False
+    while True:
+        try:
+            _stream(fs, file, spec, model, state, predictor, types, gatherer, exact)
+            return state
+        except CsvConversionError as e:
+            if types is not spec.column_types:
+                # A column the model does not declare changed its inferred type between blocks.
+                predictor.drop(state)
+                reason = (f"a column changed type part way through the file ({e}); "
+                          "make each column's values one type.")
+                state.fail(ReadError(file=file.name, reason=reason), "read")
+                _recount(fs, file, state.result)
+                return state
+            types = {name: pa.string() for name in spec.column_types}
+        except CsvRaggedRowError:
+            exact = True
         predictor.drop(state)
         sink.discard()
         state = _FileState(FileResult(file.name), sink, position)
-        text = {name: pa.string() for name in spec.column_types}
-        try:
-            _stream(fs, file, spec, model, state, predictor, text, None)
-        except CsvConversionError as e:
-            # A column the model does not declare changed its inferred type between CSV blocks.
-            predictor.drop(state)
-            reason = (f"a column changed type part way through the file ({e}); "
-                      "make each column's values one type.")
-            state.fail(ReadError(file=file.name, reason=reason), "read")
-    return state
+        gatherer = None
 
 
 def _stream(
@@ -314,24 +337,105 @@ def _stream(
     predictor: _Predictor,
     column_types: Mapping[str, pa.DataType],
     gatherer: _Gatherer | None,
+    exact: bool = False,
 ) -> None:
+    """Check and queue a file's batches; every row is counted, whatever fails.
+
+    `exact`: rows with the wrong number of values are skipped as they are parsed, and each is
+    charged to the file as a bad row (see _Skipped).
+    """
     result = state.result
     schema = model.input_schema
+    skipped = _Skipped([]) if exact else None
+    good = 0  # rows the reader gave, which skipped rows leave gaps between
     try:
         batches = read_batches(fs, file, batch_rows=spec.batch_rows, column_types=column_types,
-                               columns=spec.read_columns)
+                               columns=spec.read_columns,
+                               ragged=skipped.rows if skipped is not None else None)
         for index, (batch, last) in enumerate(_with_last(batches)):
-            offset = file.first_row + result.rows_read
+            offset = file.first_row + good
+            rows = None
+            if skipped is not None and skipped.rows:
+                rows = file.first_row + skipped.file_rows(good, batch.num_rows)
+                skipped.charge(state, predictor, spec.bad_rows, before=int(rows[-1]))
+            good += batch.num_rows
             result.rows_read += batch.num_rows
             if result.failed:
                 continue  # count the rest of the file's rows, score none of them
             if index == 0 and last and gatherer is not None and gatherer.add(state, batch, offset):
                 continue  # a whole file in one batch: checked later, with other small files
-            _check(spec, schema, state, predictor, batch, offset)
-    except (CsvConversionError, BatchTimeoutError):
+            try:
+                _check(spec, schema, state, predictor, batch, offset, rows)
+            except BatchTimeoutError:
+                raise
+            except SparkscoreError as e:
+                _fail_stream(state, predictor, e)  # and read on, to count the file's rows
+        if skipped is not None:
+            skipped.charge(state, predictor, spec.bad_rows, before=None)
+    except (CsvConversionError, CsvRaggedRowError, BatchTimeoutError):
         raise
     except SparkscoreError as e:
+        # The reader failed and cannot go on: the file's rows are counted another way.
         _fail_stream(state, predictor, e)
+        _recount(fs, file, result)
+
+
+@dataclass
+class _Skipped:
+    """CSV rows pyarrow skipped for having the wrong number of values, in file order.
+
+    The reader appends each one as it parses it, before it gives the rows that follow; the
+    skipped rows are charged to the file (an error record and a row read each) as the batches
+    around them pass, and leave gaps in the file rows of the rows the reader gave.
+    """
+
+    rows: list[RaggedRow]
+    charged: int = 0  # skipped rows already charged to the file
+    passed: int = 0  # skipped rows before the reader's rows looked at so far
+
+    def file_rows(self, good: int, n: int) -> np.ndarray:
+        """The file rows (0-based) of the reader's rows `good` to `good + n - 1`.
+
+        Skipped row i has `row - i` of the reader's rows before it; only those among the batch's
+        rows are looked at, so a file of many skipped rows costs no more per batch.
+        """
+        rows = self.rows
+        while self.passed < len(rows) and rows[self.passed].row - self.passed <= good:
+            self.passed += 1
+        end = self.passed
+        while end < len(rows) and rows[end].row - end < good + n:
+            end += 1
+        within = np.array([rows[i].row - i for i in range(self.passed, end)], dtype=np.int64)
+        positions = np.arange(good, good + n, dtype=np.int64)
+        return positions + self.passed + np.searchsorted(within, positions, side="right")
+
+    def charge(self, state: _FileState, predictor: _Predictor, bad_rows: str,
+               before: int | None) -> None:
+        """Charge the skipped rows before file row `before` (None: all the rest)."""
+        result = state.result
+        new = []
+        while self.charged < len(self.rows) and (
+                before is None or self.rows[self.charged].row < before):
+            new.append(self.rows[self.charged])
+            self.charged += 1
+        for row in new:
+            result.errors.append(error_record(result.name, row.row, "read",
+                                              row.error(result.name)))
+        result.rows_read += len(new)
+        if new and bad_rows == "fail_file" and not result.failed:
+            result.failed = True
+            state.sink.discard()
+            predictor.drop(state)
+
+
+def _recount(fs: pafs.FileSystem, file: InputFile, result: FileResult) -> None:
+    """The rows of a file that failed while it was read, counted another way; when even that
+    fails, the record says its rows are unknown instead of claiming there were none."""
+    try:
+        result.rows_read = count_rows(fs, file)
+    except (pa.ArrowException, OSError, ValueError, SparkscoreError):
+        result.rows_read, result.rows_unknown = 0, True
+    result.rows_scored, result.rows_failed = 0, result.rows_read
 
 
 def _with_last(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, bool]]:
@@ -362,16 +466,23 @@ def _check(
     predictor: _Predictor,
     batch: pa.RecordBatch,
     offset: int,
+    file_rows: np.ndarray | None = None,
 ) -> None:
-    """Hold one batch of a file to the signature, record its bad rows, queue its good ones."""
+    """Hold one batch of a file to the signature, record its bad rows, queue its good ones.
+
+    Its rows are the file's rows from `offset` on, or `file_rows` when rows were skipped.
+    """
     result = state.result
     name = result.name
     frame = batch.to_pandas()
-    missing = [column for column, _ in spec.passthrough if column not in frame.columns]
+    names = batch.schema.names
+    missing = [column for column, _ in spec.passthrough if column not in names]
     if missing:
-        raise MissingPassthroughError(name, missing[0], list(frame.columns))
-    checked = conform(frame, schema, file=name, row_offset=offset)
-    for err in checked.errors:
+        raise MissingPassthroughError(name, missing[0], names)
+    checked = conform(frame, schema, file=name, row_offset=offset if file_rows is None else 0)
+    errors = list(checked.errors) if file_rows is None else [
+        _moved(err, name, int(file_rows[err.row])) for err in checked.errors]
+    for err in errors:
         result.errors.append(error_record(name, err.row, "validate", err))
     if checked.errors and spec.bad_rows == "fail_file":
         result.failed = True
@@ -380,9 +491,9 @@ def _check(
         return
     if checked.frame.empty:
         return
-    good = frame.loc[~checked.bad] if checked.bad.any() else frame
-    rows = offset + _positions(checked.bad)
-    passthrough = _passthrough(spec, name, good)
+    positions = _positions(checked.bad)
+    rows = offset + positions if file_rows is None else file_rows[positions]
+    passthrough = _passthrough(spec, name, batch, checked.bad)
     model_input, key = checked.frame, "frame"
     if schema is not None and schema.is_tensor:
         # As mlflow: a table given to a tensor model becomes that tensor (or fails here,
@@ -476,7 +587,8 @@ class _Gatherer:
     def _together(self, parts: list[_Part]) -> None:
         try:
             frame = pa.Table.from_batches([p.batch for p in parts]).to_pandas()
-            present = all(column in frame.columns for column, _ in self.spec.passthrough)
+            names = parts[0].batch.schema.names
+            present = all(column in names for column, _ in self.spec.passthrough)
             checked = conform(frame, self.schema) if present else None
         except BatchTimeoutError:
             raise
@@ -496,20 +608,18 @@ class _Gatherer:
             while e < len(errors) and errors[e].row < stop:
                 mine.append(errors[e])
                 e += 1
-            self._deliver(part, frame, checked.frame, bad[start:stop], mine, start,
+            self._deliver(part, checked.frame, bad[start:stop], mine, start,
                           (int(good_before[start]), int(good_before[stop])))
             start = stop
 
-    def _deliver(self, part: _Part, frame: pd.DataFrame, conformed: pd.DataFrame, bad: Any,
+    def _deliver(self, part: _Part, conformed: pd.DataFrame, bad: Any,
                  errors: list[SchemaEnforcementError], start: int, span: tuple[int, int]) -> None:
         """One gathered file's share: what `_check` would have done with it alone."""
         state, result = part.state, part.state.result
         name = result.name
         for err in errors:
             row = part.offset + err.row - start
-            mine = SchemaEnforcementError(file=name, row=row, column=err.column, value=err.value,
-                                          expected=err.expected, reason=err.reason)
-            result.errors.append(error_record(name, row, "validate", mine))
+            result.errors.append(error_record(name, row, "validate", _moved(err, name, row)))
         if errors and self.spec.bad_rows == "fail_file":
             result.failed = True
             state.sink.discard()
@@ -521,9 +631,8 @@ class _Gatherer:
                               np.arange(len(bad), dtype=np.int64))
         passthrough: list[pa.Array] = []
         if self.spec.passthrough:
-            good = frame.iloc[start:start + len(bad)]
             try:
-                passthrough = _passthrough(self.spec, name, good[~bad] if bad.any() else good)
+                passthrough = _passthrough(self.spec, name, part.batch, bad)
             except SparkscoreError as e:
                 _fail_stream(state, self.predictor, e)
                 return
@@ -620,15 +729,29 @@ def _positions(bad: Any) -> Any:
     return np.flatnonzero(~bad).astype(np.int64)
 
 
-def _passthrough(spec: ScoringSpec, name: str, frame: Any) -> list[pa.Array]:
+def _passthrough(spec: ScoringSpec, name: str, batch: pa.RecordBatch, bad: Any) -> list[pa.Array]:
+    """The passthrough columns of a batch's good rows, as Arrow read them (nested types too),
+    cast to the column's output type."""
+    keep = pa.array(~bad) if bad.any() else None
     arrays = []
     for column, t in spec.passthrough:
-        try:
-            # safe: an id 1.5 must not become 1 on its way through
-            arrays.append(pa.array(frame[column].to_numpy(), from_pandas=True).cast(t))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-            raise PassthroughTypeError(name, column, t, " ".join(str(e).split())) from None
+        values = batch.column(column)
+        if keep is not None:
+            values = values.filter(keep)
+        if values.type != t:
+            try:
+                # safe: an id 1.5 must not become 1 on its way through
+                values = values.cast(t)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+                raise PassthroughTypeError(name, column, t, " ".join(str(e).split())) from None
+        arrays.append(values)
     return arrays
+
+
+def _moved(err: SchemaEnforcementError, file: str, row: int) -> SchemaEnforcementError:
+    """A row's error found in rows numbered otherwise, at its row in `file`."""
+    return SchemaEnforcementError(file=file, row=row, column=err.column, value=err.value,
+                                  expected=err.expected, reason=err.reason)
 
 
 def _output_batch(spec: ScoringSpec, run: list[_Queued], values: pa.Array) -> pa.RecordBatch:
@@ -690,15 +813,9 @@ def failed_file(fs: pafs.FileSystem, file: InputFile, error: BaseException,
                 stage: str) -> FileResult:
     """A file that failed whole from outside its own reading (a timeout, a worker that died):
     one record, and its rows still count as failed, so the row accounting stays whole."""
-    return _fail(FileResult(file.name, rows_read=_rows_in(fs, file)), _NoSink(), error, stage)
-
-
-def _rows_in(fs: pafs.FileSystem, file: InputFile) -> int:
-    """A timed-out file's rows still count as failed rows, so the row accounting stays whole."""
-    try:
-        return count_rows(fs, file)
-    except (pa.ArrowException, OSError):
-        return 0
+    result = FileResult(file.name)
+    _recount(fs, file, result)
+    return _fail(result, _NoSink(), error, stage)
 
 
 class _NoSink(Sink):

@@ -18,13 +18,18 @@ def now() -> datetime:
 
 
 def counts(manifests: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """File and row counts over committed mini-batches (a split file counts once)."""
+    """File and row counts over committed mini-batches (a split file counts once).
+
+    `files_rows_unknown`: failed files whose rows could not be counted (removed after planning,
+    compressed, an unreadable Parquet footer); their rows are in none of the row counts.
+    """
     files = [f for m in manifests for f in m["files"]]
     failed = {f["file_name"] for f in files if f["status"] == "failed"}
     names = {f["file_name"] for f in files}
     return {
         "files_succeeded": len(names - failed),
         "files_failed": len(failed),
+        "files_rows_unknown": len({f["file_name"] for f in files if f.get("rows_unknown")}),
         "rows_read": sum(f["rows_read"] for f in files),
         "rows_scored": sum(f["rows_scored"] for f in files),
         "rows_failed": sum(f["rows_failed"] for f in files),
@@ -33,7 +38,8 @@ def counts(manifests: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def check_invariant(manifests: Sequence[Mapping[str, Any]]) -> None:
-    """Every row read is in predictions or counted as failed, exactly once: else we say so."""
+    """Every row read is in predictions or counted as failed, exactly once, and a file whose rows
+    are unknown failed and counts none: else we say so."""
     for m in manifests:
         scored = sum(f["rows_scored"] for f in m["files"])
         if scored != m["prediction_rows"]:
@@ -46,6 +52,11 @@ def check_invariant(manifests: Sequence[Mapping[str, Any]]) -> None:
                 raise SparkscoreError(
                     f"{f['file_name']}: {f['rows_read']} rows read but {f['rows_scored']} scored "
                     f"and {f['rows_failed']} failed; the output is inconsistent."
+                )
+            if f.get("rows_unknown") and (f["status"] != "failed" or f["rows_read"]):
+                raise SparkscoreError(
+                    f"{f['file_name']}: its rows are recorded as unknown, but it {f['status']} "
+                    f"with {f['rows_read']} rows read; the output is inconsistent."
                 )
 
 
@@ -95,6 +106,7 @@ def build(
         "files_succeeded": c["files_succeeded"],
         "files_failed": c["files_failed"],
         "files_skipped": files_skipped,
+        "files_rows_unknown": c["files_rows_unknown"],
         "rows_read": c["rows_read"],
         "rows_scored": c["rows_scored"],
         "rows_failed": c["rows_failed"],

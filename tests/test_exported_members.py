@@ -20,6 +20,7 @@ def test_exported_members_are_pinned():
         "ModelProcessError",
         "OutputError",
         "ParamError",
+        "PassthroughConflictError",
         "PredictError",
         "PythonVersionError",
         "ReadError",

@@ -278,3 +278,47 @@ def test_images_stack_runs_keeps_order_and_stacks_equal_shapes():
     assert batch_key(pd.DataFrame({"x": [1]}), True) == "frame"
     assert batch_key(a, True) == ("array", "<f8", (4, 6, 3))
     assert batch_key(a, False) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages that say what is wrong: an image too large for Pillow, a file gone since planning
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG as far as its IHDR chunk says (8-bit grayscale): all Pillow reads before it checks
+    the pixel count, so a huge image costs a few bytes here."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
+            + chunk(b"IEND", b""))
+
+
+def test_images_decompression_bomb_names_its_size_and_pillows_limit():
+    limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ReadError) as info:
+        decode(png_header_only(30_000, 20_000), name="huge.png")
+    assert (info.value.file, str(info.value)) == ("huge.png", (
+        f"huge.png: the file is a PNG image of 600,000,000 pixels, more than Pillow decodes "
+        f"({2 * limit:,}: twice PIL.Image.MAX_IMAGE_PIXELS), its guard against decompression "
+        "bombs; resize the image, or leave it out of the input."))
+    with pytest.raises(ReadError) as info:
+        row_tensors(pd.DataFrame({"content": [png_header_only(30_000, 20_000)]}), None)
+    assert str(info.value).startswith(
+        "column 'content': a value is an image of 600,000,000 pixels, more than Pillow decodes")
+
+
+def test_images_file_removed_after_planning_says_so(tmp_path: Path):
+    path = tmp_path / "gone.png"
+    path.write_bytes(encoded(DIGIT))
+    planned = InputFile(path=str(path), name="gone.png", size=path.stat().st_size, kind="image")
+    path.unlink()
+    with pytest.raises(ReadError) as info:
+        read_bytes(pafs.LocalFileSystem(), planned)
+    assert str(info.value) == (
+        "gone.png: the file no longer exists: it was removed after the job was planned.")

@@ -183,3 +183,146 @@ def test_a_file_that_kills_its_worker_every_time_fails_alone_and_the_job_finishe
     assert strict.returncode == 3
     assert strict.stdout.strip().splitlines()[-1].startswith(
         "error: error_threshold exceeded")
+
+
+# ---------------------------------------------------------------------------------------------
+# Files that fail while read: every file's rows accounted through the real job (issue 15)
+
+
+def id_frame(first_id: int, n: int, seed: int) -> pd.DataFrame:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"id": list(range(first_id, first_id + n)),
+                         "a": rng.normal(size=n).round(3), "b": [i % 3 for i in range(n)]})
+
+
+@pytest.fixture(scope="module")
+def edge_run(spark, zoo, tmp_path_factory):
+    """One job over files that each fail (or used to) while read, with text and int ids."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    folder = tmp_path_factory.mktemp("edges")
+    id_frame(0, 4, 1).to_csv(folder / "f1.csv", index=False)  # int ids
+    f2 = id_frame(10, 3, 2)
+    f2["id"] = ["A-10", "A-11", "007"]  # text ids
+    f2.to_csv(folder / "f2.csv", index=False)
+    id_frame(20, 3, 3).to_parquet(folder / "f3.parquet", index=False)  # int64 ids
+    lines = id_frame(30, 5, 4).to_csv(index=False).splitlines()
+    lines[1 + 2] = ",".join(lines[1 + 2].split(",")[:2])  # row 2 lacks its last value
+    (folder / "ragged.csv").write_text("\n".join(lines) + "\n")
+    notes = pa.Table.from_pandas(id_frame(100, 60_000, 5), preserve_index=False)
+    notes = notes.append_column("note", pa.array([f"line {i}\nnext" for i in range(60_000)]))
+    pacsv.write_csv(notes.select(["id", "note", "a", "b"]), folder / "notes.csv")
+    (folder / "gz.csv").write_bytes(gzip.compress((folder / "f1.csv").read_bytes()))
+    pa_dup = pa.Table.from_arrays([pa.array([1, 2, 3]), pa.array([0.5] * 3), pa.array([1] * 3),
+                                   pa.array([0.7] * 3)], names=["id", "a", "b", "a"])
+    pq.write_table(pa_dup, folder / "dup.parquet")
+    out = tmp_path_factory.mktemp("runs") / "edges"
+    summary = sparkscore.score(spark, zoo.lr_skops, folder, out, passthrough_columns=["id"])
+    return folder, out, summary
+
+
+def test_job_accounts_every_row_of_files_that_fail_while_read(edge_run):
+    _, out, summary = edge_run
+    assert {k: summary[k] for k in (
+        "status", "files_total", "files_succeeded", "files_failed", "files_rows_unknown",
+        "rows_read", "rows_scored", "rows_failed")} == {
+        "status": "succeeded", "files_total": 7, "files_succeeded": 4, "files_failed": 3,
+        "files_rows_unknown": 1, "rows_read": 4 + 3 + 3 + 5 + 60_000 + 3,
+        "rows_scored": 4 + 3 + 3 + 60_000, "rows_failed": 5 + 3}
+    records = {f["file_name"]: f for p in (out / "_manifest").glob("batch-*.json")
+               for f in json.loads(p.read_text())["files"]}
+    assert records["gz.csv"] == {"file_name": "gz.csv", "status": "failed", "rows_read": 0,
+                                 "rows_scored": 0, "rows_failed": 0, "rows_unknown": True}
+    assert records["ragged.csv"]["rows_failed"] == 5
+    errors = sorted((e["file_name"], e["row"], e["stage"], e["message"])
+                    for e in pq.read_table(out / "errors").to_pylist())
+    assert errors == [
+        ("dup.parquet", None, "read",
+         "dup.parquet: the column 'a' appears twice in the file's schema, so which one to read "
+         "is ambiguous; give each column its own name."),
+        ("gz.csv", None, "read",
+         "gz.csv: the file is not CSV text: it looks gzip-compressed; decompress it before "
+         "scoring it."),
+        ("ragged.csv", 2, "read", errors[2][3]),
+    ]
+    assert errors[2][3].startswith(
+        "ragged.csv, row 2: the row has 2 values but the header names 3 columns (32,")
+
+
+def test_job_passthrough_type_comes_from_every_file_and_keeps_csv_text(edge_run):
+    import pyarrow as pa
+
+    _, out, _ = edge_run
+    table = pq.read_table(out / "predictions")
+    assert table.schema.field("id").type == pa.string()
+    got = table.select(["file_name", "row", "id"]).to_pylist()
+    ids = {}
+    for r in got:
+        ids.setdefault(r["file_name"], []).append((r["row"], r["id"]))
+    assert sorted(ids) == ["f1.csv", "f2.csv", "f3.parquet", "notes.csv"]
+    assert sorted(ids["f1.csv"]) == [(0, "0"), (1, "1"), (2, "2"), (3, "3")]
+    assert sorted(ids["f2.csv"]) == [(0, "A-10"), (1, "A-11"), (2, "007")]
+    assert sorted(ids["f3.parquet"]) == [(0, "20"), (1, "21"), (2, "22")]
+    assert sorted(ids["notes.csv"]) == [(i, str(100 + i)) for i in range(60_000)]
+
+
+def test_job_files_removed_after_planning_are_named_and_their_rows_unknown(spark, zoo,
+                                                                           tmp_path):
+    from sparkscore.job import execute, prepare, task_slots
+    from sparkscore.settings import Settings
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    id_frame(0, 4, 1).to_csv(folder / "keep.csv", index=False)
+    id_frame(0, 5, 2).to_csv(folder / "gone.csv", index=False)
+    id_frame(0, 6, 3).to_parquet(folder / "gone.parquet", index=False)
+    job = prepare(str(zoo.lr_skops), str(folder), str(tmp_path / "out"), Settings(),
+                  parallelism=task_slots(spark))
+    (folder / "gone.csv").unlink()
+    (folder / "gone.parquet").unlink()
+    summary = execute(spark, job)
+    assert (summary["files_failed"], summary["files_rows_unknown"], summary["rows_read"],
+            summary["rows_scored"]) == (2, 2, 4, 4)
+    assert sorted((e["file_name"], e["message"]) for e in
+                  pq.read_table(tmp_path / "out" / "errors").to_pylist()) == [
+        (name, f"{name}: the file no longer exists: it was removed after the job was planned.")
+        for name in ("gone.csv", "gone.parquet")]
+
+
+def test_job_passthrough_of_nested_types_and_refusal_of_types_that_disagree(spark, zoo,
+                                                                            tmp_path):
+    import pyarrow as pa
+
+    from sparkscore.errors import PassthroughConflictError
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tags = pa.map_(pa.string(), pa.int64())
+    for i in range(2):
+        table = pa.Table.from_pandas(id_frame(10 * i, 2, i), preserve_index=False)
+        table = table.append_column("tags", pa.array([[("k", 10 * i + j)] for j in range(2)],
+                                                     tags))
+        pq.write_table(table, folder / f"m{i}.parquet")
+    summary = sparkscore.score(spark, zoo.lr_skops, folder, tmp_path / "out",
+                               passthrough_columns=["tags"])
+    assert (summary["files_succeeded"], summary["rows_scored"]) == (2, 4)
+    out = pq.read_table(tmp_path / "out" / "predictions")
+    assert out.schema.field("tags").type == tags
+    assert sorted((r["file_name"], r["row"], r["tags"]) for r in out.to_pylist()) == [
+        ("m0.parquet", 0, [("k", 0)]), ("m0.parquet", 1, [("k", 1)]),
+        ("m1.parquet", 0, [("k", 10)]), ("m1.parquet", 1, [("k", 11)])]
+
+    id_frame(0, 2, 5).assign(tags=[1, 2]).to_csv(folder / "c.csv", index=False)
+    with pytest.raises(PassthroughConflictError) as info:
+        sparkscore.score(spark, zoo.lr_skops, folder, tmp_path / "refused",
+                         passthrough_columns=["tags"])
+    assert str(info.value) == (
+        f"{folder}: the passthrough column 'tags' has types that no one column can hold: int64 "
+        "in c.csv; map<string, int64 ('tags')> in m0.parquet, m1.parquet. Give the column one "
+        "type in every file, or leave it out of passthrough_columns.")
+    assert not (tmp_path / "refused").exists()

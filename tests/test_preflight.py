@@ -120,3 +120,28 @@ def test_preflight_mixed_folder_names_the_files_the_model_cannot_take(tmp_path, 
     assert report.splitlines()[-1] == (
         "1 of 2 files would fail: rows.csv: has 2 columns, which cannot make the model's input "
         "tensor of shape [-1, 64]")
+
+
+def test_preflight_names_a_repeated_column_and_passthrough_types_that_disagree(tmp_path, zoo):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pd.DataFrame({"id": [1, 2], "a": [0.5, 0.7], "b": [1, 2]}).to_csv(folder / "f1.csv",
+                                                                      index=False)
+    pq.write_table(pa.table({"id": [{"x": 1}], "a": [0.5], "b": [1]}), folder / "f2.parquet")
+    (folder / "twice.csv").write_text("id,a,b,a\n3,0.5,1,0.7\n")
+
+    report, ok = preflight(str(zoo.lr_skops), str(folder),
+                           Settings(passthrough_columns=("id",)), parallelism=2)
+    assert not ok
+    assert report.splitlines()[-3:] == [
+        "    - the column 'a' appears twice in the file's header, so which one to read is "
+        "ambiguous; give each column its own name",
+        "1 of 3 files would fail: twice.csv: the column 'a' appears twice in the file's header, "
+        "so which one to read is ambiguous; give each column its own name",
+        "the job would be refused: the passthrough column 'id' has types that no one column can "
+        "hold: int64 in f1.csv; struct<x: int64> in f2.parquet. Give the column one type in "
+        "every file, or leave it out of passthrough_columns.",
+    ]

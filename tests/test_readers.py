@@ -227,3 +227,205 @@ def test_readers_an_image_has_no_columns_and_counts_as_one_row(tmp_path):
     with pytest.raises(ReadError) as err:
         list(read_batches(LOCAL, image, batch_rows=10))
     assert str(err.value) == "digit.png: files of kind 'image' are not tables."
+
+
+# ---------------------------------------------------------------------------------------------
+# Files that are not what their name says, duplicate columns, quoted newlines, ragged rows
+
+
+def csv_file(path: Path) -> InputFile:
+    return input_file(path, "csv")
+
+
+def read_error(path: Path, kind: str | None = None) -> str:
+    with pytest.raises(ReadError) as info:
+        list(read_batches(LOCAL, input_file(path, kind), batch_rows=10))
+    assert info.value.file == path.name
+    return str(info.value)
+
+
+def test_read_batches_csv_with_quoted_newlines_larger_than_a_block(tmp_path):
+    # Every value of `note` holds a newline: one falls on a 1 MiB block boundary.
+    n = 60_000
+    table = pa.table({"id": list(range(n)), "note": [f"line {i}\nnext, {i}" for i in range(n)],
+                      "a": [i / 4 for i in range(n)], "b": [i % 3 for i in range(n)]})
+    path = tmp_path / "notes.csv"
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, path)
+    assert path.stat().st_size > 2 * readers._CSV_BLOCK_BYTES
+    got = pa.Table.from_batches(list(read_batches(LOCAL, csv_file(path), batch_rows=7_000)))
+    assert got.to_pydict() == table.to_pydict()
+    assert readers.count_rows(LOCAL, csv_file(path)) == n
+
+
+@both_parquet_paths
+def test_read_batches_refuses_a_column_name_that_appears_twice(tmp_path, monkeypatch,
+                                                                whole_file_bytes):
+    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    (tmp_path / "twice.csv").write_text("a,b,a\n1,2,3\n4,5,6\n")
+    (tmp_path / "thrice.csv").write_text('id,"x",x,b,x\n1,2,3,4,5\n')
+    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array([2]), pa.array([3])],
+                                        names=["a", "b", "a"]), tmp_path / "twice.parquet")
+    assert read_error(tmp_path / "twice.csv") == (
+        "twice.csv: the column 'a' appears twice in the file's header, so which one to read "
+        "is ambiguous; give each column its own name.")
+    assert read_error(tmp_path / "thrice.csv") == (
+        "thrice.csv: the column 'x' appears 3 times in the file's header, so which one to read "
+        "is ambiguous; give each column its own name.")
+    assert read_error(tmp_path / "twice.parquet") == (
+        "twice.parquet: the column 'a' appears twice in the file's schema, so which one to read "
+        "is ambiguous; give each column its own name.")
+    # even when the columns read are named: pyarrow would read the first 'a' alone
+    with pytest.raises(ReadError, match="the column 'a' appears twice"):
+        list(read_batches(LOCAL, csv_file(tmp_path / "twice.csv"), batch_rows=10,
+                          columns=["a", "b"]))
+    for name in ("twice.csv", "twice.parquet"):
+        with pytest.raises(ReadError, match="the column 'a' appears twice"):
+            peek_schema(LOCAL, input_file(tmp_path / name))
+    assert readers.count_rows(LOCAL, csv_file(tmp_path / "twice.csv")) == 2
+
+
+def test_read_batches_says_what_a_csv_that_is_not_text_is_and_prints_no_binary(tmp_path):
+    import bz2
+    import gzip
+    import zipfile
+
+    text = b"id,a,b\n" + b"".join(b"%d,0.5,1\n" % i for i in range(300))
+    (tmp_path / "gz.csv").write_bytes(gzip.compress(text))
+    (tmp_path / "bz.csv").write_bytes(bz2.compress(text))
+    with zipfile.ZipFile(tmp_path / "zip.csv", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("data.csv", text)
+    (tmp_path / "utf16.csv").write_bytes(text.decode().encode("utf-16"))
+    (tmp_path / "utf16le.csv").write_bytes(text.decode().encode("utf-16-le"))
+    pq.write_table(pa.table({"a": [1.0]}), tmp_path / "pq.csv")
+    got = {name: read_error(tmp_path / name) for name in (
+        "gz.csv", "bz.csv", "zip.csv", "utf16.csv", "utf16le.csv", "pq.csv")}
+    assert got == {
+        "gz.csv": "gz.csv: the file is not CSV text: it looks gzip-compressed; decompress it "
+                  "before scoring it.",
+        "bz.csv": "bz.csv: the file is not CSV text: it looks bzip2-compressed; decompress it "
+                  "before scoring it.",
+        "zip.csv": "zip.csv: the file is not CSV text: it looks zip-compressed; decompress it "
+                   "before scoring it.",
+        "utf16.csv": "utf16.csv: the file is UTF-16 text (it starts with a UTF-16 byte-order "
+                     "mark); save it as UTF-8.",
+        "utf16le.csv": "utf16le.csv: the file is not CSV text: it holds NUL bytes, so it is "
+                       "binary (or UTF-16 text without a byte-order mark); save it as UTF-8 "
+                       "CSV text.",
+        "pq.csv": "pq.csv: the file is not CSV text: it is a Parquet file; name it .parquet.",
+    }
+    with pytest.raises(ReadError, match="gzip-compressed"):
+        readers.count_rows(LOCAL, csv_file(tmp_path / "gz.csv"))
+
+
+def test_read_batches_error_text_from_a_file_is_printable(tmp_path):
+    # Not UTF-8, and a control character in the header: the byte is replaced, the control
+    # character escaped (pyarrow took this header as it is, and failed only on reading its name).
+    (tmp_path / "latin.csv").write_bytes(b"a,b\x07\xe9\n1,2\n")
+    message = read_error(tmp_path / "latin.csv")
+    assert message == (
+        "latin.csv: the file is not valid UTF-8 text (column 'b\\x07\ufffd'); save it as UTF-8.")
+    assert message.isprintable()
+
+
+@both_parquet_paths
+def test_read_batches_file_removed_after_planning_says_so(tmp_path, monkeypatch,
+                                                          whole_file_bytes):
+    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    (tmp_path / "gone.csv").write_text("a,b\n1,2\n" * 3)
+    pq.write_table(pa.table({"a": [1.0]}), tmp_path / "gone.parquet")
+    planned = [input_file(tmp_path / name) for name in ("gone.csv", "gone.parquet")]
+    for file in planned:
+        Path(file.path).unlink()
+        with pytest.raises(ReadError) as info:
+            list(read_batches(LOCAL, file, batch_rows=10))
+        assert str(info.value) == (
+            f"{file.name}: the file no longer exists: it was removed after the job was planned.")
+        with pytest.raises((ReadError, OSError)):  # its rows cannot be counted
+            readers.count_rows(LOCAL, file)
+
+
+def test_read_batches_ragged_rows_raise_or_are_skipped_into_a_list(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)  # rows in many blocks
+    lines = ["id,a,b"] + [f"{i},0.5,1" for i in range(40)]
+    lines[1 + 3] = "3,0.5"
+    lines[1 + 20] = '20,"x\ny",1,9'  # four values, one with a newline
+    lines[1 + 39] = "39"
+    path = tmp_path / "ragged.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(readers.CsvRaggedRowError, match="Expected 3 columns, got 2"):
+        list(read_batches(LOCAL, csv_file(path), batch_rows=10))
+    ragged: list[readers.RaggedRow] = []
+    got = pa.Table.from_batches(list(read_batches(LOCAL, csv_file(path), batch_rows=10,
+                                                  ragged=ragged)))
+    assert got.column("id").to_pylist() == [i for i in range(40) if i not in (3, 20, 39)]
+    assert ragged == [readers.RaggedRow(3, 2, 3, "3,0.5"),
+                      readers.RaggedRow(20, 4, 3, '20,"x\ny",1,9'),
+                      readers.RaggedRow(39, 1, 3, "39")]
+    assert str(ragged[1].error("ragged.csv")) == (
+        "ragged.csv, row 20: the row has 4 values but the header names 3 columns "
+        "(20,\"x\\ny\",1,9); quote values that hold a comma, and give every row one value per "
+        "column.")
+    assert readers.count_rows(LOCAL, csv_file(path)) == 40
+
+
+# ---------------------------------------------------------------------------------------------
+# A passthrough column's one output type, from every file
+
+
+def test_common_type_widens_the_same_way_in_any_file_order():
+    import itertools
+
+    from sparkscore.readers import common_type
+
+    cases = [
+        ({"f1.csv": pa.int64(), "f2.csv": pa.string()}, pa.string()),
+        ({"f1.csv": pa.int64(), "f2.csv": pa.large_string(), "f3.parquet": pa.int32()},
+         pa.string()),
+        ({"a": pa.int32(), "b": pa.int64()}, pa.int64()),
+        ({"a": pa.int64(), "b": pa.float64()}, pa.float64()),
+        ({"a": pa.timestamp("s"), "b": pa.timestamp("us")}, pa.timestamp("us")),
+        ({"a": pa.dictionary(pa.int32(), pa.string()), "b": pa.string()}, pa.string()),
+        ({"a": pa.null(), "b": pa.int64()}, pa.int64()),
+        ({"a": pa.null()}, pa.string()),
+        ({}, pa.string()),
+        ({"a": pa.map_(pa.string(), pa.int64()), "b": pa.map_(pa.string(), pa.int64())},
+         pa.map_(pa.string(), pa.int64())),
+        ({"a": pa.list_(pa.int32()), "b": pa.list_(pa.int64())}, pa.list_(pa.int64())),
+    ]
+    for found, want in cases:
+        for order in itertools.permutations(found.items()):
+            assert common_type("id", dict(order), uri="in/") == want, (found, order)
+
+
+def test_common_type_refuses_types_no_one_column_holds_naming_the_files():
+    from sparkscore.errors import PassthroughConflictError
+    from sparkscore.readers import common_type
+
+    found = {f"s{i}.parquet": pa.struct([("x", pa.int64())]) for i in range(7)}
+    found.update({"b.csv": pa.float64(), "a.csv": pa.string()})
+    with pytest.raises(PassthroughConflictError) as info:
+        common_type("meta", dict(reversed(list(found.items()))), uri="in/")
+    assert (info.value.path, info.value.column) == ("in/", "meta")
+    assert str(info.value) == (
+        "in/: the passthrough column 'meta' has types that no one column can hold: string in "
+        "a.csv; double in b.csv; struct<x: int64> in s0.parquet, s1.parquet, s2.parquet, "
+        "s3.parquet, s4.parquet and 2 more. Give the column one type in every file, or leave it "
+        "out of passthrough_columns.")
+
+
+def test_passthrough_types_reads_every_table_file(tmp_path):
+    from sparkscore.planner import list_input
+    from sparkscore.readers import passthrough_types
+
+    (tmp_path / "f1.csv").write_text("id,a\n1,0.5\n2,0.5\n")
+    (tmp_path / "f2.csv").write_text("id,a\nx7,0.5\n")
+    pq.write_table(pa.table({"id": pa.array([3], pa.int32()), "tags": [{"k": 1}]}),
+                   tmp_path / "f3.parquet")
+    (tmp_path / "f4.csv").write_bytes(b"\x1f\x8b junk")  # unreadable: its task says why
+    listing = list_input(str(tmp_path))
+    fs, files = listing.fs, listing.files
+    assert passthrough_types(fs, files, ["id", "tags", "nowhere"], uri=str(tmp_path)) == {
+        "id": pa.string(), "tags": pa.struct([("k", pa.int64())]), "nowhere": pa.string()}
+    assert passthrough_types(fs, files, [], uri=str(tmp_path)) == {}

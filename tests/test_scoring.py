@@ -633,6 +633,233 @@ def test_score_batch_table_rows_reach_a_tensor_model_as_that_tensor(zoo, tmp_pat
 
 
 # ---------------------------------------------------------------------------------------------
+# Reading at the edges: every row of every file accounted, ragged rows as bad rows, files that
+# cannot be read say why (and whether their rows are known), passthrough as Arrow read it
+
+
+def ragged_csv(path: Path, n: int = 10, short=(2, 6), long=(9,), bad_value=()) -> list[str]:
+    """A CSV of data(n) with rows missing their last value (`short`), rows with one value too
+    many (`long`) and rows whose `a` is 'abc'; returns the data lines as written."""
+    lines = data(n).to_csv(index=False).splitlines()
+    for i in short:
+        lines[1 + i] = ",".join(lines[1 + i].split(",")[:2])
+    for i in long:
+        lines[1 + i] += ",7"
+    for i in bad_value:
+        cells = lines[1 + i].split(",")
+        lines[1 + i] = ",".join([cells[0], "abc", cells[2]])
+    path.write_text("\n".join(lines) + "\n")
+    return lines[1:]
+
+
+def ragged_record(name: str, row: int, text: str, values: int) -> dict:
+    return {"file_name": name, "row": row, "stage": "read", "error_type": "ReadError",
+            "message": f"{name}, row {row}: the row has {values} values but the header names 3 "
+                       f"columns ({text}); quote values that hold a comma, and give every row "
+                       "one value per column."}
+
+
+def test_score_file_ragged_rows_fail_the_file_naming_each_row(model, tmp_path):
+    lines = ragged_csv(tmp_path / "ragged.csv")
+    result, rows = score(model, tmp_path / "ragged.csv", batch_rows=3)
+    assert rows == []
+    assert result.errors == [ragged_record("ragged.csv", 2, lines[2], 2),
+                             ragged_record("ragged.csv", 6, lines[6], 2),
+                             ragged_record("ragged.csv", 9, lines[9], 4)]
+    assert result.record() == {"file_name": "ragged.csv", "status": "failed", "rows_read": 10,
+                               "rows_scored": 0, "rows_failed": 10}
+
+
+@pytest.mark.parametrize("batch_rows", [3, 100])
+def test_score_file_ragged_rows_are_bad_rows_under_skip(model, mlflow_model, tmp_path,
+                                                        batch_rows):
+    lines = ragged_csv(tmp_path / "ragged.csv", bad_value=(4,))
+    result, rows = score(model, tmp_path / "ragged.csv", batch_rows=batch_rows, bad_rows="skip")
+    kept = [0, 1, 3, 5, 7, 8]
+    source = data(10).iloc[kept]
+    want = [int(v) for v in mlflow_model.predict(source)]
+    assert rows == [{"file_name": "ragged.csv", "row": r, "prediction": p, "id": r}
+                    for r, p in zip(kept, want)]
+    assert result.errors == [
+        ragged_record("ragged.csv", 2, lines[2], 2),
+        {"file_name": "ragged.csv", "row": 4, "stage": "validate",
+         "error_type": "SchemaEnforcementError",
+         "message": "ragged.csv, row 4: column 'a' has value 'abc', which cannot be converted "
+                    "safely to double."},
+        ragged_record("ragged.csv", 6, lines[6], 2),
+        ragged_record("ragged.csv", 9, lines[9], 4),
+    ]
+    assert result.record() == {"file_name": "ragged.csv", "status": "succeeded",
+                               "rows_read": 10, "rows_scored": 6, "rows_failed": 4}
+
+
+def test_score_file_ragged_rows_across_many_blocks_keep_every_row_number(model, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    short = (0, 3, 4, 17, 39)
+    ragged_csv(tmp_path / "long.csv", n=40, short=short, long=(20,))
+    result, rows = score(model, tmp_path / "long.csv", batch_rows=7, bad_rows="skip")
+    kept = [i for i in range(40) if i not in (*short, 20)]
+    assert [(r["row"], r["id"]) for r in rows] == [(i, i) for i in kept]
+    assert [e["row"] for e in result.errors] == [0, 3, 4, 17, 20, 39]
+    assert result.record() == {"file_name": "long.csv", "status": "succeeded", "rows_read": 40,
+                               "rows_scored": 34, "rows_failed": 6}
+
+
+def test_score_file_column_changing_type_after_the_first_block_counts_its_rows(
+        model, tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    path = tmp_path / "mixed.csv"
+    path.write_text("note,a,b\n" + "".join(f"{i},0.5,1\n" for i in range(40)) + "zz,0.5,1\n")
+    result, rows = score(model, path, passthrough=(), batch_rows=1000)
+    assert rows == []
+    assert result.record() == {"file_name": "mixed.csv", "status": "failed", "rows_read": 41,
+                               "rows_scored": 0, "rows_failed": 41}
+
+
+def test_score_file_failing_in_its_first_batch_still_counts_every_row(model, tmp_path):
+    path = write_csv(tmp_path / "noid.csv", data(10).drop(columns="id"))
+    result, _ = score(model, path, batch_rows=3)
+    assert [e["error_type"] for e in result.errors] == ["MissingPassthroughError"]
+    assert result.record() == {"file_name": "noid.csv", "status": "failed", "rows_read": 10,
+                               "rows_scored": 0, "rows_failed": 10}
+
+
+def test_score_file_quoted_newlines_in_a_csv_larger_than_a_block(model, mlflow_model, tmp_path):
+    import pyarrow.csv as pacsv
+
+    n = 60_000
+    df = data(n)
+    table = pa.Table.from_pandas(df, preserve_index=False).append_column(
+        "note", pa.array([f"line {i}\nnext" for i in range(n)]))
+    pacsv.write_csv(table.select(["id", "note", "a", "b"]), tmp_path / "notes.csv")
+    assert (tmp_path / "notes.csv").stat().st_size > readers._CSV_BLOCK_BYTES
+    result, rows = score(model, tmp_path / "notes.csv", batch_rows=None)
+    want = [int(v) for v in mlflow_model.predict(df)]
+    assert [(r["row"], r["prediction"], r["id"]) for r in rows] == [
+        (i, want[i], i) for i in range(n)]
+    assert result.record() == {"file_name": "notes.csv", "status": "succeeded", "rows_read": n,
+                               "rows_scored": n, "rows_failed": 0}
+
+
+def test_score_batch_files_that_fail_while_read_say_why_and_account_their_rows(model, tmp_path):
+    import gzip
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_csv(folder / "a_good.csv", data(4))
+    (folder / "dup.csv").write_text("id,a,b,a\n1,0.5,1,0.7\n2,0.5,1,0.7\n3,0.5,1,0.7\n")
+    pq.write_table(pa.Table.from_arrays([pa.array([1, 2, 3]), pa.array([0.5] * 3),
+                                         pa.array([1] * 3), pa.array([0.7] * 3)],
+                                        names=["id", "a", "b", "a"]), folder / "dup.parquet")
+    (folder / "gz.csv").write_bytes(gzip.compress((folder / "a_good.csv").read_bytes()))
+    write_csv(folder / "gone.csv", data(5))
+    pq.write_table(pa.Table.from_pandas(data(5), preserve_index=False), folder / "gone.parquet")
+    files = tuple(input_file(p) for p in sorted(folder.iterdir()))
+    (folder / "gone.csv").unlink()
+    (folder / "gone.parquet").unlink()
+    spec = spec_for(model, batch_rows=None)
+    sinks: list[SpillBuffer] = []
+
+    def sink_for(file: InputFile) -> SpillBuffer:
+        sinks.append(SpillBuffer(spec.output_schema))
+        return sinks[-1]
+
+    result = score_batch(LOCAL, MiniBatch(index=0, files=files), model, spec, sink_for)
+    twice = "appears twice in the file's {}, so which one to read is ambiguous; give each " \
+            "column its own name."
+    removed = "the file no longer exists: it was removed after the job was planned."
+    assert [(e["file_name"], e["row"], e["stage"], e["error_type"], e["message"])
+            for e in result.errors] == [
+        ("dup.csv", None, "read", "ReadError",
+         "dup.csv: the column 'a' " + twice.format("header")),
+        ("dup.parquet", None, "read", "ReadError",
+         "dup.parquet: the column 'a' " + twice.format("schema")),
+        ("gone.csv", None, "read", "ReadError", f"gone.csv: {removed}"),
+        ("gone.parquet", None, "read", "ReadError", f"gone.parquet: {removed}"),
+        ("gz.csv", None, "read", "ReadError",
+         "gz.csv: the file is not CSV text: it looks gzip-compressed; decompress it before "
+         "scoring it."),
+    ]
+    failed = {"status": "failed", "rows_scored": 0}
+    unknown = {**failed, "rows_read": 0, "rows_failed": 0, "rows_unknown": True}
+    assert [f.record() for f in result.files] == [
+        {"file_name": "a_good.csv", "status": "succeeded", "rows_read": 4, "rows_scored": 4,
+         "rows_failed": 0},
+        {"file_name": "dup.csv", **failed, "rows_read": 3, "rows_failed": 3},
+        {"file_name": "dup.parquet", **failed, "rows_read": 3, "rows_failed": 3},
+        {"file_name": "gone.csv", **unknown},
+        {"file_name": "gone.parquet", **unknown},
+        {"file_name": "gz.csv", **unknown},
+    ]
+    assert [s.rows for s in sinks] == [4, 0, 0, 0, 0, 0]
+
+
+def test_score_batch_timed_out_files_count_their_rows_or_say_they_are_unknown(model, tmp_path):
+    import gzip
+
+    from sparkscore.errors import BatchTimeoutError
+
+    good = write_csv(tmp_path / "good.csv", data(4))
+    (tmp_path / "gz.csv").write_bytes(gzip.compress(good.read_bytes()))
+
+    class Stuck:
+        input_schema = model.input_schema
+
+        def predict_conformed(self, frame, params):
+            raise BatchTimeoutError(seconds=1, files=["good.csv", "gz.csv"])
+
+    spec = spec_for(model, batch_rows=None)
+    batch = MiniBatch(index=0, files=(input_file(good), input_file(tmp_path / "gz.csv")))
+    result = score_batch(LOCAL, batch, Stuck(), spec, lambda f: SpillBuffer(spec.output_schema))
+    assert [f.record() for f in result.files] == [
+        {"file_name": "good.csv", "status": "failed", "rows_read": 4, "rows_scored": 0,
+         "rows_failed": 4},
+        {"file_name": "gz.csv", "status": "failed", "rows_read": 0, "rows_scored": 0,
+         "rows_failed": 0, "rows_unknown": True},
+    ]
+    assert [(e["file_name"], e["stage"]) for e in result.errors] == [
+        ("good.csv", "timeout"), ("gz.csv", "timeout")]
+
+
+def test_score_file_passthrough_keeps_nested_types_and_writes_ints_as_text(model, tmp_path):
+    df = data(3)
+    table = pa.Table.from_pandas(df, preserve_index=False).append_column(
+        "tags", pa.array([[("k", i)] for i in range(3)], pa.map_(pa.string(), pa.int64())),
+    ).append_column(
+        "meta", pa.array([{"site": f"s{i}", "n": i} for i in range(3)]),
+    ).append_column("codes", pa.array([[i, i + 1] for i in range(3)]))
+    path = tmp_path / "nested.parquet"
+    pq.write_table(table, path)
+    passthrough = (("tags", pa.map_(pa.string(), pa.int64())),
+                   ("meta", pa.struct([("site", pa.string()), ("n", pa.int64())])),
+                   ("codes", pa.list_(pa.int64())), ("id", pa.string()))
+    result, rows = score(model, path, passthrough=passthrough, bad_rows="skip")
+    assert result.record()["rows_scored"] == 3
+    assert [{k: r[k] for k in ("row", "tags", "meta", "codes", "id")} for r in rows] == [
+        {"row": i, "tags": [("k", i)], "meta": {"site": f"s{i}", "n": i},
+         "codes": [i, i + 1], "id": str(i)} for i in range(3)]
+
+
+def test_skipped_csv_rows_leave_gaps_in_the_file_rows_of_every_batch():
+    from sparkscore.readers import RaggedRow
+    from sparkscore.scoring import _Skipped
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        total = int(rng.integers(1, 200))
+        skipped = sorted(rng.choice(total, size=int(rng.integers(0, total)), replace=False))
+        kept = [r for r in range(total) if r not in set(skipped)]
+        rows = _Skipped([RaggedRow(int(r), 2, 3, "x") for r in skipped])
+        got, good = [], 0
+        while good < len(kept):
+            n = int(rng.integers(1, 30))
+            n = min(n, len(kept) - good)
+            got += rows.file_rows(good, n).tolist()
+            good += n
+        assert got == kept
+
+# ---------------------------------------------------------------------------------------------
 # Values a float64 or datetime64[ns] cannot hold, from real Parquet files: judged row by row
 
 
