@@ -37,8 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _import_job() -> ModuleType | signal.Signals:
-    """Import the job (pyspark, pandas, pyarrow: seconds); Ctrl-C or SIGTERM meanwhile end the
-    command with one line, as they do once the job runs: the signal is returned."""
+    """Import the job (pyspark, pandas, pyarrow: seconds); Ctrl-C, SIGTERM or SIGHUP meanwhile
+    end the command with one line, as they do once the job runs: the signal is returned."""
     received: list[signal.Signals] = []
 
     def interrupt(signum: int, frame: Any) -> None:
@@ -48,7 +48,7 @@ def _import_job() -> ModuleType | signal.Signals:
 
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             if signal.getsignal(signum) is not signal.SIG_IGN:
                 previous[signum] = signal.signal(signum, interrupt)
     try:

@@ -516,16 +516,16 @@ def _error_line(e: Exception) -> tuple[str, int]:
 
 
 class _Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM, raised in the main thread as Ctrl-C is: Py4J then drops the connection
-    of the call it interrupts, as it does for Ctrl-C."""
+    """SIGINT, SIGTERM or SIGHUP, raised in the main thread as Ctrl-C is: Py4J then drops the
+    connection of the call it interrupts, as it does for Ctrl-C."""
 
 
 class _Signals:
-    """While armed, the first SIGINT or SIGTERM calls `on_signal`, then raises _Interrupted in
-    the main thread; any later one is ignored, so that stopping Spark and printing the last line
-    are not cut short."""
+    """While armed, the first signal that asks the run to stop calls `on_signal`, then raises
+    _Interrupted in the main thread; any later one is ignored, so that stopping Spark and
+    printing the last line are not cut short."""
 
-    HANDLED = (signal.SIGINT, signal.SIGTERM)
+    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self, *, on_signal: Callable[[], None]) -> None:
         self.raised = 0  # the signal that raised _Interrupted
@@ -599,10 +599,10 @@ class _Session:
         """Silence Spark and cancel its jobs now, before an interrupted action's tasks are
         killed and logged; from a thread of its own, as the main thread may be inside a Py4J
         call, whose connection is not to be used meanwhile."""
-        sc = context_of(self._value) if self._value is not None else None
-        if sc is not None:
-            helper = threading.Thread(target=_halt, args=(sc,), kwargs={"quiet": self.quiet},
-                                      name="sparkscore-halt", daemon=True)
+        if self._value is not None:
+            helper = threading.Thread(target=_halt, args=(self._value,),
+                                      kwargs={"quiet": self.quiet}, name="sparkscore-halt",
+                                      daemon=True)
             helper.start()
             helper.join(_HALT_SECONDS)
 
@@ -622,29 +622,29 @@ class _Session:
         _end_launched_jvm()
 
 
-def _halt(sc: SparkContext, *, quiet: bool) -> None:
+def _halt(spark: Spark, *, quiet: bool) -> None:
     """Silence Spark (what it logs while its tasks are killed is no news to the user) and
-    cancel its jobs."""
+    cancel its jobs (on Spark Connect, this session's operations)."""
+    sc = context_of(spark)
     try:
+        if sc is None:
+            spark.interruptAll()  # type: ignore[union-attr]
+            return
         if quiet:
             sc.setLogLevel("OFF")
         sc.cancelAllJobs()
-    except Exception as e:  # the JVM is gone already: nothing is left to cancel
+    except Exception as e:  # Spark is gone already: nothing is left to cancel
         log.debug("cancelling spark jobs: %s", e)
 
 
 def _stop_spark(spark: Spark, *, quiet: bool) -> None:
     """Cancel what runs and stop the context (or leave the Connect session)."""
-    sc = context_of(spark)
+    _halt(spark, quiet=quiet)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pyspark's, when its JVM is already gone
-            if sc is None:
-                spark.stop()
-                return
-            _halt(sc, quiet=quiet)
-            sc.stop()
-    except Exception as e:  # the JVM is gone already: nothing is left to stop
+            spark.stop()
+    except Exception as e:  # Spark is gone already: nothing is left to stop
         log.debug("stopping spark: %s", e)
 
 

@@ -66,7 +66,7 @@ class Run:
     mark: str
     returncode: int | None = None
     left: list[str] | None = None  # its processes still alive after it ended (and a grace)
-    committed_at_exit = 0  # mini-batches committed when it ended
+    committed_at_exit: int = 0  # mini-batches committed when it ended
 
     @classmethod
     def start(cls, root: Path, name: str, args: list[str], out: Path | None = None,
@@ -76,14 +76,24 @@ class Run:
         mark = uuid.uuid4().hex
         environment = {**os.environ, "PYSPARK_PYTHON": sys.executable,
                        "PYSPARK_DRIVER_PYTHON": sys.executable, MARK: mark, **env}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sparkscore.cli", "score", *args, "--output", str(out)],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT, env=environment,
-            start_new_session=True, preexec_fn=_default_sigint)
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "sparkscore.cli", "score", *args, "--output", str(out)],
+                stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, env=environment,
+                start_new_session=True, preexec_fn=_default_sigint)
         return cls(name, out, proc, log, mark)
 
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its JVM then ends at the end of its stdin
+            self.proc.wait()
+
     def wait(self) -> Run:
-        self.returncode = self.proc.wait(timeout=600)
+        try:
+            self.returncode = self.proc.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
         deadline = time.monotonic() + EXITED_GRACE
         while (left := processes_of(self.mark)) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -127,8 +137,11 @@ def tiny_disk(tmp_path_factory: pytest.TempPathFactory):
     """A 64 KiB tmpfs, where writing predictions runs out of space; None where mounting is not
     allowed (not root, or a container without the capability)."""
     where = tmp_path_factory.mktemp("tiny")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
-                             capture_output=True).returncode == 0
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+                                 capture_output=True).returncode == 0
+    except OSError:  # no mount command
+        mounted = False
     yield where if mounted else None
     if mounted:
         subprocess.run(["umount", "-l", str(where)], check=True)
@@ -167,24 +180,25 @@ def runs(inputs, tiny_disk, tmp_path_factory) -> dict[str, Run]:
     send = {"sigint": lambda run: os.killpg(run.proc.pid, signal.SIGINT),
             "sigterm": lambda run: run.proc.send_signal(signal.SIGTERM),
             "overwrite": lambda run: os.killpg(run.proc.pid, signal.SIGINT)}
-    deadline = time.monotonic() + 600
-    while send:
-        for name in list(send):
-            run = started[name]
-            assert run.proc.poll() is None, f"{name} ended before it was interrupted:\n{run.text}"
-            if run.committed() >= 2:
-                send.pop(name)(run)
-        assert time.monotonic() < deadline, "no mini-batch was committed in time"
-        time.sleep(0.05)
-    done = {name: run.wait() for name, run in started.items()}
+    try:
+        deadline = time.monotonic() + 600
+        while send:
+            for name in list(send):
+                run = started[name]
+                assert run.proc.poll() is None, f"{name} ended too soon:\n{run.text}"
+                if run.committed() >= 2:
+                    send.pop(name)(run)
+            assert time.monotonic() < deadline, "no mini-batch was committed in time"
+            time.sleep(0.05)
+        done = {name: run.wait() for name, run in started.items()}
+    finally:
+        for run in started.values():
+            run.kill()
 
-    for name in ("sigint", "sigterm"):
-        run = done[name]
-        done[f"{name}-resumed"] = Run.start(
-            root, f"{name}-resumed", [*slow[:-1], "local[2]", "--set", "resume=true"],
-            out=run.out)
-    for name in ("sigint-resumed", "sigterm-resumed"):
-        done[name].wait()
+    resumed = {f"{name}-resumed": Run.start(
+        root, f"{name}-resumed", [*slow[:-1], "local[2]", "--set", "resume=true"],
+        out=done[name].out) for name in ("sigint", "sigterm")}
+    done.update((name, run.wait()) for name, run in resumed.items())
     return done
 
 
@@ -269,21 +283,23 @@ def handles(pid: int, signum: int) -> bool:
     return False
 
 
-def test_cli_sigterm_while_importing_ends_with_one_line(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_cli_signal_while_importing_ends_with_one_line(tmp_path, sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "sparkscore.cli", "score", "--model", str(tmp_path / "model"),
          "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    # Python handles no SIGTERM by itself: a handler means the command is now importing the job
-    # (pyspark, pandas, pyarrow: a second or more).
-    while not handles(proc.pid, signal.SIGTERM):
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        preexec_fn=_default_sigint)
+    # Python handles no SIGHUP by itself (the last of the three the command handles): a handler
+    # means the command is now importing the job (pyspark, pandas, pyarrow: a second or more).
+    while not handles(proc.pid, signal.SIGHUP):
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.002)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 143
+    assert proc.returncode == 128 + sig
     assert output.splitlines() == [
-        "error: interrupted by SIGTERM before the job started; nothing was done."]
+        f"error: interrupted by {sig.name} before the job started; nothing was done."]
 
 
 # ---------------------------------------------------------------------------------------------
