@@ -17,17 +17,21 @@ import logging
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
 import pyarrow as pa
 from pyspark import SparkConf, SparkContext, TaskContext
+from pyspark.errors import PySparkException
+from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from sparkscore import daemon, summary as summaries
@@ -524,66 +528,243 @@ def parser(prog: str, *, with_master: bool) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = None) -> int:
-    """Run the job from command-line arguments; the exit status says whether it succeeded."""
+    """Run the job from command-line arguments; the exit status says whether it succeeded.
+
+    However the run ends (done, refused, a task failed, Ctrl-C, SIGTERM), Spark is stopped
+    before the last line is printed, so that this line is the last thing the run prints.
+    """
     args = parser(prog, with_master=False).parse_args(list(argv))
+    spark = _Session()
+    job: Job | None = None
     debug = False
-    try:
-        settings = Settings.load(args.config, args.overrides)
-        debug = settings.logging_level == "debug"
-        _configure_logging(settings.logging_level)
-        slots = None if args.remote else local_parallelism(master or _submitted_master())
-        if args.dry_run:
-            report, ok = preflight(args.model, args.input, settings,
-                                   parallelism=slots or os.cpu_count() or 1)
-            print(report, flush=True)
-            return 0 if ok else 2
-        preload = daemon.preload_modules(args.model, settings.env_manager)
-        if slots is None:  # a cluster: its task slots are known once the session is up
-            spark = session(master, settings, remote=args.remote, preload=preload)
-            job = prepare(args.model, args.input, args.output, settings,
-                          parallelism=task_slots(spark))
-        else:
-            # The session starts while the driver plans and loads the model: both take
-            # seconds, and neither needs the other. A refusal returns without waiting for it.
-            starting = _Background(lambda: session(master, settings, preload=preload))
-            job = prepare(args.model, args.input, args.output, settings, parallelism=slots)
-            spark = starting.result()
-        log.debug("spark session ready")
-        result = execute(spark, job)
-    except SparkscoreError as e:
-        if debug:
-            traceback.print_exc()
-        print(f"error: {e}", flush=True)
-        return 3 if isinstance(e, ErrorThresholdExceeded) else 2
-    except Exception as e:  # Spark or the model failed in a way we did not foresee
-        if debug:
-            traceback.print_exc()
-        print(f"error: the job failed: {_first_line(e)}", flush=True)
-        return 1
-    print(_summary_line(result), flush=True)
-    return 0
+    interrupted = 0  # the signal that stopped the run, if one did
+    with _Signals(on_signal=spark.halt) as signals:
+        try:
+            try:
+                settings = Settings.load(args.config, args.overrides)
+                debug = settings.logging_level == "debug"
+                spark.quiet = not debug
+                _configure_logging(settings.logging_level)
+                slots = None if args.remote else local_parallelism(master or _submitted_master())
+                if args.dry_run:
+                    report, ok = preflight(args.model, args.input, settings,
+                                           parallelism=slots or os.cpu_count() or 1)
+                    print(report, flush=True)
+                    return 0 if ok else 2
+                preload = daemon.preload_modules(args.model, settings.env_manager)
+                # The session starts while the driver plans and loads the model: both take
+                # seconds, and neither needs the other. On a cluster, the plan needs its slots.
+                spark.start(functools.partial(session, master, settings, remote=args.remote,
+                                              preload=preload))
+                job = prepare(args.model, args.input, args.output, settings,
+                              parallelism=slots or task_slots(spark.result()))
+                line, status = _summary_line(execute(spark.result(), job)), 0
+            finally:
+                signals.disarm()
+        except BaseException as e:
+            if debug:
+                traceback.print_exception(e)
+            interrupted = signals.raised or (signal.SIGINT if isinstance(e, KeyboardInterrupt)
+                                             else 0)
+            if not interrupted:
+                if not isinstance(e, Exception):
+                    spark.stop()
+                    raise
+                # Before Spark stops: a Py4J error asks the JVM for its text.
+                line, status = _error_line(e)
+        spark.stop()
+        if interrupted:
+            line, status = _interrupted_line(
+                signal.Signals(interrupted), args.output, dry_run=args.dry_run,
+                discarded=_discard_partial(job)), 128 + interrupted
+        print(line, flush=True)
+        return status
 
 
-class _Background:
-    """Run one call on a daemon thread (so a process that gives up does not wait for it)."""
+def _error_line(e: Exception) -> tuple[str, int]:
+    """The last line and exit status of a run that failed."""
+    if isinstance(e, SparkscoreError):
+        return f"error: {e}", 3 if isinstance(e, ErrorThresholdExceeded) else 2
+    return f"error: {_failure_line(e)}", 1  # Spark or the model failed in a way we did not foresee
 
-    def __init__(self, call: Any) -> None:
-        self._value: Any = None
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP, raised in the main thread as Ctrl-C is: Py4J then drops the
+    connection of the call it interrupts, as it does for Ctrl-C."""
+
+
+class _Signals:
+    """While armed, the first signal that asks the run to stop calls `on_signal`, then raises
+    _Interrupted in the main thread; any later one is ignored, so that stopping Spark and
+    printing the last line are not cut short."""
+
+    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self, *, on_signal: Callable[[], None]) -> None:
+        self.raised = 0  # the signal that raised _Interrupted
+        self._on_signal = on_signal
+        self._armed = True
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.HANDLED:
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup, `cmd &`: still ignored
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def disarm(self) -> None:
+        self._armed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._armed and not self.raised:
+            self.raised = signum
+            self._on_signal()
+            raise _Interrupted(signal.Signals(signum).name)
+
+
+# How long stopping waits: for the JVM to finish starting, and then to exit.
+_STOP_SECONDS = 120.0
+# How long a signal waits for Spark to cancel its jobs.
+_HALT_SECONDS = 10.0
+
+
+class _Abandoned(Exception):
+    """The job gave up while its session was starting."""
+
+
+class _Session:
+    """The job's Spark session: started on a daemon thread while the driver plans, and stopped
+    (with the JVM this process launched) before the job's last line is printed."""
+
+    def __init__(self) -> None:
+        self.quiet = True  # silence Spark while it stops (not when debugging)
+        self._abandoned = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._value: Spark | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
+
+    def start(self, start: Callable[..., Spark]) -> None:
+        """Run `start(abandoned=event)` on a daemon thread."""
+        self._thread = threading.Thread(target=self._run, args=(start,),
+                                        name="sparkscore-session", daemon=True)
         self._thread.start()
 
-    def _run(self, call: Any) -> None:
+    def _run(self, start: Callable[..., Spark]) -> None:
         try:
-            self._value = call()
+            self._value = start(abandoned=self._abandoned)
         except BaseException as e:  # handed to the caller of result()
             self._error = e
 
-    def result(self) -> Any:
+    def result(self) -> Spark:
+        assert self._thread is not None, "start() first"
         self._thread.join()
         if self._error is not None:
             raise self._error
+        assert self._value is not None
         return self._value
+
+    def halt(self) -> None:
+        """Silence Spark and cancel its jobs now, before an interrupted action's tasks are
+        killed and logged; from a thread of its own, as the main thread may be inside a Py4J
+        call, whose connection is not to be used meanwhile."""
+        if self._value is not None:
+            helper = threading.Thread(target=_halt, args=(self._value,),
+                                      kwargs={"quiet": self.quiet}, name="sparkscore-halt",
+                                      daemon=True)
+            helper.start()
+            helper.join(_HALT_SECONDS)
+
+    def stop(self) -> None:
+        """Stop Spark, so that nothing it prints comes after the job's last line.
+
+        A JVM still starting prints as it starts, and a SparkContext abandoned half-way prints
+        a stack trace: wait until the JVM is up (the start ends there, with no SparkContext, once
+        this is called) and stop what there is.
+        """
+        if self._thread is None:
+            return
+        self._abandoned.set()
+        self._thread.join(_STOP_SECONDS)
+        if self._value is not None:
+            _stop_spark(self._value, quiet=self.quiet)
+        _end_launched_jvm()
+
+
+def _halt(spark: Spark, *, quiet: bool) -> None:
+    """Silence Spark (what it logs while its tasks are killed is no news to the user) and
+    cancel its jobs (on Spark Connect, this session's operations)."""
+    sc = context_of(spark)
+    try:
+        if sc is None:
+            spark.interruptAll()  # type: ignore[union-attr]
+            return
+        if quiet:
+            sc.setLogLevel("OFF")
+        sc.cancelAllJobs()
+    except Exception as e:  # Spark is gone already: nothing is left to cancel
+        log.debug("cancelling spark jobs: %s", e)
+
+
+def _stop_spark(spark: Spark, *, quiet: bool) -> None:
+    """Cancel what runs and stop the context (or leave the Connect session)."""
+    _halt(spark, quiet=quiet)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pyspark's, when its JVM is already gone
+            spark.stop()
+    except Exception as e:  # Spark is gone already: nothing is left to stop
+        log.debug("stopping spark: %s", e)
+
+
+def _end_launched_jvm() -> None:
+    """End the JVM this process launched, and wait until it has. (Under spark-submit the JVM is
+    this process's parent, and ends once the driver has.)"""
+    gateway = SparkContext._gateway
+    # launch_gateway's Popen, or None when it attached to a running JVM (`getattr` would ask
+    # the JVM for an attribute called proc).
+    proc = gateway.__dict__.get("proc") if gateway is not None else None
+    if proc is None:
+        return
+    with SparkContext._lock:
+        SparkContext._gateway = SparkContext._jvm = None
+    with contextlib.suppress(Exception):
+        gateway.shutdown()
+    with contextlib.suppress(OSError):
+        proc.stdin.close()  # PythonGatewayServer exits at the end of its stdin
+    try:
+        proc.wait(_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own process group: see _launch_jvm
+        proc.wait()
+
+
+def _discard_partial(job: Job | None) -> bool:
+    """Remove what an interrupted overwrite run wrote beside the output it was to replace (no
+    later run reuses it); True when there was such a folder."""
+    if job is None or job.layout is job.final:
+        return False
+    fs = job.layout.filesystem()
+    if fs.get_file_info(job.final.root).type != pa.fs.FileType.Directory:
+        return False  # interrupted while swapping: the new output is all there is
+    remove_dir(fs, job.layout.root)
+    return True
+
+
+def _interrupted_line(sig: signal.Signals, output: str, *, dry_run: bool,
+                      discarded: bool) -> str:
+    if dry_run:
+        return f"error: interrupted by {sig.name}; nothing was scored."
+    stopped = f"error: interrupted by {sig.name}; Spark was stopped"
+    if discarded:
+        return (f"{stopped} and {output} is unchanged (this run's partial output beside it was "
+                "removed): run the same command again to replace it.")
+    return (f"{stopped}. The mini-batches already committed to {output} are kept: run the same "
+            "command again with --set resume=true to score the rest.")
 
 
 def _submitted_master() -> str:
@@ -617,13 +798,14 @@ def task_slots(spark: Spark) -> int:
 
 
 def session(master: str | None, settings: Settings, *, remote: str | None = None,
-            preload: Sequence[str] = ()) -> Spark:
+            preload: Sequence[str] = (), abandoned: threading.Event | None = None) -> Spark:
     """What the job runs on: a Spark Connect session, or the active SparkContext (started here,
     with task retries set, if there is none).
 
     A classic job needs no SQL session: creating one and planning a first query costs seconds
     of every short job. A context started here runs sparkscore's worker daemon, which imports
-    `preload` while the driver still plans (see sparkscore.daemon).
+    `preload` while the driver still plans (see sparkscore.daemon). When `abandoned` is set
+    by the time the JVM is up, the context is not started: _Abandoned is raised.
     """
     if remote:
         # The Connect server owns its master and retries; we only attach to it.
@@ -637,13 +819,32 @@ def session(master: str | None, settings: Settings, *, remote: str | None = None
             .set("spark.task.maxFailures", str(settings.max_retries + 1))
             .set("spark.ui.showConsoleProgress", "false"))
     fresh = SparkContext._active_spark_context is None
-    sc = SparkContext.getOrCreate(daemon.configure(conf, preload) if fresh else conf)
+    if fresh:
+        conf = daemon.configure(conf, preload)
+        _launch_jvm(conf)
+        if abandoned is not None and abandoned.is_set():
+            raise _Abandoned()
+    sc = SparkContext.getOrCreate(conf)
     sc.setLogLevel("ERROR" if settings.logging_level != "debug" else "INFO")
     if fresh:
         # Before the warm-up: workers are pooled by their environment.
         _forward_storage_env(sc)
         daemon.warm_up(sc)
     return sc
+
+
+def _launch_jvm(conf: SparkConf) -> None:
+    """Start the JVM as pyspark does, but in its own process group, unless one runs already
+    (spark-submit's, or an earlier session's).
+
+    A signal to the job's process group (Ctrl-C, `kill -TERM -PGID`, a container stopping) then
+    reaches the driver alone, which stops Spark in order; the JVM still exits when the driver
+    dies (at the end of its stdin).
+    """
+    with SparkContext._lock:
+        if SparkContext._gateway is None:
+            SparkContext._gateway = launch_gateway(conf, popen_kwargs={"start_new_session": True})
+            SparkContext._jvm = SparkContext._gateway.jvm
 
 
 def with_retries(master: str, max_retries: int) -> str:
@@ -656,8 +857,18 @@ def with_retries(master: str, max_retries: int) -> str:
 
 def _configure_logging(level: str) -> None:
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-    logging.basicConfig(stream=sys.stdout, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    if level != "debug":
+        handler.addFilter(_not_from_py4j)
+    logging.basicConfig(handlers=[handler])
     log.setLevel(level.upper())
+
+
+def _not_from_py4j(record: logging.LogRecord) -> bool:
+    """Py4J logs a traceback when a call is interrupted or its JVM has gone; the job reports
+    what happened in its own last line."""
+    return os.path.basename(os.path.dirname(record.pathname)) != "py4j"
 
 
 def _summary_line(result: dict[str, Any]) -> str:
@@ -667,6 +878,64 @@ def _summary_line(result: dict[str, Any]) -> str:
         f"{result['files_skipped']} files skipped, {result['duration_s']}s "
         f"({result['rows_per_s']} rows/s); summary in {result['output']}/_summary.json"
     )
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_CHAINED = ("The above exception was the direct cause of the following exception:",
+            "During handling of the above exception, another exception occurred:")
+# Spark's reason for a task it lost: `... most recent failure: Lost task 0.3 in stage 1.0
+# (TID 4) (host executor driver): org.apache.spark.SparkException: Python worker exited ...`
+_LOST_TASK = re.compile(r"most recent failure: Lost task [^\n]*?\(TID \d+\) \([^)\n]*\): ([^\n]+)")
+
+
+def _failure_line(e: Exception) -> str:
+    """A failed job in one line: what a Spark task raised (found in the text of the Py4J,
+    pyspark or Spark Connect error that wraps it), else why Spark lost the task, else the error
+    itself."""
+    if not isinstance(e, (Py4JJavaError, PySparkException)):
+        return f"the job failed: {_first_line(e)}"
+    try:
+        text = str(e)
+    except Exception:  # a Py4J error asks the JVM for its text, and the JVM may be gone
+        return f"the job failed: {type(e).__name__}"
+    raised = _task_exception(text)
+    if raised is None:
+        lost = _LOST_TASK.search(text)
+        raised = _short_type(lost.group(1)) if lost else None
+    if raised is not None:
+        return f"a Spark task failed: {raised}"
+    if isinstance(e, Py4JJavaError):
+        # "An error occurred while calling o42.collect.\n: java.io.IOException: ...": the second
+        # part says what happened.
+        java = text.partition("\n: ")[2].strip().splitlines()
+        if java:
+            return f"the job failed: {_short_type(java[0])}"
+    return f"the job failed: {_first_line(e)}"
+
+
+def _task_exception(text: str) -> str | None:
+    """The first line of the exception a Python traceback in `text` ends with (the one raised
+    last, when it chains others), as `Type: message`."""
+    start = text.find(_TRACEBACK)
+    if start < 0:
+        return None
+    raised = None
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("\tat "):  # the JVM's own stack: the Python part is over
+            break
+        if line.strip() in _CHAINED:
+            raised = None  # the exception raised last follows, with its own traceback
+        elif raised is None and line[:1].strip() and line != _TRACEBACK:
+            raised = line  # frames are indented; the exception is not
+    return _short_type(raised) if raised else None
+
+
+def _short_type(line: str) -> str:
+    """`pyarrow.lib.ArrowInvalid: ...` as `ArrowInvalid: ...`: the class names the failure."""
+    name, sep, message = line.strip().partition(": ")
+    if re.fullmatch(r"[A-Za-z_][\w.$]*", name):
+        name = name.rsplit(".", 1)[-1]
+    return name + sep + message
 
 
 def _first_line(e: BaseException) -> str:

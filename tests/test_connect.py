@@ -118,3 +118,32 @@ def test_connect_job_ships_the_models_environment_with_add_artifacts(
     assert [(r["row"], r["prediction"]) for r in rows] == [(0, 4.0), (1, 7.0)]
     environment = json.loads((tmp_path / "out" / "_summary.json").read_text())["environment"]
     assert environment["shipped"] == "archive"
+
+
+def test_connect_failure_line_names_what_the_task_raised(connect_url):
+    script = textwrap.dedent(f"""
+        import warnings
+        warnings.filterwarnings("ignore")
+        from pyspark.sql import SparkSession
+        from sparkscore.job import _failure_line
+
+        def disk_full(batches):
+            for batch in batches:
+                raise OSError(28, "No space left on device", "/data/out/part-00000.parquet")
+            yield from ()
+
+        spark = SparkSession.builder.remote({connect_url!r}).getOrCreate()
+        try:
+            spark.range(1).mapInArrow(disk_full, "id long").collect()
+        except Exception as e:
+            print(type(e).__module__, type(e).__name__)
+            print(_failure_line(e))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "pyspark.errors.exceptions.connect PythonException",
+        "a Spark task failed: OSError: [Errno 28] No space left on device: "
+        "'/data/out/part-00000.parquet'",
+    ]
