@@ -58,7 +58,7 @@ from sparkscore.shipping import (
     ShippedEnvironment, ShippedModel, Spark, context_of, ship_model,
 )
 from sparkscore.signature import enforce_params
-from sparkscore.storage import redact_record
+from sparkscore.storage import redact, redact_record
 from sparkscore.sparktypes import arrow_type, output_type
 from sparkscore.writers import (
     OutputLayout,
@@ -314,15 +314,16 @@ def _run_tasks(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], tas
             done += [committed[b.index] for b in pending if b.index in committed]
             pending = [b for b in pending if b.index not in committed]
             suspects = {b.index for b in pending} - isolated
-            if not suspects:
-                raise
+            failure = _failure_line(e)
+            if not suspects or ": OutputError: " in failure:
+                raise  # not a file's fault: isolating its files cannot help
             named = _failed_batch(e, pending)
             if named is not None and named in suspects and not isolated:
                 suspects = {named}
             isolated |= suspects
             log.warning("mini-batch(es) %s failed every attempt (%s); scoring them again with "
                         "their files isolated, so that a file that kills its worker fails alone",
-                        ", ".join(map(str, sorted(suspects))), _first_line(e))
+                        ", ".join(map(str, sorted(suspects))), failure)
 
 
 def _launch(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], task: Any,
@@ -576,8 +577,8 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
         if interrupted:
             line, status = _interrupted_line(
                 signal.Signals(interrupted), args.output, dry_run=args.dry_run,
-                discarded=_discard_partial(job)), 128 + interrupted
-        print(line, flush=True)
+                staged=_staged(job)), 128 + interrupted
+        print(redact(line), flush=True)
         return status
 
 
@@ -743,26 +744,24 @@ def _end_launched_jvm() -> None:
         proc.wait()
 
 
-def _discard_partial(job: Job | None) -> bool:
-    """Remove what an interrupted overwrite run wrote beside the output it was to replace (no
-    later run reuses it); True when there was such a folder."""
+def _staged(job: Job | None) -> bool:
+    """Whether the interrupted run was an overwrite run that wrote beside the output it was to
+    replace (and had not yet swapped it in): resume finishes it."""
     if job is None or job.layout is job.final:
         return False
     fs = job.layout.filesystem()
-    if fs.get_file_info(job.final.root).type != pa.fs.FileType.Directory:
-        return False  # interrupted while swapping: the new output is all there is
-    remove_dir(fs, job.layout.root)
-    return True
+    return fs.get_file_info(job.layout.root).type == pa.fs.FileType.Directory
 
 
-def _interrupted_line(sig: signal.Signals, output: str, *, dry_run: bool,
-                      discarded: bool) -> str:
+def _interrupted_line(sig: signal.Signals, output: str, *, dry_run: bool, staged: bool) -> str:
     if dry_run:
         return f"error: interrupted by {sig.name}; nothing was scored."
     stopped = f"error: interrupted by {sig.name}; Spark was stopped"
-    if discarded:
-        return (f"{stopped} and {output} is unchanged (this run's partial output beside it was "
-                "removed): run the same command again to replace it.")
+    if staged:
+        return (f"{stopped} and {output} is unchanged. The mini-batches this overwrite run "
+                "committed beside it are kept: run the same command again with --set "
+                "resume=true to finish it (its output then replaces the old one), or without "
+                "resume to start over.")
     return (f"{stopped}. The mini-batches already committed to {output} are kept: run the same "
             "command again with --set resume=true to score the rest.")
 

@@ -14,6 +14,7 @@ Pure pyarrow: it runs inside tasks as well as on the driver.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -143,19 +144,30 @@ def write_part(
                 writer = parquet_writer(stream, schema)
             writer.write_table(table)
             rows += table.num_rows
-    except BaseException:
-        # Not at all: the half-written temporary goes, and any earlier part stays as it was.
+        # The writer does not close a stream it was given; an object store's upload completes
+        # only when the stream closes, and a full disk may only show then.
         _close(writer, stream)
-        _delete_if_exists(fs, temporary)
+        if writer is None:
+            _delete_if_exists(fs, path)
+            return 0
+        fs.move(temporary, path)
+    except BaseException as e:
+        # Not at all: the half-written temporary goes, and any earlier part stays as it was.
+        with contextlib.suppress(Exception):
+            _close(writer, stream)
+        with contextlib.suppress(Exception):
+            _delete_if_exists(fs, temporary)
+        if isinstance(e, OSError):
+            raise unwritable(path, e) from e
         raise
-    # The writer does not close a stream it was given; an object store's upload completes
-    # only when the stream closes.
-    _close(writer, stream)
-    if writer is None:
-        _delete_if_exists(fs, path)
-        return 0
-    fs.move(temporary, path)
     return rows
+
+
+def unwritable(path: str, e: OSError) -> OutputError:
+    """A write that failed (a full disk, a missing permission), naming the file it was for."""
+    detail = " ".join(str(e).split())
+    return OutputError(path=path, reason=f"cannot be written ({detail}). Check the space and "
+                       "permissions there, or choose another output.")
 
 
 # Each write is a row group: one-row batches (an image file, a tiny CSV) are gathered first, or
@@ -297,11 +309,16 @@ def write_json(fs: pafs.FileSystem, path: str, doc: Any, *, indent: int | None =
     """Write JSON whole or not at all; `indent` None writes one line, 10x faster for a
     manifest of thousands of files (json's indenting encoder is pure Python)."""
     directory = path.rsplit("/", 1)[0]
-    fs.create_dir(directory, recursive=True)
     temporary = f"{directory}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
-    with fs.open_output_stream(temporary) as f:
-        f.write(json.dumps(doc, indent=indent, default=str).encode())
-    fs.move(temporary, path)
+    try:
+        fs.create_dir(directory, recursive=True)
+        with fs.open_output_stream(temporary) as f:
+            f.write(json.dumps(doc, indent=indent, default=str).encode())
+        fs.move(temporary, path)
+    except OSError as e:
+        with contextlib.suppress(Exception):
+            _delete_if_exists(fs, temporary)
+        raise unwritable(path, e) from e
 
 
 def read_json(fs: pafs.FileSystem, path: str) -> Any:

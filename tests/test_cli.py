@@ -9,6 +9,7 @@ environment, found again through /proc.
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -99,6 +100,7 @@ class Run:
             time.sleep(0.1)
         self.left = left
         self.committed_at_exit = self.committed()
+        self.out_at_exit = sorted(p.name for p in self.out.iterdir()) if self.out.is_dir() else []
         return self
 
     @property
@@ -197,7 +199,7 @@ def runs(inputs, tiny_disk, tmp_path_factory) -> dict[str, Run]:
 
     resumed = {f"{name}-resumed": Run.start(
         root, f"{name}-resumed", [*slow[:-1], "local[2]", "--set", "resume=true"],
-        out=done[name].out) for name in ("sigint", "sigterm")}
+        out=done[name].out) for name in ("sigint", "sigterm", "overwrite")}
     done.update((name, run.wait()) for name, run in resumed.items())
     return done
 
@@ -236,15 +238,24 @@ def test_cli_resume_after_an_interrupt_scores_every_row_once(runs, inputs, name)
     assert summary["files_skipped"] == interrupted.committed_at_exit
 
 
-def test_cli_interrupted_overwrite_keeps_the_old_output_and_removes_its_own(runs):
-    run = runs["overwrite"]
+def test_cli_interrupted_overwrite_keeps_the_old_output_and_says_resume_finishes_it(runs):
+    run, resumed = runs["overwrite"], runs["overwrite-resumed"]
     assert run.returncode == 130, run.text
     assert last_line(run.text) == (
-        f"error: interrupted by SIGINT; Spark was stopped and {run.out} is unchanged (this run's "
-        "partial output beside it was removed): run the same command again to replace it.")
-    assert sorted(p.name for p in run.out.parent.iterdir() if "replaced" in p.name) == ["replaced"]
-    assert sorted(p.name for p in run.out.iterdir()) == ["old.txt"]
+        f"error: interrupted by SIGINT; Spark was stopped and {run.out} is unchanged. The "
+        "mini-batches this overwrite run committed beside it are kept: run the same command "
+        "again with --set resume=true to finish it (its output then replaces the old one), or "
+        "without resume to start over.")
+    assert run.out_at_exit == ["old.txt"]
     assert run.left == []
+
+    assert resumed.returncode == 0, resumed.text
+    assert f"resuming the overwrite run that was interrupted in {run.out.parent}/.replaced" \
+        ".sparkscore-" in resumed.text
+    summary = json.loads((run.out / "_summary.json").read_text())
+    assert summary["files_skipped"] == run.committed_at_exit >= 2
+    assert summary["rows_scored"] == FILES * ROWS
+    assert sorted(p.name for p in run.out.parent.iterdir() if "replaced" in p.name) == ["replaced"]
 
 
 def test_cli_refusal_is_the_last_line_and_leaves_no_spark_process(runs):
@@ -260,8 +271,11 @@ def test_cli_refusal_is_the_last_line_and_leaves_no_spark_process(runs):
 def test_cli_task_over_the_file_size_limit_ends_with_the_os_error(runs):
     run = runs["efbig"]
     assert run.returncode == 1, run.text
-    assert last_line(run.text) == ("error: a Spark task failed: OSError: [Errno 27] Error writing "
-                                   "bytes to file. Detail: [errno 27] File too large")
+    assert re.fullmatch(
+        r"error: a Spark task failed: OutputError: .*/predictions/part-00000\.parquet: cannot be "
+        r"written \(\[Errno 27\] Error writing bytes to file\. Detail: \[errno 27\] File too "
+        r"large\)\. Check the space and permissions there, or choose another output\.",
+        last_line(run.text)), last_line(run.text)
     assert run.left == []
 
 
@@ -270,8 +284,11 @@ def test_cli_task_out_of_disk_space_ends_with_the_os_error(runs, tiny_disk):
         pytest.skip("mounting a 64 KiB tmpfs is not allowed here (needs root)")
     run = runs["enospc"]
     assert run.returncode == 1, run.text
-    assert last_line(run.text) == ("error: a Spark task failed: OSError: [Errno 28] Error writing "
-                                   "bytes to file. Detail: [errno 28] No space left on device")
+    assert re.fullmatch(
+        r"error: a Spark task failed: OutputError: .*/predictions/part-00000\.parquet: cannot be "
+        r"written \(\[Errno 28\] Error writing bytes to file\. Detail: \[errno 28\] No space "
+        r"left on device\)\. Check the space and permissions there, or choose another output\.",
+        last_line(run.text)), last_line(run.text)
     assert run.left == []
 
 
