@@ -171,7 +171,7 @@ def _model_environment(model_path: str, settings: Settings) -> tuple[
     environment, built (or found in the cache) now, before any task starts."""
     if settings.env_manager == "local":
         spec = load_model(model_path).spec
-        mismatched = tuple(mismatches(read_pins(spec.env_files())))
+        mismatched = tuple(mismatches(read_pins(spec)))
         for m in mismatched:
             log.warning("the model pins %s==%s but %s is installed", m.package, m.pinned,
                         m.installed or "nothing")

@@ -223,7 +223,7 @@ def _missing_module(spec: ModelSpec, e: ModuleNotFoundError, *, loader: bool) ->
             f"The model's loader_module {spec.pyfunc.loader_module!r} comes from mlflow. "
             + MLFLOW_EXTRA_ADVICE
         )
-    pins = read_pins(spec.env_files())
+    pins = read_pins(spec)
     return MissingDependencyError(
         path=spec.path,
         package=dist,
@@ -246,7 +246,7 @@ def _explain_load_failure(
     installed = installed_version("scikit-learn")
     version_warned = any(type(w.message).__name__ == "InconsistentVersionWarning" for w in caught)
     if (saved and saved != installed) or version_warned:
-        pins = read_pins(spec.env_files())
+        pins = read_pins(spec)
         pinned = describe_pins("scikit-learn", pins) or (f"scikit-learn=={saved}" if saved else None)
         return MissingDependencyError(
             path=spec.path,
