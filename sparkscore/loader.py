@@ -119,9 +119,10 @@ def runs_model_code(spec: ModelSpec) -> str | None:
         if fmt == "skops":
             return None
         file = spec.pyfunc.model_path or (spec.sklearn.pickled_model if spec.sklearn else None)
-        return f"its estimator {file} is unpickled with {fmt}"
+        return f"its estimator{f' {file}' if file else ''} is unpickled with {fmt}"
     if defined_by_model(spec, loader):
-        return f"its loader module {loader!r} is Python code from its {spec.pyfunc.code} folder"
+        where = f"its {spec.pyfunc.code} folder" if spec.pyfunc.code else "the model directory"
+        return f"its loader module {loader!r} is Python code from {where}"
     return f"its loader module {loader!r} unpickles or imports the model's files"
 
 

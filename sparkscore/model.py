@@ -109,8 +109,9 @@ class ModelSpec:
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """Parse the MLmodel file of the model directory at `path`.
 
-    Nothing in the directory may lead outside it (see `model_files`). The parsed file is kept per process, keyed by the MLmodel file's identity and modification
-    time, so the driver, the daemon and each worker parse a large MLmodel once.
+    Nothing in the directory may lead outside it (see `model_files`). The parsed file is kept
+    per process, keyed by the MLmodel file's identity and modification time, so that a process
+    parses a large MLmodel once however many callers ask.
 
     Examples
     --------
@@ -170,7 +171,7 @@ _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def _read_yaml(mlmodel: str) -> Any:
     try:
         with open(mlmodel, encoding="utf-8") as f:
-            return yaml.load(f, Loader=_FAST_LOADER)  # noqa: S506 (a safe loader)
+            return yaml.load(f, Loader=_FAST_LOADER)
     except (yaml.YAMLError, UnicodeDecodeError):
         pass  # reported below, in the pure parser's words, the same with or without libyaml
     try:

@@ -165,7 +165,7 @@ def _relative(path: str, root: str) -> str:
     return os.path.relpath(path, root).replace(os.sep, "/")
 
 
-def read_yaml(path: str) -> Any:
+def _read_yaml(path: str) -> Any:
     """A YAML dependency file (conda.yaml, python_env.yaml); None when it is not valid YAML."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -182,7 +182,7 @@ def read_pins(spec: ModelSpec) -> list[Pin]:
             lines = requirement_lines(spec.path, path)
             pins.extend(p for p in (parse_requirement(l.text, l.source) for l in lines) if p)
             continue
-        doc = read_yaml(path) or {}
+        doc = _read_yaml(path) or {}
         if not isinstance(doc, dict):
             continue
         for dep in doc.get("dependencies") or []:
