@@ -78,3 +78,25 @@ def test_registry_copies_into_a_folder_this_process_owns_and_sweeps_spare(regist
         assert LOCK not in os.listdir(path)  # the model directory holds the model only
         assert str(owner) not in sweep("sparkscore-model-")  # this process is alive
         assert Path(path).is_dir()
+
+
+def test_a_registered_model_with_a_link_out_is_never_copied(registry, tmp_path):
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    X = lr_frame()
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, X["a"] > 0), name="model")
+    version = mlflow.register_model(info.model_uri, "linked-model")
+    store = mlflow.MlflowClient().get_model_version_download_uri("linked-model", version.version)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password\n")
+    os.symlink(secret, Path(store.removeprefix("file://")) / "notes.txt")
+
+    with pytest.raises(ModelFormatError) as err:
+        local_model_dir(f"models:/linked-model/{version.version}")
+
+    assert str(err.value).startswith(f"models:/linked-model/{version.version}: cannot be "
+                                     "resolved through mlflow")
+    assert "notes.txt" in str(err.value) and "outside" in str(err.value)
