@@ -38,7 +38,8 @@ def preload_modules(model_uri: str, env_manager: str) -> tuple[str, ...]:
     A model scored in its own environment runs in a child process: the worker itself imports
     only sparkscore. A model that is not a local directory (a registry URI) is looked at later.
     Only libraries installed for the job are named, never a module the model brings itself
-    (its code folder): the daemon imports before any warning about the model's code is read.
+    (its code folder): the daemon imports them before the driver has even warned that loading
+    the model runs its code, and `sparkscore plan` starts no daemon at all.
     """
     # Imported here, not at the top: the daemon imports this module before it forks, and must
     # start without sparkscore's dependencies when there is nothing to preload.
