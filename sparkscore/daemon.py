@@ -33,15 +33,18 @@ BASE_MODULES = ("sparkscore.job",)
 
 
 def preload_modules(model_uri: str, env_manager: str) -> tuple[str, ...]:
-    """The modules a worker will import to load this model.
+    """The modules a worker will import to load this model, from its MLmodel file alone.
 
     A model scored in its own environment runs in a child process: the worker itself imports
     only sparkscore. A model that is not a local directory (a registry URI) is looked at later.
+    Only libraries installed for the job are named, never a module the model brings itself
+    (its code folder): the daemon imports them before the driver has even warned that loading
+    the model runs its code, and `sparkscore plan` starts no daemon at all.
     """
     # Imported here, not at the top: the daemon imports this module before it forks, and must
     # start without sparkscore's dependencies when there is nothing to preload.
     from sparkscore.errors import SparkscoreError
-    from sparkscore.loader import SKLEARN_LOADER
+    from sparkscore.loader import SKLEARN_LOADER, defined_by_model
     from sparkscore.model import read_spec
 
     if env_manager != "local" or not os.path.isdir(model_uri):
@@ -52,10 +55,13 @@ def preload_modules(model_uri: str, env_manager: str) -> tuple[str, ...]:
         return BASE_MODULES  # prepare() reports it, by name
     loader = spec.pyfunc.loader_module
     if loader == SKLEARN_LOADER:
+        if defined_by_model(spec, "sklearn") or defined_by_model(spec, "skops"):
+            return BASE_MODULES
         skops = spec.sklearn is not None and spec.sklearn.serialization_format == "skops"
         return (*BASE_MODULES, "sklearn", *(("skops.io",) if skops else ()))
-    # A loader from the model's own code directory is importable only once that is on the path.
-    return (*BASE_MODULES, loader) if loader.startswith("mlflow.") else BASE_MODULES
+    if not loader.startswith("mlflow.") or defined_by_model(spec, loader):
+        return BASE_MODULES
+    return (*BASE_MODULES, loader)
 
 
 def configure(conf: SparkConf, modules: Sequence[str]) -> SparkConf:

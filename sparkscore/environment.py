@@ -37,7 +37,12 @@ import yaml
 
 from sparkscore.errors import EnvironmentBuildError, ModelEnvironmentError, PythonVersionError
 from sparkscore.model import ModelSpec
-from sparkscore.requirements import normalize, parse_requirement
+from sparkscore.requirements import (
+    RequirementLine,
+    normalize,
+    parse_requirement,
+    requirement_lines,
+)
 
 log = logging.getLogger("sparkscore")
 
@@ -103,30 +108,33 @@ def read_environment(spec: ModelSpec) -> EnvironmentSpec:
     """The model's requirements: python_env.yaml, else requirements.txt, else conda.yaml's pip."""
     files = spec.env_files()
     python: str | None = spec.pyfunc.python_version
-    requirements: list[str] = []
-    constraints: list[str] = []
+    lines: list[RequirementLine] = []
     if "python_env.yaml" in files:
         source = "python_env.yaml"
         doc = _yaml(files[source], spec)
         python = str(doc.get("python") or python or "") or None
-        _collect(spec, doc.get("dependencies") or [], requirements, constraints, source)
+        lines = requirement_lines(spec.path, files[source], _listed(doc, source, spec))
     elif "requirements.txt" in files:
         source = "requirements.txt"
-        _collect(spec, ["-r requirements.txt"], requirements, constraints, source)
+        lines = requirement_lines(spec.path, files[source])
     elif "conda.yaml" in files:
         source = "conda.yaml"
         doc = _yaml(files[source], spec)
-        for dep in doc.get("dependencies") or []:
+        for dep in _listed(doc, source, spec):
             if isinstance(dep, str) and re.match(r"python\s*[=<>]", dep):
                 python = re.sub(r"^python\s*=*", "", dep).strip() or python
             elif isinstance(dep, Mapping):
-                _collect(spec, dep.get("pip") or [], requirements, constraints, source)
+                lines += requirement_lines(spec.path, files[source], dep.get("pip") or [])
     else:
         raise ModelEnvironmentError(
             path=spec.path,
             reason="the model directory has no python_env.yaml, requirements.txt or conda.yaml "
             "to build its environment from; score it with env_manager: local.",
         )
+    for line in lines:
+        _check_installable(spec, line)
+    requirements = [line.text for line in lines if not line.constraint]
+    constraints = [line.text for line in lines if line.constraint]
     return EnvironmentSpec(
         model_path=spec.path,
         python=python,
@@ -152,32 +160,35 @@ def _yaml(path: str, spec: ModelSpec) -> dict[str, Any]:
     return doc
 
 
-def _collect(spec: ModelSpec, lines: Any, requirements: list[str], constraints: list[str],
-             source: str) -> None:
-    """Expand `-r file` and `-c file` (relative to the model directory) into plain lines."""
-    for raw in lines:
-        line = str(raw).split(" #", 1)[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r"(-r|--requirement|-c|--constraint)\s*=?\s*(\S+)$", line)
-        if m:
-            target = spec.file(m.group(2))
-            if not os.path.isfile(target):
-                raise ModelEnvironmentError(
-                    path=spec.path, reason=f"{source} refers to {m.group(2)}, which is missing."
-                )
-            with open(target, encoding="utf-8") as f:
-                nested = f.read().splitlines()
-            into = constraints if m.group(1) in ("-c", "--constraint") else requirements
-            _collect(spec, nested, into, constraints, m.group(2))
-        elif line.startswith("-"):
-            raise ModelEnvironmentError(
-                path=spec.path,
-                reason=f"{source} holds the pip option {line!r}; sparkscore installs plain "
-                "requirements (name and version) from the default package index only.",
-            )
-        else:
-            requirements.append(line)
+def _listed(doc: Mapping[str, Any], source: str, spec: ModelSpec) -> list[Any]:
+    dependencies = doc.get("dependencies") or []
+    if not isinstance(dependencies, list):
+        raise ModelEnvironmentError(
+            path=spec.path, reason=f"{source}'s dependencies must be a list, got "
+            f"{dependencies!r}."
+        )
+    return dependencies
+
+
+# A requirement pip would take for a path or a URL, not a name from the package index.
+_NOT_A_NAME = re.compile(r"^[.~]|[/\\@]|^file:", re.IGNORECASE)
+
+
+def _check_installable(spec: ModelSpec, line: RequirementLine) -> None:
+    """Only names from the package index: a pip option or a local path would be obeyed."""
+    if line.text.startswith("-"):
+        raise ModelEnvironmentError(
+            path=spec.path,
+            reason=f"{line.source} holds the pip option {line.text!r}; sparkscore installs plain "
+            "requirements (name and version) from the default package index only.",
+        )
+    if _NOT_A_NAME.search(line.text.split(";", 1)[0]):
+        raise ModelEnvironmentError(
+            path=spec.path,
+            reason=f"{line.source} holds {line.text!r}, a path or URL rather than a package "
+            "name; sparkscore installs plain requirements (name and version) from the default "
+            "package index only.",
+        )
 
 
 def _runtime_packages(spec: ModelSpec, requirements: list[str]) -> tuple[str, ...]:

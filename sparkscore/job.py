@@ -42,7 +42,7 @@ from sparkscore.errors import (
     SparkscoreError,
 )
 from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
-from sparkscore.loader import LOADS, load_model
+from sparkscore.loader import LOADS, load_model, warn_untrusted
 from sparkscore.model import ModelSpec, directory_sha256, read_spec
 from sparkscore.isolation import score_isolated
 from sparkscore.modelprocess import ModelProcess
@@ -197,13 +197,14 @@ def _model_environment(model_path: str, settings: Settings) -> tuple[
     """Load the model where it will run: here (warning of each pin that differs), or in its own
     environment, built (or found in the cache) now, before any task starts."""
     if settings.env_manager == "local":
-        spec = load_model(model_path).spec
-        mismatched = tuple(mismatches(read_pins(spec.env_files())))
+        spec = load_model(model_path, trust_model=settings.trust_model).spec
+        mismatched = tuple(mismatches(read_pins(spec)))
         for m in mismatched:
             log.warning("the model pins %s==%s but %s is installed", m.package, m.pinned,
                         m.installed or "nothing")
         return spec, None, {}, mismatched
     spec = read_spec(model_path)
+    warn_untrusted(spec, trusted=settings.trust_model)
     built = ensure_environment(read_environment(spec), settings.env_manager, settings.env_cache)
     log.info("model environment %s: %s in %.1fs", built.key[:12],
              "reused from the cache" if built.reused else f"built with {built.tool}",

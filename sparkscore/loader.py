@@ -8,7 +8,9 @@ other `loader_module` is imported after putting the model's `code` on `sys.path`
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+import logging
 import os
 import pickle
 import sys
@@ -24,7 +26,7 @@ from sparkscore.errors import (
     ModelLoadError,
     UntrustedTypeError,
 )
-from sparkscore.model import ModelSpec, read_spec
+from sparkscore.model import ModelSpec, is_inside, read_spec
 from sparkscore.requirements import (
     describe_pins,
     distribution_of,
@@ -37,6 +39,8 @@ SKLEARN_LOADER = "mlflow.sklearn"
 SKLEARN_PREDICT_FNS = ("predict", "predict_proba", "predict_log_proba",
                        "predict_joint_log_proba", "score")
 MLFLOW_EXTRA_ADVICE = "Install it with: pip install 'sparkscore[mlflow]'."
+
+log = logging.getLogger("sparkscore")
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,12 @@ def _accepts_params(fn: Any) -> bool:
     return p is not None and p.kind != inspect.Parameter.VAR_KEYWORD
 
 
-def load_model(path: str | os.PathLike[str]) -> Model:
+def load_model(path: str | os.PathLike[str], *, trust_model: bool = False) -> Model:
     """Load the MLflow model at `path` (a local directory).
+
+    Loading a pickled model, or one whose loader is Python code, runs code from the model: the
+    first such load of a model in this process logs one warning saying so, unless
+    `trust_model` is true.
 
     Examples
     --------
@@ -98,7 +106,55 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     >>> model.predict(df)                              # doctest: +SKIP
     """
     spec = read_spec(path)
+    warn_untrusted(spec, trusted=trust_model)
     return Model(spec=spec, impl=_load_impl(spec))
+
+
+def runs_model_code(spec: ModelSpec) -> str | None:
+    """How loading this model runs code from it, or None when it does not (skops loads only
+    the types the model declares trusted)."""
+    loader = spec.pyfunc.loader_module
+    if loader == SKLEARN_LOADER:
+        fmt = spec.sklearn.serialization_format if spec.sklearn else "pickle"
+        if fmt == "skops":
+            return None
+        file = spec.pyfunc.model_path or (spec.sklearn.pickled_model if spec.sklearn else None)
+        return f"its estimator{f' {file}' if file else ''} is unpickled with {fmt}"
+    if defined_by_model(spec, loader):
+        where = f"its {spec.pyfunc.code} folder" if spec.pyfunc.code else "the model directory"
+        return f"its loader module {loader!r} is Python code from {where}"
+    return f"its loader module {loader!r} unpickles or imports the model's files"
+
+
+def defined_by_model(spec: ModelSpec, module: str) -> bool:
+    """Whether importing `module` could run the model's own code: its code folder (put first on
+    sys.path when it loads) holds the module's top-level package, or the package found on the
+    path now lies inside the model directory."""
+    top = module.split(".")[0]
+    for code in (spec.pyfunc.code, spec.sklearn.code if spec.sklearn else None):
+        if code and any(os.path.exists(os.path.join(spec.file(code), name))
+                        for name in (top, f"{top}.py")):
+            return True
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    where = found.origin if found and found.has_location else None
+    return where is not None and is_inside(where, spec.path)
+
+
+_WARNED: set[str] = set()
+
+
+def warn_untrusted(spec: ModelSpec, *, trusted: bool) -> None:
+    """One warning line per model and process, on the driver, unless the user trusts it."""
+    how = runs_model_code(spec)
+    key = os.path.realpath(spec.path)
+    if trusted or how is None or key in _WARNED:
+        return
+    _WARNED.add(key)
+    log.warning("loading the model at %s runs code from it (%s); load only models you trust "
+                "(trust_model: true says you do, and silences this warning)", spec.path, how)
 
 
 def _load_impl(spec: ModelSpec) -> Any:
@@ -223,7 +279,7 @@ def _missing_module(spec: ModelSpec, e: ModuleNotFoundError, *, loader: bool) ->
             f"The model's loader_module {spec.pyfunc.loader_module!r} comes from mlflow. "
             + MLFLOW_EXTRA_ADVICE
         )
-    pins = read_pins(spec.env_files())
+    pins = read_pins(spec)
     return MissingDependencyError(
         path=spec.path,
         package=dist,
@@ -246,7 +302,7 @@ def _explain_load_failure(
     installed = installed_version("scikit-learn")
     version_warned = any(type(w.message).__name__ == "InconsistentVersionWarning" for w in caught)
     if (saved and saved != installed) or version_warned:
-        pins = read_pins(spec.env_files())
+        pins = read_pins(spec)
         pinned = describe_pins("scikit-learn", pins) or (f"scikit-learn=={saved}" if saved else None)
         return MissingDependencyError(
             path=spec.path,
@@ -268,8 +324,12 @@ _CACHE_LOCK = threading.Lock()
 LOADS: dict[str, int] = {}
 
 
-def load_cached(path: str, key: str | None = None) -> Model:
-    """The model at `path`, loaded at most once per process (per `key`, e.g. its sha256)."""
+def load_cached(path: str, key: str | None = None, spec: ModelSpec | None = None) -> Model:
+    """The model at `path`, loaded at most once per process (per `key`, e.g. its sha256).
+
+    This is how workers load the model the driver shipped: the driver already warned, and,
+    given the `spec` it parsed, the worker does not parse MLmodel again.
+    """
     key = key or os.path.realpath(path)
     model = _CACHE.get(key)
     if model is not None:
@@ -277,7 +337,10 @@ def load_cached(path: str, key: str | None = None) -> Model:
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is None:
-            model = load_model(path)
+            if spec is None:
+                model = load_model(path, trust_model=True)
+            else:
+                model = Model(spec=spec, impl=_load_impl(spec))
             _CACHE[key] = model
             LOADS[key] = LOADS.get(key, 0) + 1
     return model

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +109,10 @@ class ModelSpec:
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """Parse the MLmodel file of the model directory at `path`.
 
+    Nothing in the directory may lead outside it (see `model_files`). The parsed file is kept
+    per process, keyed by the MLmodel file's identity and modification time, so that a process
+    parses a large MLmodel once however many callers ask.
+
     Examples
     --------
     >>> spec = read_spec("model_dir")  # doctest: +SKIP
@@ -114,6 +120,11 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     'mlflow.sklearn'
     """
     root = os.path.abspath(os.fspath(path))
+    if not os.path.exists(root):
+        raise ModelFormatError(
+            path=root, field=None, reason="does not exist; point --model at an MLflow model "
+            "directory (the folder that holds the MLmodel file)."
+        )
     if not os.path.isdir(root):
         raise ModelFormatError(
             path=root, field=None, reason="is not a directory; point --model at an MLflow model "
@@ -125,16 +136,51 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
             path=root, field=None, reason="has no MLmodel file, so it is not an MLflow model "
             "directory; point --model at the folder that holds MLmodel."
         )
+    if os.path.islink(mlmodel):
+        _check_link(mlmodel, os.path.realpath(mlmodel), os.path.realpath(root), root,
+                    frozenset())
+    found = os.stat(mlmodel)
+    key = (root, found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+    with _SPECS_LOCK:
+        spec = _SPECS.get(key)
+    if spec is None:
+        doc = _read_yaml(mlmodel)
+        if not isinstance(doc, dict):
+            raise ModelFormatError(path=mlmodel, field=None, reason="must be a YAML mapping.")
+        spec = _parse(root, mlmodel, doc)
+        with _SPECS_LOCK:
+            for stale in [k for k in _SPECS if k[0] == root]:
+                del _SPECS[stale]
+            while len(_SPECS) >= _SPECS_KEPT:
+                del _SPECS[next(iter(_SPECS))]
+            _SPECS[key] = spec
+    # After parsing, so that a path MLmodel names is refused naming its field; every time,
+    # since the folder may have changed while MLmodel did not.
+    model_files(root)
+    return spec
+
+
+# Parsed MLmodel files of this process: (directory, device, inode, size, mtime) -> spec.
+_SPECS: dict[tuple[str, int, int, int, int], ModelSpec] = {}
+_SPECS_LOCK = threading.Lock()
+_SPECS_KEPT = 8
+# libyaml parses a large MLmodel (a 30 MB metadata field) many times faster than pure Python.
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _read_yaml(mlmodel: str) -> Any:
     try:
         with open(mlmodel, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
+            return yaml.load(f, Loader=_FAST_LOADER)
+    except (yaml.YAMLError, UnicodeDecodeError):
+        pass  # reported below, in the pure parser's words, the same with or without libyaml
+    try:
+        with open(mlmodel, encoding="utf-8") as f:
+            return yaml.safe_load(f)
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ModelFormatError(
             path=mlmodel, field=None, reason=f"is not valid YAML ({_one_line(e)})."
         ) from None
-    if not isinstance(doc, dict):
-        raise ModelFormatError(path=mlmodel, field=None, reason="must be a YAML mapping.")
-    return _parse(root, mlmodel, doc)
 
 
 def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
@@ -156,7 +202,7 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
             f"models through their python_function flavor, and this one only has "
             f"{', '.join(map(str, flavors))}."
         )
-    checker = _PathChecker(root, mlmodel)
+    checker = _PathChecker(os.path.realpath(root), mlmodel)
     loader = conf.get("loader_module")
     if not isinstance(loader, str) or not loader:
         raise ModelFormatError(
@@ -212,7 +258,7 @@ class _PathChecker:
     """Refuses MLmodel paths that leave the model directory (`..`, absolute, symlinks out)."""
 
     def __init__(self, root: str, mlmodel: str) -> None:
-        self.root, self.mlmodel = os.path.realpath(root), mlmodel
+        self.root, self.mlmodel = root, mlmodel
 
     def __call__(self, field_name: str, value: Any) -> str | None:
         if value is None:
@@ -228,12 +274,18 @@ class _PathChecker:
                 "paths in MLmodel must be relative to the model directory."
             )
         resolved = os.path.realpath(os.path.join(self.root, value))
-        if os.path.commonpath([resolved, self.root]) != self.root:
+        if not is_inside(resolved, self.root):
             raise ModelFormatError(
                 path=self.mlmodel, field=field_name, reason=f"path {value!r} points outside the "
                 f"model directory ({resolved}); paths in MLmodel must stay inside it."
             )
         return value
+
+
+def is_inside(path: str, root: str) -> bool:
+    """Whether `path`, every symlink resolved, is `root` or lies under it."""
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([os.path.realpath(path), real_root]) == real_root
 
 
 def _signature(mlmodel: str, raw: Any) -> Signature | None:
@@ -262,20 +314,81 @@ def _signature(mlmodel: str, raw: Any) -> Signature | None:
         ) from None
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a model directory: its name there ('/'-separated) and where its bytes are."""
+
+    name: str
+    path: str
+
+
+def model_files(path: str | os.PathLike[str]) -> list[ModelFile]:
+    """Every file of the model directory, in a stable order: what is hashed and shipped.
+
+    Nothing outside the directory is ever read: a symbolic link that leads out of it, that
+    leads nowhere, or that leads to a folder holding the link, is refused by name, as is
+    anything that is neither a file nor a folder (a FIFO would block a read forever). A link to
+    a file or folder inside is followed, so the copy that executors unpack holds what the
+    link points to.
+    """
+    shown = os.path.abspath(os.fspath(path))
+    root = os.path.realpath(shown)
+    files: list[ModelFile] = []
+
+    def walk(folder: str, prefix: str, holding: frozenset[str]) -> None:
+        folders = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            name = prefix + entry.name
+            target = entry.path
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                _check_link(os.path.join(shown, name), target, root, shown, holding)
+            mode = os.stat(target).st_mode
+            if stat.S_ISDIR(mode):
+                folders.append((target, name))
+            elif stat.S_ISREG(mode):
+                files.append(ModelFile(name, target))
+            else:
+                raise ModelFormatError(
+                    path=os.path.join(shown, name), field=None, reason="is neither a file nor "
+                    "a folder (a FIFO, socket or device); remove it from the model directory."
+                )
+        for target, name in folders:
+            walk(target, f"{name}/", holding | {target})
+
+    walk(root, "", frozenset({root}))
+    return files
+
+
+def _check_link(link: str, target: str, root: str, shown: str,
+                holding: frozenset[str]) -> None:
+    if os.path.commonpath([target, root]) != root:
+        raise ModelFormatError(
+            path=link, field=None, reason=f"is a symbolic link to {target}, outside the model "
+            f"directory {shown}; sparkscore reads and ships nothing from outside a model "
+            "directory. Copy what it points to into the model directory, or remove the link."
+        )
+    if not os.path.exists(target):
+        raise ModelFormatError(
+            path=link, field=None, reason=f"is a symbolic link to {target}, which does not "
+            "exist; remove the link or restore what it points to."
+        )
+    if target in holding:
+        raise ModelFormatError(
+            path=link, field=None, reason=f"is a symbolic link to {target}, a folder that holds "
+            "the link itself, so the model directory would never end; remove the link."
+        )
+
+
 def directory_sha256(path: str | os.PathLike[str]) -> str:
     """A content hash of a model directory, stable across machines and copies."""
-    root = os.fspath(path)
     digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            digest.update(rel.encode() + b"\0")
-            with open(full, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            digest.update(b"\0")
+    for file in model_files(path):
+        digest.update(file.name.encode() + b"\0")
+        with open(file.path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
     return digest.hexdigest()
 
 

@@ -198,7 +198,7 @@ def serve(model_path: str) -> int:
     try:
         from sparkscore.loader import load_model
 
-        model = load_model(model_path)
+        model = load_model(model_path, trust_model=True)  # the driver warned
     except BaseException as e:  # reported to the parent, which raises it as a load error
         send(out, {"ok": False, "error": _error(e)})
         return 1

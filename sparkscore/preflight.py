@@ -1,6 +1,7 @@
 """Before spending compute: what the job will do, and which files would fail, from metadata only.
 
-Each file's columns and types come from its Parquet footer or its CSV header and first block;
+The model is only read (its MLmodel file), never loaded: loading unpickles it or imports its
+code, which runs code from the model, and a plan must be safe to ask of any model. Each file's columns and types come from its Parquet footer or its CSV header and first block;
 an image is decoded and shaped as the job would; nothing is scored. A file "would fail" when a
 column the signature requires is missing or has a type that cannot hold the declared one, or
 when an image cannot be decoded or does not fit the model's input tensor.
@@ -20,7 +21,6 @@ from sparkscore.errors import (
     SchemaEnforcementError,
 )
 from sparkscore.images import ImageInput, read_bytes
-from sparkscore.loader import load_model
 from sparkscore.model import read_spec
 from sparkscore.planner import InputFile, Plan, plan, resolve
 from sparkscore.readers import csv_column_types, passthrough_types, peek_schema
@@ -173,13 +173,8 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
 
 def preflight(model_uri: str, input_uri: str, settings: Settings, *,
               parallelism: int) -> tuple[str, bool]:
-    """Load the model, plan the input and check each file: (the report, whether all is well).
-
-    A model scored in its own environment (env_manager other than local) is only read here: it
-    may not load in the job's environment, and building its own is the job's first step.
-    """
-    path = local_model_dir(model_uri)[0]
-    spec = load_model(path).spec if settings.env_manager == "local" else read_spec(path)
+    """Read the model, plan the input and check each file: (the report, whether all is well)."""
+    spec = read_spec(local_model_dir(model_uri)[0])
     the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
                     recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported,
                     parallelism=parallelism)

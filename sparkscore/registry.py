@@ -3,14 +3,15 @@ tracking server or registry (`runs:/<run_id>/<path>`, `models:/<name>/<version>`
 `models:/<name>@<alias>`), made into a local directory once, on the driver.
 
 Registry URIs need mlflow (the `mlflow` extra) and its tracking URI (MLFLOW_TRACKING_URI);
-everything after resolution is a plain local model directory.
+everything after resolution is a plain local model directory. What is copied here goes into a
+`sparkscore-model-*` folder of the system temp folder that this process owns: it is removed
+when the process ends, and swept by a later run when a killed one left it (sparkscore.scratch).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,10 @@ import pyarrow.fs
 
 from sparkscore.errors import MissingDependencyError, ModelFormatError
 from sparkscore.planner import resolve
+from sparkscore.scratch import owned_dir
 
 _SCHEMES = ("runs:/", "models:/")
+COPY_PREFIX = "sparkscore-model-"
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def resolve_model_uri(uri: str) -> ResolvedModel:
                 mv = None  # a stage such as Production: mlflow resolves it
             if mv is not None:
                 version, run_id = str(mv.version), mv.run_id
-        path = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=_copy_target())
     except MlflowException as e:
         raise ModelFormatError(
             path=uri, field=None,
@@ -76,6 +79,14 @@ def resolve_model_uri(uri: str) -> ResolvedModel:
     if run_id is None and uri.startswith("runs:/"):
         run_id = uri[len("runs:/"):].split("/", 1)[0]
     return ResolvedModel(uri=uri, path=os.path.abspath(path), version=version, run_id=run_id)
+
+
+def _copy_target() -> str:
+    """An empty folder to copy a model into, inside a folder this process owns (which holds
+    the owner's lock file, so the model cannot be that folder itself)."""
+    target = os.path.join(owned_dir(COPY_PREFIX), "model")
+    os.mkdir(target)
+    return target
 
 
 def local_model_dir(model_uri: str) -> tuple[str, dict[str, Any]]:
@@ -95,7 +106,7 @@ def local_model_dir(model_uri: str) -> tuple[str, dict[str, Any]]:
             path=model_uri, field=None, reason="has no MLmodel file, so it is not an MLflow "
             "model directory; point --model at the folder that holds MLmodel.",
         )
-    local = tempfile.mkdtemp(prefix="sparkscore-model-")
+    local = _copy_target()
     pa.fs.copy_files(path, local, source_filesystem=fs,
                      destination_filesystem=pa.fs.LocalFileSystem())
     return local, {"uri": model_uri, "resolved_path": local}

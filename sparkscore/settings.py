@@ -165,6 +165,7 @@ _CHECKS: dict[str, Check] = {
     "overwrite": _flag,
     "env_manager": _choice(EnvManager),
     "env_cache": _directory,
+    "trust_model": _flag,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -282,6 +283,8 @@ class Settings:
     overwrite: bool = False  # replace existing output instead of refusing to write
     env_manager: EnvManager = "local"  # run the model here, or in an env built from its pins
     env_cache: str | None = None  # where built model envs are kept; None = ~/.cache/sparkscore/envs
+    # loading a pickled model runs its code: true says the model is trusted (no warning)
+    trust_model: bool = False
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""

@@ -4,6 +4,10 @@ Executors may not share the driver's disk, so the model travels as a zip registe
 `SparkContext.addFile`; each worker process unpacks it once (atomically, since several Python
 workers on one machine may race) and keeps the loaded model for every later task. A model's own
 environment (env_manager: virtualenv) travels the same way, as a tar.gz of its site-packages.
+
+The zip holds the model directory's files as `model_files` lists them (nothing from outside it)
+and lives in one `sparkscore-ship-*` folder per driver process: Spark serves it from there for
+as long as the session runs, so it goes when the process does (see sparkscore.scratch).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import tempfile
+import threading
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -26,8 +30,9 @@ from pyspark.sql import SparkSession
 from sparkscore.environment import BuiltEnvironment, packed
 from sparkscore.errors import ModelEnvironmentError
 from sparkscore.loader import Model, load_cached
-from sparkscore.model import directory_sha256
+from sparkscore.model import ModelSpec, directory_sha256, model_files, read_spec
 from sparkscore.modelprocess import load_isolated
+from sparkscore.scratch import owned_dir
 
 _ARCHIVE_PREFIX = "sparkscore-model-"
 
@@ -59,11 +64,16 @@ class ShippedEnvironment:
 
 @dataclass(frozen=True)
 class ShippedModel:
-    """What a task needs to find the model that the driver shipped: picklable and small."""
+    """What a task needs to find the model that the driver shipped: picklable and small.
+
+    `spec` is the driver's parse of MLmodel without its free-form `metadata` and input example
+    (which loading never uses, and which can be megabytes): workers need not parse it again.
+    """
 
     archive: str
     sha256: str
     environment: ShippedEnvironment | None = None
+    spec: ModelSpec | None = None
 
     def local_path(self) -> str:
         """The unpacked model directory on this executor (unpacked on first use)."""
@@ -83,7 +93,9 @@ class ShippedModel:
             model = load_isolated(self.local_path(), self.environment.site_packages(),
                                   key=self.sha256)
         else:
-            model = load_cached(self.local_path(), key=self.sha256)
+            local = self.local_path()
+            spec = dataclasses.replace(self.spec, path=local) if self.spec else None
+            model = load_cached(local, key=self.sha256, spec=spec)
         gc.freeze()
         return model
 
@@ -142,21 +154,31 @@ def ship_model(spark: Spark, path: str, sha256: str | None = None,
     if key in _SHIPPED:
         return dataclasses.replace(_SHIPPED[key], environment=env)
     name = f"{_ARCHIVE_PREFIX}{sha[:20]}.zip"
-    folder = tempfile.mkdtemp(prefix="sparkscore-ship-")
-    archive = os.path.join(folder, name)
+    spec = dataclasses.replace(read_spec(path), metadata=None, saved_input_example_info=None)
+    archive = os.path.join(_ship_folder(), name)
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames.sort()
-            for filename in sorted(filenames):
-                full = os.path.join(dirpath, filename)
-                z.write(full, os.path.relpath(full, path))
+        for file in model_files(path):
+            z.write(file.path, file.name)
     if sc is None:
         spark.addArtifacts(archive, file=True)  # type: ignore[union-attr]
     else:
         sc.addFile(archive)
-    shipped = ShippedModel(archive=name, sha256=sha)
+    shipped = ShippedModel(archive=name, sha256=sha, spec=spec)
     _SHIPPED[key] = shipped
     return dataclasses.replace(shipped, environment=env)
+
+
+_FOLDER: list[str] = []
+_FOLDER_LOCK = threading.Lock()
+SHIP_PREFIX = "sparkscore-ship-"
+
+
+def _ship_folder() -> str:
+    """This process's folder of model archives, made on first need."""
+    with _FOLDER_LOCK:
+        if not _FOLDER:
+            _FOLDER.append(owned_dir(SHIP_PREFIX))
+        return _FOLDER[0]
 
 
 _ENVIRONMENTS: dict[tuple[int, str], ShippedEnvironment] = {}

@@ -16,7 +16,7 @@ from pyspark.sql.functions import pandas_udf
 from sparkscore.environment import ensure_environment, read_environment
 from sparkscore.errors import SchemaEnforcementError, SettingsError
 from sparkscore.images import ImageInput, row_tensors, stack_runs
-from sparkscore.loader import Model
+from sparkscore.loader import Model, warn_untrusted
 from sparkscore.model import read_spec
 from sparkscore.outputs import as_pandas, to_arrow, to_pandas
 from sparkscore.shipping import ship_model
@@ -31,6 +31,7 @@ def spark_udf(
     params: Mapping[str, Any] | None = None,
     env_manager: str = "local",
     env_cache: str | None = None,
+    trust_model: bool = False,
 ) -> Callable[..., Column]:
     """A Spark function that scores the model, typed by its signature.
 
@@ -45,6 +46,8 @@ def spark_udf(
     `env_manager` is as in `mlflow.pyfunc.spark_udf`: "local" scores in this environment;
     "virtualenv" or "uv" builds the model's own environment from its pins (cached in
     `env_cache`), ships it to the executors and predicts in a process running in it.
+    `trust_model=True` says the model is trusted: loading a pickled model runs code from it,
+    which is otherwise said once, in a warning.
 
     Examples
     --------
@@ -56,6 +59,7 @@ def spark_udf(
                             reason="must be one of local, virtualenv, uv")
     path = os.path.abspath(os.fspath(model_path))
     spec = read_spec(path)
+    warn_untrusted(spec, trusted=trust_model)
     return_type = output_type(spec.signature, result_type)
     pa_type = arrow_type(return_type)
     checked_params = enforce_params(params, spec.signature.params if spec.signature else None)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from pyspark import SparkConf
 
 from sparkscore import daemon
@@ -43,6 +45,33 @@ def test_an_mlflow_pyfunc_model_preloads_its_loader_module(zoo):
 def test_a_loader_from_the_models_own_code_is_not_preloaded(zoo):
     # Its module is importable only once the model's code directory is on the path.
     assert daemon.preload_modules(str(zoo.custom_flavor), "local") == ("sparkscore.job",)
+
+
+@pytest.mark.parametrize("package", ["mlflow", "sklearn"])
+def test_a_library_the_models_code_folder_shadows_is_not_preloaded(tmp_path, zoo, package):
+    # Its code folder goes first on sys.path when the model loads: importing that name in the
+    # daemon could only mean the model's code, or a library the model means to replace.
+    marker = tmp_path / "marker"
+    model = tmp_path / "m"
+    if package == "mlflow":
+        (model / "code" / "mlflow").mkdir(parents=True)
+        (model / "MLmodel").write_text(
+            "flavors:\n  python_function:\n    loader_module: mlflow.marker_flavor\n"
+            "    code: code\n")
+    else:
+        shutil.copytree(zoo.lr_skops, model)
+        (model / "code" / "sklearn").mkdir(parents=True)
+        doc = yaml.safe_load((model / "MLmodel").read_text())
+        doc["flavors"]["sklearn"]["code"] = "code"
+        (model / "MLmodel").write_text(yaml.safe_dump(doc))
+    (model / "code" / package / "__init__.py").write_text(
+        f"import os\nos.mkdir({str(marker)!r})\n")
+
+    modules = daemon.preload_modules(str(model), "local")
+    daemon.preload(modules)
+
+    assert modules == ("sparkscore.job",)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("env_manager", ["virtualenv", "uv"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from model_zoo import PINNED_SKLEARN, chaos_model, versioned_frame
+from model_zoo import PINNED_SKLEARN, chaos_model, lr_frame, versioned_frame
 
 import sparkscore
 from sparkscore.environment import (
@@ -32,13 +33,17 @@ from sparkscore.environment import (
 from sparkscore.errors import (
     EnvironmentBuildError,
     ModelEnvironmentError,
+    ModelFormatError,
     ModelLoadError,
     ModelProcessError,
     PredictError,
     PythonVersionError,
 )
+from sparkscore.job import prepare
 from sparkscore.model import read_spec
 from sparkscore.modelprocess import ModelProcess, decode, encode, load_isolated
+from sparkscore.requirements import requirement_lines
+from sparkscore.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
@@ -123,6 +128,138 @@ def test_read_environment_refuses_pip_options_it_would_have_to_obey(tmp_path):
 
     with pytest.raises(ModelEnvironmentError, match="holds the pip option '--extra-index-url"):
         read_environment(read_spec(model))
+
+
+@pytest.mark.parametrize(("line", "flag", "ref"), [
+    ("-r ../outside.txt", "-r", "../outside.txt"),
+    ("-r../outside.txt", "-r", "../outside.txt"),
+    ("--requirement=../outside.txt", "--requirement", "../outside.txt"),
+    ("--requirement ../outside.txt", "--requirement", "../outside.txt"),
+    ("--constraint=../outside.txt", "--constraint", "../outside.txt"),
+    ("-c {tmp}/outside.txt", "-c", "{tmp}/outside.txt"),
+    ("-r ../../../../../../../..{tmp}/outside.txt", "-r", "../../../../../../../..{tmp}/outside.txt"),
+])
+def test_an_include_outside_the_model_directory_is_refused_naming_it(tmp_path, line, flag, ref):
+    (tmp_path / "outside.txt").write_text("not-a-package-but-a-secret\n")
+    line, ref = line.format(tmp=tmp_path), ref.format(tmp=tmp_path)
+    model = write_model(tmp_path / "m", {
+        "python_env.yaml": f"python: {JOB_PYTHON}\ndependencies: [{line}]\n"})
+
+    with pytest.raises(ModelFormatError) as e:
+        read_environment(read_spec(model))
+
+    assert str(e.value) == (
+        f"{model / 'python_env.yaml'}: refers to {ref!r} ({flag}), which is outside the model "
+        f"directory ({tmp_path / 'outside.txt'}); every file a model's environment files refer "
+        "to must be inside the model directory."
+    )
+    assert e.value.path == str(model / "python_env.yaml")
+
+
+def test_an_include_from_conda_yamls_pip_section_or_a_nested_file_stays_inside(tmp_path):
+    (tmp_path / "outside.txt").write_text("secret\n")
+    model = write_model(tmp_path / "m", {
+        "conda.yaml": "dependencies:\n  - python=3.11\n  - pip:\n    - -r reqs/base.txt\n",
+    })
+    (model / "reqs").mkdir()
+    (model / "reqs" / "base.txt").write_text("numpy\n-r ../../outside.txt\n")
+
+    with pytest.raises(ModelFormatError) as e:
+        read_environment(read_spec(model))
+
+    assert e.value.path == str(model / "reqs" / "base.txt")
+    assert e.value.reason.startswith("refers to '../../outside.txt' (-r), which is outside")
+
+
+def test_includes_are_relative_to_the_file_that_names_them(tmp_path):
+    model = write_model(tmp_path / "m", {"requirements.txt": "-r reqs/base.txt\npandas\n"})
+    (model / "reqs").mkdir()
+    (model / "reqs" / "base.txt").write_text("numpy==2.0\n-c pins.txt\n")
+    (model / "reqs" / "pins.txt").write_text("scipy<2\n")
+
+    env = read_environment(read_spec(model))
+
+    assert (env.requirements, env.constraints) == (("numpy==2.0", "pandas"), ("scipy<2",))
+
+
+def test_a_requirements_file_that_includes_itself_is_refused_naming_the_loop(tmp_path):
+    model = write_model(tmp_path / "m", {"requirements.txt": "numpy\n-r requirements.txt\n"})
+
+    with pytest.raises(ModelFormatError) as e:
+        read_environment(read_spec(model))
+
+    assert str(e.value) == (
+        f"{model / 'requirements.txt'}: includes itself (requirements.txt -> requirements.txt); "
+        "remove the -r or -c line that closes the loop."
+    )
+    (model / "requirements.txt").write_text("-r a.txt\n-r b.txt\n")
+    (model / "a.txt").write_text("-r c.txt\n")
+    (model / "b.txt").write_text("-r c.txt\n")  # included twice, but no loop
+    (model / "c.txt").write_text("numpy\n")
+    assert read_environment(read_spec(model)).requirements == ("numpy",)
+    (model / "c.txt").write_text("-c a.txt\n")
+    with pytest.raises(ModelFormatError, match=r"includes itself \(requirements.txt -> a.txt -> "
+                                               r"c.txt -> a.txt\)"):
+        read_environment(read_spec(model))
+
+
+def test_an_environment_file_that_links_out_is_refused_before_it_is_read(tmp_path):
+    (tmp_path / "outside.txt").write_text("secret\n")
+    model = write_model(tmp_path / "m", {"python_env.yaml": "dependencies: [-r linked.txt]\n"})
+    os.symlink(tmp_path / "outside.txt", model / "linked.txt")
+
+    with pytest.raises(ModelFormatError) as e:
+        read_environment(read_spec(model))
+    assert e.value.path == str(model / "linked.txt")
+    # What read_spec refuses, the include reader refuses on its own too.
+    with pytest.raises(ModelFormatError) as e:
+        requirement_lines(str(model), str(model / "python_env.yaml"), ["-r linked.txt"])
+    assert e.value.reason.startswith("refers to 'linked.txt' (-r), which is outside the model "
+                                     f"directory ({tmp_path / 'outside.txt'})")
+    with pytest.raises(ModelFormatError) as e:
+        requirement_lines(str(model), str(model / "linked.txt"))
+    assert e.value.reason.startswith(f"is a symbolic link to {tmp_path / 'outside.txt'}, "
+                                     "outside the model directory")
+
+
+@pytest.mark.parametrize("requirement", [
+    "/etc/hostname", "../../x.whl", "./local_pkg", "wheels/x-1.0-py3-none-any.whl",
+    "x @ file:///etc/passwd", "x@https://example.invalid/x.whl", "file:x.whl", ".",
+])
+def test_a_requirement_that_is_a_path_or_url_is_refused(tmp_path, requirement):
+    model = write_model(tmp_path / "m", {"requirements.txt": f"numpy\n{requirement}\n"})
+
+    with pytest.raises(ModelEnvironmentError) as e:
+        read_environment(read_spec(model))
+
+    assert e.value.reason == (
+        f"requirements.txt holds {requirement!r}, a path or URL rather than a package name; "
+        "sparkscore installs plain requirements (name and version) from the default package "
+        "index only."
+    )
+
+
+def test_the_local_environment_reads_pins_only_inside_the_model(zoo, tmp_path):
+    """env_manager: local compares pins with what is installed: it follows -r, inside only."""
+    model = tmp_path / "m"
+    shutil.copytree(zoo.lr_skops, model)
+    (tmp_path / "outside.txt").write_text("numpy==0.0.1\n")
+    (model / "requirements.txt").write_text("-r extra.txt\n")
+    (model / "extra.txt").write_text("numpy==0.0.2\n")
+    (tmp_path / "in").mkdir()
+    lr_frame(3).to_csv(tmp_path / "in" / "x.csv", index=False)
+
+    job = prepare(str(model), str(tmp_path / "in"), str(tmp_path / "out"), Settings(),
+                  parallelism=1)
+    assert [m.to_dict() for m in job.mismatched if m.package == "numpy"] == [
+        {"package": "numpy", "pinned": "0.0.2", "installed": np.__version__}]
+
+    (model / "extra.txt").write_text("-r ../outside.txt\n")
+    with pytest.raises(ModelFormatError) as e:
+        prepare(str(model), str(tmp_path / "in"), str(tmp_path / "out2"), Settings(),
+                parallelism=1)
+    assert e.value.path == str(model / "extra.txt")
+    assert not (tmp_path / "out2").exists()
 
 
 def test_the_cache_key_changes_with_a_pin_and_only_with_what_is_installed():

@@ -202,3 +202,86 @@ def test_loader_caches_one_model_per_process(zoo):
     second = load_cached(str(zoo.lr_skops), key=key)
     assert first is second
     assert LOADS[key] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading runs the model's code: said once, unless the user trusts the model
+
+
+def untrusted_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "sparkscore" and "runs code from it" in r.getMessage()]
+
+
+def test_loading_a_pickled_model_warns_once_that_it_runs_code(zoo, tmp_path, caplog):
+    from sparkscore.loader import load_cached
+
+    model = tmp_path / "pickled"
+    shutil.copytree(zoo.lr_pickle, model)
+
+    with caplog.at_level("WARNING", logger="sparkscore"):
+        sparkscore.load_model(model)
+        sparkscore.load_model(model)
+        load_cached(str(model), key="warn-once-test")
+
+    assert untrusted_warnings(caplog) == [
+        f"loading the model at {model} runs code from it (its estimator model.pkl is unpickled "
+        "with pickle); load only models you trust (trust_model: true says you do, and "
+        "silences this warning)"]
+
+
+@pytest.mark.parametrize("fmt", ["cloudpickle", "custom"])
+def test_every_loader_that_runs_code_says_how(zoo, tmp_path, caplog, fmt):
+    model = tmp_path / fmt
+    shutil.copytree(zoo.lr_cloudpickle if fmt == "cloudpickle" else zoo.custom_flavor, model)
+
+    with caplog.at_level("WARNING", logger="sparkscore"):
+        sparkscore.load_model(model)
+
+    how = {"cloudpickle": "its estimator model.pkl is unpickled with cloudpickle",
+           "custom": "its loader module 'triple_flavor' is Python code from its code folder"}
+    assert untrusted_warnings(caplog) == [
+        f"loading the model at {model} runs code from it ({how[fmt]}); load only models you "
+        "trust (trust_model: true says you do, and silences this warning)"]
+
+
+def test_a_trusted_or_skops_model_loads_without_a_warning(zoo, tmp_path, caplog):
+    pickled, skops = tmp_path / "pickled", tmp_path / "skops"
+    shutil.copytree(zoo.lr_pickle, pickled)
+    shutil.copytree(zoo.lr_skops, skops)
+
+    with caplog.at_level("WARNING", logger="sparkscore"):
+        sparkscore.load_model(pickled, trust_model=True)
+        sparkscore.load_model(skops)
+
+    assert untrusted_warnings(caplog) == []
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_a_scoring_run_warns_once_on_the_driver_unless_trusted(spark, zoo, tmp_path, caplog,
+                                                               trust):
+    model = tmp_path / "pickled"
+    shutil.copytree(zoo.lr_pickle, model)
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        lr_frame(5).to_csv(tmp_path / "in" / f"part-{i}.csv", index=False)
+
+    with caplog.at_level("WARNING", logger="sparkscore"):
+        summary = sparkscore.score(spark, model, tmp_path / "in", tmp_path / "out",
+                                   mini_batch_size=1, trust_model=trust)
+
+    assert summary["rows_scored"] == 15
+    assert summary["settings"]["trust_model"] is trust
+    assert len(untrusted_warnings(caplog)) == (0 if trust else 1)
+
+
+def test_spark_udf_warns_on_the_driver_unless_trusted(spark, zoo, tmp_path, caplog):
+    trusted, untrusted = tmp_path / "trusted", tmp_path / "untrusted"
+    shutil.copytree(zoo.lr_pickle, trusted)
+    shutil.copytree(zoo.lr_pickle, untrusted)
+
+    with caplog.at_level("WARNING", logger="sparkscore"):
+        sparkscore.spark_udf(spark, trusted, trust_model=True)
+        sparkscore.spark_udf(spark, untrusted)
+
+    assert [str(untrusted) in m for m in untrusted_warnings(caplog)] == [True]

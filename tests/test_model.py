@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -11,11 +12,14 @@ import pandas as pd
 import pytest
 
 from sparkscore.errors import ModelFormatError
+import sparkscore.model
 from sparkscore.model import (
+    ModelFile,
     ModelSpec,
     PyFuncFlavor,
     SklearnFlavor,
     directory_sha256,
+    model_files,
     read_spec,
 )
 from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec
@@ -224,11 +228,11 @@ def test_read_spec_accepts_a_symlink_that_stays_inside(tmp_path: Path) -> None:
 # Errors, each its own
 
 
-def test_read_spec_path_that_is_not_a_directory(tmp_path: Path) -> None:
+def test_read_spec_path_that_does_not_exist(tmp_path: Path) -> None:
     error = format_error(tmp_path / "nope")
 
     assert str(error) == (
-        f"{tmp_path / 'nope'}: is not a directory; point --model at an MLflow model directory "
+        f"{tmp_path / 'nope'}: does not exist; point --model at an MLflow model directory "
         "(the folder that holds the MLmodel file)."
     )
     assert (error.path, error.field) == (str(tmp_path / "nope"), None)
@@ -452,3 +456,136 @@ def test_directory_sha256_changes_when_a_file_is_renamed(tmp_path: Path) -> None
     (root / "a.txt").rename(root / "b.txt")
 
     assert directory_sha256(root) != before
+
+
+def test_directory_sha256_of_a_plain_folder_is_what_earlier_versions_computed(
+        saved: Path, tmp_path: Path) -> None:
+    # Resume compares the model's sha256 with the one the first run recorded.
+    root = tmp_path / "m"
+    shutil.copytree(saved, root)
+    (root / "code" / "pkg").mkdir(parents=True)
+    (root / "code" / "pkg" / "a.py").write_text("A = 1\n")
+    (root / "code" / "z.py").write_text("Z = 2\n")
+    (root / "data.bin").write_bytes(bytes(range(256)))
+    earlier = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            earlier.update(os.path.relpath(full, root).encode() + b"\0")
+            earlier.update(Path(full).read_bytes() + b"\0")
+
+    assert directory_sha256(root) == earlier.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing outside the model directory
+
+
+def test_a_link_out_that_mlmodel_does_not_name_is_refused_by_name(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password\n")
+    root = write_model(tmp_path / "m", minimal())
+    os.symlink(secret, root / "notes.txt")
+
+    for read in (read_spec, directory_sha256, model_files):
+        with pytest.raises(ModelFormatError) as info:
+            read(root)
+        assert str(info.value) == (
+            f"{root / 'notes.txt'}: is a symbolic link to {secret}, outside the model directory "
+            f"{root}; sparkscore reads and ships nothing from outside a model directory. Copy "
+            "what it points to into the model directory, or remove the link."
+        )
+        assert (info.value.path, info.value.field) == (str(root / "notes.txt"), None)
+
+
+def test_a_link_out_deep_inside_or_to_a_folder_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = write_model(tmp_path / "m", minimal())
+    (root / "a" / "b").mkdir(parents=True)
+    os.symlink(outside, root / "a" / "b" / "up")
+
+    assert format_error(root).path == str(root / "a" / "b" / "up")
+    os.remove(root / "a" / "b" / "up")
+    os.symlink("../../../x", root / "a" / "b" / "relative")
+    (tmp_path / "x").write_text("x")
+
+    assert format_error(root).reason.startswith(f"is a symbolic link to {tmp_path / 'x'}, outside")
+
+
+def test_links_that_stay_inside_are_followed_as_their_contents(tmp_path: Path) -> None:
+    root = write_model(tmp_path / "m", minimal())
+    (root / "data").mkdir()
+    (root / "data" / "w.bin").write_bytes(b"weights")
+    os.symlink("data/w.bin", root / "alias.bin")
+    os.symlink("data", root / "weights")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)  # links become the files and folders they point to
+
+    assert [f.name for f in model_files(root)] == [
+        "MLmodel", "alias.bin", "data/w.bin", "weights/w.bin"]
+    assert model_files(root)[1] == ModelFile("alias.bin", str(root / "data" / "w.bin"))
+    assert directory_sha256(root) == directory_sha256(copy)
+    assert read_spec(root).path == str(root)
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop", "fifo"])
+def test_what_cannot_be_read_inside_is_refused_by_name(tmp_path: Path, kind: str) -> None:
+    root = write_model(tmp_path / "m", minimal())
+    (root / "sub").mkdir()
+    bad = root / "sub" / "bad"
+    if kind == "dangling":
+        os.symlink("gone.txt", bad)
+    elif kind == "loop":
+        os.symlink("..", bad)
+    else:
+        os.mkfifo(bad)
+
+    error = format_error(root)
+
+    assert error.path == str(bad)
+    assert error.reason == {
+        "dangling": f"is a symbolic link to {root / 'sub' / 'gone.txt'}, which does not exist; "
+                    "remove the link or restore what it points to.",
+        "loop": f"is a symbolic link to {root}, a folder that holds the link itself, so the "
+                "model directory would never end; remove the link.",
+        "fifo": "is neither a file nor a folder (a FIFO, socket or device); remove it from the "
+                "model directory.",
+    }[kind]
+
+
+def test_an_mlmodel_that_is_a_link_out_is_never_read(tmp_path: Path) -> None:
+    elsewhere = write_model(tmp_path / "elsewhere", minimal())
+    root = tmp_path / "m"
+    root.mkdir()
+    os.symlink(elsewhere / "MLmodel", root / "MLmodel")
+
+    assert format_error(root).path == str(root / "MLmodel")
+
+
+# ---------------------------------------------------------------------------------------------
+# One parse per process
+
+
+def test_read_spec_parses_an_unchanged_mlmodel_once(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed = []
+    real = sparkscore.model._read_yaml
+    monkeypatch.setattr(sparkscore.model, "_read_yaml", lambda p: parsed.append(p) or real(p))
+    root = write_model(tmp_path / "m", minimal("model_uuid: first\n"))
+
+    assert read_spec(root) is read_spec(str(root))
+    assert len(parsed) == 1
+    write_model(root, minimal("model_uuid: second, longer\n"))
+
+    assert read_spec(root).model_uuid == "second, longer"
+    assert len(parsed) == 2
+
+
+def test_read_spec_checks_the_folder_even_when_the_mlmodel_is_known(tmp_path: Path) -> None:
+    root = write_model(tmp_path / "m", minimal())
+    read_spec(root)
+    os.symlink(tmp_path, root / "escape")
+
+    assert format_error(root).path == str(root / "escape")

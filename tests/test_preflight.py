@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import os
+import pickle
+import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+
+import sparkscore
 
 from sparkscore.preflight import preflight
 from sparkscore.settings import Settings
@@ -145,3 +152,49 @@ def test_preflight_names_a_repeated_column_and_passthrough_types_that_disagree(t
         "hold: int64 in f1.csv; struct<x: int64> in f2.parquet. Give the column one type in "
         "every file, or leave it out of passthrough_columns.",
     ]
+
+
+class _MakesMarker:
+    """Unpickling this runs os.mkdir(path): what a malicious pickle could do instead."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def marked_models(tmp_path: Path, zoo) -> tuple[list[Path], Path]:
+    """A pickled scikit-learn model and a custom-code flavor, each making `marker` on load."""
+    marker = tmp_path / "marker"
+    pickled = tmp_path / "pickled"
+    shutil.copytree(zoo.lr_pickle, pickled)
+    (pickled / "model.pkl").write_bytes(pickle.dumps(_MakesMarker(str(marker))))
+    coded = tmp_path / "coded"
+    shutil.copytree(zoo.custom_flavor, coded)
+    (coded / "code" / "triple_flavor.py").write_text(textwrap.dedent(f"""
+        import os
+        os.mkdir({str(marker)!r})
+    """))
+    return [pickled, coded], marker
+
+
+def test_plan_never_unpickles_the_model_or_imports_its_code(tmp_path, zoo):
+    models, marker = marked_models(tmp_path, zoo)
+    (tmp_path / "in").mkdir()
+    pd.DataFrame({"a": [0.5], "b": [1]}).to_csv(tmp_path / "in" / "x.csv", index=False)
+    cli = Path(sys.executable).parent / "sparkscore"
+
+    for model in models:
+        report, ok = preflight(str(model), str(tmp_path / "in"), Settings(), parallelism=1)
+        assert ok, report
+        assert not marker.exists(), model
+        done = subprocess.run([str(cli), "plan", "--model", str(model), "--input",
+                               str(tmp_path / "in")], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "all 1 files satisfy the signature"
+        assert not marker.exists(), model
+    # The same models do run their code when loaded: the marker is a real witness.
+    with pytest.raises(Exception):
+        sparkscore.load_model(models[0])
+    assert marker.is_dir()

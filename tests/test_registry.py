@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from model_zoo import lr_frame
 from sparkscore.errors import ModelFormatError
 from sparkscore.job import score
 from sparkscore.registry import local_model_dir
+from sparkscore.scratch import LOCK, sweep
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +65,38 @@ def test_registry_job_records_the_resolved_version(spark, registry, tmp_path):
     recorded = json.loads((tmp_path / "out" / "_summary.json").read_text())["model"]
     assert (recorded["path"], recorded["version"], recorded["registry_run_id"]) == (
         "models:/lr-model@champion", "1", registry)
+
+
+def test_registry_copies_into_a_folder_this_process_owns_and_sweeps_spare(registry):
+    for uri in (f"runs:/{registry}/model", "models:/lr-model/1"):
+        path, _ = local_model_dir(uri)
+        owner = Path(path).parent  # runs:/ URIs land one level deeper, in a folder of their own
+        owner = owner if owner.name.startswith("sparkscore-model-") else owner.parent
+        assert owner.parent == Path(tempfile.gettempdir()), uri
+        assert owner.name.startswith("sparkscore-model-"), uri
+        assert (owner / LOCK).is_file()
+        assert LOCK not in os.listdir(path)  # the model directory holds the model only
+        assert str(owner) not in sweep("sparkscore-model-")  # this process is alive
+        assert Path(path).is_dir()
+
+
+def test_a_registered_model_with_a_link_out_is_never_copied(registry, tmp_path):
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    X = lr_frame()
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(LogisticRegression().fit(X, X["a"] > 0), name="model")
+    version = mlflow.register_model(info.model_uri, "linked-model")
+    store = mlflow.MlflowClient().get_model_version_download_uri("linked-model", version.version)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password\n")
+    os.symlink(secret, Path(store.removeprefix("file://")) / "notes.txt")
+
+    with pytest.raises(ModelFormatError) as err:
+        local_model_dir(f"models:/linked-model/{version.version}")
+
+    assert str(err.value).startswith(f"models:/linked-model/{version.version}: cannot be "
+                                     "resolved through mlflow")
+    assert "notes.txt" in str(err.value) and "outside" in str(err.value)

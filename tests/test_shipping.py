@@ -1,0 +1,68 @@
+"""What reaches executors: the model directory's own files, links inside followed, nothing from
+outside; and a parsed spec, so that workers do not parse MLmodel again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from model_zoo import lr_frame
+from pyspark import SparkFiles
+
+import sparkscore
+from sparkscore.errors import ModelFormatError
+from sparkscore.shipping import ship_model
+
+
+def test_a_link_out_of_the_model_is_refused_before_anything_ships(spark, zoo, tmp_path):
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0\n")
+    model = tmp_path / "m"
+    shutil.copytree(zoo.custom_flavor, model)
+    os.symlink(secret, model / "notes.txt")
+
+    with pytest.raises(ModelFormatError) as e:
+        ship_model(spark, str(model))
+
+    assert e.value.path == str(model / "notes.txt")
+    assert str(secret) in e.value.reason
+
+
+def test_a_model_whose_data_is_a_link_inside_scores_on_executors(spark, zoo, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(zoo.custom_flavor, model)
+    os.rename(model / "data", model / "real-data")
+    os.symlink("real-data", model / "data")  # MLmodel names data/config.json
+    frame = lr_frame(6)
+
+    shipped = ship_model(spark, str(model))
+    predict = sparkscore.spark_udf(spark, model)
+    got = [r[0] for r in spark.createDataFrame(frame).select(predict()).collect()]
+
+    np.testing.assert_allclose(got, frame["a"] * 3.0 + frame["b"])
+    assert shipped.spec is not None and shipped.spec.pyfunc.data == "data/config.json"
+    with zipfile.ZipFile(SparkFiles.get(shipped.archive)) as z:
+        assert sorted(z.namelist()) == ["MLmodel", "code/triple_flavor.py", "data/config.json",
+                                        "real-data/config.json"]
+
+
+def test_workers_load_with_the_drivers_parse_of_mlmodel(spark, zoo, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(zoo.custom_flavor, model)
+    with open(model / "MLmodel", "a") as f:
+        f.write("metadata:\n  owner: team-a\n  notes: [" + ", ".join(["x"] * 1000) + "]\n")
+    shipped = ship_model(spark, str(model))
+
+    def spec_seen(_rows):
+        loaded = shipped.load()
+        yield loaded.spec.metadata, loaded.spec.path, loaded.spec.pyfunc.loader_module
+
+    seen = spark.sparkContext.parallelize(range(2), 2).mapPartitions(spec_seen).collect()
+
+    # The metadata (free-form, possibly megabytes) stays on the driver; the rest travels.
+    assert sparkscore.load_model(model, trust_model=True).spec.metadata["owner"] == "team-a"
+    assert [(metadata, loader) for metadata, _, loader in seen] == [(None, "triple_flavor")] * 2
+    assert all(path != str(model) and path.endswith(shipped.archive[:-4]) for _, path, _ in seen)
