@@ -44,6 +44,10 @@ _THREADED_BYTES = 8 << 20
 # _HEAD_BYTES once more: its first bytes say whether it is text, and its header whether a column
 # name repeats (pyarrow reads only the first of two columns of one name, silently).
 _WHOLE_FILE_BYTES = 1 << 20
+# Legacy INT96 timestamps (Spark's and Hive's old default) are read at microseconds, the unit
+# they are written from: read at pyarrow's default of nanoseconds, a year-9999 value silently
+# wraps around to 1816.
+INT96_UNIT = "us"
 _HEAD_BYTES = 64 << 10
 # Arrow cuts CSV blocks at newlines; without newlines_in_values a newline inside a quoted value
 # that falls on a block boundary fails the file. Measured by bench/csv_newlines.py: no cost on
@@ -350,7 +354,7 @@ def _parquet(
         if file.size <= _WHOLE_FILE_BYTES:
             with source:
                 source = pa.BufferReader(source.read())
-        parquet = pq.ParquetFile(source)
+        parquet = pq.ParquetFile(source, coerce_int96_timestamp_unit=INT96_UNIT)
     except (pa.ArrowException, OSError) as e:
         raise _read_error(fs, file, e) from None
     with source:
@@ -425,7 +429,7 @@ def peek_schema(fs: pafs.FileSystem, file: InputFile) -> pa.Schema:
         raise pa.ArrowInvalid(f"{file.name} is an image; it has no columns")
     if file.kind == "parquet":
         with fs.open_input_file(file.path) as f:
-            schema = pq.ParquetFile(f).schema_arrow
+            schema = pq.ParquetFile(f, coerce_int96_timestamp_unit=INT96_UNIT).schema_arrow
         repeated = duplicates(schema.names)
         if repeated:
             raise ReadError(file=file.name, reason=_repeated(repeated, schema.names, "schema"))

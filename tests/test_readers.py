@@ -429,3 +429,23 @@ def test_passthrough_types_reads_every_table_file(tmp_path):
     assert passthrough_types(fs, files, ["id", "tags", "nowhere"], uri=str(tmp_path)) == {
         "id": pa.string(), "tags": pa.struct([("k", pa.int64())]), "nowhere": pa.string()}
     assert passthrough_types(fs, files, [], uri=str(tmp_path)) == {}
+
+
+def test_read_batches_int96_timestamps_keep_their_value_beyond_nanoseconds(tmp_path):
+    import datetime as dt
+
+    from sparkscore.planner import InputFile
+    from sparkscore.readers import peek_schema, read_batches
+
+    values = [dt.datetime(2024, 1, 1, 12, 30, 0, 123456), dt.datetime(9999, 12, 31, 23, 59, 59)]
+    path = tmp_path / "spark.parquet"
+    pq.write_table(pa.table({"ts": pa.array(values, pa.timestamp("us"))}), path,
+                   use_deprecated_int96_timestamps=True)
+    file = InputFile(path=str(path), name="spark.parquet", size=path.stat().st_size,
+                     kind="parquet")
+    fs = pafs.LocalFileSystem()
+
+    [batch] = list(read_batches(fs, file, batch_rows=10))
+
+    assert batch.column("ts").to_pylist() == values
+    assert peek_schema(fs, file).field("ts").type == pa.timestamp("us")
