@@ -872,9 +872,11 @@ def _not_from_py4j(record: logging.LogRecord) -> bool:
 
 
 def _summary_line(result: dict[str, Any]) -> str:
+    unknown = result.get("files_rows_unknown") or 0
     return (
         f"sparkscore: {result['status']}: {result['files_succeeded']} of {result['files_total']} "
-        f"files scored, {result['rows_scored']} rows scored, {result['rows_failed']} rows failed, "
+        f"files scored, {result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
+        f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped, {result['duration_s']}s "
         f"({result['rows_per_s']} rows/s); summary in {result['output']}/_summary.json"
     )

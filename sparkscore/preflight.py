@@ -109,8 +109,11 @@ def _fits(actual: pa.DataType, declared: DataType) -> str:
     t = pa.types
     if t.is_null(actual):
         return "maybe"  # a CSV column empty in its first block
+    if t.is_decimal(actual) and declared in (DataType.double, DataType.float, DataType.long,
+                                             DataType.integer):
+        return "maybe"  # each value converts only when the number reads back unchanged
     if declared in (DataType.double, DataType.float):
-        if t.is_floating(actual) or t.is_integer(actual) or t.is_decimal(actual):
+        if t.is_floating(actual) or t.is_integer(actual):
             return "yes" if not (declared is DataType.float and t.is_float64(actual)) else "maybe"
         return "maybe" if _is_text(actual) else "no"
     if declared in (DataType.long, DataType.integer):
@@ -122,8 +125,12 @@ def _fits(actual: pa.DataType, declared: DataType) -> str:
     if declared is DataType.boolean:
         return "yes" if t.is_boolean(actual) else "no"
     if declared is DataType.datetime:
-        if t.is_timestamp(actual) or t.is_date(actual):
+        if t.is_timestamp(actual) and actual.tz is not None:
+            return "no"  # as mlflow: a datetime spec takes timezone-naive values only
+        if t.is_timestamp(actual) and actual.unit == "ns":
             return "yes"
+        if t.is_timestamp(actual) or t.is_date(actual):
+            return "maybe"  # a unit that reaches past datetime64[ns]'s years 1677 to 2262
         return "maybe" if _is_text(actual) else "no"
     if declared is DataType.binary:
         return "yes" if t.is_binary(actual) or t.is_large_binary(actual) else "maybe"
@@ -135,6 +142,8 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
     lines = [f"input: {plan.uri} ({len(plan.files)} files, {plan.total_bytes:,} bytes)"]
     if plan.skipped:
         lines.append(f"unsupported files skipped: {', '.join(plan.skipped)}")
+    if plan.broken_links:
+        lines.append(f"symbolic links to nothing skipped: {', '.join(plan.broken_links)}")
     lines.append(f"mini-batches (Spark tasks): {len(plan.batches)}")
     for batch in plan.batches:
         parts = []

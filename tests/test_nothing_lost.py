@@ -292,6 +292,11 @@ def test_job_files_removed_after_planning_are_named_and_their_rows_unknown(spark
                   pq.read_table(tmp_path / "out" / "errors").to_pylist()) == [
         (name, f"{name}: the file no longer exists: it was removed after the job was planned.")
         for name in ("gone.csv", "gone.parquet")]
+    from sparkscore.job import _summary_line
+
+    assert _summary_line(summary).startswith(
+        "sparkscore: succeeded: 1 of 3 files scored, 4 rows scored, 0 rows failed (and 2 failed "
+        "files whose rows could not be counted), 0 files skipped, ")
 
 
 def test_job_passthrough_of_nested_types_and_refusal_of_types_that_disagree(spark, zoo,

@@ -198,3 +198,53 @@ def test_plan_never_unpickles_the_model_or_imports_its_code(tmp_path, zoo):
     with pytest.raises(Exception):
         sparkscore.load_model(models[0])
     assert marker.is_dir()
+
+
+def test_preflight_judges_decimals_and_timestamps_as_the_job_does(tmp_path):
+    """A decimal converts value by value (only when the number reads back unchanged), a
+    timestamp coarser than nanoseconds may reach past datetime64[ns], an aware one never fits."""
+    import datetime as dt
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "MLmodel").write_text(textwrap.dedent('''
+        flavors:
+          python_function:
+            loader_module: never_imported_by_plan
+        signature:
+          inputs: '[{"type": "double", "name": "amount"}, {"type": "long", "name": "count"},
+                    {"type": "datetime", "name": "ts"}]'
+    '''))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "links").mkdir()
+    (tmp_path / "in" / "gone.parquet").symlink_to(tmp_path / "nowhere.parquet")
+
+    def write(name: str, ts: pa.DataType) -> None:
+        pq.write_table(pa.table({
+            "amount": pa.array([Decimal("12.34")], pa.decimal128(38, 20)),
+            "count": pa.array([Decimal("3")], pa.decimal128(10, 0)),
+            "ts": pa.array([dt.datetime(2024, 1, 1)], ts)}), tmp_path / "in" / name)
+
+    write("a_ns.parquet", pa.timestamp("ns"))
+    write("b_us.parquet", pa.timestamp("us"))
+    write("c_aware.parquet", pa.timestamp("us", tz="UTC"))
+
+    report, ok = preflight(str(model), str(tmp_path / "in"), Settings(), parallelism=1)
+
+    assert not ok
+    lines = report.splitlines()
+    assert lines[1] == "symbolic links to nothing skipped: gone.parquet"
+    decimal_notes = [
+        "    - note: column 'amount' is decimal128(38, 20); values must convert to double one by "
+        "one",
+        "    - note: column 'count' is decimal128(10, 0); values must convert to long one by one"]
+    at = lines.index
+    assert lines[at("files:") + 2:at("files:") + 4] == decimal_notes
+    assert "    - note: column 'ts' is timestamp[us]; values must convert to datetime one by one" \
+        in lines
+    assert "    - column 'ts' is timestamp[us, tz=UTC], which cannot hold datetime" in lines
+    assert lines[-1].startswith("1 of 3 files would fail: c_aware.parquet")
