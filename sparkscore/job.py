@@ -551,7 +551,7 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
                 if args.dry_run:
                     report, ok = preflight(args.model, args.input, settings,
                                            parallelism=slots or os.cpu_count() or 1)
-                    print(report, flush=True)
+                    print(redact(report), flush=True)
                     return 0 if ok else 2
                 preload = daemon.preload_modules(args.model, settings.env_manager)
                 # The session starts while the driver plans and loads the model: both take

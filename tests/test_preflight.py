@@ -248,3 +248,18 @@ def test_preflight_judges_decimals_and_timestamps_as_the_job_does(tmp_path):
         in lines
     assert "    - column 'ts' is timestamp[us, tz=UTC], which cannot hold datetime" in lines
     assert lines[-1].startswith("1 of 3 files would fail: c_aware.parquet")
+
+
+def test_plan_command_prints_no_secret_of_its_locations(tmp_path):
+    secret = tmp_path / "token=hunter2"
+    secret.mkdir()
+    pd.read_csv(EXAMPLE / "input" / "visits-2024-01.csv").head(3).to_csv(secret / "a.csv",
+                                                                         index=False)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "sparkscore"), "plan", "--model",
+         str(EXAMPLE / "model"), "--input", str(secret)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"input: {tmp_path}/token=*** (1 files" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr
