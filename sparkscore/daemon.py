@@ -29,7 +29,7 @@ log = logging.getLogger("sparkscore")
 PRELOAD_ENV = "SPARKSCORE_PRELOAD"
 DAEMON_MODULE = "sparkscore.daemon"
 # What every scoring task imports: the task function's module and, through it, pandas and pyarrow.
-BASE_MODULES = ("sparkscore.job",)
+BASE_MODULES = ("sparkscore.tasks",)
 
 
 def preload_modules(model_uri: str, env_manager: str) -> tuple[str, ...]:

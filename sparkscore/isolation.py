@@ -3,7 +3,7 @@
 A model that crashes in native code, is killed for memory or calls `os._exit` on some input
 takes its Python worker with it: Spark retries the task, it dies again, and the whole job used
 to fail with it, forever, `resume` included. The driver then runs that mini-batch once more in
-isolation (see sparkscore.job): the worker forks a child to score a group of its files and
+isolation (see sparkscore.job and sparkscore.tasks): the worker forks a child to score a group of its files and
 keeps what the child wrote when it exits cleanly; when a child dies, the group is halved and
 each half scored again, down to the single files that kill a child. Those get a `predict`
 error record (WorkerDiedError) and the rest of the mini-batch is scored and committed as usual.

@@ -1,75 +1,86 @@
-"""The batch job: plan the input, score each mini-batch as one Spark task, write and account.
+"""The batch job on the driver: prepare (check the model, plan, claim the output), then
+execute (run the mini-batches as Spark tasks, account, summarize).
 
 `score()` is the Python entry point; `main()` is what `spark-submit jobs/score.py` and the
-`sparkscore score` console command call.
+`sparkscore score` console command call. What runs on executors is in sparkscore.tasks, the
+session's start and stop in sparkscore.session.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-from dataclasses import dataclass
-from datetime import datetime
 import functools
 import json
 import logging
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from py4j.protocol import Py4JJavaError
 import pyarrow as pa
-from pyspark import SparkConf, SparkContext, TaskContext
-from pyspark.errors import PySparkException
-from pyspark.java_gateway import launch_gateway
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from sparkscore import daemon, summary as summaries
+from sparkscore import daemon
+from sparkscore import summary as summaries
+from sparkscore.environment import (
+    BuiltEnvironment,
+    ensure_environment,
+    read_environment,
+)
 from sparkscore.errors import (
-    BatchTimeoutError,
     ErrorThresholdExceeded,
     ResumeError,
     SparkscoreError,
 )
-from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
-from sparkscore.loader import LOADS, load_model, warn_untrusted
+from sparkscore.loader import load_model, warn_untrusted
 from sparkscore.model import ModelSpec, directory_sha256, read_spec
-from sparkscore.isolation import score_isolated
 from sparkscore.modelprocess import ModelProcess
 from sparkscore.planner import MiniBatch, Plan, check_output_apart, plan, resolve
+from sparkscore.preflight import preflight
+from sparkscore.progress import Progress
+from sparkscore.readers import csv_column_types, passthrough_types
 from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
-from sparkscore.preflight import preflight
-from sparkscore.progress import Counters, Progress
-from sparkscore.readers import csv_column_types, passthrough_types
-from sparkscore.scoring import ScoringSpec, score_batch
+from sparkscore.scoring import ScoringSpec
+from sparkscore.session import (
+    JobSession,
+    failure_line,
+    forward_storage_env,
+    local_parallelism,
+    session,
+    submitted_master,
+    task_slots,
+)
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
-    ShippedEnvironment, ShippedModel, Spark, context_of, ship_model,
+    ShippedEnvironment,
+    Spark,
+    context_of,
+    ship_model,
 )
 from sparkscore.signature import enforce_params
-from sparkscore.storage import redact, redact_record
 from sparkscore.sparktypes import arrow_type, output_type
+from sparkscore.storage import redact, redact_record
+from sparkscore.tasks import arrow_task, positions_task, run_batches
 from sparkscore.writers import (
     OutputLayout,
     abandoned_staging,
-    SpillBuffer,
-    commit_batch,
     fail_split_files,
+    is_empty,
     prepare_output,
     read_json,
     read_manifests,
-    is_empty,
     remove_dir,
     replace_dir,
     staging,
@@ -235,9 +246,9 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
         log.debug("model shipped as %s", shipped.archive)
         sc = context_of(spark)
         if sc is not None:
-            _forward_storage_env(sc)
+            forward_storage_env(sc)
         with Progress(sc, len(todo)) as progress:
-            task = functools.partial(_run_batches, shipped, layout, job.input_uri, scoring,
+            task = functools.partial(run_batches, shipped, layout, job.input_uri, scoring,
                                      settings.timeout, progress.counters)
             fresh = _run_tasks(spark, sc, todo, task, out_fs, layout)
     manifests = sorted([*committed.values(), *fresh], key=lambda m: m["batch"])
@@ -311,14 +322,17 @@ def _run_tasks(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], tas
         try:
             return done + _launch(spark, sc, pending, task, frozenset(isolated))
         except Exception as e:
+            text = _text(e)
+            if _STAGE_FAILURE not in text:
+                raise  # not a task that failed every attempt: the driver or Spark itself
             committed = read_manifests(fs, layout)
             done += [committed[b.index] for b in pending if b.index in committed]
             pending = [b for b in pending if b.index not in committed]
             suspects = {b.index for b in pending} - isolated
-            failure = _failure_line(e)
+            failure = failure_line(e)
             if not suspects or ": OutputError: " in failure:
                 raise  # not a file's fault: isolating its files cannot help
-            named = _failed_batch(e, pending)
+            named = _failed_batch(text, pending)
             if named is not None and named in suspects and not isolated:
                 suspects = {named}
             isolated |= suspects
@@ -335,18 +349,31 @@ def _launch(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], task: 
     run = functools.partial(task, isolated)
     if sc is not None:
         manifests_json = sc.parallelize(range(len(todo)), len(todo)).mapPartitions(
-            functools.partial(_positions_task, todo, run)).collect()
+            functools.partial(positions_task, todo, run)).collect()
     else:
         manifests_json = [r.manifest for r in spark.range(  # type: ignore[union-attr]
             len(todo), numPartitions=len(todo)).mapInArrow(
-            functools.partial(_arrow_task, todo, run), "manifest string").collect()]
+            functools.partial(arrow_task, todo, run), "manifest string").collect()]
     return [json.loads(m) for m in manifests_json]
 
 
-def _failed_batch(error: BaseException, todo: list[MiniBatch]) -> int | None:
+# How Spark says a task failed every attempt; a lost connection to the JVM (an interrupted run)
+# or a driver-side error says something else, and is the run's error as it is.
+_STAGE_FAILURE = "Job aborted due to stage failure"
+
+
+def _text(error: BaseException) -> str:
+    """An error's text; a Py4J error asks the JVM for it, and the JVM may be gone."""
+    try:
+        return str(error)
+    except Exception:
+        return ""
+
+
+def _failed_batch(text: str, todo: list[MiniBatch]) -> int | None:
     """The mini-batch whose task made Spark abort the job, from Spark's message
     ("Task 3 in stage 0.0 failed 4 times"), when it says."""
-    m = re.search(r"Task (\d+) in stage [\d.]+ failed", str(error))
+    m = re.search(r"Task (\d+) in stage [\d.]+ failed", text)
     if m is None or int(m.group(1)) >= len(todo):
         return None
     return todo[int(m.group(1))].index
@@ -389,18 +416,6 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
     )
 
 
-_STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION")
-
-
-def _forward_storage_env(sc: SparkContext) -> None:
-    """Where the driver reads storage with these (a local S3 endpoint, credentials), its tasks
-    must too."""
-    for key in _STORAGE_ENV:
-        if key in os.environ:
-            sc.environment.setdefault(key, os.environ[key])
-
-
 # Settings that shape what a committed mini-batch holds: a resume must not change them.
 _RESUME_SETTINGS = ("output_format", "output_action", "passthrough_columns", "bad_rows",
                     "result_type", "params")
@@ -436,83 +451,6 @@ def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: s
     return {}
 
 
-def _positions_task(todo: list[MiniBatch], task: Any, positions: Iterable[int]) -> Iterator[str]:
-    """Run the mini-batches at `positions` in `todo`; yield each one's manifest as JSON."""
-    for i in positions:
-        for manifest in task([(todo[i].index, todo[i])]):
-            yield json.dumps(manifest, default=str)
-
-
-def _arrow_task(todo: list[MiniBatch], task: Any,
-                batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """_positions_task under mapInArrow (Spark Connect)."""
-    for positions in batches:
-        for manifest in _positions_task(todo, task, positions.column(0).to_pylist()):
-            yield pa.RecordBatch.from_pydict({"manifest": [manifest]})
-
-
-def _run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spec: ScoringSpec,
-                 timeout: float | None, counters: Counters | None, isolated: frozenset[int],
-                 items: Iterator[tuple[int, MiniBatch]]) -> Iterator[dict[str, Any]]:
-    """What each Spark task runs over its one mini-batch (top level, so workers import it).
-
-    A mini-batch in `isolated` failed every attempt before: its files are scored in forked
-    children (sparkscore.isolation), so that one that kills its worker fails alone.
-    """
-    in_fs, _ = resolve(input_uri)
-    out_fs = layout.filesystem()
-    for _, batch in items:
-        model = shipped.load()
-        buffers: list[SpillBuffer] = []
-
-        def sink_for(_file: Any) -> SpillBuffer:
-            buffers.append(SpillBuffer(spec.output_schema))
-            return buffers[-1]
-
-        with alarm(timeout, batch):
-            if batch.index in isolated:
-                result = score_isolated(in_fs, batch, shipped.load, spec, sink_for)
-            else:
-                result = score_batch(in_fs, batch, model, spec, sink_for)
-        context = TaskContext.get()
-        manifest = commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
-            "attempt": context.attemptNumber() if context else 0,
-            "worker": f"{os.uname().nodename}:{os.getpid()}",
-            "model_loads": LOADS.get(shipped.sha256, 0),
-            "isolated": batch.index in isolated,
-        })
-        if counters is not None:
-            counters.add(manifest)
-        yield manifest
-
-
-@contextlib.contextmanager
-def alarm(seconds: float | None, batch: MiniBatch) -> Iterator[None]:
-    """Stop a mini-batch that runs longer than `timeout`: SIGALRM interrupts the model's Python.
-
-    Spark runs a task in its Python worker's main thread, where the signal is delivered; a model
-    stuck inside C code is interrupted when control returns to Python.
-    """
-    if not seconds:
-        yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise BatchTimeoutError(seconds=seconds, files=list(batch.names))
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
 def parser(prog: str, *, with_master: bool) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Score an MLflow model over a folder of files.")
     p.add_argument("--model", required=True, help="MLflow model directory (holds MLmodel)")
@@ -536,7 +474,7 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
     before the last line is printed, so that this line is the last thing the run prints.
     """
     args = parser(prog, with_master=False).parse_args(list(argv))
-    spark = _Session()
+    spark = JobSession()
     job: Job | None = None
     debug = False
     interrupted = 0  # the signal that stopped the run, if one did
@@ -547,7 +485,7 @@ def main(argv: Sequence[str], *, prog: str = "score.py", master: str | None = No
                 debug = settings.logging_level == "debug"
                 spark.quiet = not debug
                 _configure_logging(settings.logging_level)
-                slots = None if args.remote else local_parallelism(master or _submitted_master())
+                slots = None if args.remote else local_parallelism(master or submitted_master())
                 if args.dry_run:
                     report, ok = preflight(args.model, args.input, settings,
                                            parallelism=slots or os.cpu_count() or 1)
@@ -587,7 +525,7 @@ def _error_line(e: Exception) -> tuple[str, int]:
     """The last line and exit status of a run that failed."""
     if isinstance(e, SparkscoreError):
         return f"error: {e}", 3 if isinstance(e, ErrorThresholdExceeded) else 2
-    return f"error: {_failure_line(e)}", 1  # Spark or the model failed in a way we did not foresee
+    return f"error: {failure_line(e)}", 1  # Spark or the model failed in a way we did not foresee
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -629,122 +567,6 @@ class _Signals:
             raise _Interrupted(signal.Signals(signum).name)
 
 
-# How long stopping waits: for the JVM to finish starting, and then to exit.
-_STOP_SECONDS = 120.0
-# How long a signal waits for Spark to cancel its jobs.
-_HALT_SECONDS = 10.0
-
-
-class _Abandoned(Exception):
-    """The job gave up while its session was starting."""
-
-
-class _Session:
-    """The job's Spark session: started on a daemon thread while the driver plans, and stopped
-    (with the JVM this process launched) before the job's last line is printed."""
-
-    def __init__(self) -> None:
-        self.quiet = True  # silence Spark while it stops (not when debugging)
-        self._abandoned = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._value: Spark | None = None
-        self._error: BaseException | None = None
-
-    def start(self, start: Callable[..., Spark]) -> None:
-        """Run `start(abandoned=event)` on a daemon thread."""
-        self._thread = threading.Thread(target=self._run, args=(start,),
-                                        name="sparkscore-session", daemon=True)
-        self._thread.start()
-
-    def _run(self, start: Callable[..., Spark]) -> None:
-        try:
-            self._value = start(abandoned=self._abandoned)
-        except BaseException as e:  # handed to the caller of result()
-            self._error = e
-
-    def result(self) -> Spark:
-        assert self._thread is not None, "start() first"
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
-
-    def halt(self) -> None:
-        """Silence Spark and cancel its jobs now, before an interrupted action's tasks are
-        killed and logged; from a thread of its own, as the main thread may be inside a Py4J
-        call, whose connection is not to be used meanwhile."""
-        if self._value is not None:
-            helper = threading.Thread(target=_halt, args=(self._value,),
-                                      kwargs={"quiet": self.quiet}, name="sparkscore-halt",
-                                      daemon=True)
-            helper.start()
-            helper.join(_HALT_SECONDS)
-
-    def stop(self) -> None:
-        """Stop Spark, so that nothing it prints comes after the job's last line.
-
-        A JVM still starting prints as it starts, and a SparkContext abandoned half-way prints
-        a stack trace: wait until the JVM is up (the start ends there, with no SparkContext, once
-        this is called) and stop what there is.
-        """
-        if self._thread is None:
-            return
-        self._abandoned.set()
-        self._thread.join(_STOP_SECONDS)
-        if self._value is not None:
-            _stop_spark(self._value, quiet=self.quiet)
-        _end_launched_jvm()
-
-
-def _halt(spark: Spark, *, quiet: bool) -> None:
-    """Silence Spark (what it logs while its tasks are killed is no news to the user) and
-    cancel its jobs (on Spark Connect, this session's operations)."""
-    sc = context_of(spark)
-    try:
-        if sc is None:
-            spark.interruptAll()  # type: ignore[union-attr]
-            return
-        if quiet:
-            sc.setLogLevel("OFF")
-        sc.cancelAllJobs()
-    except Exception as e:  # Spark is gone already: nothing is left to cancel
-        log.debug("cancelling spark jobs: %s", e)
-
-
-def _stop_spark(spark: Spark, *, quiet: bool) -> None:
-    """Cancel what runs and stop the context (or leave the Connect session)."""
-    _halt(spark, quiet=quiet)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pyspark's, when its JVM is already gone
-            spark.stop()
-    except Exception as e:  # Spark is gone already: nothing is left to stop
-        log.debug("stopping spark: %s", e)
-
-
-def _end_launched_jvm() -> None:
-    """End the JVM this process launched, and wait until it has. (Under spark-submit the JVM is
-    this process's parent, and ends once the driver has.)"""
-    gateway = SparkContext._gateway
-    # launch_gateway's Popen, or None when it attached to a running JVM (`getattr` would ask
-    # the JVM for an attribute called proc).
-    proc = gateway.__dict__.get("proc") if gateway is not None else None
-    if proc is None:
-        return
-    with SparkContext._lock:
-        SparkContext._gateway = SparkContext._jvm = None
-    with contextlib.suppress(Exception):
-        gateway.shutdown()
-    with contextlib.suppress(OSError):
-        proc.stdin.close()  # PythonGatewayServer exits at the end of its stdin
-    try:
-        proc.wait(_STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own process group: see _launch_jvm
-        proc.wait()
-
-
 def _staged(job: Job | None) -> bool:
     """Whether the interrupted run was an overwrite run that wrote beside the output it was to
     replace (and had not yet swapped it in): resume finishes it."""
@@ -765,94 +587,6 @@ def _interrupted_line(sig: signal.Signals, output: str, *, dry_run: bool, staged
                 "resume to start over.")
     return (f"{stopped}. The mini-batches already committed to {output} are kept: run the same "
             "command again with --set resume=true to score the rest.")
-
-
-def _submitted_master() -> str:
-    """The master spark-submit was given (or local[*] when run as plain Python).
-
-    spark-submit hands `--master` to its JVM, not to Python: SparkConf sees it only once Python
-    is connected to that JVM, which under spark-submit is already running.
-    """
-    if os.environ.get("PYSPARK_GATEWAY_PORT"):
-        SparkContext._ensure_initialized()
-    return SparkConf().get("spark.master", None) or "local[*]"
-
-
-def local_parallelism(master: str) -> int | None:
-    """Task slots of a local master (`local`, `local[4]`, `local[*]`, `local[2,3]`), else None."""
-    m = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master.strip())
-    if not m:
-        return None
-    if m.group(1) in (None, ""):
-        return 1
-    return os.cpu_count() or 1 if m.group(1) == "*" else int(m.group(1))
-
-
-def task_slots(spark: Spark) -> int:
-    """How many tasks run at once: sizes `mini_batch_size: auto`."""
-    sc = context_of(spark)
-    if sc is not None:
-        return sc.defaultParallelism
-    configured = spark.conf.get("spark.default.parallelism", None)  # type: ignore[union-attr]
-    return int(configured) if configured else os.cpu_count() or 1
-
-
-def session(master: str | None, settings: Settings, *, remote: str | None = None,
-            preload: Sequence[str] = (), abandoned: threading.Event | None = None) -> Spark:
-    """What the job runs on: a Spark Connect session, or the active SparkContext (started here,
-    with task retries set, if there is none).
-
-    A classic job needs no SQL session: creating one and planning a first query costs seconds
-    of every short job. A context started here runs sparkscore's worker daemon, which imports
-    `preload` while the driver still plans (see sparkscore.daemon). When `abandoned` is set
-    by the time the JVM is up, the context is not started: _Abandoned is raised.
-    """
-    if remote:
-        # The Connect server owns its master and retries; we only attach to it.
-        return SparkSession.builder.remote(remote).getOrCreate()
-    current = master or _submitted_master()
-    if current.startswith("local"):
-        # Local Python workers should run the interpreter the driver runs, with its packages.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    conf = (SparkConf().setAppName("sparkscore")
-            .setMaster(with_retries(current, settings.max_retries))
-            .set("spark.task.maxFailures", str(settings.max_retries + 1))
-            .set("spark.ui.showConsoleProgress", "false"))
-    fresh = SparkContext._active_spark_context is None
-    if fresh:
-        conf = daemon.configure(conf, preload)
-        _launch_jvm(conf)
-        if abandoned is not None and abandoned.is_set():
-            raise _Abandoned()
-    sc = SparkContext.getOrCreate(conf)
-    sc.setLogLevel("ERROR" if settings.logging_level != "debug" else "INFO")
-    if fresh:
-        # Before the warm-up: workers are pooled by their environment.
-        _forward_storage_env(sc)
-        daemon.warm_up(sc)
-    return sc
-
-
-def _launch_jvm(conf: SparkConf) -> None:
-    """Start the JVM as pyspark does, but in its own process group, unless one runs already
-    (spark-submit's, or an earlier session's).
-
-    A signal to the job's process group (Ctrl-C, `kill -TERM -PGID`, a container stopping) then
-    reaches the driver alone, which stops Spark in order; the JVM still exits when the driver
-    dies (at the end of its stdin).
-    """
-    with SparkContext._lock:
-        if SparkContext._gateway is None:
-            SparkContext._gateway = launch_gateway(conf, popen_kwargs={"start_new_session": True})
-            SparkContext._jvm = SparkContext._gateway.jvm
-
-
-def with_retries(master: str, max_retries: int) -> str:
-    """Local mode ignores spark.task.maxFailures; `local[N,F]` is how it retries a failed task."""
-    m = re.fullmatch(r"local(?:\[(\*|\d+)\])?", master.strip())
-    if m:
-        return f"local[{m.group(1) or 1},{max_retries + 1}]"
-    return master
 
 
 def _configure_logging(level: str) -> None:
@@ -880,66 +614,3 @@ def _summary_line(result: dict[str, Any]) -> str:
         f"{result['files_skipped']} files skipped, {result['duration_s']}s "
         f"({result['rows_per_s']} rows/s); summary in {result['output']}/_summary.json"
     )
-
-
-_TRACEBACK = "Traceback (most recent call last):"
-_CHAINED = ("The above exception was the direct cause of the following exception:",
-            "During handling of the above exception, another exception occurred:")
-# Spark's reason for a task it lost: `... most recent failure: Lost task 0.3 in stage 1.0
-# (TID 4) (host executor driver): org.apache.spark.SparkException: Python worker exited ...`
-_LOST_TASK = re.compile(r"most recent failure: Lost task [^\n]*?\(TID \d+\) \([^)\n]*\): ([^\n]+)")
-
-
-def _failure_line(e: Exception) -> str:
-    """A failed job in one line: what a Spark task raised (found in the text of the Py4J,
-    pyspark or Spark Connect error that wraps it), else why Spark lost the task, else the error
-    itself."""
-    if not isinstance(e, (Py4JJavaError, PySparkException)):
-        return f"the job failed: {_first_line(e)}"
-    try:
-        text = str(e)
-    except Exception:  # a Py4J error asks the JVM for its text, and the JVM may be gone
-        return f"the job failed: {type(e).__name__}"
-    raised = _task_exception(text)
-    if raised is None:
-        lost = _LOST_TASK.search(text)
-        raised = _short_type(lost.group(1)) if lost else None
-    if raised is not None:
-        return f"a Spark task failed: {raised}"
-    if isinstance(e, Py4JJavaError):
-        # "An error occurred while calling o42.collect.\n: java.io.IOException: ...": the second
-        # part says what happened.
-        java = text.partition("\n: ")[2].strip().splitlines()
-        if java:
-            return f"the job failed: {_short_type(java[0])}"
-    return f"the job failed: {_first_line(e)}"
-
-
-def _task_exception(text: str) -> str | None:
-    """The first line of the exception a Python traceback in `text` ends with (the one raised
-    last, when it chains others), as `Type: message`."""
-    start = text.find(_TRACEBACK)
-    if start < 0:
-        return None
-    raised = None
-    for line in text[start:].splitlines()[1:]:
-        if line.startswith("\tat "):  # the JVM's own stack: the Python part is over
-            break
-        if line.strip() in _CHAINED:
-            raised = None  # the exception raised last follows, with its own traceback
-        elif raised is None and line[:1].strip() and line != _TRACEBACK:
-            raised = line  # frames are indented; the exception is not
-    return _short_type(raised) if raised else None
-
-
-def _short_type(line: str) -> str:
-    """`pyarrow.lib.ArrowInvalid: ...` as `ArrowInvalid: ...`: the class names the failure."""
-    name, sep, message = line.strip().partition(": ")
-    if re.fullmatch(r"[A-Za-z_][\w.$]*", name):
-        name = name.rsplit(".", 1)[-1]
-    return name + sep + message
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"

@@ -2,7 +2,7 @@
 and that a worker's long-lived objects stay out of the garbage collection PySpark runs after
 every task.
 
-The spark-submit run is real: a job script starts its context through `sparkscore.job.session`,
+The spark-submit run is real: a job script starts its context through `sparkscore.session.session`,
 and a task reports what its worker had imported before the task ran.
 """
 
@@ -30,21 +30,21 @@ BIN = Path(sys.executable).parent
 
 def test_a_skops_model_preloads_sklearn_and_skops(zoo):
     assert daemon.preload_modules(str(zoo.lr_skops), "local") == (
-        "sparkscore.job", "sklearn", "skops.io")
+        "sparkscore.tasks", "sklearn", "skops.io")
 
 
 def test_a_pickled_model_preloads_sklearn_only(zoo):
-    assert daemon.preload_modules(str(zoo.lr_pickle), "local") == ("sparkscore.job", "sklearn")
+    assert daemon.preload_modules(str(zoo.lr_pickle), "local") == ("sparkscore.tasks", "sklearn")
 
 
 def test_an_mlflow_pyfunc_model_preloads_its_loader_module(zoo):
     assert daemon.preload_modules(str(zoo.python_model), "local") == (
-        "sparkscore.job", "mlflow.pyfunc.model")
+        "sparkscore.tasks", "mlflow.pyfunc.model")
 
 
 def test_a_loader_from_the_models_own_code_is_not_preloaded(zoo):
     # Its module is importable only once the model's code directory is on the path.
-    assert daemon.preload_modules(str(zoo.custom_flavor), "local") == ("sparkscore.job",)
+    assert daemon.preload_modules(str(zoo.custom_flavor), "local") == ("sparkscore.tasks",)
 
 
 @pytest.mark.parametrize("package", ["mlflow", "sklearn"])
@@ -70,31 +70,31 @@ def test_a_library_the_models_code_folder_shadows_is_not_preloaded(tmp_path, zoo
     modules = daemon.preload_modules(str(model), "local")
     daemon.preload(modules)
 
-    assert modules == ("sparkscore.job",)
+    assert modules == ("sparkscore.tasks",)
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("env_manager", ["virtualenv", "uv"])
 def test_a_model_in_its_own_environment_preloads_nothing_of_it(zoo, env_manager):
     # The model loads in a child process with its own packages, not in the worker.
-    assert daemon.preload_modules(str(zoo.lr_skops), env_manager) == ("sparkscore.job",)
+    assert daemon.preload_modules(str(zoo.lr_skops), env_manager) == ("sparkscore.tasks",)
 
 
 def test_a_registry_uri_or_a_broken_model_preloads_sparkscore_only(tmp_path):
-    assert daemon.preload_modules("models:/churn/3", "local") == ("sparkscore.job",)
+    assert daemon.preload_modules("models:/churn/3", "local") == ("sparkscore.tasks",)
     (tmp_path / "MLmodel").write_text("flavors: [\n")
-    assert daemon.preload_modules(str(tmp_path), "local") == ("sparkscore.job",)
+    assert daemon.preload_modules(str(tmp_path), "local") == ("sparkscore.tasks",)
 
 
 def test_configure_names_the_daemon_and_its_modules():
-    conf = daemon.configure(SparkConf(loadDefaults=False), ("sparkscore.job", "sklearn"))
+    conf = daemon.configure(SparkConf(loadDefaults=False), ("sparkscore.tasks", "sklearn"))
     assert conf.get("spark.python.daemon.module") == "sparkscore.daemon"
-    assert conf.get("spark.executorEnv.SPARKSCORE_PRELOAD") == "sparkscore.job,sklearn"
+    assert conf.get("spark.executorEnv.SPARKSCORE_PRELOAD") == "sparkscore.tasks,sklearn"
 
 
 def test_configure_keeps_a_daemon_the_user_chose():
     conf = SparkConf(loadDefaults=False).set("spark.python.daemon.module", "site.daemon")
-    daemon.configure(conf, ("sparkscore.job",))
+    daemon.configure(conf, ("sparkscore.tasks",))
     assert conf.get("spark.python.daemon.module") == "site.daemon"
     assert conf.get("spark.executorEnv.SPARKSCORE_PRELOAD", None) is None
 
@@ -113,7 +113,7 @@ def test_preload_imports_what_it_can_and_names_what_it_cannot():
 
 JOB = textwrap.dedent("""
     import gc, json, os, sys
-    from sparkscore.job import session
+    from sparkscore.session import session
     from sparkscore.settings import Settings
 
     def report(_rows):
@@ -121,7 +121,7 @@ JOB = textwrap.dedent("""
         yield json.dumps({"skops": "skops.io" in sys.modules, "pid": os.getpid(),
                           "daemon": os.getppid(), "frozen": gc.get_freeze_count()})
 
-    sc = session(None, Settings(), preload=("sparkscore.job", "skops.io"))
+    sc = session(None, Settings(), preload=("sparkscore.tasks", "skops.io"))
     print("RESULT", json.dumps({
         "daemon_module": sc.getConf().get("spark.python.daemon.module"),
         "tasks": [json.loads(r) for r in

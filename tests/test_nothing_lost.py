@@ -144,7 +144,7 @@ def test_unusable_model_is_one_error_line(tmp_path, bad):
                   "--output", str(tmp_path / "out"))
     assert done.returncode == 2
     assert done.stdout.strip().splitlines()[-1] == (
-        f"error: {tmp_path / bad}: is not a directory; point --model at an MLflow model "
+        f"error: {tmp_path / bad}: does not exist; point --model at an MLflow model "
         "directory (the folder that holds the MLmodel file)."
     )
     assert not (tmp_path / "out").exists()
@@ -273,7 +273,8 @@ def test_job_passthrough_type_comes_from_every_file_and_keeps_csv_text(edge_run)
 
 def test_job_files_removed_after_planning_are_named_and_their_rows_unknown(spark, zoo,
                                                                            tmp_path):
-    from sparkscore.job import execute, prepare, task_slots
+    from sparkscore.job import execute, prepare
+    from sparkscore.session import task_slots
     from sparkscore.settings import Settings
 
     folder = tmp_path / "in"
