@@ -17,6 +17,8 @@ Our exception hierarchy:
     * UnsupportedInputError   - the input holds files of types we cannot score
     * PassthroughConflictError - files give a passthrough column types no one type holds
   * ReadError               - one input file cannot be read
+  * MissingPassthroughError - a column named in passthrough_columns is absent from a file
+  * PassthroughTypeError    - a file's passthrough values cannot take the column's output type
   * PredictError            - the model's predict raised
   * BatchTimeoutError       - a mini-batch ran longer than `timeout`
   * WorkerDiedError         - scoring one file killed its Python worker, every time
@@ -27,6 +29,7 @@ Our exception hierarchy:
     * PythonVersionError      - the model was saved with another Python than the job's
     * EnvironmentBuildError   - installing the model's pinned packages failed
   * ModelProcessError       - the process scoring in the model's environment died
+  * AccountingError         - the rows written do not add up to the rows read (a bug, reported)
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -37,6 +40,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "AccountingError",
     "BatchTimeoutError",
     "EnvironmentBuildError",
     "ErrorThresholdExceeded",
@@ -44,6 +48,7 @@ __all__ = [
     "InputError",
     "MissingColumnError",
     "MissingDependencyError",
+    "MissingPassthroughError",
     "ModelEnvironmentError",
     "ModelFormatError",
     "ModelLoadError",
@@ -51,6 +56,7 @@ __all__ = [
     "OutputError",
     "ParamError",
     "PassthroughConflictError",
+    "PassthroughTypeError",
     "PredictError",
     "PythonVersionError",
     "ReadError",
@@ -406,3 +412,35 @@ def _some(names: Sequence[str], shown: int = 5) -> str:
 
 def _python() -> str:
     return ".".join(map(str, sys.version_info[:3]))
+
+
+class MissingPassthroughError(SparkscoreError):
+    """A column named in passthrough_columns is absent from a file."""
+
+    def __init__(self, *, file: str, column: str, present: Sequence[str]) -> None:
+        self.file, self.column, self.present = file, column, list(present)
+        super().__init__(
+            f"{file}: the passthrough column '{column}' is not in this file (columns present: "
+            f"{', '.join(map(str, present))}); fix passthrough_columns or the file."
+        )
+
+
+class PassthroughTypeError(SparkscoreError):
+    """A passthrough column's values cannot be written with the type the column has elsewhere."""
+
+    def __init__(self, *, file: str, column: str, expected: object, detail: str) -> None:
+        self.file, self.column, self.expected, self.detail = file, column, expected, detail
+        super().__init__(
+            f"{file}: the passthrough column '{column}' cannot be written as {expected}, its type "
+            f"in the output ({detail}); give the column one type in every file."
+        )
+
+
+class AccountingError(SparkscoreError):
+    """The committed output does not account for every row read exactly once. Never the user's
+    input: a defect of sparkscore, stopped before the run reports success."""
+
+    def __init__(self, *, where: str, detail: str) -> None:
+        self.where, self.detail = where, detail
+        super().__init__(f"{where}: {detail}; the output is inconsistent, so the run is not "
+                         "reported as succeeded. Run again with overwrite: true, and report it.")

@@ -19,7 +19,9 @@ from pyarrow import fs as pafs
 
 from sparkscore.errors import (
     BatchTimeoutError,
+    MissingPassthroughError,
     ModelProcessError,
+    PassthroughTypeError,
     PredictError,
     ReadError,
     SchemaEnforcementError,
@@ -478,7 +480,7 @@ def _check(
     names = batch.schema.names
     missing = [column for column, _ in spec.passthrough if column not in names]
     if missing:
-        raise MissingPassthroughError(name, missing[0], names)
+        raise MissingPassthroughError(file=name, column=missing[0], present=names)
     checked = conform(frame, schema, file=name, row_offset=offset if file_rows is None else 0)
     errors = list(checked.errors) if file_rows is None else [
         _moved(err, name, int(file_rows[err.row])) for err in checked.errors]
@@ -692,28 +694,6 @@ def _concat(frames: list[Any]) -> Any:
     return pd.concat(frames, ignore_index=True)
 
 
-class MissingPassthroughError(SparkscoreError):
-    """A column named in passthrough_columns is absent from a file."""
-
-    def __init__(self, file: str, column: str, present: list[str]) -> None:
-        self.file, self.column = file, column
-        super().__init__(
-            f"{file}: the passthrough column '{column}' is not in this file (columns present: "
-            f"{', '.join(map(str, present))}); fix passthrough_columns or the file."
-        )
-
-
-class PassthroughTypeError(SparkscoreError):
-    """A passthrough column's values cannot be written with the type the column has elsewhere."""
-
-    def __init__(self, file: str, column: str, expected: pa.DataType, detail: str) -> None:
-        self.file, self.column, self.expected = file, column, expected
-        super().__init__(
-            f"{file}: the passthrough column '{column}' cannot be written as {expected}, its type "
-            f"in the output ({detail}); give the column one type in every file."
-        )
-
-
 def _fail(result: FileResult, sink: Sink, error: BaseException, stage: str) -> FileResult:
     """The whole file fails: nothing of it is kept, and one record says why."""
     sink.discard()
@@ -743,7 +723,8 @@ def _passthrough(spec: ScoringSpec, name: str, batch: pa.RecordBatch, bad: Any) 
                 # safe: an id 1.5 must not become 1 on its way through
                 values = values.cast(t)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-                raise PassthroughTypeError(name, column, t, " ".join(str(e).split())) from None
+                raise PassthroughTypeError(file=name, column=column, expected=t,
+                                           detail=" ".join(str(e).split())) from None
         arrays.append(values)
     return arrays
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sparkscore.errors import SparkscoreError
+from sparkscore.errors import AccountingError
 
 
 def now() -> datetime:
@@ -43,21 +43,18 @@ def check_invariant(manifests: Sequence[Mapping[str, Any]]) -> None:
     for m in manifests:
         scored = sum(f["rows_scored"] for f in m["files"])
         if scored != m["prediction_rows"]:
-            raise SparkscoreError(
-                f"mini-batch {m['batch']} wrote {m['prediction_rows']} prediction rows but scored "
-                f"{scored}; the output is inconsistent, run again with overwrite: true."
-            )
+            raise AccountingError(
+                where=f"mini-batch {m['batch']}",
+                detail=f"it wrote {m['prediction_rows']} prediction rows but scored {scored}")
         for f in m["files"]:
             if f["rows_read"] != f["rows_scored"] + f["rows_failed"]:
-                raise SparkscoreError(
-                    f"{f['file_name']}: {f['rows_read']} rows read but {f['rows_scored']} scored "
-                    f"and {f['rows_failed']} failed; the output is inconsistent."
-                )
+                raise AccountingError(
+                    where=f["file_name"], detail=f"{f['rows_read']} rows read but "
+                    f"{f['rows_scored']} scored and {f['rows_failed']} failed")
             if f.get("rows_unknown") and (f["status"] != "failed" or f["rows_read"]):
-                raise SparkscoreError(
-                    f"{f['file_name']}: its rows are recorded as unknown, but it {f['status']} "
-                    f"with {f['rows_read']} rows read; the output is inconsistent."
-                )
+                raise AccountingError(
+                    where=f["file_name"], detail=f"its rows are recorded as unknown, but it "
+                    f"{f['status']} with {f['rows_read']} rows read")
 
 
 def model_loads(manifests: Sequence[Mapping[str, Any]]) -> tuple[int, int]:

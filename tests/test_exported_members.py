@@ -6,6 +6,7 @@ import sparkscore
 def test_exported_members_are_pinned():
     assert sparkscore.__all__ == sorted(sparkscore.__all__)
     assert sparkscore.__all__ == [
+        "AccountingError",
         "BatchTimeoutError",
         "EnvironmentBuildError",
         "ErrorThresholdExceeded",
@@ -13,6 +14,7 @@ def test_exported_members_are_pinned():
         "InputError",
         "MissingColumnError",
         "MissingDependencyError",
+        "MissingPassthroughError",
         "Model",
         "ModelEnvironmentError",
         "ModelFormatError",
@@ -21,6 +23,7 @@ def test_exported_members_are_pinned():
         "OutputError",
         "ParamError",
         "PassthroughConflictError",
+        "PassthroughTypeError",
         "PredictError",
         "PythonVersionError",
         "ReadError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sparkscore.errors import SparkscoreError
+from sparkscore.errors import AccountingError
 from sparkscore.summary import check_invariant, counts
 
 
@@ -29,17 +29,20 @@ def test_summary_counts_files_whose_rows_are_unknown():
         "rows_scored": 4, "rows_failed": 1, "error_records": 3}
 
 
+TAIL = ("; the output is inconsistent, so the run is not reported as succeeded. Run again with "
+        "overwrite: true, and report it.")
+
+
 @pytest.mark.parametrize("record, message", [
     ({**GONE, "status": "succeeded"},
-     "gone.csv: its rows are recorded as unknown, but it succeeded with 0 rows read; the output "
-     "is inconsistent."),
+     "gone.csv: its rows are recorded as unknown, but it succeeded with 0 rows read" + TAIL),
     ({**GONE, "rows_read": 3, "rows_failed": 3},
-     "gone.csv: its rows are recorded as unknown, but it failed with 3 rows read; the output is "
-     "inconsistent."),
+     "gone.csv: its rows are recorded as unknown, but it failed with 3 rows read" + TAIL),
     ({**GOOD, "rows_failed": 0},
-     "good.csv: 5 rows read but 4 scored and 0 failed; the output is inconsistent."),
+     "good.csv: 5 rows read but 4 scored and 0 failed" + TAIL),
 ])
 def test_summary_check_invariant_refuses_rows_not_accounted(record, message):
-    with pytest.raises(SparkscoreError) as info:
+    with pytest.raises(AccountingError) as info:
         check_invariant([manifest(record)])
     assert str(info.value) == message
+    assert info.value.where == message.split(":")[0]
