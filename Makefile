@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench example clean
+.PHONY: demo test lint bench example clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# ruff's rules are in pyproject.toml; CI runs this before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check sparkscore tests bench jobs
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)

@@ -17,9 +17,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +28,6 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-
 from datasets import FEATURES, Dataset, table
 from rss import PeakRss
 
@@ -88,7 +88,7 @@ class Timing:
     max_runs: int
 
     def more(self, times: list[float], min_runs: int) -> bool:
-        """Another timed run? Until `min_seconds` of them (at least `min_runs`, at most max_runs)."""
+        """Another timed run? Until `min_seconds` of them (`min_runs` to `max_runs` runs)."""
         if len(times) < min_runs:
             return True
         return sum(times) < self.min_seconds and len(times) < self.max_runs
@@ -363,8 +363,9 @@ def spark_submit(args: list[str], log_file: Path, peak: PeakRss) -> None:
         peak.add_root(proc.pid)
         code = proc.wait()
     if code != 0:
-        lines = [l.strip() for l in log_file.read_text(errors="replace").splitlines() if l.strip()]
-        errors = [l for l in lines if re.match(r"^[\w.]+(Error|Exception)\b", l)]
+        text = log_file.read_text(errors="replace").splitlines()
+        lines = [line.strip() for line in text if line.strip()]
+        errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
         last = lines[-1] if lines else ""
         cause = f" ({errors[-1]})" if errors and errors[-1] not in last else ""
         raise RuntimeError(f"spark-submit exited {code}: {last}{cause} (log: {log_file})")

@@ -133,7 +133,7 @@ class PeakRss:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         if self.reset:
             for root in self.roots:
                 for pid in tree(root):

@@ -230,8 +230,8 @@ def main(argv: list[str]) -> int:
         ds = data[c.dataset]
         model = models[c.model] if c.model else None
         out = case_out / c.id
-        kw = dict(timing=timing, peak=PeakRss([me], driver_pid=me),
-                  warmup=not c.single_run, runs=1 if c.single_run else None)
+        kw = {"timing": timing, "peak": PeakRss([me], driver_pid=me),
+              "warmup": not c.single_run, "runs": 1 if c.single_run else None}
         r = Result(c.id, rows=ds.rows)
         try:
             if c.kind == "job":
@@ -303,7 +303,8 @@ def consistency(chosen: list[Case], results: dict[str, Result],
             first[key] = (c.id, total)
             out[c.id] = "ok"
         elif abs(first[key][1] - total) > 1e-6 * max(1.0, abs(total)):
-            out[c.id] = f"predictions differ from {first[key][0]} (sum {total:g} vs {first[key][1]:g})"
+            out[c.id] = (f"predictions differ from {first[key][0]} "
+                         f"(sum {total:g} vs {first[key][1]:g})")
         else:
             out[c.id] = "ok"
     return out
@@ -428,7 +429,10 @@ def figures(chosen: list[Case], results: dict[str, Result], limits: dict[str, di
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *(line(r) for r in rows)])
 
@@ -440,7 +444,8 @@ def machine() -> dict[str, str]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+        with open("/proc/meminfo") as f:
+            mem = next(int(row.split()[1]) for row in f if row.startswith("MemTotal"))
         memory = f"{mem / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration):
         memory = "unknown"
@@ -578,7 +583,8 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
         "loop: one process, pyarrow batches (Parquet 65,536 rows, CSV 16 MiB blocks), mlflow "
         "pyfunc predict, one Parquet file of id + prediction per input file.",
         "- skew, small files: the in-process job. small-20000files-read: this process alone, one "
-        "thread, `pq.ParquetFile(pa.BufferReader(bytes)).read()` of each of the 20,000 files and nothing else; cores "
+        "thread, `pq.ParquetFile(pa.BufferReader(bytes)).read()` of each of the 20,000 files "
+        "and nothing else; cores "
         "times its rate is the most any pyarrow-based scorer could reach on them (the 'bound' "
         "row under figure 4). memory-*: spark-submit jobs/score.py, one run, "
         "no warm-up, so the Python workers are new and the peak is that input's alone. "

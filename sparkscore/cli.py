@@ -17,7 +17,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
-        print("commands:\n  score   score a model over a folder of files (see sparkscore score -h)\n"
+        print("commands:\n"
+              "  score   score a model over a folder of files (see sparkscore score -h)\n"
               "  plan    show the plan and check every file against the signature, scoring nothing")
         return 0 if args else 2
     command, rest = args[0], args[1:]
@@ -63,7 +64,7 @@ def _import_job() -> ModuleType | signal.Signals:
 
 def _without_master(args: list[str]) -> list[str]:
     out, skip = [], False
-    for i, a in enumerate(args):
+    for a in args:
         if skip:
             skip = False
             continue

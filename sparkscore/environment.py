@@ -4,7 +4,8 @@ MLflow saves what a model needs beside it (`python_env.yaml` naming the Python v
 `requirements.txt` the pins; `conda.yaml` for older models). The driver installs those pins
 once into a virtual environment cached on disk under the hash of what was installed, so a
 second run with the same pins reuses it, and, when executors run elsewhere, packs its
-site-packages into an archive that Spark ships to them, so they need no package index. Only wheels are installed: a build that compiles is neither
+site-packages into an archive that Spark ships to them, so they need no package index. Only
+wheels are installed: a build that compiles is neither
 reproducible nor possible on a cluster without compilers, and a pin without a wheel for this
 platform is better refused before any task starts.
 

@@ -3,7 +3,8 @@
 A model that crashes in native code, is killed for memory or calls `os._exit` on some input
 takes its Python worker with it: Spark retries the task, it dies again, and the whole job used
 to fail with it, forever, `resume` included. The driver then runs that mini-batch once more in
-isolation (see sparkscore.job and sparkscore.tasks): the worker forks a child to score a group of its files and
+isolation (see sparkscore.job and sparkscore.tasks): the worker forks a child to score a group
+of its files and
 keeps what the child wrote when it exits cleanly; when a child dies, the group is halved and
 each half scored again, down to the single files that kill a child. Those get a `predict`
 error record (WorkerDiedError) and the rest of the mini-batch is scored and committed as usual.
@@ -32,7 +33,7 @@ from sparkscore.loader import Model
 from sparkscore.modelprocess import ModelProcess
 from sparkscore.planner import InputFile, MiniBatch
 from sparkscore.scoring import BatchResult, FileResult, ScoringSpec, Sink, failed_file, score_batch
-from sparkscore.writers import SpillBuffer
+from sparkscore.writers import spill_buffers
 
 # A child that fails with a Python exception (not a crash) exits with this status after writing
 # the exception to its folder.
@@ -152,12 +153,7 @@ def _die_with_parent() -> None:
 
 def _score_and_write(fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: ScoringSpec,
                      where: str) -> None:
-    buffers: list[SpillBuffer] = []
-
-    def sink_for(_file: InputFile) -> SpillBuffer:
-        buffers.append(SpillBuffer(spec.output_schema))
-        return buffers[-1]
-
+    buffers, sink_for = spill_buffers(spec.output_schema)
     result = score_batch(fs, batch, model, spec, sink_for)
     for i, buffer in enumerate(buffers):
         with pa.OSFile(os.path.join(where, f"part-{i}.arrow"), "wb") as out, \

@@ -110,8 +110,9 @@ def score(
 
     Examples
     --------
-    >>> summary = sparkscore.score(spark, "model", "in/", "out/", passthrough_columns=["id"])  # doctest: +SKIP
-    >>> summary["rows_scored"]                                                                # doctest: +SKIP
+    >>> summary = sparkscore.score(spark, "model", "in/", "out/",  # doctest: +SKIP
+    ...                            passthrough_columns=["id"])
+    >>> summary["rows_scored"]  # doctest: +SKIP
     300
     """
     resolved = Settings.load(config, overrides, **settings)
@@ -452,7 +453,8 @@ def _committed_batches(fs: Any, layout: OutputLayout, settings: Settings, sha: s
 
 
 def parser(prog: str, *, with_master: bool) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Score an MLflow model over a folder of files.")
+    p = argparse.ArgumentParser(prog=prog,
+                                description="Score an MLflow model over a folder of files.")
     p.add_argument("--model", required=True, help="MLflow model directory (holds MLmodel)")
     p.add_argument("--input", required=True, help="a folder, a file or a glob")
     p.add_argument("--output", required=True, help="output folder")

@@ -66,7 +66,7 @@ class Model:
         return self.predict_conformed(enforce(data, self.input_schema), self.params(params))
 
     def params(self, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        """Params checked against the signature, defaults filled; done once per job, not per batch."""
+        """Params checked against the signature, defaults filled; once per job, not per batch."""
         specs = self.spec.signature.params if self.spec.signature else None
         return enforce_params(params, specs)
 
@@ -164,7 +164,7 @@ def _load_impl(spec: ModelSpec) -> Any:
 
 
 class _SklearnPredictor:
-    """The estimator with its configured predict function, as mlflow's sklearn wrapper exposes it."""
+    """The estimator with its configured predict function, as mlflow's sklearn wrapper has it."""
 
     def __init__(self, estimator: Any, predict_fn: str) -> None:
         self.estimator = estimator
@@ -303,7 +303,8 @@ def _explain_load_failure(
     version_warned = any(type(w.message).__name__ == "InconsistentVersionWarning" for w in caught)
     if (saved and saved != installed) or version_warned:
         pins = read_pins(spec)
-        pinned = describe_pins("scikit-learn", pins) or (f"scikit-learn=={saved}" if saved else None)
+        pinned = describe_pins("scikit-learn", pins) or (
+            f"scikit-learn=={saved}" if saved else None)
         return MissingDependencyError(
             path=spec.path,
             package="scikit-learn",

@@ -350,7 +350,8 @@ def _load_error(model_path: str, site_packages: str, error: Mapping[str, Any]) -
     if error["type"] == "MissingDependencyError":
         # The advice for the job's environment (install it here) does not apply in the model's.
         have = f"{error['package']} {error['installed']}" if error["installed"] else "nothing"
-        pinned = f"the model pins {error['pinned']}" if error["pinned"] else "the model does not pin it"
+        pinned = (f"the model pins {error['pinned']}" if error["pinned"]
+                  else "the model does not pin it")
         return ModelLoadError(
             path=model_path,
             reason=f"{where} it needs the package '{error['package']}' but has {have}; {pinned} "

@@ -65,10 +65,12 @@ def _column(prediction: Any, pa_type: pa.DataType) -> pa.Array:
                 raise ValueError(f"a {prediction.ndim}-D result needs an array type")
         else:
             return _tensor(prediction, pa_type)
-    if isinstance(prediction, np.ndarray) and prediction.dtype == object or isinstance(prediction, list):
+    if (isinstance(prediction, np.ndarray) and prediction.dtype == object
+            or isinstance(prediction, list)):
         return _objects([_plain(v) for v in prediction], pa_type)
-    return pa.array(prediction, from_pandas=True).cast(pa_type, safe=True) if not _is_list(pa_type) \
-        else pa.array(list(prediction), type=pa_type)
+    if _is_list(pa_type):
+        return pa.array(list(prediction), type=pa_type)
+    return pa.array(prediction, from_pandas=True).cast(pa_type, safe=True)
 
 
 def _objects(values: list[Any], pa_type: pa.DataType) -> pa.Array:
@@ -106,7 +108,8 @@ def _struct(prediction: Any, pa_type: pa.StructType) -> pa.Array:
             columns = dict(zip(names, (prediction.iloc[:, i] for i in range(len(names)))))
         elif missing:
             raise KeyError(f"the model's output has no column {missing[0]!r}")
-    elif isinstance(prediction, np.ndarray) and prediction.ndim == 2 and prediction.shape[1] == len(names):
+    elif (isinstance(prediction, np.ndarray) and prediction.ndim == 2
+          and prediction.shape[1] == len(names)):
         columns = {n: prediction[:, i] for i, n in enumerate(names)}
     elif isinstance(prediction, dict):
         columns = {n: prediction[n] for n in names}

@@ -343,7 +343,8 @@ MIN_IMAGE_BYTES = 64 << 10
 def balance(
     fs: FileSystem, files: Sequence[InputFile], parallelism: int
 ) -> tuple[MiniBatch, ...]:
-    """Mini-batches of about equal bytes: large Parquet files split at row groups, small files packed.
+    """Mini-batches of about equal bytes: large Parquet files split at row groups, small files
+    packed.
 
     One huge file and fifty thousand tiny ones both keep every core busy; the order of files
     (and of rows within a file) is kept, so lineage and CSV output order are unchanged. The count

@@ -1,7 +1,8 @@
 """Before spending compute: what the job will do, and which files would fail, from metadata only.
 
 The model is only read (its MLmodel file), never loaded: loading unpickles it or imports its
-code, which runs code from the model, and a plan must be safe to ask of any model. Each file's columns and types come from its Parquet footer or its CSV header and first block;
+code, which runs code from the model, and a plan must be safe to ask of any model. Each file's
+columns and types come from its Parquet footer or its CSV header and first block;
 an image is decoded and shaped as the job would; nothing is scored. A file "would fail" when a
 column the signature requires is missing or has a type that cannot hold the declared one, or
 when an image cannot be decoded or does not fit the model's input tensor.
@@ -137,6 +138,13 @@ def _fits(actual: pa.DataType, declared: DataType) -> str:
     return "maybe"
 
 
+def _type_label(spec: ColSpec | TensorSpec) -> str:
+    """A spec's type as the signature names it (`double`, `array`, `tensor`)."""
+    if isinstance(spec, ColSpec) and isinstance(spec.type, DataType):
+        return spec.type.value
+    return str(spec.to_dict().get("type"))
+
+
 def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None) -> str:
     """The plan as a user reads it before running the job."""
     lines = [f"input: {plan.uri} ({len(plan.files)} files, {plan.total_bytes:,} bytes)"]
@@ -159,7 +167,7 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
         lines.append("signature: none (inputs are not checked)")
     else:
         described = ", ".join(
-            f"{s.name or i}: {s.type.value if isinstance(s, ColSpec) and isinstance(s.type, DataType) else s.to_dict().get('type')}"
+            f"{s.name or i}: {_type_label(s)}"
             + (f" {s.dtype} {list(s.shape)}" if isinstance(s, TensorSpec) else "")
             + ("" if not isinstance(s, ColSpec) or s.required else " (optional)")
             for i, s in enumerate(inputs.specs)

@@ -287,7 +287,8 @@ def _not_text(head: bytes) -> str | None:
             return (f"the file is not CSV text: it looks {kind}-compressed; decompress it before "
                     "scoring it.")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "the file is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8."
+        return ("the file is UTF-16 text (it starts with a UTF-16 byte-order mark); "
+                "save it as UTF-8.")
     if b"\0" in head:
         if head.startswith(b"PAR1"):
             return "the file is not CSV text: it is a Parquet file; name it .parquet."
@@ -392,7 +393,8 @@ def _read_error(fs: pafs.FileSystem, file: InputFile, e: BaseException) -> ReadE
     elif "empty" in lowered:
         reason = "the file is empty."
     elif file.kind == "parquet":
-        reason = f"the file is not a readable Parquet file; it may be truncated or corrupt ({text})."
+        reason = (f"the file is not a readable Parquet file; it may be truncated or corrupt "
+                  f"({text}).")
     else:
         reason = f"the file cannot be parsed as CSV ({text})."
     return ReadError(file=file.name, reason=reason)
@@ -542,5 +544,5 @@ def common_type(column: str, found: Mapping[str, pa.DataType], *, uri: str) -> p
         return pa.unify_schemas([pa.schema([(column, t)]) for t in kinds],
                                 promote_options="permissive").field(0).type
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        raise PassthroughConflictError(path=uri, column=column,
-                                       types={str(t): names for t, names in kinds.items()}) from None
+        types = {str(t): names for t, names in kinds.items()}
+        raise PassthroughConflictError(path=uri, column=column, types=types) from None

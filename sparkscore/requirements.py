@@ -30,7 +30,8 @@ _DISTRIBUTION_OF_MODULE = {
     "google": "protobuf",
 }
 
-_REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(==|>=|<=|~=|!=|>|<)?\s*([^\s;#]*)")
+_REQ = re.compile(
+    r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(==|>=|<=|~=|!=|>|<)?\s*([^\s;#]*)")
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def read_pins(spec: ModelSpec) -> list[Pin]:
     for name, path in spec.env_files().items():
         if name.endswith(".txt"):
             lines = requirement_lines(spec.path, path)
-            pins.extend(p for p in (parse_requirement(l.text, l.source) for l in lines) if p)
+            pins.extend(p for p in (parse_requirement(r.text, r.source) for r in lines) if p)
             continue
         doc = _read_yaml(path) or {}
         if not isinstance(doc, dict):

@@ -30,7 +30,7 @@ import enum
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -124,7 +124,7 @@ class AnyType:
         return {"type": "any"}
 
 
-ColumnType = Union[DataType, ArrayType, ObjectType, MapType, AnyType]
+ColumnType = DataType | ArrayType | ObjectType | MapType | AnyType
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class ParamSpec:
         }
 
 
-Spec = Union[ColSpec, TensorSpec]
+Spec = ColSpec | TensorSpec
 
 
 @dataclass(frozen=True)
@@ -319,7 +319,8 @@ def conform(
             assert isinstance(spec, ColSpec) and spec.name is not None
             if spec.name not in data.columns:
                 if spec.required:
-                    raise MissingColumnError(file=file, column=spec.name, present=list(data.columns))
+                    raise MissingColumnError(file=file, column=spec.name,
+                                             present=list(data.columns))
                 continue
             pairs.append((spec.name, spec.name, spec))
     else:

@@ -68,7 +68,8 @@ def tensor_element_type(dtype: np.dtype) -> T.DataType:
 
 
 def spec_type(spec: ColSpec | TensorSpec) -> T.DataType:
-    """A row's value for this spec: a tensor loses its batch dimension, each further one is an array."""
+    """A row's value for this spec: a tensor loses its batch dimension, each further one is an
+    array."""
     if isinstance(spec, ColSpec):
         return column_type(spec.type)
     result = tensor_element_type(spec.dtype)
@@ -77,7 +78,8 @@ def spec_type(spec: ColSpec | TensorSpec) -> T.DataType:
     return result
 
 
-def output_type(signature: Signature | None, result_type: str | T.DataType | None = None) -> T.DataType:
+def output_type(signature: Signature | None,
+                result_type: str | T.DataType | None = None) -> T.DataType:
     """The Spark type of one prediction: `result_type` if given, else from the output schema.
 
     Examples
@@ -93,7 +95,8 @@ def output_type(signature: Signature | None, result_type: str | T.DataType | Non
     if len(outputs.specs) == 1:
         return spec_type(outputs.specs[0])
     return T.StructType(
-        [T.StructField(name, spec_type(spec), True) for name, spec in zip(outputs.names(), outputs.specs)]
+        [T.StructField(name, spec_type(spec), True)
+         for name, spec in zip(outputs.names(), outputs.specs)]
     )
 
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sparkscore.errors import AccountingError
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def counts(manifests: Sequence[Mapping[str, Any]]) -> dict[str, int]:

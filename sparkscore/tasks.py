@@ -29,8 +29,8 @@ from sparkscore.shipping import (
 )
 from sparkscore.writers import (
     OutputLayout,
-    SpillBuffer,
     commit_batch,
+    spill_buffers,
 )
 
 
@@ -61,12 +61,7 @@ def run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spe
     out_fs = layout.filesystem()
     for _, batch in items:
         model = shipped.load()
-        buffers: list[SpillBuffer] = []
-
-        def sink_for(_file: Any) -> SpillBuffer:
-            buffers.append(SpillBuffer(spec.output_schema))
-            return buffers[-1]
-
+        buffers, sink_for = spill_buffers(spec.output_schema)
         with alarm(timeout, batch):
             if batch.index in isolated:
                 result = score_isolated(in_fs, batch, shipped.load, spec, sink_for)

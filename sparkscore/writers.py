@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -37,7 +37,8 @@ SPILL_BYTES = 64 << 20
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """Where each output lives under the output root; picklable, rebuilt into a filesystem in tasks."""
+    """Where each output lives under the output root; picklable, rebuilt into a filesystem in
+    tasks."""
 
     uri: str
     root: str
@@ -83,7 +84,8 @@ class OutputLayout:
 
 
 class SpillBuffer(Sink):
-    """A file's prediction batches: in memory while small, spilled to local disk beyond SPILL_BYTES."""
+    """A file's prediction batches: in memory while small, spilled to local disk beyond
+    SPILL_BYTES."""
 
     def __init__(self, schema: pa.Schema, spill_bytes: int = SPILL_BYTES) -> None:
         self.schema, self.spill_bytes = schema, spill_bytes
@@ -127,10 +129,23 @@ class SpillBuffer(Sink):
         self._batches, self._bytes, self.rows = [], 0, 0
 
 
+def spill_buffers(schema: pa.Schema) -> tuple[list[SpillBuffer], Callable[[Any], SpillBuffer]]:
+    """A mini-batch's sinks, one per file in the order scoring asks for them (see
+    scoring.score_batch), and the function that makes each."""
+    buffers: list[SpillBuffer] = []
+
+    def sink_for(_file: Any) -> SpillBuffer:
+        buffers.append(SpillBuffer(schema))
+        return buffers[-1]
+
+    return buffers, sink_for
+
+
 def write_part(
     fs: pafs.FileSystem, path: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch]
 ) -> int:
-    """Write batches to `path` whole or not at all; with no rows, make sure no stale part remains."""
+    """Write batches to `path` whole or not at all; with no rows, make sure no stale part
+    remains."""
     directory = path.rsplit("/", 1)[0]
     temporary = f"{directory}/.{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
     rows = 0
@@ -253,7 +268,8 @@ def commit_batch(
     for b in buffers:
         b.discard()
     errors = result.errors
-    error_batches = iter([pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else [])
+    error_batches = iter(
+        [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else [])
     write_part(fs, layout.part(layout.errors, result.index), ERROR_SCHEMA, error_batches)
     manifest = {
         "batch": result.index,

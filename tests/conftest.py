@@ -14,7 +14,7 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import model_zoo  # noqa: E402
+import model_zoo
 
 
 @pytest.fixture(scope="session")

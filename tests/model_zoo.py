@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 
-
 def lr_frame(n: int = 40) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     return pd.DataFrame({"a": rng.normal(size=n).round(3), "b": np.arange(n) % 3})
@@ -107,7 +106,8 @@ class Zoo:
 
     @cached_property
     def pipeline(self) -> Path:
-        """ColumnTransformer + RandomForest over string, integer and float columns, string labels."""
+        """ColumnTransformer + RandomForest over string, integer and float columns, string
+        labels."""
         import mlflow.sklearn
         from mlflow.models import infer_signature
         from sklearn.compose import ColumnTransformer

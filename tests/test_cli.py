@@ -9,8 +9,8 @@ environment, found again through /proc.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys

@@ -37,7 +37,8 @@ def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [str(BIN / "spark-submit"), "--class",
          "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]",
          "--conf", f"spark.connect.grpc.binding.port={port}",
-         "--conf", "spark.connect.grpc.binding.address=127.0.0.1", "--conf", "spark.ui.enabled=false"],
+         "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
+         "--conf", "spark.ui.enabled=false"],
         env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:

@@ -137,7 +137,8 @@ def test_read_environment_refuses_pip_options_it_would_have_to_obey(tmp_path):
     ("--requirement ../outside.txt", "--requirement", "../outside.txt"),
     ("--constraint=../outside.txt", "--constraint", "../outside.txt"),
     ("-c {tmp}/outside.txt", "-c", "{tmp}/outside.txt"),
-    ("-r ../../../../../../../..{tmp}/outside.txt", "-r", "../../../../../../../..{tmp}/outside.txt"),
+    ("-r ../../../../../../../..{tmp}/outside.txt", "-r",
+     "../../../../../../../..{tmp}/outside.txt"),
 ])
 def test_an_include_outside_the_model_directory_is_refused_naming_it(tmp_path, line, flag, ref):
     (tmp_path / "outside.txt").write_text("not-a-package-but-a-secret\n")

@@ -695,7 +695,8 @@ def test_job_splits_a_large_parquet_file_with_exact_lineage(spark, zoo, tmp_path
 
     expected = mlflow.pyfunc.load_model(str(zoo.lr_skops)).predict(df)
     assert out["prediction"].tolist() == expected.tolist()
-    assert (summary["files_total"], summary["files_succeeded"], summary["rows_scored"]) == (1, 1, 900)
+    assert (summary["files_total"], summary["files_succeeded"],
+            summary["rows_scored"]) == (1, 1, 900)
 
 
 def test_job_fails_every_slice_of_a_split_file_when_one_slice_has_a_bad_value(

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparkscore.errors import ModelFormatError
 import sparkscore.model
+from sparkscore.errors import ModelFormatError
 from sparkscore.model import (
     ModelFile,
     ModelSpec,

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
 
 
-def write_inputs(folder: Path, files: int, rows: int, special: dict[int, float] | None = None) -> dict:
+def write_inputs(folder: Path, files: int, rows: int,
+                 special: dict[int, float] | None = None) -> dict:
     """CSV files whose column `a` is unique per row; `special` puts a value at file i, row 3."""
     folder.mkdir(parents=True, exist_ok=True)
     expected = {}
@@ -66,7 +67,8 @@ def test_job_survives_a_python_worker_that_dies_mid_task(tmp_path):
     manifest = json.loads((tmp_path / "out" / "_manifest" / "batch-00002.json").read_text())
     assert manifest["attempt"] >= 1
     summary = json.loads((tmp_path / "out" / "_summary.json").read_text())
-    assert (summary["status"], summary["rows_scored"], summary["rows_failed"]) == ("succeeded", 40, 0)
+    assert (summary["status"], summary["rows_scored"],
+            summary["rows_failed"]) == ("succeeded", 40, 0)
 
 
 def test_resume_after_the_driver_was_killed_scores_each_row_once(tmp_path):
@@ -98,7 +100,7 @@ def test_resume_after_the_driver_was_killed_scores_each_row_once(tmp_path):
     assert summary["files_skipped"] >= committed
     assert summary["files_total"] == 8
     assert summary["rows_read"] == summary["rows_scored"] == 40
-    assert not [p for p in out.rglob("*.tmp")], "temporary files were left behind"
+    assert not list(out.rglob("*.tmp")), "temporary files were left behind"
 
 
 def test_timeout_fails_the_mini_batch_and_the_job_goes_on(spark, tmp_path):
@@ -116,7 +118,8 @@ def test_timeout_fails_the_mini_batch_and_the_job_goes_on(spark, tmp_path):
         "message": "the mini-batch with part-01.csv ran longer than timeout=3s; raise the "
                    "timeout setting or lower mini_batch_size.",
     }]
-    assert (summary["files_failed"], summary["rows_failed"], summary["status"]) == (1, 6, "succeeded")
+    assert (summary["files_failed"], summary["rows_failed"],
+            summary["status"]) == (1, 6, "succeeded")
 
 
 def test_error_threshold_exceeded_exits_non_zero_and_keeps_what_was_scored(tmp_path):

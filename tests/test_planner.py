@@ -360,7 +360,8 @@ def test_planner_auto_packs_small_files_by_bytes_in_name_order(tmp_path: Path) -
     for i in range(30):
         write_csv(tmp_path / f"f{i:02d}.csv")
     the_plan = plan(str(tmp_path), parallelism=2)
-    assert [f.name for b in the_plan.batches for f in b.files] == [f"f{i:02d}.csv" for i in range(30)]
+    assert [f.name for b in the_plan.batches for f in b.files] == [
+        f"f{i:02d}.csv" for i in range(30)]
     assert len(the_plan.batches) == 1  # 30 tiny files: one task, not 30 (nor 3 of 10)
     assert plan(str(tmp_path), mini_batch_size=10).batches[2].names[0] == "f20.csv"
 
@@ -491,7 +492,8 @@ def test_planner_keeps_uri_query_options_and_does_not_take_them_for_a_glob() -> 
 
     uri = "s3://bucket/in/*.csv?endpoint_override=localhost:9000&scheme=http"
     path, query = split_query(uri)
-    assert (path, query) == ("s3://bucket/in/*.csv", "?endpoint_override=localhost:9000&scheme=http")
+    assert (path, query) == ("s3://bucket/in/*.csv",
+                             "?endpoint_override=localhost:9000&scheme=http")
     assert _split_glob(path) == ("s3://bucket/in", "*.csv")
     assert split_query("s3://bucket/in/data?.csv") == ("s3://bucket/in/data?.csv", "")
     assert split_query("/local/a?b=c") == ("/local/a?b=c", "")

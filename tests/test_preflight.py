@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 import sparkscore
-
 from sparkscore.preflight import preflight
 from sparkscore.settings import Settings
 
@@ -195,7 +194,7 @@ def test_plan_never_unpickles_the_model_or_imports_its_code(tmp_path, zoo):
         assert done.stdout.strip().splitlines()[-1] == "all 1 files satisfy the signature"
         assert not marker.exists(), model
     # The same models do run their code when loaded: the marker is a real witness.
-    with pytest.raises(Exception):
+    with pytest.raises(sparkscore.ModelLoadError):
         sparkscore.load_model(models[0])
     assert marker.is_dir()
 

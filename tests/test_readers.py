@@ -108,7 +108,8 @@ def test_read_batches_csv_converts_only_the_named_columns_unless_one_is_missing(
         return pa.Table.from_batches(list(got)).to_pydict()
 
     assert read(["a", "b"]) == {"a": [0.5, 1.5], "b": [1, 2]}
-    with pytest.raises(ReadError, match="wide.csv: the file is not valid UTF-8 text .column 'note'"):
+    with pytest.raises(ReadError,
+                       match="wide.csv: the file is not valid UTF-8 text .column 'note'"):
         read(["a", "zz"])  # read whole, every column converted
 
 

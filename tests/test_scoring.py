@@ -302,7 +302,8 @@ def score_many(model, paths: list[Path], **kwargs):
     batch = MiniBatch(index=0, files=tuple(input_file(p) for p in paths))
     result = score_batch(LOCAL, batch, model, spec, sink_for)
     rows = [r for f, s in zip(result.files, sinks) if not f.failed
-            for r in pa.Table.from_batches(list(s.batches()), schema=spec.output_schema).to_pylist()]
+            for r in pa.Table.from_batches(list(s.batches()),
+                                           schema=spec.output_schema).to_pylist()]
     return result, rows
 
 

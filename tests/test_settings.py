@@ -14,7 +14,8 @@ from sparkscore.settings import SETTING_NAMES, Settings
 DEFAULT_YAML = Path(__file__).parents[1] / "conf" / "default.yaml"
 
 ALL_NAMES = (
-    "bad_rows, batch_rows, env_cache, env_manager, error_threshold, ignore_unsupported, logging_level, "
+    "bad_rows, batch_rows, env_cache, env_manager, error_threshold, ignore_unsupported, "
+    "logging_level, "
     "max_retries, mini_batch_size, output_action, output_file_name, output_format, overwrite, "
     "params, passthrough_columns, recursive, result_type, resume, timeout, trust_model"
 )

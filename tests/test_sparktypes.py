@@ -11,7 +11,6 @@ from sparkscore.errors import SettingsError
 from sparkscore.signature import Signature
 from sparkscore.sparktypes import arrow_type, output_type, parse_type
 
-
 LABEL_SCORE = T.StructType(
     [T.StructField("label", T.StringType()), T.StructField("score", T.DoubleType())]
 )

@@ -28,8 +28,9 @@ def main(out: str = "out/demo") -> None:
     print(f"== {out}/predictions: {table.num_rows} rows, schema {table.schema.to_string()!r} ==")
     print(table.slice(0, 5).to_pandas().to_string(index=False))
 
-    import sparkscore
     from pyspark.sql import SparkSession
+
+    import sparkscore
 
     spark = (SparkSession.builder.master("local[*]").appName("sparkscore-demo")
              .config("spark.ui.showConsoleProgress", "false").getOrCreate())
