@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sparkscore.enforcement import enforce
 from sparkscore.errors import (
     MissingDependencyError,
     ModelFormatError,
@@ -33,7 +34,7 @@ from sparkscore.requirements import (
     installed_version,
     read_pins,
 )
-from sparkscore.signature import Schema, enforce, enforce_params
+from sparkscore.signature import Schema, enforce_params
 
 SKLEARN_LOADER = "mlflow.sklearn"
 SKLEARN_PREDICT_FNS = ("predict", "predict_proba", "predict_log_proba",

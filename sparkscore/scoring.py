@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 from pyarrow import fs as pafs
 
+from sparkscore.enforcement import conform, enforce
 from sparkscore.errors import (
     BatchTimeoutError,
     MissingPassthroughError,
@@ -41,7 +42,7 @@ from sparkscore.readers import (
     count_rows,
     read_batches,
 )
-from sparkscore.signature import ColSpec, DataType, Schema, conform, enforce
+from sparkscore.signature import ColSpec, DataType, Schema
 
 ERROR_SCHEMA = pa.schema([
     pa.field("file_name", pa.string(), nullable=False),

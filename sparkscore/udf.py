@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.functions import pandas_udf
 
+from sparkscore.enforcement import enforce
 from sparkscore.environment import ensure_environment, read_environment
 from sparkscore.errors import SchemaEnforcementError, SettingsError
 from sparkscore.images import ImageInput, row_tensors, stack_runs
@@ -20,7 +21,7 @@ from sparkscore.loader import Model, warn_untrusted
 from sparkscore.model import read_spec
 from sparkscore.outputs import as_pandas, to_arrow, to_pandas
 from sparkscore.shipping import ship_model
-from sparkscore.signature import enforce, enforce_params
+from sparkscore.signature import enforce_params
 from sparkscore.sparktypes import arrow_type, output_type
 
 

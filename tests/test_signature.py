@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from sparkscore.enforcement import Conformed, conform, enforce
 from sparkscore.errors import (
     MissingColumnError,
     ParamError,
@@ -21,7 +22,6 @@ from sparkscore.signature import (
     AnyType,
     ArrayType,
     ColSpec,
-    Conformed,
     DataType,
     MapType,
     ObjectType,
@@ -29,8 +29,6 @@ from sparkscore.signature import (
     Schema,
     Signature,
     TensorSpec,
-    conform,
-    enforce,
     enforce_params,
 )
 

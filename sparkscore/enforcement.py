@@ -1,0 +1,225 @@
+"""Input data held to a signature: columns converted and checked row by row (`conform`), and the
+whole input made what the model takes (`enforce`), tensors included.
+
+A bad value fails its own row, named by file, row, column and value; a missing column or a wrong
+tensor shape fails the input. The conversion of each column is in sparkscore.values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sparkscore.errors import MissingColumnError, SchemaEnforcementError, TensorShapeError
+from sparkscore.signature import ColSpec, Schema, TensorSpec
+from sparkscore.values import convert, decimal_lost
+
+
+@dataclass(frozen=True)
+class Conformed:
+    """Input held to a column schema: the good rows converted, the bad ones each with its error."""
+
+    frame: pd.DataFrame
+    bad: np.ndarray = field(repr=False)
+    errors: tuple[SchemaEnforcementError, ...] = ()
+
+
+def conform(
+    data: pd.DataFrame, schema: Schema | None, *, file: str | None = None, row_offset: int = 0
+) -> Conformed:
+    """Convert every column the schema names; collect one error per row that cannot convert.
+
+    Rows that fail are dropped from `frame` (so the rest can still be scored) and reported in
+    `errors`, each naming the file, the row (counted from `row_offset`), the column and the value.
+    A missing required column is not a row problem: it raises MissingColumnError.
+    """
+    n = len(data)
+    if schema is None or not schema.specs or schema.is_tensor:
+        return Conformed(data, np.zeros(n, dtype=bool))
+    if schema.has_names:
+        pairs = []
+        for spec in schema.specs:
+            assert isinstance(spec, ColSpec) and spec.name is not None
+            if spec.name not in data.columns:
+                if spec.required:
+                    raise MissingColumnError(file=file, column=spec.name,
+                                             present=list(data.columns))
+                continue
+            pairs.append((spec.name, spec.name, spec))
+    else:
+        if len(data.columns) < len(schema.specs):
+            missing = schema.names()[len(data.columns)]
+            raise MissingColumnError(file=file, column=missing, present=list(data.columns))
+        pairs = [(c, c, s) for c, s in zip(data.columns, schema.specs)]
+    bad = np.zeros(n, dtype=bool)
+    first_error: dict[int, SchemaEnforcementError] = {}
+    columns: dict[Any, Any] = {}
+    for source, target, spec in pairs:
+        assert isinstance(spec, ColSpec)
+        converted, col_bad, expected, reasons = convert(data[source], spec.type)
+        columns[target] = converted
+        if col_bad is not None and col_bad.any():
+            for i in np.flatnonzero(col_bad & ~bad):
+                value = data[source].iloc[i]
+                reason = reasons.get(int(i))
+                first_error[int(i)] = SchemaEnforcementError(
+                    file=file,
+                    row=row_offset + int(i),
+                    column=str(source),
+                    value=_plain(value),
+                    expected=expected,
+                    reason=None if reason is None else _row_reason(str(source), value, reason),
+                )
+            bad |= col_bad
+    frame = pd.DataFrame(columns, index=data.index)
+    if bad.any():
+        frame = frame.loc[~bad]
+    errors = tuple(first_error[i] for i in sorted(first_error))
+    return Conformed(frame, bad, errors)
+
+
+def enforce(
+    data: Any, schema: Schema | None, *, file: str | None = None, row_offset: int = 0
+) -> Any:
+    """Hold `data` to `schema` as mlflow's pyfunc predict does, raising on the first bad row."""
+    if schema is None or not schema.specs:
+        return data
+    if schema.is_tensor:
+        return _enforce_tensors(data, schema, file=file)
+    if isinstance(data, np.ndarray) and data.ndim == 2:
+        data = pd.DataFrame(data, columns=schema.names()[: data.shape[1]])
+    if isinstance(data, Mapping):
+        data = pd.DataFrame(dict(data))
+    if not isinstance(data, pd.DataFrame):
+        raise SchemaEnforcementError(
+            file=file, row=None, column="*", value=type(data).__name__, expected="a DataFrame",
+            reason=f"the model has a column signature, so its input must be a pandas DataFrame, "
+            f"got {type(data).__name__}.",
+        )
+    result = conform(data, schema, file=file, row_offset=row_offset)
+    if result.errors:
+        raise result.errors[0]
+    return result.frame
+
+
+def _row_reason(column: str, value: Any, reason: str) -> str:
+    return f"column '{column}' has value {_plain(value)!r}, {reason}"
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value a user would type."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _enforce_tensors(data: Any, schema: Schema, *, file: str | None) -> Any:
+    specs = [s for s in schema.specs if isinstance(s, TensorSpec)]
+    if schema.has_names and len(specs) > 1 or (schema.has_names and isinstance(data, Mapping)):
+        if isinstance(data, pd.DataFrame):
+            data = {s.name: _column_tensor(data[s.name], s, file) for s in specs
+                    if _has(data, s, file)}
+        if not isinstance(data, Mapping):
+            raise SchemaEnforcementError(
+                file=file, row=None, column="*", value=type(data).__name__,
+                expected="a mapping of named tensors",
+                reason="the model takes named tensors, so its input must be a dict of arrays "
+                f"or a DataFrame with those columns, got {type(data).__name__}.",
+            )
+        return {s.name: _check_tensor(np.asarray(data[s.name]), s, file) for s in specs
+                if _has(data, s, file)}
+    spec = specs[0]
+    if isinstance(data, pd.DataFrame):
+        if len(data.columns) == 1:
+            return _column_tensor(data[data.columns[0]], spec, file)
+        values = data.to_numpy()
+        _check_shape(values, spec, file)  # as mlflow: a wrong shape is named before a wrong type
+        return _check_tensor(_safe_tensor_cast(values, spec, file), spec, file)
+    return _check_tensor(np.asarray(data), spec, file)
+
+
+def _has(data: Any, spec: TensorSpec, file: str | None) -> bool:
+    if spec.name not in data:
+        raise MissingColumnError(file=file, column=str(spec.name), present=list(data))
+    return True
+
+
+def _column_tensor(series: pd.Series, spec: TensorSpec, file: str | None) -> np.ndarray:
+    """A DataFrame column of scalars, lists or arrays, stacked and reshaped to the spec."""
+    name = spec.name or "the unnamed input"
+    if len(series) and isinstance(series.iloc[0], (list, np.ndarray)):
+        try:
+            stacked = np.stack([np.asarray(v) for v in series])
+        except ValueError:
+            shapes = sorted({np.shape(v) for v in series})
+            raise TensorShapeError(file=file, column=name, shape=shapes[0],
+                                   expected=spec.shape) from None
+        target_shape = tuple(len(series) if d == -1 and i == 0 else d
+                             for i, d in enumerate(spec.shape))
+        try:
+            stacked = stacked.reshape(target_shape)
+        except ValueError:
+            raise TensorShapeError(file=file, column=name, shape=stacked.shape,
+                                   expected=spec.shape) from None
+        return _check_tensor(_safe_tensor_cast(stacked, spec, file), spec, file)
+    arr = _safe_tensor_cast(series.to_numpy(), spec, file)
+    if spec.shape == (-1, 1):
+        arr = arr.reshape(-1, 1)
+    return _check_tensor(arr, spec, file)
+
+
+def _safe_tensor_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np.ndarray:
+    if arr.dtype == spec.dtype or spec.dtype == np.dtype(object):
+        return arr
+    try:
+        cast = arr.astype(spec.dtype)
+    except (TypeError, ValueError):
+        cast = None
+    ok = cast is not None
+    if ok and arr.dtype.kind in "iufb" and spec.dtype.kind in "iufb":
+        with np.errstate(invalid="ignore"):
+            ok = bool(np.all((cast == arr) | (np.isnan(arr) if arr.dtype.kind == "f" else False)))
+    if ok and arr.dtype == object and spec.dtype.kind in "iuf":
+        # decimals (a Parquet decimal column) are held to the rule columns are
+        lost = decimal_lost(arr.ravel(), cast.ravel())
+        if lost is not None:
+            name = spec.name or "the unnamed input"
+            raise SchemaEnforcementError(
+                file=file, row=None, column=name, value=lost, expected=str(spec.dtype),
+                reason=f"tensor input '{name}' has value {lost!r}, which cannot be converted "
+                f"safely to {spec.dtype}.",
+            )
+    if not ok:
+        raise SchemaEnforcementError(
+            file=file, row=None, column=spec.name or "the unnamed input", value=str(arr.dtype),
+            expected=str(spec.dtype),
+            reason=f"tensor input '{spec.name or 'the unnamed input'}' of dtype {arr.dtype} "
+            f"cannot be converted safely to {spec.dtype}.",
+        )
+    return cast
+
+
+def _check_shape(arr: np.ndarray, spec: TensorSpec, file: str | None) -> None:
+    if len(arr.shape) != len(spec.shape) or any(
+        e != -1 and e != a for e, a in zip(spec.shape, arr.shape)
+    ):
+        name = spec.name or "the unnamed input"
+        raise TensorShapeError(file=file, column=name, shape=arr.shape, expected=spec.shape)
+
+
+def _check_tensor(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np.ndarray:
+    name = spec.name or "the unnamed input"
+    _check_shape(arr, spec, file)
+    if arr.dtype != spec.dtype and spec.dtype != np.dtype(object):
+        if not np.can_cast(arr.dtype, spec.dtype, "safe"):
+            raise SchemaEnforcementError(
+                file=file, row=None, column=name, value=str(arr.dtype), expected=str(spec.dtype),
+                reason=f"tensor input '{name}' has dtype {arr.dtype}, which cannot be converted "
+                f"safely to {spec.dtype}.",
+            )
+        arr = arr.astype(spec.dtype)
+    return arr
