@@ -28,7 +28,7 @@ from sparkscore.errors import (
     ReadError,
     SchemaEnforcementError,
 )
-from sparkscore.planner import SUPPORTED_EXTENSIONS, InputFile
+from sparkscore.listing import SUPPORTED_EXTENSIONS, InputFile
 from sparkscore.signature import ColSpec, DataType, Schema, TensorSpec
 
 # What a model without a signature receives (seed 002: "tensors of type np.uint8").

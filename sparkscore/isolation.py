@@ -29,9 +29,10 @@ import pyarrow as pa
 from pyarrow import fs as pafs
 
 from sparkscore.errors import BatchTimeoutError, WorkerDiedError
+from sparkscore.listing import InputFile
 from sparkscore.loader import Model
 from sparkscore.modelprocess import ModelProcess
-from sparkscore.planner import InputFile, MiniBatch
+from sparkscore.planner import MiniBatch
 from sparkscore.scoring import BatchResult, FileResult, ScoringSpec, Sink, failed_file, score_batch
 from sparkscore.writers import spill_buffers
 

@@ -43,10 +43,11 @@ from sparkscore.errors import (
     ResumeError,
     SparkscoreError,
 )
+from sparkscore.listing import check_output_apart
 from sparkscore.loader import load_model, warn_untrusted
 from sparkscore.model import ModelSpec, directory_sha256, read_spec
 from sparkscore.modelprocess import ModelProcess
-from sparkscore.planner import MiniBatch, Plan, check_output_apart, plan, resolve
+from sparkscore.planner import MiniBatch, Plan, plan
 from sparkscore.preflight import preflight
 from sparkscore.progress import Progress
 from sparkscore.readers import csv_column_types, passthrough_types
@@ -71,7 +72,7 @@ from sparkscore.shipping import (
 )
 from sparkscore.signature import enforce_params
 from sparkscore.sparktypes import arrow_type, output_type
-from sparkscore.storage import redact, redact_record
+from sparkscore.storage import redact, redact_record, resolve
 from sparkscore.tasks import arrow_task, positions_task, run_batches
 from sparkscore.writers import (
     OutputLayout,

@@ -22,12 +22,14 @@ from sparkscore.errors import (
     SchemaEnforcementError,
 )
 from sparkscore.images import ImageInput, read_bytes
+from sparkscore.listing import InputFile
 from sparkscore.model import read_spec
-from sparkscore.planner import InputFile, Plan, plan, resolve
+from sparkscore.planner import Plan, plan
 from sparkscore.readers import csv_column_types, passthrough_types, peek_schema
 from sparkscore.registry import local_model_dir
 from sparkscore.settings import Settings
 from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec
+from sparkscore.storage import resolve
 
 
 @dataclass(frozen=True)

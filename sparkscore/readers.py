@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from sparkscore.errors import PassthroughConflictError, ReadError
-from sparkscore.planner import InputFile
+from sparkscore.listing import InputFile
 from sparkscore.signature import ColSpec, DataType, Schema
 
 _ARROW = {

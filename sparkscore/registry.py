@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.fs
 
 from sparkscore.errors import MissingDependencyError, ModelFormatError
-from sparkscore.planner import resolve
 from sparkscore.scratch import owned_dir
+from sparkscore.storage import resolve
 
 _SCHEMES = ("runs:/", "models:/")
 COPY_PREFIX = "sparkscore-model-"

@@ -29,9 +29,10 @@ from sparkscore.errors import (
     SparkscoreError,
 )
 from sparkscore.images import ImageInput, batch_key, read_bytes
+from sparkscore.listing import InputFile
 from sparkscore.loader import Model
 from sparkscore.outputs import to_arrow
-from sparkscore.planner import InputFile, MiniBatch
+from sparkscore.planner import MiniBatch
 from sparkscore.readers import (
     BATCH_BYTES,
     MAX_AUTO_ROWS,

@@ -1,7 +1,9 @@
 """Locations users type: their query options, where two of them overlap, and what may be shown.
 
 A location is a local path, a `file://` URI or any URI pyarrow's filesystems open (`s3://`,
-`gs://`, `hdfs://`, `abfss://`). Three things about them are decided here, once:
+`gs://`, `hdfs://`, `abfss://`). `resolve` is the one place a location becomes a filesystem and
+a path on it (a glob, by the folder before its first wildcard). Three more things about
+locations are decided here, once:
 
 - a URI's query (`s3://b/in?endpoint_override=localhost:9000&scheme=http`) is filesystem options
   for pyarrow, not part of the path, and never a glob;
@@ -20,6 +22,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import pyarrow as pa
+from pyarrow.fs import FileSystem
+
+from sparkscore.errors import InputError
 
 # Two or more letters, so that a Windows drive ("C:\\data") is read as a local path.
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
@@ -49,6 +56,53 @@ def split_query(uri: str) -> tuple[str, str]:
     if not m:
         return uri, ""
     return uri[: m.start()], m.group(0)
+
+
+_GLOB_CHARS = "*?["
+
+
+def resolve(uri: str) -> tuple[FileSystem, str]:
+    """Turn a location a user typed into a filesystem and a path on it.
+
+    The single place where user strings become filesystems, so input, model and output locations
+    accept the same forms: local paths (made absolute), `file://` and every URI pyarrow knows
+    (`s3://`, `gs://`, `hdfs://`, `abfss://`). A glob resolves to the folder before its first
+    wildcard. Raises `InputError` when the location cannot be opened; callers resolving a model or
+    an output location re-raise it under their own error.
+
+    Examples
+    --------
+    >>> fs, path = resolve("file:///data/in/*.csv")
+    >>> type(fs).__name__, path
+    ('LocalFileSystem', '/data/in')
+    """
+    path, query = split_query(uri)
+    location, _ = split_glob(path)
+    if not URI_SCHEME.match(location):
+        location = os.path.abspath(location or ".")
+    try:
+        fs, path = FileSystem.from_uri(location + query)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        raise InputError(
+            path=uri,
+            reason=(
+                f"cannot be opened ({exc}). Check the scheme (a local path, file://, s3://, gs://, "
+                "hdfs:// or abfss://) and that this pyarrow build and its credentials support it."
+            ),
+        ) from exc
+    return fs, path
+
+
+def split_glob(uri: str) -> tuple[str, str | None]:
+    """Split a glob into the folder before its first wildcard and the pattern after it."""
+    first = min((i for i in map(uri.find, _GLOB_CHARS) if i >= 0), default=-1)
+    if first < 0:
+        return uri, None
+    cut = uri.rfind("/", 0, first)
+    head = uri[:cut] if cut > 0 else ""
+    # Keep the slash when cutting there would leave a root or a bare scheme ("/", "file:///").
+    prefix = head if head and not head.endswith(("/", ":")) else uri[: cut + 1]
+    return prefix, uri[cut + 1 :]
 
 
 def redact(text: str) -> str:

@@ -21,12 +21,13 @@ from sparkscore.errors import (
 )
 from sparkscore.isolation import score_isolated
 from sparkscore.loader import LOADS
-from sparkscore.planner import MiniBatch, resolve
+from sparkscore.planner import MiniBatch
 from sparkscore.progress import Counters
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.shipping import (
     ShippedModel,
 )
+from sparkscore.storage import resolve
 from sparkscore.writers import (
     OutputLayout,
     commit_batch,

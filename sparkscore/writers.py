@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from sparkscore.errors import OutputError
-from sparkscore.planner import resolve
 from sparkscore.scoring import ERROR_SCHEMA, BatchResult, Sink
+from sparkscore.storage import resolve
 
 SPILL_BYTES = 64 << 20
 

@@ -22,7 +22,7 @@ from sparkscore.images import (
     row_tensors,
     stack_runs,
 )
-from sparkscore.planner import InputFile
+from sparkscore.listing import InputFile
 from sparkscore.signature import Schema
 
 DIGIT = digit_images(1)[0]  # 8x8 uint8

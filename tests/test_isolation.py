@@ -13,7 +13,8 @@ from pyarrow import fs as pafs
 
 import sparkscore
 from sparkscore.isolation import score_isolated
-from sparkscore.planner import InputFile, MiniBatch
+from sparkscore.listing import InputFile
+from sparkscore.planner import MiniBatch
 from sparkscore.readers import csv_column_types
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.writers import SpillBuffer

@@ -12,16 +12,9 @@ import pytest
 from pyarrow.fs import LocalFileSystem
 
 from sparkscore.errors import InputError, OutputError, SettingsError, UnsupportedInputError
-from sparkscore.planner import (
-    InputFile,
-    MiniBatch,
-    Plan,
-    check_output_apart,
-    group,
-    list_input,
-    plan,
-    resolve,
-)
+from sparkscore.listing import InputFile, check_output_apart, list_input
+from sparkscore.planner import MiniBatch, Plan, group, plan
+from sparkscore.storage import resolve
 
 
 def write_csv(path: Path, rows: int = 2) -> int:
@@ -487,13 +480,12 @@ def test_planner_refuses_an_output_inside_the_input_only_where_listing_reaches(
 
 
 def test_planner_keeps_uri_query_options_and_does_not_take_them_for_a_glob() -> None:
-    from sparkscore.planner import _split_glob
-    from sparkscore.storage import split_query
+    from sparkscore.storage import split_glob, split_query
 
     uri = "s3://bucket/in/*.csv?endpoint_override=localhost:9000&scheme=http"
     path, query = split_query(uri)
     assert (path, query) == ("s3://bucket/in/*.csv",
                              "?endpoint_override=localhost:9000&scheme=http")
-    assert _split_glob(path) == ("s3://bucket/in", "*.csv")
+    assert split_glob(path) == ("s3://bucket/in", "*.csv")
     assert split_query("s3://bucket/in/data?.csv") == ("s3://bucket/in/data?.csv", "")
     assert split_query("/local/a?b=c") == ("/local/a?b=c", "")

@@ -12,7 +12,7 @@ from pyarrow import fs as pafs
 import sparkscore
 from sparkscore import readers
 from sparkscore.errors import ReadError
-from sparkscore.planner import InputFile
+from sparkscore.listing import InputFile
 from sparkscore.readers import (
     CsvConversionError,
     csv_column_types,
@@ -201,7 +201,7 @@ def test_peek_schema_reads_header_or_footer(tmp_path):
 
 def test_readers_refuse_a_csv_that_is_not_utf8_even_in_an_undeclared_column(tmp_path):
     from sparkscore.errors import ReadError
-    from sparkscore.planner import list_input
+    from sparkscore.listing import list_input
     from sparkscore.readers import read_batches
 
     (tmp_path / "latin1.csv").write_bytes(b"a,b,note\n1.0,2,caf\xe9\n")
@@ -417,7 +417,7 @@ def test_common_type_refuses_types_no_one_column_holds_naming_the_files():
 
 
 def test_passthrough_types_reads_every_table_file(tmp_path):
-    from sparkscore.planner import list_input
+    from sparkscore.listing import list_input
     from sparkscore.readers import passthrough_types
 
     (tmp_path / "f1.csv").write_text("id,a\n1,0.5\n2,0.5\n")
@@ -435,7 +435,7 @@ def test_passthrough_types_reads_every_table_file(tmp_path):
 def test_read_batches_int96_timestamps_keep_their_value_beyond_nanoseconds(tmp_path):
     import datetime as dt
 
-    from sparkscore.planner import InputFile
+    from sparkscore.listing import InputFile
     from sparkscore.readers import peek_schema, read_batches
 
     values = [dt.datetime(2024, 1, 1, 12, 30, 0, 123456), dt.datetime(9999, 12, 31, 23, 59, 59)]

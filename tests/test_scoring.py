@@ -16,7 +16,8 @@ from pyarrow import fs as pafs
 
 import sparkscore
 from sparkscore import readers
-from sparkscore.planner import InputFile, MiniBatch
+from sparkscore.listing import InputFile
+from sparkscore.planner import MiniBatch
 from sparkscore.readers import csv_column_types
 from sparkscore.scoring import ScoringSpec, score_batch, score_file
 from sparkscore.writers import SpillBuffer

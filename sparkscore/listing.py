@@ -1,0 +1,301 @@
+"""List the input once on the driver: which files to score, by name, and what is left out.
+
+Listing happens before any task starts so that a folder with a stray `.txt` fails in seconds,
+naming every such file at once (Azure's behaviour), instead of one task at a time after an hour
+of scoring. The listing holds only names and sizes, so it pickles to the executors; each task
+reopens the filesystem with `storage.resolve`. Here too: an output is kept apart from what the
+listing reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from pyarrow.fs import FileInfo, FileSelector, FileSystem, FileType, LocalFileSystem
+
+from sparkscore.errors import InputError, OutputError, UnsupportedInputError
+from sparkscore.storage import place, resolve, split_glob, split_query
+
+log = logging.getLogger("sparkscore")
+
+
+# The one table that decides which files we score, and how (seed 002's list): tables give one
+# output row per input row, images one output row per file.
+SUPPORTED_EXTENSIONS: dict[str, str] = {
+    ".csv": "csv", ".parquet": "parquet", ".pqt": "parquet",
+    ".png": "image", ".jpg": "image", ".jpeg": "image", ".tiff": "image", ".bmp": "image",
+    ".gif": "image",
+}
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One file to score: `path` opens it on the resolved filesystem, `name` labels its rows."""
+
+    path: str
+    name: str
+    size: int
+    kind: str
+    # A slice of a large Parquet file: the row groups it reads, and the file row its first row is.
+    row_groups: tuple[int, ...] | None = None
+    first_row: int = 0
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What listing the input found: the files to score, by name, and what it left out."""
+
+    fs: FileSystem
+    root: str  # names are relative to it
+    files: tuple[InputFile, ...]
+    unsupported: tuple[str, ...]  # skipped because ignore_unsupported is true
+    broken_links: tuple[str, ...] = ()  # symbolic links to nothing, skipped with a warning
+
+
+def list_input(
+    uri: str, *, recursive: bool = False, ignore_unsupported: bool = False
+) -> Listing:
+    """List the files to score under a folder, a single file or a glob, sorted by name.
+
+    Names starting with '.' or '_' (`_SUCCESS`, `.part-0.crc`, `_temporary/`) are never data and
+    are left out silently. On local disk each real file is listed once however many symbolic
+    links lead to it (its own path wins over a link's), a link back to a folder being listed (a
+    cycle) is not entered, and a link to nothing is skipped and named.
+    """
+    fs, base = resolve(uri)
+    path, _ = split_query(uri)
+    _, pattern = split_glob(path)
+    walker = _Walker(fs, recursive=recursive)
+    try:
+        if pattern is not None:
+            root, entries = base, _glob(fs, walker, uri, base, pattern)
+        else:
+            info = fs.get_file_info(base)
+            if info.type == FileType.NotFound:
+                raise _missing(uri)
+            if info.type == FileType.File:
+                # A file the user named is read whatever its name: they asked for it.
+                root, entries = posixpath.dirname(base), [info]
+            else:
+                root, entries = base, list(walker.walk(base))
+        entries.extend(walker.follow_links())
+    except OSError as exc:
+        raise InputError(
+            path=uri,
+            reason=f"cannot be listed ({exc}). Check that this job's credentials can read it.",
+        ) from exc
+
+    files: list[InputFile] = []
+    unsupported: list[str] = []
+    has_subfolders = False
+    for info in entries:
+        name = _relative(root, info.path)
+        if info.type == FileType.Directory:
+            has_subfolders = True
+            continue
+        kind = SUPPORTED_EXTENSIONS.get(posixpath.splitext(name)[1].lower())
+        if kind is None:
+            unsupported.append(name)
+        else:
+            files.append(InputFile(path=info.path, name=name, size=info.size, kind=kind))
+    broken = sorted(_relative(root, p) for p in walker.broken)
+    for name in broken:
+        log.warning("skipped %s: it is a symbolic link to a file that does not exist", name)
+
+    unsupported.sort()
+    if unsupported and not ignore_unsupported:
+        raise UnsupportedInputError(
+            path=uri, files=unsupported, supported=list(SUPPORTED_EXTENSIONS)
+        )
+    if not files:
+        raise _no_data(uri, has_subfolders=has_subfolders and not recursive, skipped=unsupported,
+                       broken=broken)
+    files.sort(key=lambda f: f.name)
+    return Listing(fs, root, tuple(files), tuple(unsupported), tuple(broken))
+
+
+def check_output_apart(input_uri: str, output_uri: str, *, recursive: bool) -> None:
+    """Refuse an output that would write over the input, or be read as input by a later run.
+
+    Whatever `overwrite` says: an output that is the input or contains it would be replaced,
+    input and all; one inside it would be listed as input again when listing descends there
+    (`recursive: true`, or a glob that matches into it). `--input data/ --output data/scored/`
+    without recursion is fine, and so is an output inside the input whose name starts with '.'
+    or '_', which listing never enters. Locations are compared after `..`, symbolic links and
+    URI forms are resolved (a glob by its folder).
+    """
+    path, _ = split_query(input_uri)
+    folder, pattern = split_glob(path)
+    source, target = place(folder), place(output_uri)
+
+    def refuse(how: str, advice: str, why: str = "") -> OutputError:
+        shown = f"{input_uri} ({source.path})" if source.path not in input_uri else input_uri
+        return OutputError(path=output_uri, reason=f"{how} the input {shown}{why}; nothing was "
+                           f"touched, since sparkscore never writes where it reads. {advice}")
+
+    outside = "Choose an output folder outside the input."
+    if target == source:
+        raise refuse("is", outside)
+    if target.contains(source):
+        raise refuse("contains", outside, ", so replacing it would delete the input")
+    if not source.contains(target):
+        return
+    parts = target.path[len(source.path.rstrip("/")) + 1:].split("/")
+    if any(_hidden(p) for p in parts):
+        return
+    if pattern is None:
+        reached = recursive
+        why = "recursive: true"
+    else:
+        segments = pattern.split("/")
+        reached = all(fnmatchcase(p, g) for p, g in zip(parts, segments)) and (
+            recursive or len(segments) >= len(parts))
+        why = f"the glob '{pattern}'" + (" with recursive: true" if recursive else "")
+    if reached:
+        raise refuse("lies inside", f"Listing with {why} would read this run's output as input. "
+                     f"{outside[:-1]}, or one whose name starts with '_' (never listed).")
+
+
+class _Walker:
+    """Walks folders, following symbolic links on local disk without listing a file twice.
+
+    Real folders are walked first and link-free, so a link can never loop; links to folders are
+    followed afterwards, each only when its target is not a folder already walked (a link to an
+    ancestor, `loop -> .`, is a cycle and is not entered). A link to a file already listed under
+    its own path is left out.
+    """
+
+    def __init__(self, fs: FileSystem, *, recursive: bool) -> None:
+        self.fs, self.recursive = fs, recursive
+        self.local = isinstance(fs, LocalFileSystem)
+        self.walked: list[str] = []  # real paths of folders walked (with all below them)
+        self.real_files: set[str] = set()
+        self.linked_folders: list[FileInfo] = []
+        self.linked_files: list[FileInfo] = []
+        self.broken: list[str] = []
+
+    def walk(self, directory: str) -> Iterator[FileInfo]:
+        """Data files and folders under `directory`; hidden folders are never entered."""
+        real = os.path.realpath(directory) if self.local else directory
+        self.walked.append(real)
+        infos = sorted(self.fs.get_file_info(FileSelector(directory)), key=lambda i: i.base_name)
+        links: set[str] = set()
+        if self.local:
+            # pyarrow leaves out links to nothing; the directory's own entries say which are links.
+            with os.scandir(directory) as entries:
+                links = {e.name for e in entries if e.is_symlink() and not _hidden(e.name)}
+            listed = {i.base_name for i in infos}
+            self.broken.extend(posixpath.join(directory, n) for n in sorted(links - listed))
+        for info in infos:
+            if _hidden(info.base_name):
+                continue
+            if info.base_name in links and self._linked(info):
+                continue
+            if self.local and info.type == FileType.File:
+                self.real_files.add(f"{real.rstrip('/')}/{info.base_name}")
+            yield info
+            if info.type == FileType.Directory and self.recursive:
+                yield from self.walk(info.path)
+
+    def matched(self, info: FileInfo) -> Iterator[FileInfo]:
+        """A glob's match: a file as it is, a folder walked."""
+        if self.local and os.path.islink(info.path) and self._linked(info, walk_folder=True):
+            return
+        if info.type == FileType.File:
+            yield info
+        elif info.type == FileType.Directory:
+            yield from self.walk(info.path)
+
+    def _linked(self, info: FileInfo, walk_folder: bool = False) -> bool:
+        """Set aside a symbolic link to follow later (False: a folder listed, not entered)."""
+        if info.type == FileType.Directory and (self.recursive or walk_folder):
+            self.linked_folders.append(info)
+        elif info.type == FileType.Directory:
+            return False
+        else:
+            self.linked_files.append(info)
+        return True
+
+    def follow_links(self) -> Iterator[FileInfo]:
+        """The linked files and folders set aside while walking, each real file once."""
+        while self.linked_folders:
+            info = self.linked_folders.pop(0)
+            target = os.path.realpath(info.path)
+            if any(target == w or target.startswith(w.rstrip("/") + "/") for w in self.walked):
+                log.info("did not follow %s: it leads to %s, a folder already listed",
+                         info.path, target)
+                continue
+            yield info
+            yield from self.walk(info.path)
+        for info in self.linked_files:
+            target = os.path.realpath(info.path)
+            if target not in self.real_files:
+                self.real_files.add(target)
+                yield info
+
+
+def _hidden(base_name: str) -> bool:
+    """Spark and Hadoop mark bookkeeping files and folders with a leading '.' or '_'."""
+    return base_name.startswith((".", "_"))
+
+
+def _glob(fs: FileSystem, walker: _Walker, uri: str, base: str, pattern: str) -> list[FileInfo]:
+    """Entries matching `pattern` segment by segment under `base`; matched folders are read."""
+    if fs.get_file_info(base).type != FileType.Directory:
+        raise _missing(uri)
+    folders, matched = [base], []
+    segments = pattern.split("/")
+    for depth, segment in enumerate(segments):
+        last = depth == len(segments) - 1
+        found = [
+            info
+            for folder in folders
+            for info in sorted(fs.get_file_info(FileSelector(folder)), key=lambda i: i.base_name)
+            if not _hidden(info.base_name) and fnmatchcase(info.base_name, segment)
+        ]
+        if last:
+            matched = found
+        else:
+            folders = [info.path for info in found if info.type == FileType.Directory]
+    return [entry for info in matched for entry in walker.matched(info)]
+
+
+def _relative(root: str, path: str) -> str:
+    """`path` relative to `root`, '/'-separated, as it appears in output lineage."""
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else posixpath.basename(path)
+
+
+def _extensions() -> str:
+    """'.csv, .parquet, ... or .gif', from the one table of supported types."""
+    *rest, last = SUPPORTED_EXTENSIONS
+    return f"{', '.join(rest)} or {last}" if rest else last
+
+
+def _missing(uri: str) -> InputError:
+    """One wording for a missing folder, file or glob prefix."""
+    return InputError(
+        path=uri,
+        reason=(
+            "does not exist; check the spelling, that the folder before any wildcard exists, "
+            "and that the driver can reach it with this job's credentials."
+        ),
+    )
+
+
+def _no_data(uri: str, *, has_subfolders: bool, skipped: Sequence[str],
+             broken: Sequence[str] = ()) -> InputError:
+    """Nothing to score: say why, so the user knows whether to fix the path or the settings."""
+    reason = f"there are no {_extensions()} files to score here"
+    if skipped:
+        reason += f" ({len(skipped)} unsupported file(s) ignored: {', '.join(skipped)})"
+    if broken:
+        reason += f" ({len(broken)} symbolic link(s) to nothing: {', '.join(broken)})"
+    if has_subfolders:
+        reason += "; it has sub-folders, which are read only with recursive: true"
+    return InputError(path=uri, reason=reason + ".")
