@@ -26,9 +26,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# ruff's rules are in pyproject.toml; CI runs this before the tests.
+# The rules are in pyproject.toml (ruff, mypy, import-linter's contracts); CI runs this first.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sparkscore tests bench jobs
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
