@@ -370,7 +370,7 @@ class EnvironmentBuildError(ModelEnvironmentError):
                    else "its requirements cannot be installed")
         super().__init__(
             path=path,
-            reason=f"{culprit} for Python {_python()} on this platform ({tool}: {detail}). "
+            reason=f"{culprit} for Python {python_version()} on this platform ({tool}: {detail}). "
             "Pin a version that publishes a wheel for this platform, or score with "
             "env_manager: local in an environment you prepared.",
         )
@@ -410,8 +410,14 @@ def _some(names: Sequence[str], shown: int = 5) -> str:
     return head if len(names) <= shown else f"{head} and {len(names) - shown} more"
 
 
-def _python() -> str:
+def python_version() -> str:
+    """This interpreter's version as MLmodel files write it ('3.11.9'), for comparing the two."""
     return ".".join(map(str, sys.version_info[:3]))
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's text on one line, for a one-line error record or message."""
+    return " ".join(str(error).split())
 
 
 class MissingPassthroughError(SparkscoreError):
