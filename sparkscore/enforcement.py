@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 from sparkscore.errors import MissingColumnError, SchemaEnforcementError, TensorShapeError
-from sparkscore.signature import ColSpec, Schema, TensorSpec
+from sparkscore.inputs import as_frame
+from sparkscore.nested import convert_nested
+from sparkscore.signature import ColSpec, DataType, Schema, TensorSpec
 from sparkscore.values import convert, decimal_lost
 
 
@@ -60,7 +62,8 @@ def conform(
     columns: dict[Any, Any] = {}
     for source, target, spec in pairs:
         assert isinstance(spec, ColSpec)
-        converted, col_bad, expected, reasons = convert(data[source], spec.type)
+        convert_column = convert if isinstance(spec.type, DataType) else convert_nested
+        converted, col_bad, expected, reasons = convert_column(data[source], spec.type)
         columns[target] = converted
         if col_bad is not None and col_bad.any():
             for i in np.flatnonzero(col_bad & ~bad):
@@ -90,17 +93,7 @@ def enforce(
         return data
     if schema.is_tensor:
         return _enforce_tensors(data, schema, file=file)
-    if isinstance(data, np.ndarray) and data.ndim == 2:
-        data = pd.DataFrame(data, columns=schema.names()[: data.shape[1]])
-    if isinstance(data, Mapping):
-        data = pd.DataFrame(dict(data))
-    if not isinstance(data, pd.DataFrame):
-        raise SchemaEnforcementError(
-            file=file, row=None, column="*", value=type(data).__name__, expected="a DataFrame",
-            reason=f"the model has a column signature, so its input must be a pandas DataFrame, "
-            f"got {type(data).__name__}.",
-        )
-    result = conform(data, schema, file=file, row_offset=row_offset)
+    result = conform(as_frame(data, schema, file=file), schema, file=file, row_offset=row_offset)
     if result.errors:
         raise result.errors[0]
     return result.frame
@@ -119,7 +112,10 @@ def _plain(value: Any) -> Any:
 
 def _enforce_tensors(data: Any, schema: Schema, *, file: str | None) -> Any:
     specs = [s for s in schema.specs if isinstance(s, TensorSpec)]
-    if schema.has_names and len(specs) > 1 or (schema.has_names and isinstance(data, Mapping)):
+    if schema.has_names:
+        # As mlflow: named tensors reach the model by name, one of them as much as several.
+        if isinstance(data, np.ndarray) and len(specs) == 1:
+            data = {specs[0].name: data}
         if isinstance(data, pd.DataFrame):
             data = {s.name: _column_tensor(data[s.name], s, file) for s in specs
                     if _has(data, s, file)}

@@ -162,8 +162,19 @@ class SchemaEnforcementError(SparkscoreError):
 class MissingColumnError(SchemaEnforcementError):
     """A column the signature requires is absent from the input."""
 
-    def __init__(self, *, file: str | None, column: str, present: Sequence[str]) -> None:
+    def __init__(
+        self,
+        *,
+        file: str | None,
+        column: str,
+        present: Sequence[str],
+        missing: Sequence[str] = (),
+    ) -> None:
+        """`column` is the first missing column; `missing` all of them, when more than one."""
         self.present = list(present)
+        self.missing = list(missing) or [column]
+        what = (f"the column '{column}'" if len(self.missing) == 1 else
+                f"the columns {', '.join(repr(c) for c in self.missing)}")
         super().__init__(
             file=file,
             row=None,
@@ -171,7 +182,7 @@ class MissingColumnError(SchemaEnforcementError):
             value=None,
             expected="a required column",
             reason=(
-                f"the input is missing the column '{column}', which the model signature requires "
+                f"the input is missing {what}, which the model signature requires "
                 f"(columns present: {', '.join(map(str, self.present)) or 'none'})."
             ),
         )

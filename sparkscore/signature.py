@@ -290,6 +290,11 @@ def enforce_params(
     params: Mapping[str, Any] | None, specs: Sequence[ParamSpec] | None
 ) -> dict[str, Any] | None:
     """Validate inference params against the model's ParamSchema and fill in defaults."""
+    if params is not None and not isinstance(params, Mapping):
+        raise ParamError(
+            name="params", reason=f"params must be a dict of parameter names to values, got "
+            f"{type(params).__name__}."
+        )
     params = dict(params or {})
     if not specs:
         if params:
@@ -340,7 +345,7 @@ def _param_scalar(spec: ParamSpec, value: Any) -> Any:
         return {DataType.long: int, DataType.integer: int, DataType.float: float,
                 DataType.double: float, DataType.boolean: bool, DataType.string: str,
                 DataType.binary: bytes}.get(t, lambda v: v)(value)
-    if t is DataType.datetime and isinstance(value, (str, dt.date)):
+    if t is DataType.datetime and isinstance(value, (str, dt.date, np.datetime64)):
         try:
             return pd.Timestamp(value).to_pydatetime()
         except ValueError:

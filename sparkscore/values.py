@@ -68,7 +68,11 @@ def convert(
         if dtype == object:
             bad = values.map(lambda v: not (_missing(v) or isinstance(v, (bool, np.bool_))))
             mask = bad.to_numpy(dtype=bool)
-            return values, (mask if mask.any() else None), name, {}
+            if mask.any():
+                return values, mask, name, {}
+            # Python booleans become bool, as mlflow makes them; with a missing value they stay
+            # objects, since bool holds no missing value.
+            return (values if values.isna().any() else values.astype(bool)), None, name, {}
         return values, values.notna().to_numpy(dtype=bool), name, {}
     if t is DataType.datetime:
         converted, bad, reasons = _to_datetime64(values)

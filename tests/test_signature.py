@@ -755,10 +755,11 @@ def test_signature_enforce_takes_a_2d_array_or_a_dict() -> None:
 
 
 def test_signature_enforce_refuses_input_that_is_not_a_frame() -> None:
-    error = refused([1, 2], one(DataType.long))  # type: ignore[arg-type]
+    error = refused({1, 2}, one(DataType.long))  # type: ignore[arg-type]
 
     assert str(error) == (
-        "the model has a column signature, so its input must be a pandas DataFrame, got list."
+        "the model has a column signature, so its input must be a pandas DataFrame (or a list, "
+        "dict or array that makes one), got set."
     )
 
 
@@ -933,7 +934,7 @@ def test_signature_tensor_from_decimals_holds_them_to_the_column_rule(dtype, goo
     spec = schema(TensorSpec(np.dtype(dtype), (-1,), "x"))
     data = pd.DataFrame({"x": [Decimal("12"), Decimal("12.34"), Decimal("9007199254740993")]})
 
-    assert enforce(data.iloc[good], spec).tolist() == values
+    assert enforce(data.iloc[good], spec)["x"].tolist() == values
     with pytest.raises(SchemaEnforcementError) as info:
         enforce(data, spec, file="f.parquet")
     assert str(info.value) == (
