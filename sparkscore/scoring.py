@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 from pyarrow import fs as pafs
 
+from sparkscore.csvfiles import CsvConversionError, CsvRaggedRowError, RaggedRow
 from sparkscore.enforcement import conform, enforce
 from sparkscore.errors import (
     BatchTimeoutError,
@@ -33,16 +34,7 @@ from sparkscore.listing import InputFile
 from sparkscore.loader import Model
 from sparkscore.outputs import to_arrow
 from sparkscore.planner import MiniBatch
-from sparkscore.readers import (
-    BATCH_BYTES,
-    MAX_AUTO_ROWS,
-    CsvConversionError,
-    CsvRaggedRowError,
-    RaggedRow,
-    batch_bytes,
-    count_rows,
-    read_batches,
-)
+from sparkscore.readers import BATCH_BYTES, MAX_AUTO_ROWS, batch_bytes, count_rows, read_batches
 from sparkscore.signature import ColSpec, DataType, Schema
 
 ERROR_SCHEMA = pa.schema([

@@ -15,7 +15,7 @@ import pytest
 from pyarrow import fs as pafs
 
 import sparkscore
-from sparkscore import readers
+from sparkscore import csvfiles
 from sparkscore.listing import InputFile
 from sparkscore.planner import MiniBatch
 from sparkscore.readers import csv_column_types
@@ -226,7 +226,7 @@ def test_score_file_passthrough_is_never_truncated(model, tmp_path):
 
 def test_score_file_undeclared_column_changing_type_is_a_read_error(model, tmp_path,
                                                                     monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csvfiles, "_CSV_BLOCK_BYTES", 64)
     path = tmp_path / "mixed.csv"
     path.write_text("note,a,b\n" + "".join(f"{i},0.5,1\n" for i in range(20)) + "zz,0.5,1\n")
     result, rows = score(model, path, passthrough=())
@@ -697,7 +697,7 @@ def test_score_file_ragged_rows_are_bad_rows_under_skip(model, mlflow_model, tmp
 
 def test_score_file_ragged_rows_across_many_blocks_keep_every_row_number(model, tmp_path,
                                                                          monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csvfiles, "_CSV_BLOCK_BYTES", 64)
     short = (0, 3, 4, 17, 39)
     ragged_csv(tmp_path / "long.csv", n=40, short=short, long=(20,))
     result, rows = score(model, tmp_path / "long.csv", batch_rows=7, bad_rows="skip")
@@ -710,7 +710,7 @@ def test_score_file_ragged_rows_across_many_blocks_keep_every_row_number(model, 
 
 def test_score_file_column_changing_type_after_the_first_block_counts_its_rows(
         model, tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csvfiles, "_CSV_BLOCK_BYTES", 64)
     path = tmp_path / "mixed.csv"
     path.write_text("note,a,b\n" + "".join(f"{i},0.5,1\n" for i in range(40)) + "zz,0.5,1\n")
     result, rows = score(model, path, passthrough=(), batch_rows=1000)
@@ -735,7 +735,7 @@ def test_score_file_quoted_newlines_in_a_csv_larger_than_a_block(model, mlflow_m
     table = pa.Table.from_pandas(df, preserve_index=False).append_column(
         "note", pa.array([f"line {i}\nnext" for i in range(n)]))
     pacsv.write_csv(table.select(["id", "note", "a", "b"]), tmp_path / "notes.csv")
-    assert (tmp_path / "notes.csv").stat().st_size > readers._CSV_BLOCK_BYTES
+    assert (tmp_path / "notes.csv").stat().st_size > csvfiles._CSV_BLOCK_BYTES
     result, rows = score(model, tmp_path / "notes.csv", batch_rows=None)
     want = [int(v) for v in mlflow_model.predict(df)]
     assert [(r["row"], r["prediction"], r["id"]) for r in rows] == [
@@ -844,7 +844,7 @@ def test_score_file_passthrough_keeps_nested_types_and_writes_ints_as_text(model
 
 
 def test_skipped_csv_rows_leave_gaps_in_the_file_rows_of_every_batch():
-    from sparkscore.readers import RaggedRow
+    from sparkscore.csvfiles import RaggedRow
     from sparkscore.scoring import _Skipped
 
     rng = np.random.default_rng(7)
