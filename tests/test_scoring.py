@@ -19,7 +19,7 @@ from sparkscore import csvfiles
 from sparkscore.listing import InputFile
 from sparkscore.planner import MiniBatch
 from sparkscore.readers import csv_column_types
-from sparkscore.scoring import ScoringSpec, score_batch, score_file
+from sparkscore.scoring import FileResult, ScoringSpec, score_batch
 from sparkscore.writers import SpillBuffer
 
 LOCAL = pafs.LocalFileSystem()
@@ -65,10 +65,17 @@ def write_csv(path: Path, df: pd.DataFrame, bad_row: int | None = None) -> Path:
     return path
 
 
+def score_alone(file: InputFile, model, spec: ScoringSpec, sink: SpillBuffer) -> FileResult:
+    """One file scored as a mini-batch of its own, into `sink`."""
+    [result] = score_batch(LOCAL, MiniBatch(index=0, files=(file,)), model, spec,
+                           lambda _: sink).files
+    return result
+
+
 def score(model, path: Path, **kwargs):
     spec = spec_for(model, **kwargs)
     sink = SpillBuffer(spec.output_schema)
-    result = score_file(LOCAL, input_file(path), model, spec, sink)
+    result = score_alone(input_file(path), model, spec, sink)
     rows = pa.Table.from_batches(list(sink.batches()), schema=spec.output_schema).to_pylist()
     return result, rows
 
@@ -108,7 +115,7 @@ def test_score_file_csv_integers_stay_int64_per_signature(model, tmp_path):
     path.write_text("id,a,b\n1,2,0\n2,-3,1\n")
     spec = spec_for(model, passthrough=(("a", pa.float64()), ("b", pa.int64())))
     sink = SpillBuffer(spec.output_schema)
-    result = score_file(LOCAL, input_file(path), model, spec, sink)
+    result = score_alone(input_file(path), model, spec, sink)
     table = pa.Table.from_batches(list(sink.batches()))
     assert result.rows_scored == 2
     assert table.select(["a", "b"]).to_pydict() == {"a": [2.0, -3.0], "b": [0, 1]}
@@ -138,7 +145,7 @@ def test_score_file_fail_file_scores_nothing_after_the_bad_batch(model, tmp_path
             calls.append(len(frame))
             return original(frame, params)
 
-    score_file(LOCAL, input_file(path), Counting(), spec, sink)
+    score_alone(input_file(path), Counting(), spec, sink)
     assert calls == [3, 3]  # rows 0-5; the batch with row 7 fails the file, row 9 is not scored
     assert sink.rows == 0
 
@@ -189,7 +196,7 @@ def test_score_file_wide_parquet_decodes_only_signature_and_passthrough_columns(
     pq.write_table(wide, path)
     spec = dataclasses.replace(spec_for(model), read_columns=("a", "b", "id"))
     sink = SpillBuffer(spec.output_schema)
-    result = score_file(LOCAL, input_file(path), model, spec, sink)
+    result = score_alone(input_file(path), model, spec, sink)
     rows = pa.Table.from_batches(list(sink.batches()), schema=spec.output_schema).to_pylist()
     assert result.record()["rows_scored"] == 6
     preds = [int(v) for v in mlflow_model.predict(df)]
@@ -198,7 +205,7 @@ def test_score_file_wide_parquet_decodes_only_signature_and_passthrough_columns(
 
     nob = tmp_path / "nob.parquet"
     pq.write_table(wide.drop_columns(["b"]), nob)
-    result = score_file(LOCAL, input_file(nob), model, spec, SpillBuffer(spec.output_schema))
+    result = score_alone(input_file(nob), model, spec, SpillBuffer(spec.output_schema))
     assert [e["message"] for e in result.errors] == [
         "nob.parquet: the input is missing the column 'b', which the model signature requires "
         "(columns present: id, a, extra)."]
