@@ -106,6 +106,8 @@ class Sink:
 
 @dataclass
 class BatchResult:
+    """What happened to each file of one mini-batch, in file order."""
+
     index: int
     files: list[FileResult]
 
