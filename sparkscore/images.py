@@ -27,9 +27,22 @@ from sparkscore.errors import (
     ImageShapeError,
     ReadError,
     SchemaEnforcementError,
+    one_line,
 )
 from sparkscore.listing import SUPPORTED_EXTENSIONS, InputFile
 from sparkscore.signature import ColSpec, DataType, Schema, TensorSpec
+from sparkscore.unreadable import removed
+
+__all__ = [
+    "UNSIGNED_DTYPE",
+    "Decoded",
+    "ImageInput",
+    "batch_key",
+    "decode",
+    "read_bytes",
+    "row_tensors",
+    "stack_runs",
+]
 
 # What a model without a signature receives (seed 002: "tensors of type np.uint8").
 UNSIGNED_DTYPE = np.dtype(np.uint8)
@@ -49,22 +62,14 @@ def read_bytes(fs: pafs.FileSystem, file: InputFile) -> bytes:
         raise ReadError(file=file.name, reason="the file is empty (0 bytes).")
     try:
         with fs.open_input_stream(file.path) as f:
-            return f.read()
+            data: bytes = f.read()
+            return data
     except OSError as e:
-        if _removed(fs, file, e):
+        if removed(fs, file, e):
             reason = "the file no longer exists: it was removed after the job was planned."
         else:
-            reason = f"the file cannot be read ({_text(e)})."
+            reason = f"the file cannot be read ({one_line(e)})."
         raise ReadError(file=file.name, reason=reason) from None
-
-
-def _removed(fs: pafs.FileSystem, file: InputFile, e: OSError) -> bool:
-    if isinstance(e, FileNotFoundError):
-        return True
-    try:
-        return fs.get_file_info(file.path).type == pafs.FileType.NotFound
-    except OSError:
-        return False
 
 
 def decode(data: bytes, *, name: str, source: str = "the file") -> Decoded:
@@ -96,7 +101,7 @@ def decode(data: bytes, *, name: str, source: str = "the file") -> Decoded:
     except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, ValueError, ...
         raise ReadError(
             file=name, reason=f"{source} is not a readable {kind}image; it may be truncated or "
-            f"corrupt ({_text(e)}).",
+            f"corrupt ({one_line(e)}).",
         ) from None
     if not array.dtype.isnative:  # 16-bit big-endian TIFF and PNG
         array = array.astype(array.dtype.newbyteorder("="))
@@ -190,6 +195,7 @@ class ImageInput:
         """The tensor shape for one image: its own shape where -1 allows, else a reshape."""
         assert self.spec is not None
         found = image.array.shape
+        lead: tuple[int, ...]
         if self.spec.shape[0] == -1:
             lead, rest = (1,), self.spec.shape[1:]
         else:  # a fixed first dimension: the whole tensor is one image's
@@ -333,10 +339,6 @@ def _too_large(source: str, kind: str, e: BaseException, image_module: Any) -> s
     image = f"a {kind}image" if kind else "an image"
     return (f"{source} is {image} of {size}, more than Pillow decodes{most}, its guard "
             "against decompression bombs; resize the image, or leave it out of the input.")
-
-
-def _text(e: BaseException) -> str:
-    return " ".join(str(e).split())
 
 
 def _pillow() -> Any:

@@ -47,10 +47,11 @@ from sparkscore.listing import check_output_apart
 from sparkscore.loader import load_model, warn_untrusted
 from sparkscore.model import ModelSpec, directory_sha256, read_spec
 from sparkscore.modelprocess import ModelProcess
+from sparkscore.passthrough import passthrough_types
 from sparkscore.planner import MiniBatch, Plan, plan
 from sparkscore.preflight import preflight
 from sparkscore.progress import Progress
-from sparkscore.readers import csv_column_types, passthrough_types
+from sparkscore.readers import csv_column_types
 from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.scoring import ScoringSpec

@@ -24,8 +24,9 @@ from sparkscore.errors import (
 from sparkscore.images import ImageInput, read_bytes
 from sparkscore.listing import InputFile
 from sparkscore.model import read_spec
+from sparkscore.passthrough import passthrough_types
 from sparkscore.planner import Plan, plan
-from sparkscore.readers import csv_column_types, passthrough_types, peek_schema
+from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.registry import local_model_dir
 from sparkscore.settings import Settings
 from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec

@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from sparkscore.errors import OutputError
-from sparkscore.scoring import ERROR_SCHEMA, BatchResult, Sink
+from sparkscore.failures import ERROR_SCHEMA
+from sparkscore.scoring import BatchResult, Sink
 from sparkscore.storage import resolve
 
 SPILL_BYTES = 64 << 20

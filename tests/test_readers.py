@@ -10,11 +10,11 @@ import pytest
 from pyarrow import fs as pafs
 
 import sparkscore
-from sparkscore import readers
+from sparkscore import csvfiles, readers
+from sparkscore.csvfiles import CsvConversionError
 from sparkscore.errors import ReadError
 from sparkscore.listing import InputFile
 from sparkscore.readers import (
-    CsvConversionError,
     csv_column_types,
     peek_schema,
     read_batches,
@@ -70,9 +70,15 @@ def test_read_batches_csv_in_batches_of_batch_rows(tmp_path, lr_types):
 both_parquet_paths = pytest.mark.parametrize("whole_file_bytes", [1 << 20, 0])
 
 
+def read_whole_up_to(monkeypatch: pytest.MonkeyPatch, whole_file_bytes: int) -> None:
+    """Read Parquet and CSV files of up to `whole_file_bytes` whole (each reader has its own)."""
+    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    monkeypatch.setattr(csvfiles, "_WHOLE_FILE_BYTES", whole_file_bytes)
+
+
 @both_parquet_paths
 def test_read_batches_parquet_in_batches_of_batch_rows(tmp_path, monkeypatch, whole_file_bytes):
-    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    read_whole_up_to(monkeypatch, whole_file_bytes)
     path = tmp_path / "seven.parquet"
     pq.write_table(pa.table({"a": [float(i) for i in range(7)], "b": list(range(7))}), path,
                    row_group_size=2)
@@ -85,7 +91,7 @@ def test_read_batches_parquet_in_batches_of_batch_rows(tmp_path, monkeypatch, wh
 @both_parquet_paths
 def test_read_batches_parquet_reads_only_the_named_columns_unless_one_is_missing(
         tmp_path, monkeypatch, whole_file_bytes):
-    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    read_whole_up_to(monkeypatch, whole_file_bytes)
     path = tmp_path / "wide.parquet"
     pq.write_table(pa.table({"note": ["x", "y"], "b": [1, 2], "a": [0.5, 1.5], "c": [3, 4]}), path)
 
@@ -140,7 +146,7 @@ def test_read_batches_raises_conversion_error_for_a_bad_value_in_the_first_block
 def test_read_batches_raises_conversion_error_for_a_bad_value_in_a_later_block(
     tmp_path, lr_types, monkeypatch
 ):
-    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csvfiles, "_CSV_BLOCK_BYTES", 64)
     path = tmp_path / "late.csv"
     path.write_text("id,a,b\n" + "".join(f"{i},0.5,1\n" for i in range(20)) + "20,abc,1\n")
     with pytest.raises(CsvConversionError, match="invalid value 'abc'"):
@@ -148,7 +154,7 @@ def test_read_batches_raises_conversion_error_for_a_bad_value_in_a_later_block(
 
 
 def test_a_csv_of_many_blocks_is_read_once_whole_in_order(tmp_path, lr_types, monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csvfiles, "_CSV_BLOCK_BYTES", 64)
     path = tmp_path / "long.csv"
     path.write_text("id,a,b,note\n" + "".join(f"{i},{i / 4},{i},n{i}\n" for i in range(300)))
     batches = batches_of(path, 1000, lr_types)
@@ -163,7 +169,7 @@ def test_a_csv_of_many_blocks_is_read_once_whole_in_order(tmp_path, lr_types, mo
 
 @both_parquet_paths
 def test_read_batches_names_the_file_that_cannot_be_read(tmp_path, monkeypatch, whole_file_bytes):
-    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    read_whole_up_to(monkeypatch, whole_file_bytes)
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     with pytest.raises(ReadError) as info:
@@ -254,7 +260,7 @@ def test_read_batches_csv_with_quoted_newlines_larger_than_a_block(tmp_path):
     import pyarrow.csv as pacsv
 
     pacsv.write_csv(table, path)
-    assert path.stat().st_size > 2 * readers._CSV_BLOCK_BYTES
+    assert path.stat().st_size > 2 * csvfiles._CSV_BLOCK_BYTES
     got = pa.Table.from_batches(list(read_batches(LOCAL, csv_file(path), batch_rows=7_000)))
     assert got.to_pydict() == table.to_pydict()
     assert readers.count_rows(LOCAL, csv_file(path)) == n
@@ -263,7 +269,7 @@ def test_read_batches_csv_with_quoted_newlines_larger_than_a_block(tmp_path):
 @both_parquet_paths
 def test_read_batches_refuses_a_column_name_that_appears_twice(tmp_path, monkeypatch,
                                                                 whole_file_bytes):
-    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    read_whole_up_to(monkeypatch, whole_file_bytes)
     (tmp_path / "twice.csv").write_text("a,b,a\n1,2,3\n4,5,6\n")
     (tmp_path / "thrice.csv").write_text('id,"x",x,b,x\n1,2,3,4,5\n')
     pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array([2]), pa.array([3])],
@@ -333,7 +339,7 @@ def test_read_batches_error_text_from_a_file_is_printable(tmp_path):
 @both_parquet_paths
 def test_read_batches_file_removed_after_planning_says_so(tmp_path, monkeypatch,
                                                           whole_file_bytes):
-    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    read_whole_up_to(monkeypatch, whole_file_bytes)
     (tmp_path / "gone.csv").write_text("a,b\n1,2\n" * 3)
     pq.write_table(pa.table({"a": [1.0]}), tmp_path / "gone.parquet")
     planned = [input_file(tmp_path / name) for name in ("gone.csv", "gone.parquet")]
@@ -348,22 +354,22 @@ def test_read_batches_file_removed_after_planning_says_so(tmp_path, monkeypatch,
 
 
 def test_read_batches_ragged_rows_raise_or_are_skipped_into_a_list(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)  # rows in many blocks
+    monkeypatch.setattr(csvfiles, "_CSV_BLOCK_BYTES", 64)  # rows in many blocks
     lines = ["id,a,b"] + [f"{i},0.5,1" for i in range(40)]
     lines[1 + 3] = "3,0.5"
     lines[1 + 20] = '20,"x\ny",1,9'  # four values, one with a newline
     lines[1 + 39] = "39"
     path = tmp_path / "ragged.csv"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(readers.CsvRaggedRowError, match="Expected 3 columns, got 2"):
+    with pytest.raises(csvfiles.CsvRaggedRowError, match="Expected 3 columns, got 2"):
         list(read_batches(LOCAL, csv_file(path), batch_rows=10))
-    ragged: list[readers.RaggedRow] = []
+    ragged: list[csvfiles.RaggedRow] = []
     got = pa.Table.from_batches(list(read_batches(LOCAL, csv_file(path), batch_rows=10,
                                                   ragged=ragged)))
     assert got.column("id").to_pylist() == [i for i in range(40) if i not in (3, 20, 39)]
-    assert ragged == [readers.RaggedRow(3, 2, 3, "3,0.5"),
-                      readers.RaggedRow(20, 4, 3, '20,"x\ny",1,9'),
-                      readers.RaggedRow(39, 1, 3, "39")]
+    assert ragged == [csvfiles.RaggedRow(3, 2, 3, "3,0.5"),
+                      csvfiles.RaggedRow(20, 4, 3, '20,"x\ny",1,9'),
+                      csvfiles.RaggedRow(39, 1, 3, "39")]
     assert str(ragged[1].error("ragged.csv")) == (
         "ragged.csv, row 20: the row has 4 values but the header names 3 columns "
         "(20,\"x\\ny\",1,9); quote values that hold a comma, and give every row one value per "
@@ -378,7 +384,7 @@ def test_read_batches_ragged_rows_raise_or_are_skipped_into_a_list(tmp_path, mon
 def test_common_type_widens_the_same_way_in_any_file_order():
     import itertools
 
-    from sparkscore.readers import common_type
+    from sparkscore.passthrough import common_type
 
     cases = [
         ({"f1.csv": pa.int64(), "f2.csv": pa.string()}, pa.string()),
@@ -402,7 +408,7 @@ def test_common_type_widens_the_same_way_in_any_file_order():
 
 def test_common_type_refuses_types_no_one_column_holds_naming_the_files():
     from sparkscore.errors import PassthroughConflictError
-    from sparkscore.readers import common_type
+    from sparkscore.passthrough import common_type
 
     found = {f"s{i}.parquet": pa.struct([("x", pa.int64())]) for i in range(7)}
     found.update({"b.csv": pa.float64(), "a.csv": pa.string()})
@@ -418,7 +424,7 @@ def test_common_type_refuses_types_no_one_column_holds_naming_the_files():
 
 def test_passthrough_types_reads_every_table_file(tmp_path):
     from sparkscore.listing import list_input
-    from sparkscore.readers import passthrough_types
+    from sparkscore.passthrough import passthrough_types
 
     (tmp_path / "f1.csv").write_text("id,a\n1,0.5\n2,0.5\n")
     (tmp_path / "f2.csv").write_text("id,a\nx7,0.5\n")

@@ -15,11 +15,11 @@ import pytest
 from pyarrow import fs as pafs
 
 import sparkscore
-from sparkscore import readers
+from sparkscore import csvfiles
 from sparkscore.listing import InputFile
 from sparkscore.planner import MiniBatch
 from sparkscore.readers import csv_column_types
-from sparkscore.scoring import ScoringSpec, score_batch, score_file
+from sparkscore.scoring import FileResult, ScoringSpec, score_batch
 from sparkscore.writers import SpillBuffer
 
 LOCAL = pafs.LocalFileSystem()
@@ -65,10 +65,17 @@ def write_csv(path: Path, df: pd.DataFrame, bad_row: int | None = None) -> Path:
     return path
 
 
+def score_alone(file: InputFile, model, spec: ScoringSpec, sink: SpillBuffer) -> FileResult:
+    """One file scored as a mini-batch of its own, into `sink`."""
+    [result] = score_batch(LOCAL, MiniBatch(index=0, files=(file,)), model, spec,
+                           lambda _: sink).files
+    return result
+
+
 def score(model, path: Path, **kwargs):
     spec = spec_for(model, **kwargs)
     sink = SpillBuffer(spec.output_schema)
-    result = score_file(LOCAL, input_file(path), model, spec, sink)
+    result = score_alone(input_file(path), model, spec, sink)
     rows = pa.Table.from_batches(list(sink.batches()), schema=spec.output_schema).to_pylist()
     return result, rows
 
@@ -108,7 +115,7 @@ def test_score_file_csv_integers_stay_int64_per_signature(model, tmp_path):
     path.write_text("id,a,b\n1,2,0\n2,-3,1\n")
     spec = spec_for(model, passthrough=(("a", pa.float64()), ("b", pa.int64())))
     sink = SpillBuffer(spec.output_schema)
-    result = score_file(LOCAL, input_file(path), model, spec, sink)
+    result = score_alone(input_file(path), model, spec, sink)
     table = pa.Table.from_batches(list(sink.batches()))
     assert result.rows_scored == 2
     assert table.select(["a", "b"]).to_pydict() == {"a": [2.0, -3.0], "b": [0, 1]}
@@ -138,7 +145,7 @@ def test_score_file_fail_file_scores_nothing_after_the_bad_batch(model, tmp_path
             calls.append(len(frame))
             return original(frame, params)
 
-    score_file(LOCAL, input_file(path), Counting(), spec, sink)
+    score_alone(input_file(path), Counting(), spec, sink)
     assert calls == [3, 3]  # rows 0-5; the batch with row 7 fails the file, row 9 is not scored
     assert sink.rows == 0
 
@@ -189,7 +196,7 @@ def test_score_file_wide_parquet_decodes_only_signature_and_passthrough_columns(
     pq.write_table(wide, path)
     spec = dataclasses.replace(spec_for(model), read_columns=("a", "b", "id"))
     sink = SpillBuffer(spec.output_schema)
-    result = score_file(LOCAL, input_file(path), model, spec, sink)
+    result = score_alone(input_file(path), model, spec, sink)
     rows = pa.Table.from_batches(list(sink.batches()), schema=spec.output_schema).to_pylist()
     assert result.record()["rows_scored"] == 6
     preds = [int(v) for v in mlflow_model.predict(df)]
@@ -198,7 +205,7 @@ def test_score_file_wide_parquet_decodes_only_signature_and_passthrough_columns(
 
     nob = tmp_path / "nob.parquet"
     pq.write_table(wide.drop_columns(["b"]), nob)
-    result = score_file(LOCAL, input_file(nob), model, spec, SpillBuffer(spec.output_schema))
+    result = score_alone(input_file(nob), model, spec, SpillBuffer(spec.output_schema))
     assert [e["message"] for e in result.errors] == [
         "nob.parquet: the input is missing the column 'b', which the model signature requires "
         "(columns present: id, a, extra)."]
@@ -226,7 +233,7 @@ def test_score_file_passthrough_is_never_truncated(model, tmp_path):
 
 def test_score_file_undeclared_column_changing_type_is_a_read_error(model, tmp_path,
                                                                     monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csvfiles, "_CSV_BLOCK_BYTES", 64)
     path = tmp_path / "mixed.csv"
     path.write_text("note,a,b\n" + "".join(f"{i},0.5,1\n" for i in range(20)) + "zz,0.5,1\n")
     result, rows = score(model, path, passthrough=())
@@ -697,7 +704,7 @@ def test_score_file_ragged_rows_are_bad_rows_under_skip(model, mlflow_model, tmp
 
 def test_score_file_ragged_rows_across_many_blocks_keep_every_row_number(model, tmp_path,
                                                                          monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csvfiles, "_CSV_BLOCK_BYTES", 64)
     short = (0, 3, 4, 17, 39)
     ragged_csv(tmp_path / "long.csv", n=40, short=short, long=(20,))
     result, rows = score(model, tmp_path / "long.csv", batch_rows=7, bad_rows="skip")
@@ -710,7 +717,7 @@ def test_score_file_ragged_rows_across_many_blocks_keep_every_row_number(model, 
 
 def test_score_file_column_changing_type_after_the_first_block_counts_its_rows(
         model, tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_BLOCK_BYTES", 64)
+    monkeypatch.setattr(csvfiles, "_CSV_BLOCK_BYTES", 64)
     path = tmp_path / "mixed.csv"
     path.write_text("note,a,b\n" + "".join(f"{i},0.5,1\n" for i in range(40)) + "zz,0.5,1\n")
     result, rows = score(model, path, passthrough=(), batch_rows=1000)
@@ -735,7 +742,7 @@ def test_score_file_quoted_newlines_in_a_csv_larger_than_a_block(model, mlflow_m
     table = pa.Table.from_pandas(df, preserve_index=False).append_column(
         "note", pa.array([f"line {i}\nnext" for i in range(n)]))
     pacsv.write_csv(table.select(["id", "note", "a", "b"]), tmp_path / "notes.csv")
-    assert (tmp_path / "notes.csv").stat().st_size > readers._CSV_BLOCK_BYTES
+    assert (tmp_path / "notes.csv").stat().st_size > csvfiles._CSV_BLOCK_BYTES
     result, rows = score(model, tmp_path / "notes.csv", batch_rows=None)
     want = [int(v) for v in mlflow_model.predict(df)]
     assert [(r["row"], r["prediction"], r["id"]) for r in rows] == [
@@ -844,7 +851,7 @@ def test_score_file_passthrough_keeps_nested_types_and_writes_ints_as_text(model
 
 
 def test_skipped_csv_rows_leave_gaps_in_the_file_rows_of_every_batch():
-    from sparkscore.readers import RaggedRow
+    from sparkscore.csvfiles import RaggedRow
     from sparkscore.scoring import _Skipped
 
     rng = np.random.default_rng(7)

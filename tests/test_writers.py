@@ -12,7 +12,8 @@ import pytest
 from pyarrow import fs as pafs
 
 from sparkscore.errors import OutputError
-from sparkscore.scoring import ERROR_SCHEMA, BatchResult, FileResult
+from sparkscore.failures import ERROR_SCHEMA
+from sparkscore.scoring import BatchResult, FileResult
 from sparkscore.writers import (
     OutputLayout,
     SpillBuffer,
