@@ -394,7 +394,7 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
     passthrough = []
     if settings.passthrough_columns:
         # A column the signature types is read as that type; any other takes one type from
-        # every file (readers.common_type), or the job is refused here, naming the files.
+        # every file (passthrough.common_type), or the job is refused here, naming the files.
         in_fs, _ = resolve(the_plan.uri)
         found = passthrough_types(in_fs, the_plan.files, [
             name for name in settings.passthrough_columns if name not in column_types],
