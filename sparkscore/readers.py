@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from sparkscore.csvfiles import RaggedRow, count_csv_rows, csv_schema, read_csv
+from sparkscore.dtypes import TYPES
 from sparkscore.errors import ReadError
 from sparkscore.listing import InputFile
 from sparkscore.signature import ColSpec, DataType, Schema
@@ -32,16 +33,6 @@ __all__ = [
     "rebatch",
 ]
 
-_ARROW = {
-    DataType.boolean: pa.bool_(),
-    DataType.integer: pa.int32(),
-    DataType.long: pa.int64(),
-    DataType.float: pa.float32(),
-    DataType.double: pa.float64(),
-    DataType.string: pa.string(),
-    DataType.binary: pa.binary(),
-    DataType.datetime: pa.timestamp("ns"),
-}
 _THREADED_BYTES = 8 << 20
 # A Parquet file this small is read in one request and parsed from memory: on object storage one
 # GET instead of a footer read and a read per column chunk; on local disk 0.26 ms instead of 0.32
@@ -58,7 +49,7 @@ def csv_column_types(schema: Schema | None) -> dict[str, pa.DataType]:
     if schema is None or schema.is_tensor or not schema.has_names:
         return {}
     return {
-        s.name: _ARROW[s.type]
+        s.name: TYPES[s.type].arrow
         for s in schema.specs
         if isinstance(s, ColSpec) and isinstance(s.type, DataType) and s.name is not None
     }

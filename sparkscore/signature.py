@@ -1,14 +1,14 @@
 """Model signatures: MLflow's JSON specs parsed into frozen dataclasses, and inference params.
 
 Names and JSON shapes follow mlflow.types (DataType, ColSpec, TensorSpec, ParamSpec) so that a
-signature written by mlflow reads back unchanged. Input data is held to a signature in
+signature written by mlflow reads back unchanged. The scalar types (DataType) and what each is
+in numpy, Arrow and Spark are in sparkscore.dtypes. Input data is held to a signature in
 sparkscore.enforcement, one column's values converted in sparkscore.values.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,47 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sparkscore.errors import (
-    ParamError,
-)
+from sparkscore.dtypes import DataType
+from sparkscore.errors import ParamError
 
-
-class DataType(enum.Enum):
-    """MLflow's column data types."""
-
-    boolean = "boolean"
-    integer = "integer"
-    long = "long"
-    float = "float"
-    double = "double"
-    string = "string"
-    binary = "binary"
-    datetime = "datetime"
-
-    def to_numpy(self) -> np.dtype:
-        return np.dtype(_NUMPY[self])
-
-    @classmethod
-    def from_numpy(cls, dtype: np.dtype) -> DataType | None:
-        dtype = np.dtype(dtype)
-        if dtype.kind in "US":
-            return cls.string
-        for member, name in _NUMPY.items():
-            if np.dtype(name) == dtype:
-                return member
-        return None
-
-
-_NUMPY = {
-    DataType.boolean: "bool",
-    DataType.integer: "int32",
-    DataType.long: "int64",
-    DataType.float: "float32",
-    DataType.double: "float64",
-    DataType.string: "object",
-    DataType.binary: "object",
-    DataType.datetime: "datetime64[ns]",
-}
+__all__ = [
+    "AnyType", "ArrayType", "ColSpec", "ColumnType", "DataType", "MapType", "ObjectType",
+    "ParamSpec", "Schema", "Signature", "Spec", "TensorSpec", "enforce_params", "type_name",
+]
 
 
 @dataclass(frozen=True)
@@ -137,8 +103,11 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ParamSpec:
+    """One inference parameter; mlflow writes a scalar or an object type, and a value for any
+    other type fails when it is passed."""
+
     name: str
-    type: DataType | ObjectType
+    type: ColumnType
     default: Any = None
     shape: tuple[int, ...] | None = None
 
@@ -272,10 +241,6 @@ def _type_to_dict(t: ColumnType) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Input enforcement
-
-
-# ---------------------------------------------------------------------------------------------
 # Params
 
 _PARAM_WIDENING = {
@@ -341,7 +306,7 @@ def _param_scalar(spec: ParamSpec, value: Any) -> Any:
                              f"'{missing[0]}', got {value!r}.")
         return value  # as mlflow: checked, passed on unchanged
     kind = _python_kind(value)
-    if kind is t or kind in _PARAM_WIDENING.get(t, ()):
+    if isinstance(t, DataType) and (kind is t or kind in _PARAM_WIDENING.get(t, ())):
         return {DataType.long: int, DataType.integer: int, DataType.float: float,
                 DataType.double: float, DataType.boolean: bool, DataType.string: str,
                 DataType.binary: bytes}.get(t, lambda v: v)(value)
@@ -351,7 +316,7 @@ def _param_scalar(spec: ParamSpec, value: Any) -> Any:
         except ValueError:
             pass
     raise ParamError(
-        name=spec.name, reason=f"must be of type {t.value}, got {value!r} "
+        name=spec.name, reason=f"must be of type {type_name(t)}, got {value!r} "
         f"({type(value).__name__}), which cannot be converted safely."
     )
 
