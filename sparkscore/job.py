@@ -49,6 +49,7 @@ from sparkscore.model import ModelSpec, directory_sha256, read_spec
 from sparkscore.modelprocess import ModelProcess
 from sparkscore.passthrough import passthrough_types
 from sparkscore.planner import MiniBatch, Plan, plan
+from sparkscore.predictiontype import prediction_type
 from sparkscore.preflight import preflight
 from sparkscore.progress import Progress
 from sparkscore.readers import csv_column_types
@@ -72,7 +73,6 @@ from sparkscore.shipping import (
     ship_model,
 )
 from sparkscore.signature import enforce_params
-from sparkscore.sparktypes import arrow_type, output_type
 from sparkscore.storage import redact, redact_record, resolve
 from sparkscore.tasks import arrow_task, positions_task, run_batches
 from sparkscore.writers import (
@@ -409,7 +409,7 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         # As mlflow, predict sees only the signature's columns: no other needs decoding.
         read_columns = tuple(dict.fromkeys([*schema.names(), *(n for n, _ in passthrough)]))
     return ScoringSpec(
-        prediction_type=arrow_type(output_type(spec.signature, settings.result_type)),
+        prediction_type=prediction_type(spec.signature, settings.result_type),
         passthrough=tuple(passthrough),
         column_types=column_types,
         batch_rows=None if settings.batch_rows == "auto" else settings.batch_rows,

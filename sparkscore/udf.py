@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.functions import pandas_udf
+from pyspark.sql.pandas.functions import pandas_udf
 
 from sparkscore.enforcement import enforce
 from sparkscore.environment import ensure_environment, read_environment
@@ -22,7 +22,12 @@ from sparkscore.model import read_spec
 from sparkscore.outputs import as_pandas, to_arrow, to_pandas
 from sparkscore.shipping import ship_model
 from sparkscore.signature import enforce_params
-from sparkscore.sparktypes import arrow_type, output_type
+from sparkscore.sparktypes import prediction_types
+
+if TYPE_CHECKING:
+    from pyspark.sql._typing import UserDefinedFunctionLike
+
+__all__ = ["spark_udf"]
 
 
 def spark_udf(
@@ -61,8 +66,7 @@ def spark_udf(
     path = os.path.abspath(os.fspath(model_path))
     spec = read_spec(path)
     warn_untrusted(spec, trusted=trust_model)
-    return_type = output_type(spec.signature, result_type)
-    pa_type = arrow_type(return_type)
+    return_type, pa_type = prediction_types(spec.signature, result_type)
     checked_params = enforce_params(params, spec.signature.params if spec.signature else None)
     built = None
     if env_manager != "local":
@@ -71,12 +75,15 @@ def spark_udf(
     schema = spec.signature.inputs if spec.signature else None
     names = schema.names() if schema is not None and not schema.is_tensor else None
 
-    @pandas_udf(return_type)  # type: ignore[call-overload]
     def predict_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         model = shipped.load()
         for batch in batches:
             frame = _as_model_input(batch, names)
             yield _score(model, frame, checked_params, pa_type)
+
+    # pyspark's stubs accept only atomic, array and struct return types; a map type is valid too
+    scorer: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
+        predict_udf, return_type)
 
     def predict(*cols: str | Column) -> Column:
         if not cols:
@@ -87,7 +94,7 @@ def spark_udf(
                 )
             cols = tuple(names)
         packed = [F.col(c).alias(c) if isinstance(c, str) else c for c in cols]
-        return predict_udf(F.struct(*packed))
+        return scorer(F.struct(*packed))
 
     return predict
 

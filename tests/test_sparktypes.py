@@ -7,9 +7,17 @@ import pytest
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_type
 
+from sparkscore.dtypes import TYPES
 from sparkscore.errors import SettingsError
-from sparkscore.signature import Signature
-from sparkscore.sparktypes import arrow_type, output_type, parse_type
+from sparkscore.predictiontype import prediction_type
+from sparkscore.signature import DataType, Signature
+from sparkscore.sparktypes import (
+    arrow_type,
+    output_type,
+    parse_type,
+    prediction_types,
+    spark_type,
+)
 
 LABEL_SCORE = T.StructType(
     [T.StructField("label", T.StringType()), T.StructField("score", T.DoubleType())]
@@ -130,3 +138,66 @@ def test_parse_type_refuses_what_is_not_a_type(text: str) -> None:
 
     assert info.value.key == "result_type"
     assert info.value.value == text
+
+
+# ---------------------------------------------------------------------------------------------
+# The job's prediction Arrow type (pure core) and the UDF's Spark return type are one type
+
+SHAPES = [
+    *CASES,
+    pytest.param(outputs({"type": "long"}, {"type": "double"}), None, None, id="unnamed-colspecs"),
+    pytest.param(outputs(tensor("float64", [-1, 2], "emb"), tensor("int64", [-1], "label")),
+                 None, None, id="named-tensors"),
+    pytest.param(outputs({"type": "object", "properties": {
+        "label": {"type": "string"}, "score": {"type": "double", "required": False}}}),
+        None, None, id="colspec-object"),
+    pytest.param(outputs({"type": "map", "values": {"type": "array", "items": {"type": "long"}}}),
+                 None, None, id="colspec-map"),
+    pytest.param(outputs({"type": "any"}), None, None, id="colspec-any"),
+    *[pytest.param(outputs({"type": t.value}), None, None, id=f"colspec-{t.value}")
+      for t in DataType],
+    *[pytest.param(outputs(tensor(d, [-1, 3])), None, None, id=f"tensor-{d}")
+      for d in ("int8", "int16", "uint8", "uint16", "uint32", "float16", "datetime64[ns]")],
+]
+
+
+@pytest.mark.parametrize(("signature", "spark", "arrow"), SHAPES)
+def test_prediction_type_is_what_carries_the_udf_return_type(signature, spark, arrow) -> None:
+    job_type = prediction_type(signature)
+    udf_type, udf_arrow = prediction_types(signature)
+
+    assert udf_arrow == job_type
+    if arrow is not None:
+        assert job_type == arrow
+    assert udf_type == output_type(signature)
+    assert arrow_type(udf_type) == job_type
+    assert str(arrow_type(udf_type)) == str(job_type)  # field names too: they reach messages
+    assert spark_type(job_type) == udf_type
+
+
+@pytest.mark.parametrize("ddl", [
+    "double", "timestamp", "timestamp_ntz", "date", "decimal(10, 2)", "void", "tinyint",
+    "map<string,array<double>>", "struct<label:string,score:double>", "label string, n bigint",
+])
+def test_prediction_type_of_a_result_type_is_what_carries_its_spark_type(ddl: str) -> None:
+    job_type = prediction_type(outputs({"type": "long"}), ddl)
+
+    assert prediction_types(outputs({"type": "long"}), ddl) == (parse_type(ddl), job_type)
+    assert str(arrow_type(parse_type(ddl))) == str(job_type)
+
+
+def test_prediction_types_take_a_spark_result_type_as_it_is() -> None:
+    wanted = T.MapType(T.StringType(), T.LongType())
+
+    assert prediction_types(None, wanted) == (wanted, pa.map_(pa.string(), pa.int64()))
+
+
+@pytest.mark.parametrize(("t", "spark"), [
+    (DataType.boolean, T.BooleanType()), (DataType.integer, T.IntegerType()),
+    (DataType.long, T.LongType()), (DataType.float, T.FloatType()),
+    (DataType.double, T.DoubleType()), (DataType.string, T.StringType()),
+    (DataType.binary, T.BinaryType()), (DataType.datetime, T.TimestampType()),
+])
+def test_spark_type_of_each_signature_type(t: DataType, spark: T.DataType) -> None:
+    assert parse_type(TYPES[t].spark) == spark
+    assert output_type(outputs({"type": t.value})) == spark
