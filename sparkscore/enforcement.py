@@ -14,11 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sparkscore.dtypes import python_value
 from sparkscore.errors import MissingColumnError, SchemaEnforcementError, TensorShapeError
 from sparkscore.inputs import as_frame
 from sparkscore.nested import convert_nested
 from sparkscore.signature import ColSpec, DataType, Schema, TensorSpec
 from sparkscore.values import convert, decimal_lost
+
+__all__ = ["Conformed", "conform", "enforce"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,8 @@ def conform(
     n = len(data)
     if schema is None or not schema.specs or schema.is_tensor:
         return Conformed(data, np.zeros(n, dtype=bool))
+    pairs: list[tuple[Any, Any, ColSpec]] = []  # (source column, target column, spec)
     if schema.has_names:
-        pairs = []
         for spec in schema.specs:
             assert isinstance(spec, ColSpec) and spec.name is not None
             if spec.name not in data.columns:
@@ -56,12 +59,12 @@ def conform(
         if len(data.columns) < len(schema.specs):
             missing = schema.names()[len(data.columns)]
             raise MissingColumnError(file=file, column=missing, present=list(data.columns))
-        pairs = [(c, c, s) for c, s in zip(data.columns, schema.specs)]
+        # a schema that is not a tensor schema holds column specs only
+        pairs = [(c, c, s) for c, s in zip(data.columns, schema.specs) if isinstance(s, ColSpec)]
     bad = np.zeros(n, dtype=bool)
     first_error: dict[int, SchemaEnforcementError] = {}
     columns: dict[Any, Any] = {}
     for source, target, spec in pairs:
-        assert isinstance(spec, ColSpec)
         convert_column = convert if isinstance(spec.type, DataType) else convert_nested
         converted, col_bad, expected, reasons = convert_column(data[source], spec.type)
         columns[target] = converted
@@ -73,7 +76,7 @@ def conform(
                     file=file,
                     row=row_offset + int(i),
                     column=str(source),
-                    value=_plain(value),
+                    value=python_value(value),
                     expected=expected,
                     reason=None if reason is None else _row_reason(str(source), value, reason),
                 )
@@ -100,14 +103,7 @@ def enforce(
 
 
 def _row_reason(column: str, value: Any, reason: str) -> str:
-    return f"column '{column}' has value {_plain(value)!r}, {reason}"
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value a user would type."""
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return f"column '{column}' has value {python_value(value)!r}, {reason}"
 
 
 def _enforce_tensors(data: Any, schema: Schema, *, file: str | None) -> Any:
@@ -174,12 +170,12 @@ def _safe_tensor_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np
     try:
         cast = arr.astype(spec.dtype)
     except (TypeError, ValueError):
-        cast = None
-    ok = cast is not None
-    if ok and arr.dtype.kind in "iufb" and spec.dtype.kind in "iufb":
+        raise _unsafe_cast(arr, spec, file) from None
+    if arr.dtype.kind in "iufb" and spec.dtype.kind in "iufb":
         with np.errstate(invalid="ignore"):
-            ok = bool(np.all((cast == arr) | (np.isnan(arr) if arr.dtype.kind == "f" else False)))
-    if ok and arr.dtype == object and spec.dtype.kind in "iuf":
+            if not np.all((cast == arr) | (np.isnan(arr) if arr.dtype.kind == "f" else False)):
+                raise _unsafe_cast(arr, spec, file)
+    if arr.dtype == object and spec.dtype.kind in "iuf":
         # decimals (a Parquet decimal column) are held to the rule columns are
         lost = decimal_lost(arr.ravel(), cast.ravel())
         if lost is not None:
@@ -189,14 +185,16 @@ def _safe_tensor_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np
                 reason=f"tensor input '{name}' has value {lost!r}, which cannot be converted "
                 f"safely to {spec.dtype}.",
             )
-    if not ok:
-        raise SchemaEnforcementError(
-            file=file, row=None, column=spec.name or "the unnamed input", value=str(arr.dtype),
-            expected=str(spec.dtype),
-            reason=f"tensor input '{spec.name or 'the unnamed input'}' of dtype {arr.dtype} "
-            f"cannot be converted safely to {spec.dtype}.",
-        )
     return cast
+
+
+def _unsafe_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> SchemaEnforcementError:
+    name = spec.name or "the unnamed input"
+    return SchemaEnforcementError(
+        file=file, row=None, column=name, value=str(arr.dtype), expected=str(spec.dtype),
+        reason=f"tensor input '{name}' of dtype {arr.dtype} cannot be converted safely to "
+        f"{spec.dtype}.",
+    )
 
 
 def _check_shape(arr: np.ndarray, spec: TensorSpec, file: str | None) -> None:

@@ -6,13 +6,17 @@ both need exactly one typed value per input row, so the shaping lives here once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sparkscore.errors import PredictError
+from sparkscore.dtypes import python_value
+from sparkscore.errors import PredictError, one_line
+
+__all__ = ["as_pandas", "to_arrow", "to_pandas"]
 
 
 def to_arrow(prediction: Any, pa_type: pa.DataType, rows: int) -> pa.Array:
@@ -26,7 +30,7 @@ def to_arrow(prediction: Any, pa_type: pa.DataType, rows: int) -> pa.Array:
         raise PredictError(
             file=None, first_row=None, rows=rows,
             cause=f"its output ({_describe(prediction)}) does not fit the prediction type "
-            f"{pa_type} ({' '.join(str(e).split())}); set result_type to the type the model "
+            f"{pa_type} ({one_line(e)}); set result_type to the type the model "
             "returns.",
         ) from None
     if len(array) != rows:
@@ -67,7 +71,7 @@ def _column(prediction: Any, pa_type: pa.DataType) -> pa.Array:
             return _tensor(prediction, pa_type)
     if (isinstance(prediction, np.ndarray) and prediction.dtype == object
             or isinstance(prediction, list)):
-        return _objects([_plain(v) for v in prediction], pa_type)
+        return _objects([python_value(v) for v in prediction], pa_type)
     if _is_list(pa_type):
         return pa.array(list(prediction), type=pa_type)
     return pa.array(prediction, from_pandas=True).cast(pa_type, safe=True)
@@ -86,7 +90,7 @@ def _objects(values: list[Any], pa_type: pa.DataType) -> pa.Array:
     return array
 
 
-def _has(t: pa.DataType, test: Any) -> bool:
+def _has(t: pa.DataType, test: Callable[[pa.DataType], bool]) -> bool:
     """Whether `t` or any type nested in it passes `test`."""
     return bool(test(t)) or any(_has(t.field(i).type, test) for i in range(t.num_fields))
 
@@ -120,15 +124,8 @@ def _struct(prediction: Any, pa_type: pa.StructType) -> pa.Array:
 
 
 def _is_list(t: pa.DataType) -> bool:
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+    return bool(pa.types.is_list(t) or pa.types.is_large_list(t)
+                or pa.types.is_fixed_size_list(t))
 
 
 def _describe(prediction: Any) -> str:
