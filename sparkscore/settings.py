@@ -21,6 +21,11 @@ import yaml
 
 from sparkscore.errors import SettingsError
 
+__all__ = [
+    "SETTING_NAMES", "BadRows", "EnvManager", "LoggingLevel", "OutputAction", "OutputFormat",
+    "Settings",
+]
+
 OutputAction = Literal["append_row", "summary_only"]
 OutputFormat = Literal["parquet", "csv"]
 LoggingLevel = Literal["debug", "info", "warning", "error"]
@@ -331,13 +336,14 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         """Return plain JSON types, to record the effective settings in a run summary."""
-        return {item.name: _plain(getattr(self, item.name)) for item in fields(self)}
+        return {item.name: _json_value(getattr(self, item.name)) for item in fields(self)}
 
 
-def _plain(value: Any) -> Any:
-    """Turn tuples into lists, recursively, so json.dumps accepts the result."""
+def _json_value(value: Any) -> Any:
+    """Tuples as lists and mappings as dicts, recursively: a setting as JSON and YAML write it,
+    and as it reads back."""
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [_json_value(item) for item in value]
     if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _json_value(item) for key, item in value.items()}
     return value

@@ -31,6 +31,8 @@ import pandas as pd
 
 from sparkscore.signature import ColumnType, DataType, type_name
 
+__all__ = ["convert", "decimal_lost"]
+
 _MAX_EXACT_INT_IN_DOUBLE = 2**53
 
 
@@ -150,7 +152,8 @@ def _as_ns(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     unit, count = np.datetime_data(arr.dtype)
     if (unit, count) == ("ns", 1):
         return arr, np.zeros(len(arr), dtype=bool)
-    step = int(np.timedelta64(count, unit).astype("timedelta64[ns]").astype(np.int64))
+    tick = np.array(count, dtype=f"timedelta64[{unit}]")  # a dtype string: unit is any str
+    step = int(tick.astype("timedelta64[ns]").astype(np.int64))
     limit = np.iinfo(np.int64).max // step  # the int64 minimum itself is NaT
     ticks = arr.view(np.int64)
     out = ~np.isnat(arr) & ((ticks > limit) | (ticks < -limit))
