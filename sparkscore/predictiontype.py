@@ -59,7 +59,9 @@ def spec_type(spec: ColSpec | TensorSpec) -> pa.DataType:
     if isinstance(spec, ColSpec):
         return column_type(spec.type)
     result = _SIMPLE[tensor_spark_name(spec.dtype)]
-    for _ in spec.shape[1:]:
+    # Only a -1 is the batch: a fixed first dimension is part of each row's value (as mlflow).
+    per_row = spec.shape[1:] if spec.shape and spec.shape[0] == -1 else spec.shape
+    for _ in per_row:
         result = _list(result)
     return result
 
@@ -108,7 +110,7 @@ def _struct(fields: list[tuple[str, pa.DataType]]) -> pa.DataType:
 
 # Spark's type names (and their synonyms) as Spark carries them in Arrow.
 _SIMPLE: dict[str, pa.DataType] = {
-    "boolean": pa.bool_(), "tinyint": pa.int8(), "byte": pa.int8(),
+    "boolean": pa.bool_(), "bool": pa.bool_(), "tinyint": pa.int8(), "byte": pa.int8(),
     "smallint": pa.int16(), "short": pa.int16(), "int": pa.int32(),
     "integer": pa.int32(), "bigint": pa.int64(), "long": pa.int64(),
     "float": pa.float32(), "real": pa.float32(), "double": pa.float64(),
@@ -189,6 +191,11 @@ class _DDLParser:
                 scale = self._int()
             self._expect(")")
             return pa.decimal128(precision, scale)
+        if name in ("char", "varchar"):  # Spark reads both as string outside a table
+            self._expect("(")
+            self._int()
+            self._expect(")")
+            return pa.string()
         if name in ("array", "map", "struct"):
             self._expect("<")
             result = self._nested(name)

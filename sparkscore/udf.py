@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -29,25 +30,34 @@ if TYPE_CHECKING:
 
 __all__ = ["spark_udf"]
 
+log = logging.getLogger("sparkscore")
+
 
 def spark_udf(
     spark: SparkSession,
-    model_path: str | os.PathLike[str],
+    model_uri: str | os.PathLike[str],
     result_type: str | T.DataType | None = None,
+    *,
+    env_manager: str | None = "local",
     params: Mapping[str, Any] | None = None,
-    env_manager: str = "local",
     env_cache: str | None = None,
     trust_model: bool = False,
+    **mlflow_options: Any,
 ) -> Callable[..., Column]:
     """A Spark function that scores the model, typed by its signature.
 
+    The arguments are `mlflow.pyfunc.spark_udf`'s: `model_uri` and `result_type` by position,
+    the rest by name, so code written for mlflow runs unchanged; an mlflow option sparkscore
+    does not have (`extra_env`, `model_config`, ...) is refused by name.
+
     Call it with the input columns (`predict("age", "bmi")`, `predict(*df.columns)`), with one
     struct column (`predict(F.struct(...))`), or with nothing, when the signature names the
-    columns. Columns are matched to the signature by name, and by position when the names differ
-    but the count agrees (as mlflow does). For a model with one input tensor, one binary column
-    of encoded images (Spark's `binaryFile` `content`) or an array column is shaped image by
-    image as the batch job shapes image files; encoded images reach a model with no signature
-    as uint8, as image files do.
+    columns: then the required ones must be in the DataFrame and the optional ones it has are
+    used (those it lacks are logged as left out). Columns are matched to the signature by name,
+    and by position when the names differ but the count agrees. For a model with one input
+    tensor, one binary column of encoded images (Spark's `binaryFile` `content`) or an array
+    column is shaped image by image as the batch job shapes image files; encoded images reach a
+    model with no signature as uint8, as image files do.
 
     `env_manager` is as in `mlflow.pyfunc.spark_udf`: "local" scores in this environment;
     "virtualenv" or "uv" builds the model's own environment from its pins (cached in
@@ -60,10 +70,18 @@ def spark_udf(
     >>> predict = sparkscore.spark_udf(spark, "model_dir")          # doctest: +SKIP
     >>> df.withColumn("prediction", predict()).show()                # doctest: +SKIP
     """
+    if mlflow_options:
+        name = sorted(mlflow_options)[0]
+        raise SettingsError(
+            key=name, value=mlflow_options[name],
+            reason=f"is an option sparkscore.spark_udf does not have; its options are "
+            f"{', '.join(_OPTIONS)}",
+        )
+    env_manager = env_manager or "local"  # mlflow's None: this environment
     if env_manager not in ("local", "virtualenv", "uv"):
         raise SettingsError(key="env_manager", value=env_manager,
                             reason="must be one of local, virtualenv, uv")
-    path = os.path.abspath(os.fspath(model_path))
+    path = os.path.abspath(os.fspath(model_uri))
     spec = read_spec(path)
     warn_untrusted(spec, trusted=trust_model)
     return_type, pa_type = prediction_types(spec.signature, result_type)
@@ -74,6 +92,8 @@ def spark_udf(
     shipped = ship_model(spark, path, environment=built)
     schema = spec.signature.inputs if spec.signature else None
     names = schema.names() if schema is not None and not schema.is_tensor else None
+    named = names if schema is not None and schema.has_names else None
+    optional = [n for n in named or () if n not in set(schema.required_names())] if schema else []
 
     def predict_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         model = shipped.load()
@@ -81,22 +101,61 @@ def spark_udf(
             frame = _as_model_input(batch, names)
             yield _score(model, frame, checked_params, pa_type)
 
+    def every_column_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
+        """Called with no columns: the signature's columns that the DataFrame has."""
+        model = shipped.load()
+        for batch in batches:
+            frame = _unwrapped(batch)
+            _say_left_out([n for n in optional if n not in frame.columns])
+            frame = frame[[n for n in named or () if n in frame.columns]]
+            yield _score(model, frame.reset_index(drop=True), checked_params, pa_type)
+
     # pyspark's stubs accept only atomic, array and struct return types; a map type is valid too
     scorer: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
         predict_udf, return_type)
 
+    every_column: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
+        every_column_udf, return_type)
+
     def predict(*cols: str | Column) -> Column:
         if not cols:
-            if not names:
-                raise TypeError(
-                    "this model's signature names no input columns; pass the columns to score, "
-                    "e.g. predict('a', 'b')."
-                )
-            cols = tuple(names)
+            if not named:
+                raise TypeError(_NO_NAMES if not names else _UNNAMED.format(
+                    n=len(names), example=", ".join(repr(c) for c in "abcdefgh"[: len(names)])))
+            if optional:
+                # Which optional columns the DataFrame has is known only where it is scored.
+                return every_column(F.struct(F.col("*")))
+            cols = tuple(named)
         packed = [F.col(c).alias(c) if isinstance(c, str) else c for c in cols]
         return scorer(F.struct(*packed))
 
     return predict
+
+
+_OPTIONS = ("model_uri", "result_type", "env_manager", "params", "env_cache", "trust_model")
+_NO_NAMES = ("this model's signature names no input columns; pass the columns to score, "
+             "e.g. predict('a', 'b').")
+_UNNAMED = ("this model's signature does not name its input columns (it takes {n} unnamed "
+            "columns, by position), so predict() cannot pick them; pass the columns to score in "
+            "order, e.g. predict({example}).")
+_SAID: set[tuple[str, ...]] = set()
+
+
+def _say_left_out(missing: list[str]) -> None:
+    """Log once per worker which optional columns the DataFrame lacks, so a typo is seen."""
+    key = tuple(missing)
+    if missing and key not in _SAID:
+        _SAID.add(key)
+        log.warning("the DataFrame has no column %s, which the model's signature marks optional; "
+                    "the model is scored without %s.", ", ".join(map(repr, missing)),
+                    "it" if len(missing) == 1 else "them")
+
+
+def _unwrapped(batch: pd.DataFrame) -> pd.DataFrame:
+    """The struct of every column the UDF was called with, as a DataFrame of them."""
+    if batch.shape[1] == 1 and isinstance(batch.iloc[:, 0], pd.DataFrame):
+        return batch.iloc[:, 0]
+    return batch
 
 
 def _as_model_input(batch: pd.DataFrame, names: list[str] | None) -> pd.DataFrame:

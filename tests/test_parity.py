@@ -7,12 +7,15 @@ mlflow's `tests/pyfunc/test_pyfunc_schema_enforcement.py`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
+from model_zoo import lr_frame
 
 from sparkscore import load_model
 from sparkscore.errors import ParamError, SchemaEnforcementError
@@ -21,6 +24,9 @@ mlflow = pytest.importorskip("mlflow")
 from mlflow.models import ModelSignature  # noqa: E402
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec  # noqa: E402
 from mlflow.types.schema import Array, Map, Object, Property  # noqa: E402
+
+# The models below are pickled with their classes, so Spark's workers need not import this file.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 class _Echo(mlflow.pyfunc.PythonModel):
@@ -159,3 +165,134 @@ def test_a_datetime_param_accepts_numpy_datetime64(tmp_path: Path) -> None:
     ours = load_model(path, trust_model=True).predict(data, {"when": when})["params"]
     theirs = mlflow.pyfunc.load_model(str(path)).predict(data, {"when": when})["params"]
     assert ours["when"] == theirs["when"]
+
+
+# spark_udf: return types and calls, against mlflow.pyfunc.spark_udf on the same DataFrame.
+
+
+class _Tiles(mlflow.pyfunc.PythonModel):
+    """Row i's prediction is `shape` filled with i (one tensor) or fixed tensors by name."""
+
+    def __init__(self, shape: tuple[int, ...] | None) -> None:
+        self.shape = shape
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        n = len(model_input)
+        if self.shape is None:
+            return {"x": np.ones((n, 2), dtype=np.int64), "y": np.full((n, 2, 3), 0.5)}
+        rows = np.arange(n, dtype=np.int64).reshape((-1,) + (1,) * len(self.shape))
+        return np.ones((n, *self.shape), dtype=np.int64) * rows
+
+
+@pytest.mark.parametrize(
+    ("shape", "outputs", "spark_type"),
+    [
+        ((2,), [TensorSpec(np.dtype(np.int64), (2,))], "array<bigint>"),
+        ((2, 3), [TensorSpec(np.dtype(np.int64), (2, 3))], "array<array<bigint>>"),
+        (None, [TensorSpec(np.dtype(np.int64), (2,), "x"),
+                TensorSpec(np.dtype(np.float64), (2, 3), "y")],
+         "struct<x:array<bigint>,y:array<array<double>>>"),
+    ],
+    ids=["2", "2x3", "struct"],
+)
+def test_a_fixed_first_tensor_dimension_is_part_of_each_row(
+    spark: Any, tmp_path: Path, shape: tuple[int, ...] | None, outputs: list[TensorSpec],
+    spark_type: str,
+) -> None:
+    import sparkscore
+
+    path = tmp_path / "tiles"
+    mlflow.pyfunc.save_model(str(path), python_model=_Tiles(shape),
+                             signature=ModelSignature(inputs=NAMED, outputs=Schema(outputs)),
+                             pip_requirements=["mlflow"])
+    df = spark.createDataFrame(pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}))
+    ours = df.select(sparkscore.spark_udf(spark, path)("a", "b").alias("p"))
+    theirs = df.select(mlflow.pyfunc.spark_udf(spark, str(path))("a", "b").alias("p"))
+    assert ours.schema["p"].dataType.simpleString() == spark_type
+    assert theirs.schema["p"].dataType.simpleString() == spark_type
+    assert [r.p for r in ours.collect()] == [r.p for r in theirs.collect()]
+
+
+class _Positive(mlflow.pyfunc.PythonModel):
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        return (model_input["a"] > 0).to_numpy()
+
+
+def test_result_type_takes_mlflows_bool_alias(spark: Any, tmp_path: Path) -> None:
+    import sparkscore
+
+    path = tmp_path / "positive"
+    mlflow.pyfunc.save_model(str(path), python_model=_Positive(),
+                             signature=ModelSignature(inputs=NAMED), pip_requirements=["mlflow"])
+    df = spark.createDataFrame(pd.DataFrame({"a": [-1, 0, 3], "b": ["x", "y", "z"]}))
+    ours = df.select(sparkscore.spark_udf(spark, path, "bool")("a", "b").alias("p"))
+    theirs = df.select(mlflow.pyfunc.spark_udf(spark, str(path), "bool")("a", "b").alias("p"))
+    assert ours.schema["p"].dataType.simpleString() == "boolean"
+    assert [r.p for r in ours.collect()] == [r.p for r in theirs.collect()] == [False, False, True]
+
+
+class _Columns(mlflow.pyfunc.PythonModel):
+    """Each row's prediction names the columns the model was given."""
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        return [",".join(map(str, model_input.columns))] * len(model_input)
+
+
+def _columns_model(where: Path, inputs: Schema) -> Path:
+    path = where / "columns"
+    mlflow.pyfunc.save_model(
+        str(path), python_model=_Columns(),
+        signature=ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string")])),
+        pip_requirements=["mlflow"],
+    )
+    return path
+
+
+def test_a_call_with_no_columns_uses_the_optional_columns_the_dataframe_has(
+    spark: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sparkscore
+
+    inputs = Schema([ColSpec("long", "a"), ColSpec("string", "b", required=False)])
+    predict = sparkscore.spark_udf(spark, _columns_model(tmp_path, inputs))
+    both = spark.createDataFrame(pd.DataFrame({"z": [0], "b": ["x"], "a": [1]}))
+    only_a = spark.createDataFrame(pd.DataFrame({"a": [1, 2], "z": [0, 0]}))
+    assert [r.p for r in both.select(predict().alias("p")).collect()] == ["a,b"]
+    assert [r.p for r in only_a.select(predict().alias("p")).collect()] == ["a", "a"]
+    no_a = spark.createDataFrame(pd.DataFrame({"b": ["x"]}))
+    with pytest.raises(Exception, match="the input is missing the column 'a'"):
+        no_a.select(predict()).collect()
+
+
+def test_a_call_with_no_columns_on_an_unnamed_signature_is_refused(
+    spark: Any, tmp_path: Path
+) -> None:
+    import sparkscore
+
+    predict = sparkscore.spark_udf(spark, _columns_model(tmp_path, UNNAMED))
+    with pytest.raises(TypeError) as caught:
+        predict()
+    assert str(caught.value) == (
+        "this model's signature does not name its input columns (it takes 3 unnamed columns, "
+        "by position), so predict() cannot pick them; pass the columns to score in order, e.g. "
+        "predict('a', 'b', 'c')."
+    )
+
+
+def test_spark_udf_takes_mlflows_arguments_by_their_names(spark: Any, zoo: Any) -> None:
+    import sparkscore
+    from sparkscore.errors import SettingsError
+
+    df = spark.createDataFrame(lr_frame(6))
+    mine = sparkscore.spark_udf(spark, model_uri=str(zoo.lr_skops), result_type="double",
+                                env_manager=None, params=None)
+    theirs = mlflow.pyfunc.spark_udf(spark, model_uri=str(zoo.lr_skops), result_type="double",
+                                     env_manager=None, params=None)
+    assert [r.p for r in df.select(mine("a", "b").alias("p")).collect()] == \
+        [r.p for r in df.select(theirs("a", "b").alias("p")).collect()]
+    with pytest.raises(TypeError, match="positional"):
+        sparkscore.spark_udf(spark, str(zoo.lr_skops), "double", "local")  # type: ignore[misc]
+    with pytest.raises(SettingsError) as caught:
+        sparkscore.spark_udf(spark, str(zoo.lr_skops), extra_env={"A": "1"})
+    assert str(caught.value).startswith("extra_env")
+    assert "does not have" in str(caught.value)
