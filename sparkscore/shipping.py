@@ -21,8 +21,10 @@ import sys
 import tarfile
 import threading
 import uuid
+import weakref
 import zipfile
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyspark import SparkContext, SparkFiles
 from pyspark.sql import SparkSession
@@ -35,6 +37,7 @@ from sparkscore.modelprocess import load_isolated
 from sparkscore.scratch import owned_dir
 
 _ARCHIVE_PREFIX = "sparkscore-model-"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,27 @@ def _unpacked(archive: str, name: str) -> str:
     return target
 
 
-_SHIPPED: dict[tuple[int, str], ShippedModel] = {}
-
-
 # What a job runs on: a session, or a classic one's SparkContext alone (the job needs no SQL).
 Spark = SparkSession | SparkContext
+
+
+# What this driver process registered with each live session, by content hash. Keyed by the
+# session itself, weakly: a session that is gone takes its entries with it, so a new one (which
+# may get the old one's `id`) registers its files again instead of its executors missing them.
+_SHIPPED: weakref.WeakKeyDictionary[Spark, dict[str, ShippedModel]] = weakref.WeakKeyDictionary()
+_ENVIRONMENTS: weakref.WeakKeyDictionary[Spark, dict[str, ShippedEnvironment]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _registered(registry: weakref.WeakKeyDictionary[Spark, dict[str, _T]], spark: Spark,
+                ) -> dict[str, _T]:
+    """What was registered with `spark`'s context (its Spark Connect session: it has none)."""
+    sc = context_of(spark)
+    owner = spark if sc is None else sc
+    found = registry.get(owner)
+    if found is None:
+        found = registry[owner] = {}
+    return found
 
 
 def is_connect(spark: Spark) -> bool:
@@ -149,10 +168,10 @@ def ship_model(spark: Spark, path: str, sha256: str | None = None,
     """
     sha = sha256 or directory_sha256(path)
     sc = context_of(spark)
-    key = (id(spark if sc is None else sc), sha)
+    shipped_here = _registered(_SHIPPED, spark)
     env = ship_environment(spark, environment) if environment is not None else None
-    if key in _SHIPPED:
-        return dataclasses.replace(_SHIPPED[key], environment=env)
+    if sha in shipped_here:
+        return dataclasses.replace(shipped_here[sha], environment=env)
     name = f"{_ARCHIVE_PREFIX}{sha[:20]}.zip"
     spec = dataclasses.replace(read_spec(path), metadata=None, saved_input_example_info=None)
     archive = os.path.join(_ship_folder(), name)
@@ -164,7 +183,7 @@ def ship_model(spark: Spark, path: str, sha256: str | None = None,
     else:
         sc.addFile(archive)
     shipped = ShippedModel(archive=name, sha256=sha, spec=spec)
-    _SHIPPED[key] = shipped
+    shipped_here[sha] = shipped
     return dataclasses.replace(shipped, environment=env)
 
 
@@ -181,9 +200,6 @@ def _ship_folder() -> str:
         return _FOLDER[0]
 
 
-_ENVIRONMENTS: dict[tuple[int, str], ShippedEnvironment] = {}
-
-
 def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironment:
     """Make the environment reachable from every task, once per session and environment.
 
@@ -193,8 +209,8 @@ def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironmen
     driver and again on each executor for a 20,000-file environment that tar unpacks in seconds.
     """
     sc = context_of(spark)
-    key = (id(spark if sc is None else sc), built.key)
-    if key not in _ENVIRONMENTS:
+    shipped_here = _registered(_ENVIRONMENTS, spark)
+    if built.key not in shipped_here:
         if sc is not None and sc.master.startswith("local"):
             shipped = ShippedEnvironment(key=built.key, path=built.site_packages,
                                          python=built.python)
@@ -205,5 +221,5 @@ def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironmen
                 sc.addFile(packed(built))
             shipped = ShippedEnvironment(key=built.key, archive=built.archive_name,
                                          python=built.python)
-        _ENVIRONMENTS[key] = shipped
-    return _ENVIRONMENTS[key]
+        shipped_here[built.key] = shipped
+    return shipped_here[built.key]

@@ -13,6 +13,7 @@ from model_zoo import lr_frame
 from pyspark import SparkFiles
 
 import sparkscore
+from sparkscore import shipping
 from sparkscore.errors import ModelFormatError
 from sparkscore.shipping import ship_model
 
@@ -66,3 +67,35 @@ def test_workers_load_with_the_drivers_parse_of_mlmodel(spark, zoo, tmp_path):
     assert sparkscore.load_model(model, trust_model=True).spec.metadata["owner"] == "team-a"
     assert [(metadata, loader) for metadata, _, loader in seen] == [(None, "triple_flavor")] * 2
     assert all(path != str(model) and path.endswith(shipped.archive[:-4]) for _, path, _ in seen)
+
+
+class FakeContext:
+    """Stands for a SparkContext: records what the driver registers with it."""
+
+    master = "local[1]"
+
+    def __init__(self) -> None:
+        self.added: list[str] = []
+
+    def addFile(self, path: str) -> None:
+        self.added.append(os.path.basename(path))
+
+
+class FakeSession:
+    def __init__(self) -> None:
+        self.sparkContext = FakeContext()
+
+
+def test_a_new_context_with_a_gone_ones_id_gets_the_model_registered_again(zoo, monkeypatch):
+    # CPython gives a new object the id of one garbage-collected before it: here every context
+    # has the same id, deterministically, as a new context can after the old one is gone.
+    monkeypatch.setattr(shipping, "id", lambda obj: 7, raising=False)
+    first, second = FakeSession(), FakeSession()
+
+    shipped = ship_model(first, str(zoo.custom_flavor))
+    again = ship_model(first, str(zoo.custom_flavor))
+    ship_model(second, str(zoo.custom_flavor))
+
+    assert again == shipped
+    assert first.sparkContext.added == [shipped.archive]
+    assert second.sparkContext.added == [shipped.archive]
