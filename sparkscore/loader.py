@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import sys
-import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,6 +107,12 @@ def load_model(path: str | os.PathLike[str], *, trust_model: bool = False) -> Mo
     """
     spec = read_spec(path)
     warn_untrusted(spec, trusted=trust_model)
+    return load_parsed(spec)
+
+
+def load_parsed(spec: ModelSpec) -> Model:
+    """Load the model that `spec` (MLmodel, parsed already) describes, without a warning: for
+    a worker loading what the driver parsed and warned of."""
     return Model(spec=spec, impl=_load_impl(spec))
 
 
@@ -316,33 +321,3 @@ def _explain_load_failure(
             f"loading it failed with {detail}",
         )
     return ModelLoadError(path=spec.path, reason=f"the loader raised {detail}")
-
-
-# ---------------------------------------------------------------------------------------------
-# One model per worker process
-
-_CACHE: dict[str, Model] = {}
-_CACHE_LOCK = threading.Lock()
-LOADS: dict[str, int] = {}
-
-
-def load_cached(path: str, key: str | None = None, spec: ModelSpec | None = None) -> Model:
-    """The model at `path`, loaded at most once per process (per `key`, e.g. its sha256).
-
-    This is how workers load the model the driver shipped: the driver already warned, and,
-    given the `spec` it parsed, the worker does not parse MLmodel again.
-    """
-    key = key or os.path.realpath(path)
-    model = _CACHE.get(key)
-    if model is not None:
-        return model
-    with _CACHE_LOCK:
-        model = _CACHE.get(key)
-        if model is None:
-            if spec is None:
-                model = load_model(path, trust_model=True)
-            else:
-                model = Model(spec=spec, impl=_load_impl(spec))
-            _CACHE[key] = model
-            LOADS[key] = LOADS.get(key, 0) + 1
-    return model

@@ -18,17 +18,14 @@ pyarrow versions, which is what lets the two sides run different ones.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import io
 import json
 import os
 import pickle
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import traceback
 from collections.abc import Mapping
@@ -38,6 +35,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from sparkscore.scratch import process_dir
+
+RUNTIME_PREFIX = "sparkscore-runtime-"
 _FRAME = struct.Struct("<IQ")
 LOG_TAIL_CHARS = 2000
 
@@ -362,7 +362,7 @@ def _load_error(model_path: str, site_packages: str, error: Mapping[str, Any]) -
     return ModelLoadError(path=model_path, reason=f"{where}: {reason}")
 
 
-class _RemoteImpl:
+class RemoteImpl:
     """Stands in for the loaded model in `Model.impl`: its predict function runs in the child."""
 
     def __init__(self, process: ModelProcess, predict_fn: str) -> None:
@@ -373,49 +373,14 @@ class _RemoteImpl:
         return self.process.predict(data, params)
 
 
-_LOCK = threading.Lock()
-_PROCESSES: dict[tuple[str, str], Any] = {}
-
-
-def load_isolated(model_path: str, site_packages: str, key: str) -> Any:
-    """The model served by a child process in its environment, started once per worker process.
-
-    `key` identifies the model (its sha256) in the load count. A child that died (or was stopped
-    by a timeout) is replaced on the next call, which counts as another load.
-    """
-    from sparkscore.loader import LOADS, Model
-    from sparkscore.model import read_spec
-
-    with _LOCK:
-        model = _PROCESSES.get((key, site_packages))
-        if model is not None and model.impl.process.alive:
-            return model
-        spec = read_spec(model_path)
-        process = ModelProcess(model_path, site_packages)
-        model = Model(spec=spec, impl=_RemoteImpl(process, spec.pyfunc.predict_fn))
-        _PROCESSES[(key, site_packages)] = model
-        LOADS[key] = LOADS.get(key, 0) + 1
-    return model
-
-
-_RUNTIME: list[str] = []
-
-
 def _runtime_dir() -> str:
-    """A directory holding only a link to this sparkscore package, for the child's sys.path."""
-    if not _RUNTIME:
-        folder = tempfile.mkdtemp(prefix="sparkscore-runtime-")
-        package = os.path.dirname(os.path.abspath(__file__))
-        os.symlink(package, os.path.join(folder, "sparkscore"))
-        _RUNTIME.append(folder)
-        atexit.register(_shutdown, folder)
-    return _RUNTIME[0]
+    """A folder holding only a link to this sparkscore package, for the child's sys.path: one
+    per process, removed when it exits (sparkscore.scratch)."""
+    folder = process_dir(RUNTIME_PREFIX)
+    link = os.path.join(folder, "sparkscore")
+    if not os.path.islink(link):
+        os.symlink(os.path.dirname(os.path.abspath(__file__)), link)
+    return folder
 
 
-def _shutdown(folder: str) -> None:
-    for model in list(_PROCESSES.values()):
-        model.impl.process.close()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-__all__ = ["ModelProcess", "decode", "encode", "load_isolated", "receive", "send", "serve"]
+__all__ = ["ModelProcess", "RemoteImpl", "decode", "encode", "receive", "send", "serve"]

@@ -13,13 +13,11 @@ as long as the session runs, so it goes when the process does (see sparkscore.sc
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import uuid
 import weakref
 import zipfile
@@ -31,12 +29,13 @@ from pyspark.sql import SparkSession
 
 from sparkscore.environment import BuiltEnvironment, packed
 from sparkscore.errors import ModelEnvironmentError
-from sparkscore.loader import Model, load_cached
+from sparkscore.loader import Model
 from sparkscore.model import ModelSpec, directory_sha256, model_files, read_spec
-from sparkscore.modelprocess import load_isolated
-from sparkscore.scratch import owned_dir
+from sparkscore.scratch import process_dir
+from sparkscore.worker import WORKER
 
 _ARCHIVE_PREFIX = "sparkscore-model-"
+SHIP_PREFIX = "sparkscore-ship-"
 _T = TypeVar("_T")
 
 
@@ -84,23 +83,13 @@ class ShippedModel:
 
     def load(self) -> Model:
         """The model, loaded at most once in this worker process (in its environment's child
-        process when it has one).
-
-        It also freezes what the worker holds now (its modules, the model) out of Python's
-        cyclic garbage collector. PySpark's daemon runs a full `gc.collect()` in a reused worker
-        after every task, and the worker's next task waits for it: with pandas, pyarrow and
-        scikit-learn loaded that took about 110 ms a task, 15 ms frozen. Frozen objects are
-        still freed when their last reference goes; only a reference cycle among them would
-        stay, and these live as long as the worker."""
+        process when it has one): see sparkscore.worker."""
+        local = self.local_path()
+        spec = dataclasses.replace(self.spec, path=local) if self.spec else None
         if self.environment is not None:
-            model = load_isolated(self.local_path(), self.environment.site_packages(),
-                                  key=self.sha256)
-        else:
-            local = self.local_path()
-            spec = dataclasses.replace(self.spec, path=local) if self.spec else None
-            model = load_cached(local, key=self.sha256, spec=spec)
-        gc.freeze()
-        return model
+            return WORKER.load_isolated(local, self.environment.site_packages(),
+                                        key=self.sha256, spec=spec)
+        return WORKER.load_cached(local, key=self.sha256, spec=spec)
 
 
 def _unpacked(archive: str, name: str) -> str:
@@ -174,7 +163,7 @@ def ship_model(spark: Spark, path: str, sha256: str | None = None,
         return dataclasses.replace(shipped_here[sha], environment=env)
     name = f"{_ARCHIVE_PREFIX}{sha[:20]}.zip"
     spec = dataclasses.replace(read_spec(path), metadata=None, saved_input_example_info=None)
-    archive = os.path.join(_ship_folder(), name)
+    archive = os.path.join(process_dir(SHIP_PREFIX), name)
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         for file in model_files(path):
             z.write(file.path, file.name)
@@ -185,19 +174,6 @@ def ship_model(spark: Spark, path: str, sha256: str | None = None,
     shipped = ShippedModel(archive=name, sha256=sha, spec=spec)
     shipped_here[sha] = shipped
     return dataclasses.replace(shipped, environment=env)
-
-
-_FOLDER: list[str] = []
-_FOLDER_LOCK = threading.Lock()
-SHIP_PREFIX = "sparkscore-ship-"
-
-
-def _ship_folder() -> str:
-    """This process's folder of model archives, made on first need."""
-    with _FOLDER_LOCK:
-        if not _FOLDER:
-            _FOLDER.append(owned_dir(SHIP_PREFIX))
-        return _FOLDER[0]
 
 
 def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironment:
