@@ -6,11 +6,14 @@ metadata (to plan, type the output and write the run record) without unpickling 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
 import stat
 import threading
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +70,6 @@ class ModelSpec:
     utc_time_created: str | None = None
     artifact_path: str | None = None
     metadata: Mapping[str, Any] | None = None
-    saved_input_example_info: Mapping[str, Any] | None = None
 
     @property
     def flavor(self) -> str:
@@ -250,7 +252,6 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
         utc_time_created=_str_or_none(doc.get("utc_time_created")),
         artifact_path=_str_or_none(doc.get("artifact_path")),
         metadata=doc.get("metadata"),
-        saved_input_example_info=doc.get("saved_input_example_info"),
     )
 
 
@@ -380,16 +381,30 @@ def _check_link(link: str, target: str, root: str, shown: str,
         )
 
 
-def directory_sha256(path: str | os.PathLike[str]) -> str:
-    """A content hash of a model directory, stable across machines and copies."""
+def directory_sha256(path: str | os.PathLike[str], *, into: zipfile.ZipFile | None = None) -> str:
+    """A content hash of a model directory, stable across machines and copies.
+
+    With `into`, each file is also written to that zip as it is read (as `ZipFile.write` would
+    write it): shipping hashes and zips a model directory in one pass.
+    """
     digest = hashlib.sha256()
     for file in model_files(path):
         digest.update(file.name.encode() + b"\0")
-        with open(file.path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(open(file.path, "rb"))
+            copy = stack.enter_context(into.open(_zip_entry(into, file), "w")) if into else None
+            for chunk in iter(functools.partial(source.read, 1 << 20), b""):
                 digest.update(chunk)
+                if copy is not None:
+                    copy.write(chunk)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def _zip_entry(into: zipfile.ZipFile, file: ModelFile) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo.from_file(file.path, file.name)
+    info.compress_type = into.compression
+    return info
 
 
 def _str_or_none(value: Any) -> str | None:

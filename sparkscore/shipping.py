@@ -30,7 +30,7 @@ from pyspark.sql import SparkSession
 from sparkscore.environment import BuiltEnvironment, packed
 from sparkscore.errors import ModelEnvironmentError
 from sparkscore.loader import Model
-from sparkscore.model import ModelSpec, directory_sha256, model_files, read_spec
+from sparkscore.model import ModelSpec, directory_sha256, read_spec
 from sparkscore.scratch import process_dir
 from sparkscore.worker import WORKER
 
@@ -68,8 +68,8 @@ class ShippedEnvironment:
 class ShippedModel:
     """What a task needs to find the model that the driver shipped: picklable and small.
 
-    `spec` is the driver's parse of MLmodel without its free-form `metadata` and input example
-    (which loading never uses, and which can be megabytes): workers need not parse it again.
+    `spec` is the driver's parse of MLmodel without its free-form `metadata` (which loading
+    never uses, and which can be megabytes): workers need not parse it again.
     """
 
     archive: str
@@ -149,31 +149,39 @@ def context_of(spark: Spark) -> SparkContext | None:
 
 
 def ship_model(spark: Spark, path: str, sha256: str | None = None,
-               environment: BuiltEnvironment | None = None) -> ShippedModel:
+               environment: BuiltEnvironment | None = None, *,
+               spec: ModelSpec | None = None) -> ShippedModel:
     """Zip the model directory and register it with Spark, once per session and model content.
 
     Classic sessions use `SparkContext.addFile`; Spark Connect sessions `addArtifacts(file=True)`,
-    which tasks find the same way, through `SparkFiles`.
+    which tasks find the same way, through `SparkFiles`. `sha256` (the directory's hash) and
+    `spec` (its MLmodel, parsed) are what the caller already has: neither is computed again.
     """
-    sha = sha256 or directory_sha256(path)
-    sc = context_of(spark)
     shipped_here = _registered(_SHIPPED, spark)
     env = ship_environment(spark, environment) if environment is not None else None
-    if sha in shipped_here:
-        return dataclasses.replace(shipped_here[sha], environment=env)
-    name = f"{_ARCHIVE_PREFIX}{sha[:20]}.zip"
-    spec = dataclasses.replace(read_spec(path), metadata=None, saved_input_example_info=None)
-    archive = os.path.join(process_dir(SHIP_PREFIX), name)
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
-        for file in model_files(path):
-            z.write(file.path, file.name)
-    if sc is None:
-        spark.addArtifacts(archive, file=True)  # type: ignore[union-attr]
-    else:
-        sc.addFile(archive)
-    shipped = ShippedModel(archive=name, sha256=sha, spec=spec)
-    shipped_here[sha] = shipped
-    return dataclasses.replace(shipped, environment=env)
+    if sha256 is None or sha256 not in shipped_here:
+        spec = dataclasses.replace(spec or read_spec(path), metadata=None)
+        folder = process_dir(SHIP_PREFIX)
+        partial = os.path.join(folder, f"{uuid.uuid4().hex}.partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+            sha256 = directory_sha256(path, into=z)  # one pass over the files makes both
+        if sha256 in shipped_here:
+            os.remove(partial)
+        else:
+            name = f"{_ARCHIVE_PREFIX}{sha256[:20]}.zip"
+            os.replace(partial, os.path.join(folder, name))
+            _register(spark, os.path.join(folder, name))
+            shipped_here[sha256] = ShippedModel(archive=name, sha256=sha256, spec=spec)
+    return dataclasses.replace(shipped_here[sha256], environment=env)
+
+
+def _register(spark: Spark, file: str) -> None:
+    """Make `file` reachable through SparkFiles in every task of `spark`."""
+    sc = context_of(spark)
+    if sc is not None:
+        sc.addFile(file)
+    elif not isinstance(spark, SparkContext):
+        spark.addArtifacts(file, file=True)  # Spark Connect: no SparkContext
 
 
 def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironment:
@@ -187,14 +195,11 @@ def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironmen
     sc = context_of(spark)
     shipped_here = _registered(_ENVIRONMENTS, spark)
     if built.key not in shipped_here:
-        if sc is not None and sc.master.startswith("local"):
+        if sc is not None and (sc.master or "").startswith("local"):
             shipped = ShippedEnvironment(key=built.key, path=built.site_packages,
                                          python=built.python)
         else:
-            if sc is None:
-                spark.addArtifacts(packed(built), file=True)  # type: ignore[union-attr]
-            else:
-                sc.addFile(packed(built))
+            _register(spark, packed(built))
             shipped = ShippedEnvironment(key=built.key, archive=built.archive_name,
                                          python=built.python)
         shipped_here[built.key] = shipped

@@ -15,7 +15,9 @@ from pyspark import SparkFiles
 import sparkscore
 from sparkscore import shipping
 from sparkscore.errors import ModelFormatError
-from sparkscore.shipping import ship_model
+from sparkscore.model import directory_sha256, model_files
+from sparkscore.scratch import process_dir
+from sparkscore.shipping import SHIP_PREFIX, ship_model
 
 
 def test_a_link_out_of_the_model_is_refused_before_anything_ships(spark, zoo, tmp_path):
@@ -99,3 +101,14 @@ def test_a_new_context_with_a_gone_ones_id_gets_the_model_registered_again(zoo, 
     assert again == shipped
     assert first.sparkContext.added == [shipped.archive]
     assert second.sparkContext.added == [shipped.archive]
+
+
+def test_the_archive_holds_what_the_directory_hash_covers(zoo):
+    session = FakeSession()
+
+    shipped = ship_model(session, str(zoo.custom_flavor))
+
+    assert shipped.sha256 == directory_sha256(zoo.custom_flavor)
+    assert session.sparkContext.added == [shipped.archive]
+    with zipfile.ZipFile(os.path.join(process_dir(SHIP_PREFIX), shipped.archive)) as z:
+        assert z.namelist() == [f.name for f in model_files(zoo.custom_flavor)]
