@@ -36,6 +36,8 @@ from sparkscore.planner import MiniBatch
 from sparkscore.scoring import BatchResult, FileResult, ScoringSpec, Sink, failed_file, score_batch
 from sparkscore.writers import spill_buffers
 
+__all__ = ["score_isolated"]
+
 # A child that fails with a Python exception (not a crash) exits with this status after writing
 # the exception to its folder.
 _RAISED = 70

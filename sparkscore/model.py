@@ -21,8 +21,13 @@ from typing import Any
 
 import yaml
 
-from sparkscore.errors import ModelFormatError
-from sparkscore.signature import Signature
+from sparkscore.errors import ModelFormatError, one_line
+from sparkscore.signature import Signature, enforce_params
+
+__all__ = [
+    "MLMODEL", "ModelFile", "ModelSpec", "PyFuncFlavor", "SklearnFlavor", "directory_sha256",
+    "is_inside", "model_files", "read_spec",
+]
 
 MLMODEL = "MLmodel"
 PYFUNC = "python_function"
@@ -92,6 +97,10 @@ class ModelSpec:
         elif isinstance(env, Mapping):
             names.extend(str(v) for v in env.values())
         return {n: self.file(n) for n in dict.fromkeys(names) if os.path.isfile(self.file(n))}
+
+    def params(self, values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """Params checked against the signature, defaults filled: once per job, not per batch."""
+        return enforce_params(values, self.signature.params if self.signature else None)
 
     def record(self) -> dict[str, Any]:
         """The model's identity for a run record."""
@@ -181,7 +190,7 @@ def _read_yaml(mlmodel: str) -> Any:
             return yaml.safe_load(f)
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ModelFormatError(
-            path=mlmodel, field=None, reason=f"is not valid YAML ({_one_line(e)})."
+            path=mlmodel, field=None, reason=f"is not valid YAML ({one_line(e)})."
         ) from None
 
 
@@ -234,7 +243,7 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
     if isinstance(sk, dict) and sk.get("pickled_model"):
         trusted = sk.get("skops_trusted_types")
         sklearn = SklearnFlavor(
-            pickled_model=checker(f"flavors.{SKLEARN}.pickled_model", sk["pickled_model"]),
+            pickled_model=checker.path(f"flavors.{SKLEARN}.pickled_model", sk["pickled_model"]),
             serialization_format=str(sk.get("serialization_format") or "pickle"),
             sklearn_version=_str_or_none(sk.get("sklearn_version")),
             skops_trusted_types=tuple(map(str, trusted)) if trusted else None,
@@ -262,8 +271,11 @@ class _PathChecker:
         self.root, self.mlmodel = root, mlmodel
 
     def __call__(self, field_name: str, value: Any) -> str | None:
-        if value is None:
-            return None
+        """`value`, checked; None when MLmodel leaves the field out."""
+        return None if value is None else self.path(field_name, value)
+
+    def path(self, field_name: str, value: Any) -> str:
+        """`value`, a path that must be there, checked."""
         if not isinstance(value, str):
             raise ModelFormatError(
                 path=self.mlmodel, field=field_name, reason=f"must be a relative path string, "
@@ -409,7 +421,3 @@ def _zip_entry(into: zipfile.ZipFile, file: ModelFile) -> zipfile.ZipInfo:
 
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())

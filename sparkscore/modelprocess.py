@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -36,6 +36,8 @@ import pandas as pd
 import pyarrow as pa
 
 from sparkscore.scratch import process_dir
+
+__all__ = ["ModelProcess", "RemoteImpl", "decode", "encode", "receive", "send", "serve"]
 
 RUNTIME_PREFIX = "sparkscore-runtime-"
 _FRAME = struct.Struct("<IQ")
@@ -139,7 +141,7 @@ def _plain(value: Any) -> Any:
 # Framing
 
 
-def send(stream: IO[bytes], header: Mapping[str, Any], tables: list[pa.Table] = ()) -> None:
+def send(stream: IO[bytes], header: Mapping[str, Any], tables: Sequence[pa.Table] = ()) -> None:
     parts = []
     for table in tables:
         sink = io.BytesIO()
@@ -202,7 +204,9 @@ def serve(model_path: str) -> int:
     except BaseException as e:  # reported to the parent, which raises it as a load error
         send(out, {"ok": False, "error": _error(e)})
         return 1
-    send(out, {"ok": True, "python": ".".join(map(str, sys.version_info[:3])),
+    from sparkscore.errors import python_version
+
+    send(out, {"ok": True, "python": python_version(),
                "pid": os.getpid(), "packages": _versions()})
     while True:
         message = receive(inp)
@@ -269,6 +273,8 @@ class ModelProcess:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
             )
+        assert self._proc.stdin is not None and self._proc.stdout is not None  # both PIPE
+        self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
         ready = self._receive()
         if not ready[0]["ok"]:
             self.close()
@@ -286,7 +292,7 @@ class ModelProcess:
         payload = base64.b64encode(pickle.dumps(_plain(params), protocol=4)).decode()
         with self._lock:
             try:
-                send(self._proc.stdin, {"data": header, "params": payload}, tables)
+                send(self._stdin, {"data": header, "params": payload}, tables)
                 reply, result = self._receive()
             except BaseException:
                 # Interrupted (a timeout) or broken mid-request: the pipe's state is unknown.
@@ -302,7 +308,7 @@ class ModelProcess:
         from sparkscore.errors import ModelProcessError
 
         try:
-            message = receive(self._proc.stdout)
+            message = receive(self._stdout)
         except (OSError, ValueError, pa.ArrowException):
             message = None
         if message is None:
@@ -324,7 +330,7 @@ class ModelProcess:
         """Close its stdin (it exits by itself); kill it if it does not, or if asked to."""
         if kill and self._proc.poll() is None:
             self._proc.kill()
-        for stream in (self._proc.stdin, self._proc.stdout):
+        for stream in (self._stdin, self._stdout):
             try:
                 stream.close()
             except (OSError, ValueError):
@@ -381,6 +387,3 @@ def _runtime_dir() -> str:
     if not os.path.islink(link):
         os.symlink(os.path.dirname(os.path.abspath(__file__)), link)
     return folder
-
-
-__all__ = ["ModelProcess", "RemoteImpl", "decode", "encode", "receive", "send", "serve"]

@@ -15,6 +15,8 @@ import shutil
 import tempfile
 import threading
 
+__all__ = ["LOCK", "owned_dir", "process_dir", "remove_owned", "sweep"]
+
 LOCK = ".sparkscore-owner.lock"
 
 _OWNED: dict[str, int] = {}  # folder -> the descriptor holding its lock
@@ -71,7 +73,7 @@ def sweep(prefix: str, root: str | None = None) -> list[str]:
     be in use.
     """
     root = root or tempfile.gettempdir()
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(root))
     except OSError:

@@ -16,7 +16,6 @@ import dataclasses
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import uuid
 import weakref
@@ -28,11 +27,16 @@ from pyspark import SparkContext, SparkFiles
 from pyspark.sql import SparkSession
 
 from sparkscore.environment import BuiltEnvironment, packed
-from sparkscore.errors import ModelEnvironmentError
+from sparkscore.errors import ModelEnvironmentError, python_version
 from sparkscore.loader import Model
 from sparkscore.model import ModelSpec, directory_sha256, read_spec
 from sparkscore.scratch import process_dir
 from sparkscore.worker import WORKER
+
+__all__ = [
+    "SHIP_PREFIX", "ShippedEnvironment", "ShippedModel", "Spark", "context_of", "is_connect",
+    "ship_environment", "ship_model",
+]
 
 _ARCHIVE_PREFIX = "sparkscore-model-"
 SHIP_PREFIX = "sparkscore-ship-"
@@ -50,7 +54,7 @@ class ShippedEnvironment:
     python: str = ""  # what it was built for: an executor with another Python cannot use it
 
     def site_packages(self) -> str:
-        here = ".".join(map(str, sys.version_info[:3]))
+        here = python_version()
         if self.python.split(".")[:2] != here.split(".")[:2]:
             raise ModelEnvironmentError(
                 path=self.archive or self.path or self.key,

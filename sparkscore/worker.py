@@ -26,6 +26,8 @@ from sparkscore.loader import Model, load_model, load_parsed
 from sparkscore.model import ModelSpec, read_spec
 from sparkscore.modelprocess import ModelProcess, RemoteImpl
 
+__all__ = ["WORKER", "WorkerState"]
+
 
 class WorkerState:
     """The models this process loaded, in it or in their environment's process, and the count
@@ -89,5 +91,3 @@ class WorkerState:
 
 
 WORKER = WorkerState()
-
-__all__ = ["WORKER", "WorkerState"]
