@@ -24,6 +24,8 @@ from typing import Any
 
 from pyspark import SparkConf, SparkContext
 
+__all__ = ["configure", "main", "preload", "preload_modules", "warm_up"]
+
 log = logging.getLogger("sparkscore")
 
 PRELOAD_ENV = "SPARKSCORE_PRELOAD"

@@ -36,7 +36,12 @@ from typing import Any
 
 import yaml
 
-from sparkscore.errors import EnvironmentBuildError, ModelEnvironmentError, PythonVersionError
+from sparkscore.errors import (
+    EnvironmentBuildError,
+    ModelEnvironmentError,
+    PythonVersionError,
+    python_version,
+)
 from sparkscore.model import ModelSpec
 from sparkscore.requirements import (
     RequirementLine,
@@ -44,6 +49,11 @@ from sparkscore.requirements import (
     parse_requirement,
     requirement_lines,
 )
+
+__all__ = [
+    "BuiltEnvironment", "EnvironmentSpec", "check_python", "culprit", "default_cache_dir",
+    "ensure_environment", "packed", "read_environment",
+]
 
 log = logging.getLogger("sparkscore")
 
@@ -81,7 +91,7 @@ class EnvironmentSpec:
         """The cache key: everything that decides what gets installed, and for which Python."""
         identity = {
             "format": CACHE_FORMAT,
-            "python": _minor(self.python) or _minor(job_python()),
+            "python": _minor(self.python) or _minor(python_version()),
             "platform": sysconfig.get_platform(),
             "abi": sys.implementation.cache_tag,
             "requirements": list(self.requirements),
@@ -92,10 +102,6 @@ class EnvironmentSpec:
 
     def install_lines(self) -> list[str]:
         return [*self.requirements, *self.runtime]
-
-
-def job_python() -> str:
-    return ".".join(map(str, sys.version_info[:3]))
 
 
 def _minor(version: str | None) -> str | None:
@@ -204,9 +210,9 @@ def _runtime_packages(spec: ModelSpec, requirements: list[str]) -> tuple[str, ..
 
 def check_python(env: EnvironmentSpec) -> None:
     """Packages are installed for the job's Python; refuse a model saved with another minor."""
-    if env.python and _minor(env.python) != _minor(job_python()):
+    if env.python and _minor(env.python) != _minor(python_version()):
         raise PythonVersionError(path=env.model_path, model_python=env.python,
-                                 job_python=job_python(), source=env.source)
+                                 job_python=python_version(), source=env.source)
 
 
 @dataclass(frozen=True)
@@ -335,7 +341,7 @@ def _build(env: EnvironmentSpec, tool: _Tool, cache: str, root: str) -> None:
         os.rename(site, installed)
         shutil.rmtree(venv)
         record = {
-            "key": env.key, "python": job_python(), "model_python": env.python,
+            "key": env.key, "python": python_version(), "model_python": env.python,
             "source": env.source, "requirements": list(env.requirements),
             "constraints": list(env.constraints), "runtime": list(env.runtime),
             "tool": tool.name, "packages": _distributions(installed),

@@ -31,10 +31,12 @@ from pyarrow import fs as pafs
 from sparkscore.errors import BatchTimeoutError, WorkerDiedError
 from sparkscore.listing import InputFile
 from sparkscore.loader import Model
-from sparkscore.modelprocess import ModelProcess
+from sparkscore.modelprocess import RemoteImpl
 from sparkscore.planner import MiniBatch
 from sparkscore.scoring import BatchResult, FileResult, ScoringSpec, Sink, failed_file, score_batch
 from sparkscore.writers import spill_buffers
+
+__all__ = ["score_isolated"]
 
 # A child that fails with a Python exception (not a crash) exits with this status after writing
 # the exception to its folder.
@@ -109,9 +111,8 @@ def _forget_process(model: Model) -> None:
     """A model served by its environment's process (env_manager: virtualenv) shared that
     process's pipes with the child that died: what is left in them is unknown, so the process
     is stopped, and `load` starts a fresh one."""
-    process = getattr(model.impl, "process", None)
-    if isinstance(process, ModelProcess):
-        process.close(kill=True)
+    if isinstance(model.impl, RemoteImpl):
+        model.impl.process.close(kill=True)
 
 
 def _in_child(fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: ScoringSpec,

@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import sys
-import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from sparkscore.errors import (
     ModelFormatError,
     ModelLoadError,
     UntrustedTypeError,
+    one_line,
 )
 from sparkscore.model import ModelSpec, is_inside, read_spec
 from sparkscore.requirements import (
@@ -34,7 +34,12 @@ from sparkscore.requirements import (
     installed_version,
     read_pins,
 )
-from sparkscore.signature import Schema, enforce_params
+from sparkscore.signature import Schema
+
+__all__ = [
+    "Model", "SKLEARN_LOADER", "defined_by_model", "load_model", "load_parsed", "runs_model_code",
+    "warn_untrusted",
+]
 
 SKLEARN_LOADER = "mlflow.sklearn"
 SKLEARN_PREDICT_FNS = ("predict", "predict_proba", "predict_log_proba",
@@ -68,8 +73,7 @@ class Model:
 
     def params(self, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """Params checked against the signature, defaults filled; once per job, not per batch."""
-        specs = self.spec.signature.params if self.spec.signature else None
-        return enforce_params(params, specs)
+        return self.spec.params(params)
 
     def predict_conformed(self, data: Any, params: dict[str, Any] | None) -> Any:
         """Predict on data that already satisfies the signature."""
@@ -108,6 +112,12 @@ def load_model(path: str | os.PathLike[str], *, trust_model: bool = False) -> Mo
     """
     spec = read_spec(path)
     warn_untrusted(spec, trusted=trust_model)
+    return load_parsed(spec)
+
+
+def load_parsed(spec: ModelSpec) -> Model:
+    """Load the model that `spec` (MLmodel, parsed already) describes, without a warning: for
+    a worker loading what the driver parsed and warned of."""
     return Model(spec=spec, impl=_load_impl(spec))
 
 
@@ -244,7 +254,7 @@ def _load_module(spec: ModelSpec) -> Any:
     try:
         module = importlib.import_module(conf.loader_module)
     except ModuleNotFoundError as e:
-        raise _missing_module(spec, e, loader=True) from None
+        raise _missing_module(spec, e) from None
     load = getattr(module, "_load_pyfunc", None) or getattr(module, "load_pyfunc", None)
     if load is None:
         raise ModelLoadError(
@@ -270,7 +280,7 @@ def _add_to_path(code_dir: str) -> None:
         sys.path.insert(0, code_dir)
 
 
-def _missing_module(spec: ModelSpec, e: ModuleNotFoundError, *, loader: bool) -> ModelLoadError:
+def _missing_module(spec: ModelSpec, e: ModuleNotFoundError) -> ModelLoadError:
     module = e.name or str(e)
     dist = distribution_of(module)
     advice = None
@@ -297,8 +307,8 @@ def _explain_load_failure(
 ) -> ModelLoadError:
     """Name the package behind a failed unpickle instead of surfacing pickle's internals."""
     if isinstance(e, ModuleNotFoundError):
-        return _missing_module(spec, e, loader=False)
-    detail = " ".join(f"{type(e).__name__}: {e}".split())
+        return _missing_module(spec, e)
+    detail = f"{type(e).__name__}: {one_line(e)}"
     saved = spec.sklearn.sklearn_version if spec.sklearn else None
     installed = installed_version("scikit-learn")
     version_warned = any(type(w.message).__name__ == "InconsistentVersionWarning" for w in caught)
@@ -316,33 +326,3 @@ def _explain_load_failure(
             f"loading it failed with {detail}",
         )
     return ModelLoadError(path=spec.path, reason=f"the loader raised {detail}")
-
-
-# ---------------------------------------------------------------------------------------------
-# One model per worker process
-
-_CACHE: dict[str, Model] = {}
-_CACHE_LOCK = threading.Lock()
-LOADS: dict[str, int] = {}
-
-
-def load_cached(path: str, key: str | None = None, spec: ModelSpec | None = None) -> Model:
-    """The model at `path`, loaded at most once per process (per `key`, e.g. its sha256).
-
-    This is how workers load the model the driver shipped: the driver already warned, and,
-    given the `spec` it parsed, the worker does not parse MLmodel again.
-    """
-    key = key or os.path.realpath(path)
-    model = _CACHE.get(key)
-    if model is not None:
-        return model
-    with _CACHE_LOCK:
-        model = _CACHE.get(key)
-        if model is None:
-            if spec is None:
-                model = load_model(path, trust_model=True)
-            else:
-                model = Model(spec=spec, impl=_load_impl(spec))
-            _CACHE[key] = model
-            LOADS[key] = LOADS.get(key, 0) + 1
-    return model

@@ -6,11 +6,14 @@ metadata (to plan, type the output and write the run record) without unpickling 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
 import stat
 import threading
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +21,13 @@ from typing import Any
 
 import yaml
 
-from sparkscore.errors import ModelFormatError
-from sparkscore.signature import Signature
+from sparkscore.errors import ModelFormatError, one_line
+from sparkscore.signature import Signature, enforce_params
+
+__all__ = [
+    "MLMODEL", "ModelFile", "ModelSpec", "PyFuncFlavor", "SklearnFlavor", "directory_sha256",
+    "is_inside", "model_files", "read_spec",
+]
 
 MLMODEL = "MLmodel"
 PYFUNC = "python_function"
@@ -67,7 +75,6 @@ class ModelSpec:
     utc_time_created: str | None = None
     artifact_path: str | None = None
     metadata: Mapping[str, Any] | None = None
-    saved_input_example_info: Mapping[str, Any] | None = None
 
     @property
     def flavor(self) -> str:
@@ -90,6 +97,10 @@ class ModelSpec:
         elif isinstance(env, Mapping):
             names.extend(str(v) for v in env.values())
         return {n: self.file(n) for n in dict.fromkeys(names) if os.path.isfile(self.file(n))}
+
+    def params(self, values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """Params checked against the signature, defaults filled: once per job, not per batch."""
+        return enforce_params(values, self.signature.params if self.signature else None)
 
     def record(self) -> dict[str, Any]:
         """The model's identity for a run record."""
@@ -179,7 +190,7 @@ def _read_yaml(mlmodel: str) -> Any:
             return yaml.safe_load(f)
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ModelFormatError(
-            path=mlmodel, field=None, reason=f"is not valid YAML ({_one_line(e)})."
+            path=mlmodel, field=None, reason=f"is not valid YAML ({one_line(e)})."
         ) from None
 
 
@@ -232,7 +243,7 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
     if isinstance(sk, dict) and sk.get("pickled_model"):
         trusted = sk.get("skops_trusted_types")
         sklearn = SklearnFlavor(
-            pickled_model=checker(f"flavors.{SKLEARN}.pickled_model", sk["pickled_model"]),
+            pickled_model=checker.path(f"flavors.{SKLEARN}.pickled_model", sk["pickled_model"]),
             serialization_format=str(sk.get("serialization_format") or "pickle"),
             sklearn_version=_str_or_none(sk.get("sklearn_version")),
             skops_trusted_types=tuple(map(str, trusted)) if trusted else None,
@@ -250,7 +261,6 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
         utc_time_created=_str_or_none(doc.get("utc_time_created")),
         artifact_path=_str_or_none(doc.get("artifact_path")),
         metadata=doc.get("metadata"),
-        saved_input_example_info=doc.get("saved_input_example_info"),
     )
 
 
@@ -261,8 +271,11 @@ class _PathChecker:
         self.root, self.mlmodel = root, mlmodel
 
     def __call__(self, field_name: str, value: Any) -> str | None:
-        if value is None:
-            return None
+        """`value`, checked; None when MLmodel leaves the field out."""
+        return None if value is None else self.path(field_name, value)
+
+    def path(self, field_name: str, value: Any) -> str:
+        """`value`, a path that must be there, checked."""
         if not isinstance(value, str):
             raise ModelFormatError(
                 path=self.mlmodel, field=field_name, reason=f"must be a relative path string, "
@@ -380,21 +393,31 @@ def _check_link(link: str, target: str, root: str, shown: str,
         )
 
 
-def directory_sha256(path: str | os.PathLike[str]) -> str:
-    """A content hash of a model directory, stable across machines and copies."""
+def directory_sha256(path: str | os.PathLike[str], *, into: zipfile.ZipFile | None = None) -> str:
+    """A content hash of a model directory, stable across machines and copies.
+
+    With `into`, each file is also written to that zip as it is read (as `ZipFile.write` would
+    write it): shipping hashes and zips a model directory in one pass.
+    """
     digest = hashlib.sha256()
     for file in model_files(path):
         digest.update(file.name.encode() + b"\0")
-        with open(file.path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(open(file.path, "rb"))
+            copy = stack.enter_context(into.open(_zip_entry(into, file), "w")) if into else None
+            for chunk in iter(functools.partial(source.read, 1 << 20), b""):
                 digest.update(chunk)
+                if copy is not None:
+                    copy.write(chunk)
         digest.update(b"\0")
     return digest.hexdigest()
 
 
+def _zip_entry(into: zipfile.ZipFile, file: ModelFile) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo.from_file(file.path, file.name)
+    info.compress_type = into.compression
+    return info
+
+
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())

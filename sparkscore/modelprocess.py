@@ -18,26 +18,28 @@ pyarrow versions, which is what lets the two sides run different ones.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import io
 import json
 import os
 import pickle
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from sparkscore.scratch import process_dir
+
+__all__ = ["ModelProcess", "RemoteImpl", "decode", "encode", "receive", "send", "serve"]
+
+RUNTIME_PREFIX = "sparkscore-runtime-"
 _FRAME = struct.Struct("<IQ")
 LOG_TAIL_CHARS = 2000
 
@@ -139,7 +141,7 @@ def _plain(value: Any) -> Any:
 # Framing
 
 
-def send(stream: IO[bytes], header: Mapping[str, Any], tables: list[pa.Table] = ()) -> None:
+def send(stream: IO[bytes], header: Mapping[str, Any], tables: Sequence[pa.Table] = ()) -> None:
     parts = []
     for table in tables:
         sink = io.BytesIO()
@@ -202,7 +204,9 @@ def serve(model_path: str) -> int:
     except BaseException as e:  # reported to the parent, which raises it as a load error
         send(out, {"ok": False, "error": _error(e)})
         return 1
-    send(out, {"ok": True, "python": ".".join(map(str, sys.version_info[:3])),
+    from sparkscore.errors import python_version
+
+    send(out, {"ok": True, "python": python_version(),
                "pid": os.getpid(), "packages": _versions()})
     while True:
         message = receive(inp)
@@ -269,6 +273,8 @@ class ModelProcess:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
             )
+        assert self._proc.stdin is not None and self._proc.stdout is not None  # both PIPE
+        self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
         ready = self._receive()
         if not ready[0]["ok"]:
             self.close()
@@ -286,7 +292,7 @@ class ModelProcess:
         payload = base64.b64encode(pickle.dumps(_plain(params), protocol=4)).decode()
         with self._lock:
             try:
-                send(self._proc.stdin, {"data": header, "params": payload}, tables)
+                send(self._stdin, {"data": header, "params": payload}, tables)
                 reply, result = self._receive()
             except BaseException:
                 # Interrupted (a timeout) or broken mid-request: the pipe's state is unknown.
@@ -302,7 +308,7 @@ class ModelProcess:
         from sparkscore.errors import ModelProcessError
 
         try:
-            message = receive(self._proc.stdout)
+            message = receive(self._stdout)
         except (OSError, ValueError, pa.ArrowException):
             message = None
         if message is None:
@@ -324,7 +330,7 @@ class ModelProcess:
         """Close its stdin (it exits by itself); kill it if it does not, or if asked to."""
         if kill and self._proc.poll() is None:
             self._proc.kill()
-        for stream in (self._proc.stdin, self._proc.stdout):
+        for stream in (self._stdin, self._stdout):
             try:
                 stream.close()
             except (OSError, ValueError):
@@ -362,7 +368,7 @@ def _load_error(model_path: str, site_packages: str, error: Mapping[str, Any]) -
     return ModelLoadError(path=model_path, reason=f"{where}: {reason}")
 
 
-class _RemoteImpl:
+class RemoteImpl:
     """Stands in for the loaded model in `Model.impl`: its predict function runs in the child."""
 
     def __init__(self, process: ModelProcess, predict_fn: str) -> None:
@@ -373,49 +379,11 @@ class _RemoteImpl:
         return self.process.predict(data, params)
 
 
-_LOCK = threading.Lock()
-_PROCESSES: dict[tuple[str, str], Any] = {}
-
-
-def load_isolated(model_path: str, site_packages: str, key: str) -> Any:
-    """The model served by a child process in its environment, started once per worker process.
-
-    `key` identifies the model (its sha256) in the load count. A child that died (or was stopped
-    by a timeout) is replaced on the next call, which counts as another load.
-    """
-    from sparkscore.loader import LOADS, Model
-    from sparkscore.model import read_spec
-
-    with _LOCK:
-        model = _PROCESSES.get((key, site_packages))
-        if model is not None and model.impl.process.alive:
-            return model
-        spec = read_spec(model_path)
-        process = ModelProcess(model_path, site_packages)
-        model = Model(spec=spec, impl=_RemoteImpl(process, spec.pyfunc.predict_fn))
-        _PROCESSES[(key, site_packages)] = model
-        LOADS[key] = LOADS.get(key, 0) + 1
-    return model
-
-
-_RUNTIME: list[str] = []
-
-
 def _runtime_dir() -> str:
-    """A directory holding only a link to this sparkscore package, for the child's sys.path."""
-    if not _RUNTIME:
-        folder = tempfile.mkdtemp(prefix="sparkscore-runtime-")
-        package = os.path.dirname(os.path.abspath(__file__))
-        os.symlink(package, os.path.join(folder, "sparkscore"))
-        _RUNTIME.append(folder)
-        atexit.register(_shutdown, folder)
-    return _RUNTIME[0]
-
-
-def _shutdown(folder: str) -> None:
-    for model in list(_PROCESSES.values()):
-        model.impl.process.close()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-__all__ = ["ModelProcess", "decode", "encode", "load_isolated", "receive", "send", "serve"]
+    """A folder holding only a link to this sparkscore package, for the child's sys.path: one
+    per process, removed when it exits (sparkscore.scratch)."""
+    folder = process_dir(RUNTIME_PREFIX)
+    link = os.path.join(folder, "sparkscore")
+    if not os.path.islink(link):
+        os.symlink(os.path.dirname(os.path.abspath(__file__)), link)
+    return folder

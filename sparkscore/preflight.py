@@ -20,6 +20,7 @@ from sparkscore.errors import (
     PassthroughConflictError,
     ReadError,
     SchemaEnforcementError,
+    one_line,
 )
 from sparkscore.images import ImageInput, read_bytes
 from sparkscore.listing import InputFile
@@ -31,6 +32,8 @@ from sparkscore.registry import local_model_dir
 from sparkscore.settings import Settings
 from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec
 from sparkscore.storage import resolve
+
+__all__ = ["FileCheck", "check_file", "check_files", "check_image", "preflight", "render"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def check_file(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> F
     except ReadError as e:
         return FileCheck(file, problems=(e.reason.rstrip("."),))
     except (pa.ArrowException, OSError) as e:
-        return FileCheck(file, problems=(f"cannot be read: {' '.join(str(e).split())}",))
+        return FileCheck(file, problems=(f"cannot be read: {one_line(e)}",))
     if schema is not None and schema.is_tensor and len(schema.specs) == 1:
         spec = schema.specs[0]
         assert isinstance(spec, TensorSpec)
@@ -105,7 +108,7 @@ def check_image(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> 
 
 
 def _is_text(actual: pa.DataType) -> bool:
-    return pa.types.is_string(actual) or pa.types.is_large_string(actual)
+    return bool(pa.types.is_string(actual) or pa.types.is_large_string(actual))  # pyarrow: untyped
 
 
 def _fits(actual: pa.DataType, declared: DataType) -> str:

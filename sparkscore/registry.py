@@ -18,9 +18,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs
 
-from sparkscore.errors import MissingDependencyError, ModelFormatError
+from sparkscore.errors import MissingDependencyError, ModelFormatError, one_line
 from sparkscore.scratch import owned_dir
 from sparkscore.storage import resolve
+
+__all__ = ["ResolvedModel", "is_model_uri", "local_model_dir", "resolve_model_uri"]
 
 _SCHEMES = ("runs:/", "models:/")
 COPY_PREFIX = "sparkscore-model-"
@@ -74,7 +76,7 @@ def resolve_model_uri(uri: str) -> ResolvedModel:
         raise ModelFormatError(
             path=uri, field=None,
             reason=f"cannot be resolved through mlflow (tracking URI "
-            f"{mlflow.get_tracking_uri()}): {' '.join(str(e).split())}",
+            f"{mlflow.get_tracking_uri()}): {one_line(e)}",
         ) from None
     if run_id is None and uri.startswith("runs:/"):
         run_id = uri[len("runs:/"):].split("/", 1)[0]

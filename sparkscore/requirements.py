@@ -20,6 +20,11 @@ import yaml
 from sparkscore.errors import ModelFormatError
 from sparkscore.model import ModelSpec, is_inside
 
+__all__ = [
+    "Mismatch", "Pin", "RequirementLine", "describe_pins", "distribution_of", "installed_version",
+    "mismatches", "normalize", "parse_requirement", "pins_for", "read_pins", "requirement_lines",
+]
+
 # Import names whose distribution on PyPI has another name.
 _DISTRIBUTION_OF_MODULE = {
     "sklearn": "scikit-learn",

@@ -15,6 +15,8 @@ import shutil
 import tempfile
 import threading
 
+__all__ = ["LOCK", "owned_dir", "process_dir", "remove_owned", "sweep"]
+
 LOCK = ".sparkscore-owner.lock"
 
 _OWNED: dict[str, int] = {}  # folder -> the descriptor holding its lock
@@ -40,11 +42,24 @@ def owned_dir(prefix: str) -> str:
     return folder
 
 
+_SHARED: dict[str, str] = {}  # prefix -> this process's one folder of that prefix
+_SHARED_LOCK = threading.Lock()
+
+
+def process_dir(prefix: str) -> str:
+    """This process's one folder named `prefix*`, made by `owned_dir` on first need."""
+    with _SHARED_LOCK:
+        if prefix not in _SHARED:
+            _SHARED[prefix] = owned_dir(prefix)
+        return _SHARED[prefix]
+
+
 def remove_owned() -> None:
     """Remove every folder this process owns (at exit; callers may run it earlier)."""
     with _LOCK:
         owned = list(_OWNED.items())
         _OWNED.clear()
+        _SHARED.clear()
     for folder, fd in owned:
         shutil.rmtree(folder, ignore_errors=True)
         os.close(fd)
@@ -58,7 +73,7 @@ def sweep(prefix: str, root: str | None = None) -> list[str]:
     be in use.
     """
     root = root or tempfile.gettempdir()
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(os.scandir(root))
     except OSError:

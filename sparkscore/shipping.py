@@ -13,28 +13,34 @@ as long as the session runs, so it goes when the process does (see sparkscore.sc
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
-import threading
 import uuid
+import weakref
 import zipfile
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyspark import SparkContext, SparkFiles
 from pyspark.sql import SparkSession
 
 from sparkscore.environment import BuiltEnvironment, packed
-from sparkscore.errors import ModelEnvironmentError
-from sparkscore.loader import Model, load_cached
-from sparkscore.model import ModelSpec, directory_sha256, model_files, read_spec
-from sparkscore.modelprocess import load_isolated
-from sparkscore.scratch import owned_dir
+from sparkscore.errors import ModelEnvironmentError, python_version
+from sparkscore.loader import Model
+from sparkscore.model import ModelSpec, directory_sha256, read_spec
+from sparkscore.scratch import process_dir
+from sparkscore.worker import WORKER
+
+__all__ = [
+    "SHIP_PREFIX", "ShippedEnvironment", "ShippedModel", "Spark", "context_of", "is_connect",
+    "ship_environment", "ship_model",
+]
 
 _ARCHIVE_PREFIX = "sparkscore-model-"
+SHIP_PREFIX = "sparkscore-ship-"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class ShippedEnvironment:
     python: str = ""  # what it was built for: an executor with another Python cannot use it
 
     def site_packages(self) -> str:
-        here = ".".join(map(str, sys.version_info[:3]))
+        here = python_version()
         if self.python.split(".")[:2] != here.split(".")[:2]:
             raise ModelEnvironmentError(
                 path=self.archive or self.path or self.key,
@@ -66,8 +72,8 @@ class ShippedEnvironment:
 class ShippedModel:
     """What a task needs to find the model that the driver shipped: picklable and small.
 
-    `spec` is the driver's parse of MLmodel without its free-form `metadata` and input example
-    (which loading never uses, and which can be megabytes): workers need not parse it again.
+    `spec` is the driver's parse of MLmodel without its free-form `metadata` (which loading
+    never uses, and which can be megabytes): workers need not parse it again.
     """
 
     archive: str
@@ -81,23 +87,13 @@ class ShippedModel:
 
     def load(self) -> Model:
         """The model, loaded at most once in this worker process (in its environment's child
-        process when it has one).
-
-        It also freezes what the worker holds now (its modules, the model) out of Python's
-        cyclic garbage collector. PySpark's daemon runs a full `gc.collect()` in a reused worker
-        after every task, and the worker's next task waits for it: with pandas, pyarrow and
-        scikit-learn loaded that took about 110 ms a task, 15 ms frozen. Frozen objects are
-        still freed when their last reference goes; only a reference cycle among them would
-        stay, and these live as long as the worker."""
+        process when it has one): see sparkscore.worker."""
+        local = self.local_path()
+        spec = dataclasses.replace(self.spec, path=local) if self.spec else None
         if self.environment is not None:
-            model = load_isolated(self.local_path(), self.environment.site_packages(),
-                                  key=self.sha256)
-        else:
-            local = self.local_path()
-            spec = dataclasses.replace(self.spec, path=local) if self.spec else None
-            model = load_cached(local, key=self.sha256, spec=spec)
-        gc.freeze()
-        return model
+            return WORKER.load_isolated(local, self.environment.site_packages(),
+                                        key=self.sha256, spec=spec)
+        return WORKER.load_cached(local, key=self.sha256, spec=spec)
 
 
 def _unpacked(archive: str, name: str) -> str:
@@ -121,11 +117,27 @@ def _unpacked(archive: str, name: str) -> str:
     return target
 
 
-_SHIPPED: dict[tuple[int, str], ShippedModel] = {}
-
-
 # What a job runs on: a session, or a classic one's SparkContext alone (the job needs no SQL).
 Spark = SparkSession | SparkContext
+
+
+# What this driver process registered with each live session, by content hash. Keyed by the
+# session itself, weakly: a session that is gone takes its entries with it, so a new one (which
+# may get the old one's `id`) registers its files again instead of its executors missing them.
+_SHIPPED: weakref.WeakKeyDictionary[Spark, dict[str, ShippedModel]] = weakref.WeakKeyDictionary()
+_ENVIRONMENTS: weakref.WeakKeyDictionary[Spark, dict[str, ShippedEnvironment]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _registered(registry: weakref.WeakKeyDictionary[Spark, dict[str, _T]], spark: Spark,
+                ) -> dict[str, _T]:
+    """What was registered with `spark`'s context (its Spark Connect session: it has none)."""
+    sc = context_of(spark)
+    owner = spark if sc is None else sc
+    found = registry.get(owner)
+    if found is None:
+        found = registry[owner] = {}
+    return found
 
 
 def is_connect(spark: Spark) -> bool:
@@ -141,47 +153,39 @@ def context_of(spark: Spark) -> SparkContext | None:
 
 
 def ship_model(spark: Spark, path: str, sha256: str | None = None,
-               environment: BuiltEnvironment | None = None) -> ShippedModel:
+               environment: BuiltEnvironment | None = None, *,
+               spec: ModelSpec | None = None) -> ShippedModel:
     """Zip the model directory and register it with Spark, once per session and model content.
 
     Classic sessions use `SparkContext.addFile`; Spark Connect sessions `addArtifacts(file=True)`,
-    which tasks find the same way, through `SparkFiles`.
+    which tasks find the same way, through `SparkFiles`. `sha256` (the directory's hash) and
+    `spec` (its MLmodel, parsed) are what the caller already has: neither is computed again.
     """
-    sha = sha256 or directory_sha256(path)
-    sc = context_of(spark)
-    key = (id(spark if sc is None else sc), sha)
+    shipped_here = _registered(_SHIPPED, spark)
     env = ship_environment(spark, environment) if environment is not None else None
-    if key in _SHIPPED:
-        return dataclasses.replace(_SHIPPED[key], environment=env)
-    name = f"{_ARCHIVE_PREFIX}{sha[:20]}.zip"
-    spec = dataclasses.replace(read_spec(path), metadata=None, saved_input_example_info=None)
-    archive = os.path.join(_ship_folder(), name)
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
-        for file in model_files(path):
-            z.write(file.path, file.name)
-    if sc is None:
-        spark.addArtifacts(archive, file=True)  # type: ignore[union-attr]
-    else:
-        sc.addFile(archive)
-    shipped = ShippedModel(archive=name, sha256=sha, spec=spec)
-    _SHIPPED[key] = shipped
-    return dataclasses.replace(shipped, environment=env)
+    if sha256 is None or sha256 not in shipped_here:
+        spec = dataclasses.replace(spec or read_spec(path), metadata=None)
+        folder = process_dir(SHIP_PREFIX)
+        partial = os.path.join(folder, f"{uuid.uuid4().hex}.partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+            sha256 = directory_sha256(path, into=z)  # one pass over the files makes both
+        if sha256 in shipped_here:
+            os.remove(partial)
+        else:
+            name = f"{_ARCHIVE_PREFIX}{sha256[:20]}.zip"
+            os.replace(partial, os.path.join(folder, name))
+            _register(spark, os.path.join(folder, name))
+            shipped_here[sha256] = ShippedModel(archive=name, sha256=sha256, spec=spec)
+    return dataclasses.replace(shipped_here[sha256], environment=env)
 
 
-_FOLDER: list[str] = []
-_FOLDER_LOCK = threading.Lock()
-SHIP_PREFIX = "sparkscore-ship-"
-
-
-def _ship_folder() -> str:
-    """This process's folder of model archives, made on first need."""
-    with _FOLDER_LOCK:
-        if not _FOLDER:
-            _FOLDER.append(owned_dir(SHIP_PREFIX))
-        return _FOLDER[0]
-
-
-_ENVIRONMENTS: dict[tuple[int, str], ShippedEnvironment] = {}
+def _register(spark: Spark, file: str) -> None:
+    """Make `file` reachable through SparkFiles in every task of `spark`."""
+    sc = context_of(spark)
+    if sc is not None:
+        sc.addFile(file)
+    elif not isinstance(spark, SparkContext):
+        spark.addArtifacts(file, file=True)  # Spark Connect: no SparkContext
 
 
 def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironment:
@@ -193,17 +197,14 @@ def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironmen
     driver and again on each executor for a 20,000-file environment that tar unpacks in seconds.
     """
     sc = context_of(spark)
-    key = (id(spark if sc is None else sc), built.key)
-    if key not in _ENVIRONMENTS:
-        if sc is not None and sc.master.startswith("local"):
+    shipped_here = _registered(_ENVIRONMENTS, spark)
+    if built.key not in shipped_here:
+        if sc is not None and (sc.master or "").startswith("local"):
             shipped = ShippedEnvironment(key=built.key, path=built.site_packages,
                                          python=built.python)
         else:
-            if sc is None:
-                spark.addArtifacts(packed(built), file=True)  # type: ignore[union-attr]
-            else:
-                sc.addFile(packed(built))
+            _register(spark, packed(built))
             shipped = ShippedEnvironment(key=built.key, archive=built.archive_name,
                                          python=built.python)
-        _ENVIRONMENTS[key] = shipped
-    return _ENVIRONMENTS[key]
+        shipped_here[built.key] = shipped
+    return shipped_here[built.key]

@@ -20,7 +20,6 @@ from sparkscore.errors import (
     BatchTimeoutError,
 )
 from sparkscore.isolation import score_isolated
-from sparkscore.loader import LOADS
 from sparkscore.planner import MiniBatch
 from sparkscore.progress import Counters
 from sparkscore.scoring import ScoringSpec, score_batch
@@ -28,6 +27,7 @@ from sparkscore.shipping import (
     ShippedModel,
 )
 from sparkscore.storage import resolve
+from sparkscore.worker import WORKER
 from sparkscore.writers import (
     OutputLayout,
     commit_batch,
@@ -72,7 +72,7 @@ def run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spe
         manifest = commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
             "attempt": context.attemptNumber() if context else 0,
             "worker": f"{os.uname().nodename}:{os.getpid()}",
-            "model_loads": LOADS.get(shipped.sha256, 0),
+            "model_loads": WORKER.loads.get(shipped.sha256, 0),
             "isolated": batch.index in isolated,
         })
         if counters is not None:

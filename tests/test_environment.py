@@ -41,9 +41,10 @@ from sparkscore.errors import (
 )
 from sparkscore.job import prepare
 from sparkscore.model import read_spec
-from sparkscore.modelprocess import ModelProcess, decode, encode, load_isolated
+from sparkscore.modelprocess import ModelProcess, decode, encode
 from sparkscore.requirements import requirement_lines
 from sparkscore.settings import Settings
+from sparkscore.worker import WORKER
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
@@ -423,7 +424,7 @@ def test_a_model_that_cannot_load_in_its_environment_is_a_load_error(tmp_path):
 
 def test_a_dead_process_is_reported_then_replaced_on_the_next_load(tmp_path):
     model = chaos_model(tmp_path, die_on=13.0, marker=str(tmp_path / "died"))
-    first = load_isolated(str(model), JOB_SITE, key="dead-process-test")
+    first = WORKER.load_isolated(str(model), JOB_SITE, key="dead-process-test")
 
     with pytest.raises(ModelProcessError) as e:
         first.predict_conformed(pd.DataFrame({"a": [13.0], "b": [1]}), None)
@@ -431,11 +432,11 @@ def test_a_dead_process_is_reported_then_replaced_on_the_next_load(tmp_path):
     assert e.value.returncode == 1
     assert str(e.value).startswith(f"The process scoring the model at {model} in its own "
                                    "environment exited with status 1")
-    again = load_isolated(str(model), JOB_SITE, key="dead-process-test")
+    again = WORKER.load_isolated(str(model), JOB_SITE, key="dead-process-test")
     assert again is not first
     np.testing.assert_array_equal(
         again.predict_conformed(pd.DataFrame({"a": [13.0], "b": [1]}), None), [27.0])
-    assert sparkscore.loader.LOADS["dead-process-test"] == 2
+    assert WORKER.loads["dead-process-test"] == 2
 
 
 # ---------------------------------------------------------------------------------------------

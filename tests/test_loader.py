@@ -195,7 +195,9 @@ def test_loader_never_imports_mlflow_for_sklearn_and_names_the_extra_when_needed
 
 
 def test_loader_caches_one_model_per_process(zoo):
-    from sparkscore.loader import LOADS, load_cached
+    from sparkscore.worker import WORKER
+
+    LOADS, load_cached = WORKER.loads, WORKER.load_cached
 
     key = "cache-test-key"
     first = load_cached(str(zoo.lr_skops), key=key)
@@ -214,8 +216,9 @@ def untrusted_warnings(caplog) -> list[str]:
 
 
 def test_loading_a_pickled_model_warns_once_that_it_runs_code(zoo, tmp_path, caplog):
-    from sparkscore.loader import load_cached
+    from sparkscore.worker import WORKER
 
+    load_cached = WORKER.load_cached
     model = tmp_path / "pickled"
     shutil.copytree(zoo.lr_pickle, model)
 

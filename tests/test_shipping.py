@@ -13,8 +13,11 @@ from model_zoo import lr_frame
 from pyspark import SparkFiles
 
 import sparkscore
+from sparkscore import shipping
 from sparkscore.errors import ModelFormatError
-from sparkscore.shipping import ship_model
+from sparkscore.model import directory_sha256, model_files
+from sparkscore.scratch import process_dir
+from sparkscore.shipping import SHIP_PREFIX, ship_model
 
 
 def test_a_link_out_of_the_model_is_refused_before_anything_ships(spark, zoo, tmp_path):
@@ -66,3 +69,46 @@ def test_workers_load_with_the_drivers_parse_of_mlmodel(spark, zoo, tmp_path):
     assert sparkscore.load_model(model, trust_model=True).spec.metadata["owner"] == "team-a"
     assert [(metadata, loader) for metadata, _, loader in seen] == [(None, "triple_flavor")] * 2
     assert all(path != str(model) and path.endswith(shipped.archive[:-4]) for _, path, _ in seen)
+
+
+class FakeContext:
+    """Stands for a SparkContext: records what the driver registers with it."""
+
+    master = "local[1]"
+
+    def __init__(self) -> None:
+        self.added: list[str] = []
+
+    def addFile(self, path: str) -> None:
+        self.added.append(os.path.basename(path))
+
+
+class FakeSession:
+    def __init__(self) -> None:
+        self.sparkContext = FakeContext()
+
+
+def test_a_new_context_with_a_gone_ones_id_gets_the_model_registered_again(zoo, monkeypatch):
+    # CPython gives a new object the id of one garbage-collected before it: here every context
+    # has the same id, deterministically, as a new context can after the old one is gone.
+    monkeypatch.setattr(shipping, "id", lambda obj: 7, raising=False)
+    first, second = FakeSession(), FakeSession()
+
+    shipped = ship_model(first, str(zoo.custom_flavor))
+    again = ship_model(first, str(zoo.custom_flavor))
+    ship_model(second, str(zoo.custom_flavor))
+
+    assert again == shipped
+    assert first.sparkContext.added == [shipped.archive]
+    assert second.sparkContext.added == [shipped.archive]
+
+
+def test_the_archive_holds_what_the_directory_hash_covers(zoo):
+    session = FakeSession()
+
+    shipped = ship_model(session, str(zoo.custom_flavor))
+
+    assert shipped.sha256 == directory_sha256(zoo.custom_flavor)
+    assert session.sparkContext.added == [shipped.archive]
+    with zipfile.ZipFile(os.path.join(process_dir(SHIP_PREFIX), shipped.archive)) as z:
+        assert z.namelist() == [f.name for f in model_files(zoo.custom_flavor)]
