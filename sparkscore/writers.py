@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,9 +28,37 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from sparkscore.errors import OutputError
+from sparkscore.errors import OutputError, one_line
+from sparkscore.manifest import FileRecord, Manifest, TaskRun
 from sparkscore.scoring import ERROR_SCHEMA, BatchResult, Sink
 from sparkscore.storage import resolve
+
+__all__ = [
+    "ROW_GROUP_BYTES",
+    "ROW_GROUP_ROWS",
+    "SPILL_BYTES",
+    "OutputLayout",
+    "SpillBuffer",
+    "abandoned_staging",
+    "commit_batch",
+    "committed_manifests",
+    "fail_split_files",
+    "is_empty",
+    "parquet_writer",
+    "prepare_output",
+    "read_json",
+    "read_manifests",
+    "remove_dir",
+    "replace_dir",
+    "spill_buffers",
+    "staging",
+    "sweep_temporary",
+    "unwritable",
+    "write_csv",
+    "write_json",
+    "write_manifest",
+    "write_part",
+]
 
 SPILL_BYTES = 64 << 20
 
@@ -180,8 +208,7 @@ def write_part(
 
 def unwritable(path: str, e: OSError) -> OutputError:
     """A write that failed (a full disk, a missing permission), naming the file it was for."""
-    detail = " ".join(str(e).split())
-    return OutputError(path=path, reason=f"cannot be written ({detail}). Check the space and "
+    return OutputError(path=path, reason=f"cannot be written ({one_line(e)}). Check the space and "
                        "permissions there, or choose another output.")
 
 
@@ -259,8 +286,8 @@ def commit_batch(
     result: BatchResult,
     buffers: list[SpillBuffer],
     schema: pa.Schema,
-    extra: dict[str, Any],
-) -> dict[str, Any]:
+    task: TaskRun,
+) -> Manifest:
     """Write a mini-batch's predictions and errors, then its manifest, which commits it."""
     kept = [b for f, b in zip(result.files, buffers) if not f.failed]
     rows = write_part(fs, layout.part(layout.predictions, result.index), schema,
@@ -271,54 +298,49 @@ def commit_batch(
     error_batches = iter(
         [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else [])
     write_part(fs, layout.part(layout.errors, result.index), ERROR_SCHEMA, error_batches)
-    manifest = {
-        "batch": result.index,
-        "files": [f.record() for f in result.files],
-        "prediction_rows": rows,
-        "error_records": len(errors),
-        **extra,
-    }
-    write_json(fs, layout.manifest(result.index), manifest, indent=None)
+    manifest = Manifest(batch=result.index, files=tuple(FileRecord.of(f) for f in result.files),
+                        prediction_rows=rows, error_records=len(errors), task=task)
+    write_manifest(fs, layout, manifest)
     return manifest
 
 
 def fail_split_files(
-    fs: pafs.FileSystem, layout: OutputLayout, manifests: list[dict[str, Any]], bad_rows: str
-) -> list[dict[str, Any]]:
+    fs: pafs.FileSystem, layout: OutputLayout, manifests: Sequence[Manifest], bad_rows: str
+) -> list[Manifest]:
     """A file split over several mini-batches fails as a whole when one of its slices failed.
 
     Under `bad_rows: fail_file` the other slices' rows leave predictions/ and count as failed;
     the manifests are rewritten to say so, so a resumed run sees the same outcome.
     """
     if bad_rows != "fail_file":
-        return manifests
-    failed = {f["file_name"] for m in manifests for f in m["files"] if f["status"] == "failed"}
-    fixed = []
-    for m in manifests:
-        stale = {f["file_name"] for f in m["files"] if f["status"] == "succeeded"} & failed
-        if not stale:
-            fixed.append(m)
-            continue
-        part = layout.part(layout.predictions, m["batch"])
-        table = pq.read_table(part, filesystem=fs) if fs.get_file_info(part).type == \
-            pafs.FileType.File else None
-        if table is not None:
-            import pyarrow.compute as pc
+        return list(manifests)
+    failed = {f.file_name for m in manifests for f in m.files if f.failed}
+    return [_fail_slices(fs, layout, m, failed) for m in manifests]
 
-            keep = pc.invert(pc.is_in(table["file_name"], pa.array(sorted(stale))))
-            table = table.filter(keep)
-            rows = write_part(fs, part, table.schema, iter(table.to_batches()))
-        else:
-            rows = 0
-        files = [
-            {**f, "status": "failed", "rows_scored": 0, "rows_failed": f["rows_read"]}
-            if f["file_name"] in stale else f
-            for f in m["files"]
-        ]
-        m = {**m, "files": files, "prediction_rows": rows}
-        write_json(fs, layout.manifest(m["batch"]), m, indent=None)
-        fixed.append(m)
+
+def _fail_slices(fs: pafs.FileSystem, layout: OutputLayout, manifest: Manifest,
+                 failed: set[str]) -> Manifest:
+    """`manifest` with its succeeded slices of `failed` files failed, their rows removed."""
+    stale = {f.file_name for f in manifest.files if not f.failed} & failed
+    if not stale:
+        return manifest
+    part = layout.part(layout.predictions, manifest.batch)
+    rows = 0
+    if fs.get_file_info(part).type == pafs.FileType.File:
+        import pyarrow.compute as pc
+
+        table = pq.read_table(part, filesystem=fs)
+        table = table.filter(pc.invert(pc.is_in(table["file_name"], pa.array(sorted(stale)))))
+        rows = write_part(fs, part, table.schema, iter(table.to_batches()))
+    fixed = replace(manifest, prediction_rows=rows, files=tuple(
+        f.failed_whole() if f.file_name in stale else f for f in manifest.files))
+    write_manifest(fs, layout, fixed)
     return fixed
+
+
+def write_manifest(fs: pafs.FileSystem, layout: OutputLayout, manifest: Manifest) -> None:
+    """Commit a mini-batch: its manifest is written last, whole, on one line."""
+    write_json(fs, layout.manifest(manifest.batch), manifest.to_json(), indent=None)
 
 
 def write_json(fs: pafs.FileSystem, path: str, doc: Any, *, indent: int | None = 2) -> None:
@@ -342,8 +364,8 @@ def read_json(fs: pafs.FileSystem, path: str) -> Any:
         return json.loads(f.read().decode())
 
 
-def read_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, dict[str, Any]]:
-    """The committed mini-batches, by index."""
+def read_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, Any]:
+    """The committed mini-batches' manifest documents, by index, as they are on disk."""
     info = fs.get_file_info(layout.manifests)
     if info.type != pafs.FileType.Directory:
         return {}
@@ -354,6 +376,11 @@ def read_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, dict[
             doc = read_json(fs, entry.path)
             found[int(doc["batch"])] = doc
     return found
+
+
+def committed_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, Manifest]:
+    """The committed mini-batches, by index: what a resume skips and what a failed job kept."""
+    return {index: Manifest.from_json(doc) for index, doc in read_manifests(fs, layout).items()}
 
 
 def write_csv(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from sparkscore.errors import AccountingError
+from sparkscore.manifest import Manifest
 from sparkscore.summary import check_invariant, counts
 
 
-def manifest(*files: dict, batch: int = 0) -> dict:
-    return {"batch": batch, "files": list(files),
-            "prediction_rows": sum(f["rows_scored"] for f in files), "error_records": len(files)}
+def manifest(*files: dict, batch: int = 0) -> Manifest:
+    return Manifest.from_json({
+        "batch": batch, "files": list(files),
+        "prediction_rows": sum(f["rows_scored"] for f in files), "error_records": len(files)})
 
 
 GOOD = {"file_name": "good.csv", "status": "succeeded", "rows_read": 5, "rows_scored": 4,
@@ -46,3 +48,4 @@ def test_summary_check_invariant_refuses_rows_not_accounted(record, message):
         check_invariant([manifest(record)])
     assert str(info.value) == message
     assert info.value.where == message.split(":")[0]
+
