@@ -27,6 +27,16 @@ from sparkscore import summary as summaries
 from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
 from sparkscore.errors import ErrorThresholdExceeded
 from sparkscore.launch import run_tasks
+from sparkscore.layout import (
+    OutputLayout,
+    abandoned_staging,
+    is_empty,
+    prepare_output,
+    remove_dir,
+    replace_dir,
+    staging,
+    sweep_temporary,
+)
 from sparkscore.listing import check_output_apart
 from sparkscore.loader import load_model, warn_untrusted
 from sparkscore.manifest import Manifest
@@ -47,19 +57,7 @@ from sparkscore.sparktypes import arrow_type, output_type
 from sparkscore.storage import redact_record, resolve
 from sparkscore.summary import EnvironmentRecord, Probe, RunRecord
 from sparkscore.tasks import run_batches
-from sparkscore.writers import (
-    OutputLayout,
-    abandoned_staging,
-    fail_split_files,
-    is_empty,
-    prepare_output,
-    remove_dir,
-    replace_dir,
-    staging,
-    sweep_temporary,
-    write_csv,
-    write_json,
-)
+from sparkscore.writers import fail_split_files, write_csv, write_json
 
 __all__ = ["Job", "execute", "prepare", "run", "score"]
 

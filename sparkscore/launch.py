@@ -16,11 +16,12 @@ from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from sparkscore.failures import STAGE_FAILURE, failed_task, failure_line, text_of
+from sparkscore.layout import OutputLayout
 from sparkscore.manifest import Manifest
 from sparkscore.planner import MiniBatch
 from sparkscore.shipping import Spark
 from sparkscore.tasks import arrow_task, positions_task
-from sparkscore.writers import OutputLayout, committed_manifests
+from sparkscore.writers import committed_manifests
 
 __all__ = ["Task", "run_tasks"]
 

@@ -15,10 +15,11 @@ from typing import Any
 import pyarrow as pa
 
 from sparkscore.errors import ResumeError
+from sparkscore.layout import OutputLayout
 from sparkscore.manifest import Manifest
 from sparkscore.planner import Plan
 from sparkscore.settings import Settings
-from sparkscore.writers import OutputLayout, committed_manifests, read_json, write_json
+from sparkscore.writers import committed_manifests, read_json, write_json
 
 __all__ = ["RESUME_SETTINGS", "RunIdentity", "committed_batches", "previous_run"]
 

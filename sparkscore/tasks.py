@@ -19,6 +19,7 @@ from sparkscore.errors import (
     BatchTimeoutError,
 )
 from sparkscore.isolation import score_isolated
+from sparkscore.layout import OutputLayout
 from sparkscore.loader import LOADS
 from sparkscore.manifest import Manifest, TaskRun
 from sparkscore.planner import MiniBatch
@@ -28,11 +29,7 @@ from sparkscore.shipping import (
     ShippedModel,
 )
 from sparkscore.storage import resolve
-from sparkscore.writers import (
-    OutputLayout,
-    commit_batch,
-    spill_buffers,
-)
+from sparkscore.writers import commit_batch, spill_buffers
 
 __all__ = ["alarm", "arrow_task", "positions_task", "run_batches"]
 

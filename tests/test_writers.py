@@ -12,14 +12,12 @@ import pytest
 from pyarrow import fs as pafs
 
 from sparkscore.errors import OutputError
+from sparkscore.layout import OutputLayout, is_empty, prepare_output
 from sparkscore.manifest import TaskRun
 from sparkscore.scoring import ERROR_SCHEMA, BatchResult, FileResult
 from sparkscore.writers import (
-    OutputLayout,
     SpillBuffer,
     commit_batch,
-    is_empty,
-    prepare_output,
     read_manifests,
     write_csv,
     write_json,
