@@ -55,12 +55,12 @@ def run_tasks(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], task
                 raise  # not a task that failed every attempt: the driver or Spark itself
             committed = committed_manifests(layout.filesystem(), layout)
             done += [committed[b.index] for b in pending if b.index in committed]
+            named = _failed_batch(text, pending)  # Spark numbers the tasks it was given
             pending = [b for b in pending if b.index not in committed]
             suspects = {b.index for b in pending} - isolated
             failure = failure_line(e)
             if not suspects or ": OutputError: " in failure:
                 raise  # not a file's fault: isolating its files cannot help
-            named = _failed_batch(text, pending)
             if named is not None and named in suspects and not isolated:
                 suspects = {named}
             isolated |= suspects
