@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+from pyarrow import fs as pafs
 from pyspark.sql import SparkSession
 
 from sparkscore import summary as summaries
@@ -159,7 +160,7 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings,
                environment=environment, probe=probe)
 
 
-def _output_layout(fs: Any, final: OutputLayout, settings: Settings, job_id: str,
+def _output_layout(fs: pafs.FileSystem, final: OutputLayout, settings: Settings, job_id: str,
                    abandoned: list[OutputLayout]) -> OutputLayout:
     """Where this run writes: the output itself; with overwrite, a staging folder beside it
     that replaces it once this run has succeeded (a failed run leaves the old output intact);
@@ -174,9 +175,8 @@ def _output_layout(fs: Any, final: OutputLayout, settings: Settings, job_id: str
     return final
 
 
-
-def _claim_output(fs: Any, final: OutputLayout, layout: OutputLayout, settings: Settings,
-                  abandoned: list[OutputLayout]) -> None:
+def _claim_output(fs: pafs.FileSystem, final: OutputLayout, layout: OutputLayout,
+                  settings: Settings, abandoned: list[OutputLayout]) -> None:
     """Refuse an output that is not this run's to write; else clear what interrupted overwrite
     runs left beside it (all but the one this run finishes) and make the folder it writes."""
     prepare_output(fs, final, overwrite=settings.overwrite, resume=settings.resume,
@@ -208,11 +208,11 @@ def _model_environment(model_path: str, settings: Settings) -> tuple[
              built.seconds)
     # Load the model once in its environment here: one that cannot load fails now, by name.
     started = time.perf_counter()
-    probe = ModelProcess(model_path, built.site_packages)
-    probe.close()
+    process = ModelProcess(model_path, built.site_packages)
+    process.close()
     return spec, built, Probe(seconds=time.perf_counter() - started,
-                              loaded_with=probe.info["packages"],
-                              python=probe.info["python"]), ()
+                              loaded_with=process.info["packages"],
+                              python=process.info["python"]), ()
 
 
 def execute(spark: Spark, job: Job) -> dict[str, Any]:
@@ -270,7 +270,7 @@ def _shipped(record: EnvironmentRecord, built: BuiltEnvironment,
     return replace(record, shipped="archive", archive_bytes=os.path.getsize(built.archive))
 
 
-def _account(fs: Any, job: Job, fresh: list[Manifest]) -> list[Manifest]:
+def _account(fs: pafs.FileSystem, job: Job, fresh: list[Manifest]) -> list[Manifest]:
     """Every committed mini-batch, in order, with split files failed whole where one slice
     failed; checked to account for every row read exactly once."""
     manifests = sorted([*job.committed.values(), *fresh], key=lambda m: m.batch)
@@ -280,13 +280,13 @@ def _account(fs: Any, job: Job, fresh: list[Manifest]) -> list[Manifest]:
     return manifests
 
 
-def _finish_output(fs: Any, job: Job, *, rescored: bool) -> None:
+def _finish_output(fs: pafs.FileSystem, job: Job, *, rescored: bool) -> None:
     """Consolidate CSV output, or drop the predictions of a summary_only run."""
     layout, settings = job.layout, job.settings
     if settings.output_format == "csv" and settings.output_action == "append_row":
         # A resumed run with nothing left to score keeps the CSV the earlier run consolidated:
         # that run removed the staged parts, so consolidating again would write only a header.
-        if rescored or fs.get_file_info(layout.csv).type != pa.fs.FileType.File:
+        if rescored or fs.get_file_info(layout.csv).type != pafs.FileType.File:
             write_csv(fs, layout, [b.index for b in job.plan.batches],
                       [name for name, _ in job.scoring.passthrough])
         remove_dir(fs, f"{layout.root}/_staging")
