@@ -2,7 +2,7 @@
 
 import sys
 
-from sparkscore.job import main
+from sparkscore.cli import submit
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(submit(sys.argv[1:]))

@@ -12,9 +12,12 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
 from pyspark import Accumulator, SparkContext
+
+from sparkscore.manifest import Manifest
+
+__all__ = ["Counters", "Progress"]
 
 log = logging.getLogger("sparkscore")
 
@@ -27,10 +30,10 @@ class Counters:
     rows: Accumulator[int]
     failed_files: Accumulator[int]
 
-    def add(self, manifest: dict[str, Any]) -> None:
+    def add(self, manifest: Manifest) -> None:
         self.batches.add(1)
-        self.rows.add(sum(f["rows_scored"] for f in manifest["files"]))
-        self.failed_files.add(sum(f["status"] == "failed" for f in manifest["files"]))
+        self.rows.add(sum(f.rows_scored for f in manifest.files))
+        self.failed_files.add(sum(f.failed for f in manifest.files))
 
 
 class Progress:

@@ -1,8 +1,8 @@
-"""The Spark edge of a run: starting and stopping the session, its task slots, and what a
-failed Spark job says in one line.
+"""The Spark edge of a run: starting and stopping the session, and its task slots.
 
 A classic job needs only a SparkContext; a console run starts it on a thread while the driver
-plans, and stops it (and the JVM it launched) before the last line is printed.
+plans, and stops it (and the JVM it launched) before the last line is printed. What a failed
+Spark job says is read in sparkscore.failures.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 
-from py4j.protocol import Py4JJavaError
 from pyspark import SparkConf, SparkContext
-from pyspark.errors import PySparkException
 from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
@@ -30,6 +28,16 @@ from sparkscore.shipping import (
     Spark,
     context_of,
 )
+
+__all__ = [
+    "JobSession",
+    "forward_storage_env",
+    "local_parallelism",
+    "session",
+    "submitted_master",
+    "task_slots",
+    "with_retries",
+]
 
 log = logging.getLogger("sparkscore")
 
@@ -146,9 +154,11 @@ def _end_launched_jvm() -> None:
     """End the JVM this process launched, and wait until it has. (Under spark-submit the JVM is
     this process's parent, and ends once the driver has.)"""
     gateway = SparkContext._gateway
+    if gateway is None:
+        return
     # launch_gateway's Popen, or None when it attached to a running JVM (`getattr` would ask
     # the JVM for an attribute called proc).
-    proc = gateway.__dict__.get("proc") if gateway is not None else None
+    proc = gateway.__dict__.get("proc")
     if proc is None:
         return
     with SparkContext._lock:
@@ -240,7 +250,8 @@ def _launch_jvm(conf: SparkConf) -> None:
     """
     with SparkContext._lock:
         if SparkContext._gateway is None:
-            SparkContext._gateway = launch_gateway(conf, popen_kwargs={"start_new_session": True})
+            SparkContext._gateway = launch_gateway(  # type: ignore[no-untyped-call]
+                conf, popen_kwargs={"start_new_session": True})
             SparkContext._jvm = SparkContext._gateway.jvm
 
 
@@ -250,70 +261,3 @@ def with_retries(master: str, max_retries: int) -> str:
     if m:
         return f"local[{m.group(1) or 1},{max_retries + 1}]"
     return master
-
-
-_TRACEBACK = "Traceback (most recent call last):"
-
-
-_CHAINED = ("The above exception was the direct cause of the following exception:",
-            "During handling of the above exception, another exception occurred:")
-
-
-# Spark's reason for a task it lost: `... most recent failure: Lost task 0.3 in stage 1.0
-# (TID 4) (host executor driver): org.apache.spark.SparkException: Python worker exited ...`
-_LOST_TASK = re.compile(r"most recent failure: Lost task [^\n]*?\(TID \d+\) \([^)\n]*\): ([^\n]+)")
-
-
-def failure_line(e: Exception) -> str:
-    """A failed job in one line: what a Spark task raised (found in the text of the Py4J,
-    pyspark or Spark Connect error that wraps it), else why Spark lost the task, else the error
-    itself."""
-    if not isinstance(e, (Py4JJavaError, PySparkException)):
-        return f"the job failed: {first_line(e)}"
-    try:
-        text = str(e)
-    except Exception:  # a Py4J error asks the JVM for its text, and the JVM may be gone
-        return f"the job failed: {type(e).__name__}"
-    raised = _task_exception(text)
-    if raised is None:
-        lost = _LOST_TASK.search(text)
-        raised = _short_type(lost.group(1)) if lost else None
-    if raised is not None:
-        return f"a Spark task failed: {raised}"
-    if isinstance(e, Py4JJavaError):
-        # "An error occurred while calling o42.collect.\n: java.io.IOException: ...": the second
-        # part says what happened.
-        java = text.partition("\n: ")[2].strip().splitlines()
-        if java:
-            return f"the job failed: {_short_type(java[0])}"
-    return f"the job failed: {first_line(e)}"
-
-
-def _task_exception(text: str) -> str | None:
-    """The first line of the exception a Python traceback in `text` ends with (the one raised
-    last, when it chains others), as `Type: message`."""
-    start = text.find(_TRACEBACK)
-    if start < 0:
-        return None
-    raised = None
-    for line in text[start:].splitlines()[1:]:
-        if line.startswith("\tat "):  # the JVM's own stack: the Python part is over
-            break
-        if line.strip() in _CHAINED:
-            raised = None  # the exception raised last follows, with its own traceback
-        elif raised is None and line[:1].strip() and line != _TRACEBACK:
-            raised = line  # frames are indented; the exception is not
-    return _short_type(raised) if raised else None
-
-
-def _short_type(line: str) -> str:
-    """`pyarrow.lib.ArrowInvalid: ...` as `ArrowInvalid: ...`: the class names the failure."""
-    name, sep, message = line.strip().partition(": ")
-    if re.fullmatch(r"[A-Za-z_][\w.$]*", name):
-        name = name.rsplit(".", 1)[-1]
-    return name + sep + message
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"

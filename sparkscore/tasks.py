@@ -7,10 +7,9 @@ the functions here are what the driver pickles by reference into each task.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -20,6 +19,8 @@ from sparkscore.errors import (
     BatchTimeoutError,
 )
 from sparkscore.isolation import score_isolated
+from sparkscore.layout import OutputLayout
+from sparkscore.manifest import Manifest, TaskRun
 from sparkscore.planner import MiniBatch
 from sparkscore.progress import Counters
 from sparkscore.scoring import ScoringSpec, score_batch
@@ -28,22 +29,23 @@ from sparkscore.shipping import (
 )
 from sparkscore.storage import resolve
 from sparkscore.worker import WORKER
-from sparkscore.writers import (
-    OutputLayout,
-    commit_batch,
-    spill_buffers,
-)
+from sparkscore.writers import commit_batch, spill_buffers
+
+__all__ = ["alarm", "arrow_task", "positions_task", "run_batches"]
+
+# run_batches with everything but the mini-batches bound: what one Spark task runs.
+Task = Callable[[Iterable[MiniBatch]], Iterator[Manifest]]
 
 
-def positions_task(todo: list[MiniBatch], task: Any, positions: Iterable[int]) -> Iterator[str]:
+def positions_task(todo: list[MiniBatch], task: Task, positions: Iterable[int]) -> Iterator[str]:
     """Run the mini-batches at `positions` in `todo`; yield each one's manifest as JSON."""
     for i in positions:
-        for manifest in task([(todo[i].index, todo[i])]):
-            yield json.dumps(manifest, default=str)
+        for manifest in task([todo[i]]):
+            yield manifest.dumps()
 
 
-def arrow_task(todo: list[MiniBatch], task: Any,
-                batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def arrow_task(todo: list[MiniBatch], task: Task,
+               batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """positions_task under mapInArrow (Spark Connect)."""
     for positions in batches:
         for manifest in positions_task(todo, task, positions.column(0).to_pylist()):
@@ -51,8 +53,8 @@ def arrow_task(todo: list[MiniBatch], task: Any,
 
 
 def run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spec: ScoringSpec,
-                 timeout: float | None, counters: Counters | None, isolated: frozenset[int],
-                 items: Iterator[tuple[int, MiniBatch]]) -> Iterator[dict[str, Any]]:
+                timeout: float | None, counters: Counters | None, isolated: frozenset[int],
+                batches: Iterable[MiniBatch]) -> Iterator[Manifest]:
     """What each Spark task runs over its one mini-batch (top level, so workers import it).
 
     A mini-batch in `isolated` failed every attempt before: its files are scored in forked
@@ -60,7 +62,7 @@ def run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spe
     """
     in_fs, _ = resolve(input_uri)
     out_fs = layout.filesystem()
-    for _, batch in items:
+    for batch in batches:
         model = shipped.load()
         buffers, sink_for = spill_buffers(spec.output_schema)
         with alarm(timeout, batch):
@@ -69,12 +71,13 @@ def run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spe
             else:
                 result = score_batch(in_fs, batch, model, spec, sink_for)
         context = TaskContext.get()
-        manifest = commit_batch(out_fs, layout, result, buffers, spec.output_schema, {
-            "attempt": context.attemptNumber() if context else 0,
-            "worker": f"{os.uname().nodename}:{os.getpid()}",
-            "model_loads": WORKER.loads.get(shipped.sha256, 0),
-            "isolated": batch.index in isolated,
-        })
+        task = TaskRun(
+            attempt=context.attemptNumber() if context else 0,
+            worker=f"{os.uname().nodename}:{os.getpid()}",
+            model_loads=WORKER.loads.get(shipped.sha256, 0),
+            isolated=batch.index in isolated,
+        )
+        manifest = commit_batch(out_fs, layout, result, buffers, spec.output_schema, task)
         if counters is not None:
             counters.add(manifest)
         yield manifest

@@ -1,11 +1,6 @@
-"""The output folder: part files committed whole per mini-batch, and the driver's final files.
-
-Layout of OUT/:
-  predictions/part-NNNNN.parquet  one per mini-batch with rows (Parquet output)
-  errors/part-NNNNN.parquet       one per mini-batch with error records
-  _manifest/batch-NNNNN.json      written last: a mini-batch is committed when this exists
-  _summary.json                   the run record
-  <output_file_name>              with output_format: csv, consolidated from _staging/
+"""Writing the output: part files committed whole per mini-batch, then their manifest, and the
+driver's final files (JSON written whole, the consolidated CSV). Where each lives is
+sparkscore.layout.
 
 Parts are named by mini-batch, written under a hidden temporary name and moved into place, so a
 retried or speculative attempt replaces the first attempt's file instead of adding a duplicate.
@@ -19,8 +14,8 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -28,60 +23,32 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from sparkscore.errors import OutputError
+from sparkscore.errors import OutputError, one_line
 from sparkscore.failures import ERROR_SCHEMA
+from sparkscore.layout import OutputLayout
+from sparkscore.manifest import FileRecord, Manifest, TaskRun
 from sparkscore.scoring import BatchResult, Sink
-from sparkscore.storage import resolve
+
+__all__ = [
+    "ROW_GROUP_BYTES",
+    "ROW_GROUP_ROWS",
+    "SPILL_BYTES",
+    "SpillBuffer",
+    "commit_batch",
+    "committed_manifests",
+    "fail_split_files",
+    "parquet_writer",
+    "read_json",
+    "read_manifests",
+    "spill_buffers",
+    "unwritable",
+    "write_csv",
+    "write_json",
+    "write_manifest",
+    "write_part",
+]
 
 SPILL_BYTES = 64 << 20
-
-
-@dataclass(frozen=True)
-class OutputLayout:
-    """Where each output lives under the output root; picklable, rebuilt into a filesystem in
-    tasks."""
-
-    uri: str
-    root: str
-    output_format: str = "parquet"
-    output_file_name: str = "predictions.csv"
-
-    @classmethod
-    def at(cls, uri: str, output_format: str = "parquet",
-           output_file_name: str = "predictions.csv") -> OutputLayout:
-        _, root = resolve(uri)
-        return cls(uri, root.rstrip("/"), output_format, output_file_name)
-
-    def filesystem(self) -> pafs.FileSystem:
-        return resolve(self.uri)[0]
-
-    @property
-    def predictions(self) -> str:
-        if self.output_format == "csv":
-            return f"{self.root}/_staging/predictions"
-        return f"{self.root}/predictions"
-
-    @property
-    def errors(self) -> str:
-        return f"{self.root}/errors"
-
-    @property
-    def manifests(self) -> str:
-        return f"{self.root}/_manifest"
-
-    @property
-    def summary(self) -> str:
-        return f"{self.root}/_summary.json"
-
-    @property
-    def csv(self) -> str:
-        return f"{self.root}/{self.output_file_name}"
-
-    def part(self, directory: str, index: int) -> str:
-        return f"{directory}/part-{index:05d}.parquet"
-
-    def manifest(self, index: int) -> str:
-        return f"{self.manifests}/batch-{index:05d}.json"
 
 
 class SpillBuffer(Sink):
@@ -181,8 +148,7 @@ def write_part(
 
 def unwritable(path: str, e: OSError) -> OutputError:
     """A write that failed (a full disk, a missing permission), naming the file it was for."""
-    detail = " ".join(str(e).split())
-    return OutputError(path=path, reason=f"cannot be written ({detail}). Check the space and "
+    return OutputError(path=path, reason=f"cannot be written ({one_line(e)}). Check the space and "
                        "permissions there, or choose another output.")
 
 
@@ -260,8 +226,8 @@ def commit_batch(
     result: BatchResult,
     buffers: list[SpillBuffer],
     schema: pa.Schema,
-    extra: dict[str, Any],
-) -> dict[str, Any]:
+    task: TaskRun,
+) -> Manifest:
     """Write a mini-batch's predictions and errors, then its manifest, which commits it."""
     kept = [b for f, b in zip(result.files, buffers) if not f.failed]
     rows = write_part(fs, layout.part(layout.predictions, result.index), schema,
@@ -272,54 +238,49 @@ def commit_batch(
     error_batches = iter(
         [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else [])
     write_part(fs, layout.part(layout.errors, result.index), ERROR_SCHEMA, error_batches)
-    manifest = {
-        "batch": result.index,
-        "files": [f.record() for f in result.files],
-        "prediction_rows": rows,
-        "error_records": len(errors),
-        **extra,
-    }
-    write_json(fs, layout.manifest(result.index), manifest, indent=None)
+    manifest = Manifest(batch=result.index, files=tuple(FileRecord.of(f) for f in result.files),
+                        prediction_rows=rows, error_records=len(errors), task=task)
+    write_manifest(fs, layout, manifest)
     return manifest
 
 
 def fail_split_files(
-    fs: pafs.FileSystem, layout: OutputLayout, manifests: list[dict[str, Any]], bad_rows: str
-) -> list[dict[str, Any]]:
+    fs: pafs.FileSystem, layout: OutputLayout, manifests: Sequence[Manifest], bad_rows: str
+) -> list[Manifest]:
     """A file split over several mini-batches fails as a whole when one of its slices failed.
 
     Under `bad_rows: fail_file` the other slices' rows leave predictions/ and count as failed;
     the manifests are rewritten to say so, so a resumed run sees the same outcome.
     """
     if bad_rows != "fail_file":
-        return manifests
-    failed = {f["file_name"] for m in manifests for f in m["files"] if f["status"] == "failed"}
-    fixed = []
-    for m in manifests:
-        stale = {f["file_name"] for f in m["files"] if f["status"] == "succeeded"} & failed
-        if not stale:
-            fixed.append(m)
-            continue
-        part = layout.part(layout.predictions, m["batch"])
-        table = pq.read_table(part, filesystem=fs) if fs.get_file_info(part).type == \
-            pafs.FileType.File else None
-        if table is not None:
-            import pyarrow.compute as pc
+        return list(manifests)
+    failed = {f.file_name for m in manifests for f in m.files if f.failed}
+    return [_fail_slices(fs, layout, m, failed) for m in manifests]
 
-            keep = pc.invert(pc.is_in(table["file_name"], pa.array(sorted(stale))))
-            table = table.filter(keep)
-            rows = write_part(fs, part, table.schema, iter(table.to_batches()))
-        else:
-            rows = 0
-        files = [
-            {**f, "status": "failed", "rows_scored": 0, "rows_failed": f["rows_read"]}
-            if f["file_name"] in stale else f
-            for f in m["files"]
-        ]
-        m = {**m, "files": files, "prediction_rows": rows}
-        write_json(fs, layout.manifest(m["batch"]), m, indent=None)
-        fixed.append(m)
+
+def _fail_slices(fs: pafs.FileSystem, layout: OutputLayout, manifest: Manifest,
+                 failed: set[str]) -> Manifest:
+    """`manifest` with its succeeded slices of `failed` files failed, their rows removed."""
+    stale = {f.file_name for f in manifest.files if not f.failed} & failed
+    if not stale:
+        return manifest
+    part = layout.part(layout.predictions, manifest.batch)
+    rows = 0
+    if fs.get_file_info(part).type == pafs.FileType.File:
+        import pyarrow.compute as pc
+
+        table = pq.read_table(part, filesystem=fs)
+        table = table.filter(pc.invert(pc.is_in(table["file_name"], pa.array(sorted(stale)))))
+        rows = write_part(fs, part, table.schema, iter(table.to_batches()))
+    fixed = replace(manifest, prediction_rows=rows, files=tuple(
+        f.failed_whole() if f.file_name in stale else f for f in manifest.files))
+    write_manifest(fs, layout, fixed)
     return fixed
+
+
+def write_manifest(fs: pafs.FileSystem, layout: OutputLayout, manifest: Manifest) -> None:
+    """Commit a mini-batch: its manifest is written last, whole, on one line."""
+    write_json(fs, layout.manifest(manifest.batch), manifest.to_json(), indent=None)
 
 
 def write_json(fs: pafs.FileSystem, path: str, doc: Any, *, indent: int | None = 2) -> None:
@@ -343,8 +304,8 @@ def read_json(fs: pafs.FileSystem, path: str) -> Any:
         return json.loads(f.read().decode())
 
 
-def read_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, dict[str, Any]]:
-    """The committed mini-batches, by index."""
+def read_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, Any]:
+    """The committed mini-batches' manifest documents, by index, as they are on disk."""
     info = fs.get_file_info(layout.manifests)
     if info.type != pafs.FileType.Directory:
         return {}
@@ -355,6 +316,11 @@ def read_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, dict[
             doc = read_json(fs, entry.path)
             found[int(doc["batch"])] = doc
     return found
+
+
+def committed_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, Manifest]:
+    """The committed mini-batches, by index: what a resume skips and what a failed job kept."""
+    return {index: Manifest.from_json(doc) for index, doc in read_manifests(fs, layout).items()}
 
 
 def write_csv(
@@ -399,77 +365,6 @@ def _csv_ready(table: pa.Table) -> pa.Table:
             text = pa.array([json.dumps(v) for v in column.to_pylist()], pa.string())
             table = table.set_column(i, table.field(i).name, text)
     return table
-
-
-def prepare_output(fs: pafs.FileSystem, layout: OutputLayout, *, overwrite: bool,
-                   resume: bool, interrupted: bool = False) -> None:
-    """Refuse to clobber an existing output unless the user said overwrite or resume.
-
-    `interrupted`: an overwrite run into this output left its staging folder, which resume
-    finishes."""
-    info = fs.get_file_info(layout.root)
-    if info.type == pafs.FileType.File:
-        raise OutputError(path=layout.uri, reason="is a file; --output must be a folder.")
-    if not overwrite and not resume and not is_empty(fs, layout.root):
-        finish = ("set resume: true to finish the overwrite run into it that was interrupted"
-                  if interrupted else "set resume: true to finish that run")
-        raise OutputError(
-            path=layout.uri,
-            reason=f"already exists and is not empty; nothing was touched. Choose a new "
-            f"output folder, or {finish}, or overwrite: true to replace it once this run "
-            "succeeds.",
-        )
-    fs.create_dir(layout.root, recursive=True)
-
-
-def is_empty(fs: pafs.FileSystem, path: str) -> bool:
-    """True for a folder with nothing in it, or for no folder at all."""
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        return True
-    return not fs.get_file_info(pafs.FileSelector(path))
-
-
-def staging(layout: OutputLayout, job_id: str) -> OutputLayout:
-    """Where an overwrite run writes, beside the output it replaces once it has succeeded."""
-    parent, name = layout.root.rsplit("/", 1)
-    return replace(layout, root=f"{parent}/.{name}.sparkscore-{job_id}")
-
-
-def abandoned_staging(fs: pafs.FileSystem, layout: OutputLayout) -> list[OutputLayout]:
-    """Staging folders of overwrite runs into `layout` that never finished, oldest first.
-
-    A finished run moves its staging folder into place, so any still here was left by a run
-    that was killed or failed; job ids start with their start time, so names sort by age.
-    """
-    parent, name = layout.root.rsplit("/", 1)
-    prefix = f".{name}.sparkscore-"
-    if fs.get_file_info(parent).type != pafs.FileType.Directory:
-        return []
-    found = sorted(e.base_name for e in fs.get_file_info(pafs.FileSelector(parent))
-                   if e.type == pafs.FileType.Directory and e.base_name.startswith(prefix))
-    return [replace(layout, root=f"{parent}/{base}") for base in found]
-
-
-def replace_dir(fs: pafs.FileSystem, source: str, target: str) -> None:
-    """Put the finished output of an overwrite run where the old output was."""
-    if fs.get_file_info(target).type == pafs.FileType.Directory:
-        fs.delete_dir(target)
-    fs.move(source, target)
-
-
-def remove_dir(fs: pafs.FileSystem, path: str) -> None:
-    if fs.get_file_info(path).type == pafs.FileType.Directory:
-        fs.delete_dir(path)
-
-
-def sweep_temporary(fs: pafs.FileSystem, layout: OutputLayout) -> None:
-    """Remove the hidden half-written files of attempts that died before moving them into place."""
-    for directory in (layout.root, layout.predictions, layout.errors, layout.manifests):
-        if fs.get_file_info(directory).type != pafs.FileType.Directory:
-            continue
-        for entry in fs.get_file_info(pafs.FileSelector(directory)):
-            if entry.base_name.startswith(".") and entry.base_name.endswith(".tmp"):
-                fs.delete_file(entry.path)
 
 
 def _delete_if_exists(fs: pafs.FileSystem, path: str) -> None:

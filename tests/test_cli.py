@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 from model_zoo import chaos_model
 
-from sparkscore.session import failure_line as _failure_line
+from sparkscore.sparkerrors import failure_line as _failure_line
 
 ROOT = Path(__file__).resolve().parents[1]
 MARK = "SPARKSCORE_TEST_RUN"

@@ -126,7 +126,7 @@ def test_connect_failure_line_names_what_the_task_raised(connect_url):
         import warnings
         warnings.filterwarnings("ignore")
         from pyspark.sql import SparkSession
-        from sparkscore.session import failure_line as _failure_line
+        from sparkscore.sparkerrors import failure_line as _failure_line
 
         def disk_full(batches):
             for batch in batches:

@@ -296,7 +296,7 @@ def test_job_files_removed_after_planning_are_named_and_their_rows_unknown(spark
                   pq.read_table(tmp_path / "out" / "errors").to_pylist()) == [
         (name, f"{name}: the file no longer exists: it was removed after the job was planned.")
         for name in ("gone.csv", "gone.parquet")]
-    from sparkscore.job import _summary_line
+    from sparkscore.console import summary_line as _summary_line
 
     assert _summary_line(summary).startswith(
         "sparkscore: succeeded: 1 of 3 files scored, 4 rows scored, 0 rows failed (and 2 failed "

@@ -13,13 +13,12 @@ from pyarrow import fs as pafs
 
 from sparkscore.errors import OutputError
 from sparkscore.failures import ERROR_SCHEMA
+from sparkscore.layout import OutputLayout, is_empty, prepare_output
+from sparkscore.manifest import TaskRun
 from sparkscore.scoring import BatchResult, FileResult
 from sparkscore.writers import (
-    OutputLayout,
     SpillBuffer,
     commit_batch,
-    is_empty,
-    prepare_output,
     read_manifests,
     write_csv,
     write_json,
@@ -142,7 +141,8 @@ def test_commit_batch_writes_good_files_errors_then_manifest(tmp_path):
         FileResult("a.csv", rows_read=2, rows_scored=2),
         FileResult("b.csv", rows_read=5, rows_failed=5, failed=True, errors=[error]),
     ])
-    manifest = commit_batch(LOCAL, layout, result, [good, bad], SCHEMA, {"attempt": 1})
+    manifest = commit_batch(LOCAL, layout, result, [good, bad], SCHEMA,
+                            TaskRun(attempt=1)).to_json()
     out = tmp_path / "out"
     assert rows_of(out / "predictions" / "part-00002.parquet") == [
         {"file_name": "a.csv", "row": 0, "prediction": 0},
@@ -225,3 +225,4 @@ def test_prepare_output_refuses_a_non_empty_folder_or_a_file(tmp_path):
     assert (out / "x").exists()
     with pytest.raises(OutputError, match="is a file; --output must be a folder"):
         prepare_output(LOCAL, OutputLayout.at(str(out / "x")), overwrite=True, resume=False)
+

@@ -1,0 +1,153 @@
+"""The output folder: where each output lives under it, and claiming, staging and replacing it.
+
+Layout of OUT/:
+  predictions/part-NNNNN.parquet  one per mini-batch with rows (Parquet output)
+  errors/part-NNNNN.parquet       one per mini-batch with error records
+  _manifest/batch-NNNNN.json      written last: a mini-batch is committed when this exists
+  _run.json                       the run that started this output (sparkscore.resume)
+  _summary.json                   the run record
+  <output_file_name>              with output_format: csv, consolidated from _staging/
+
+An overwrite run writes into a staging folder beside OUT, `.OUT.sparkscore-<job id>`, which
+replaces OUT once the run has succeeded; one left behind is a run a resume can finish. What is
+written into the folder, and how, is sparkscore.writers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from pyarrow import fs as pafs
+
+from sparkscore.errors import OutputError
+from sparkscore.storage import resolve
+
+__all__ = [
+    "OutputLayout",
+    "abandoned_staging",
+    "is_empty",
+    "prepare_output",
+    "remove_dir",
+    "replace_dir",
+    "staging",
+    "sweep_temporary",
+]
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where each output lives under the output root; picklable, rebuilt into a filesystem in
+    tasks."""
+
+    uri: str
+    root: str
+    output_format: str = "parquet"
+    output_file_name: str = "predictions.csv"
+
+    @classmethod
+    def at(cls, uri: str, output_format: str = "parquet",
+           output_file_name: str = "predictions.csv") -> OutputLayout:
+        _, root = resolve(uri)
+        return cls(uri, root.rstrip("/"), output_format, output_file_name)
+
+    def filesystem(self) -> pafs.FileSystem:
+        return resolve(self.uri)[0]
+
+    @property
+    def predictions(self) -> str:
+        if self.output_format == "csv":
+            return f"{self.root}/_staging/predictions"
+        return f"{self.root}/predictions"
+
+    @property
+    def errors(self) -> str:
+        return f"{self.root}/errors"
+
+    @property
+    def manifests(self) -> str:
+        return f"{self.root}/_manifest"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.root}/_summary.json"
+
+    @property
+    def csv(self) -> str:
+        return f"{self.root}/{self.output_file_name}"
+
+    def part(self, directory: str, index: int) -> str:
+        return f"{directory}/part-{index:05d}.parquet"
+
+    def manifest(self, index: int) -> str:
+        return f"{self.manifests}/batch-{index:05d}.json"
+
+
+def prepare_output(fs: pafs.FileSystem, layout: OutputLayout, *, overwrite: bool,
+                   resume: bool, interrupted: bool = False) -> None:
+    """Refuse to clobber an existing output unless the user said overwrite or resume.
+
+    `interrupted`: an overwrite run into this output left its staging folder, which resume
+    finishes."""
+    info = fs.get_file_info(layout.root)
+    if info.type == pafs.FileType.File:
+        raise OutputError(path=layout.uri, reason="is a file; --output must be a folder.")
+    if not overwrite and not resume and not is_empty(fs, layout.root):
+        finish = ("set resume: true to finish the overwrite run into it that was interrupted"
+                  if interrupted else "set resume: true to finish that run")
+        raise OutputError(
+            path=layout.uri,
+            reason=f"already exists and is not empty; nothing was touched. Choose a new "
+            f"output folder, or {finish}, or overwrite: true to replace it once this run "
+            "succeeds.",
+        )
+    fs.create_dir(layout.root, recursive=True)
+
+
+def is_empty(fs: pafs.FileSystem, path: str) -> bool:
+    """True for a folder with nothing in it, or for no folder at all."""
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return True
+    return not fs.get_file_info(pafs.FileSelector(path))
+
+
+def staging(layout: OutputLayout, job_id: str) -> OutputLayout:
+    """Where an overwrite run writes, beside the output it replaces once it has succeeded."""
+    parent, name = layout.root.rsplit("/", 1)
+    return replace(layout, root=f"{parent}/.{name}.sparkscore-{job_id}")
+
+
+def abandoned_staging(fs: pafs.FileSystem, layout: OutputLayout) -> list[OutputLayout]:
+    """Staging folders of overwrite runs into `layout` that never finished, oldest first.
+
+    A finished run moves its staging folder into place, so any still here was left by a run
+    that was killed or failed; job ids start with their start time, so names sort by age.
+    """
+    parent, name = layout.root.rsplit("/", 1)
+    prefix = f".{name}.sparkscore-"
+    if fs.get_file_info(parent).type != pafs.FileType.Directory:
+        return []
+    found = sorted(e.base_name for e in fs.get_file_info(pafs.FileSelector(parent))
+                   if e.type == pafs.FileType.Directory and e.base_name.startswith(prefix))
+    return [replace(layout, root=f"{parent}/{base}") for base in found]
+
+
+def replace_dir(fs: pafs.FileSystem, source: str, target: str) -> None:
+    """Put the finished output of an overwrite run where the old output was."""
+    if fs.get_file_info(target).type == pafs.FileType.Directory:
+        fs.delete_dir(target)
+    fs.move(source, target)
+
+
+def remove_dir(fs: pafs.FileSystem, path: str) -> None:
+    if fs.get_file_info(path).type == pafs.FileType.Directory:
+        fs.delete_dir(path)
+
+
+def sweep_temporary(fs: pafs.FileSystem, layout: OutputLayout) -> None:
+    """Remove the hidden half-written files of attempts that died before moving them into place."""
+    for directory in (layout.root, layout.predictions, layout.errors, layout.manifests):
+        if fs.get_file_info(directory).type != pafs.FileType.Directory:
+            continue
+        for entry in fs.get_file_info(pafs.FileSelector(directory)):
+            if entry.base_name.startswith(".") and entry.base_name.endswith(".tmp"):
+                fs.delete_file(entry.path)
