@@ -2,18 +2,19 @@
 
 Every ```python block runs (the ```text block right after it is what it must print), the
 settings reference matches `Settings` field for field, every `--set key=value` names a real
-setting, links lead somewhere, and the architecture page's module table and import rules hold.
+setting, links lead somewhere, the architecture page has a row for every module, and its import
+rules are the contracts `make lint` checks.
 The conventions are in docs/index.md ("Examples in these pages").
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import doctest
 import re
 import shutil
+import tomllib
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -390,6 +391,7 @@ ARCHITECTURE = DOCS / "architecture.md"
 def module_rows() -> dict[str, str]:
     """Each module path of the table, and its layer."""
     rows = table(ARCHITECTURE, "| module | layer | what it owns |")
+    assert all(len(row) == 3 for row in rows), "every row has module, layer, what it owns"
     return {code_spans(row[0])[0]: row[1] for row in rows}
 
 
@@ -402,60 +404,36 @@ def test_module_table_has_one_row_per_module_and_only_modules_that_exist() -> No
     assert not gone, f"docs/architecture.md names modules that are gone: {gone}"
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module `path` imports, at the top or inside a function."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:  # relative: every module is in the one sparkscore package
-                module = "sparkscore" + (f".{module}" if module else "")
-            names.add(module)
-            names.update(f"{module}.{alias.name}" for alias in node.names)
-    return names
-
-
-def reached_from(module: str) -> set[str]:
-    """Every module `module` imports, following sparkscore's own modules to theirs."""
-    seen: set[str] = set()
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        parts = name.split(".")
-        path = ROOT.joinpath(*parts).with_suffix(".py")
-        if parts[0] == "sparkscore" and path.exists():
-            todo.extend(imports_of(path))
-            todo.append(".".join(parts[:-1]) or "sparkscore")  # its package's __init__
-        elif name == "sparkscore":
-            todo.extend(imports_of(ROOT / "sparkscore" / "__init__.py"))
-    return seen - {module}
+def contracts() -> dict[str, dict[str, Any]]:
+    """import-linter's contracts in pyproject.toml, by name: what `make lint` holds the code to."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return {contract["name"]: contract for contract in config["tool"]["importlinter"]["contracts"]}
 
 
 def module_name(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".")
 
 
-def test_rule_the_core_imports_no_pyspark() -> None:
-    core = [path for path, layer in module_rows().items() if layer == "core"]
-    assert "sparkscore/scoring.py" in core
-    for path in core:
-        spark = {
-            n for n in reached_from(module_name(path)) if n.split(".")[0] in ("pyspark", "py4j")
-        }
-        assert not spark, f"{path} (core) imports {sorted(spark)}"
+def test_rule_the_pure_core_knows_no_spark_names_the_modules_the_table_does() -> None:
+    """The core, storage and planner layers and the rows marked no Spark: the contract's list."""
+    no_spark = {
+        module_name(path)
+        for path, layer in module_rows().items()
+        if layer in ("core", "storage", "planner") or layer.endswith(", no Spark")
+    }
+    contract = contracts()["The pure core knows no Spark"]
+    assert contract["forbidden_modules"] == ["pyspark"]
+    assert "sparkscore.scoring" in no_spark
+    assert sorted(contract["source_modules"]) == sorted(no_spark)
 
 
-def test_rule_nothing_imports_the_face() -> None:
-    for path in (ROOT / "sparkscore").glob("*.py"):
-        assert "sparkscore.cli" not in imports_of(path), f"{path.name} imports sparkscore.cli"
+def test_rule_nothing_imports_the_face_is_a_contract() -> None:
+    contract = contracts()["Nothing imports the face"]
+    assert contract["source_modules"] == ["sparkscore.*"]
+    assert contract["forbidden_modules"] == ["sparkscore.cli"]
 
 
-def test_rule_tasks_do_not_import_the_driver() -> None:
-    reached = reached_from("sparkscore.tasks")
-    assert "sparkscore.scoring" in reached  # the walk follows imports at all
-    assert "sparkscore.job" not in reached
+def test_rule_tasks_do_not_import_the_driver_is_a_contract() -> None:
+    contract = contracts()["Tasks do not import the driver"]
+    assert contract["source_modules"] == ["sparkscore.tasks"]
+    assert "sparkscore.job" in contract["forbidden_modules"]
