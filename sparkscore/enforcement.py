@@ -91,7 +91,8 @@ def conform(
 def enforce(
     data: Any, schema: Schema | None, *, file: str | None = None, row_offset: int = 0
 ) -> Any:
-    """Hold `data` to `schema` as mlflow's pyfunc predict does, raising on the first bad row."""
+    """Hold `data` to `schema` as `predict` does (mlflow's rules, with the differences
+    docs/models.md lists), raising on the first bad row."""
     if schema is None or not schema.specs:
         return data
     if schema.is_tensor:

@@ -41,7 +41,7 @@ from sparkscore.layout import (
 from sparkscore.listing import check_output_apart
 from sparkscore.loader import load_model, warn_untrusted
 from sparkscore.manifest import Manifest
-from sparkscore.model import ModelSpec, directory_sha256, read_spec
+from sparkscore.model import ModelSpec, read_spec
 from sparkscore.modelprocess import ModelProcess
 from sparkscore.passthrough import passthrough_types
 from sparkscore.planner import MiniBatch, Plan, plan
@@ -54,8 +54,14 @@ from sparkscore.resume import RunIdentity, committed_batches, previous_run
 from sparkscore.scoring import ScoringSpec
 from sparkscore.session import forward_storage_env, task_slots
 from sparkscore.settings import Settings
-from sparkscore.shipping import ShippedEnvironment, Spark, context_of, ship_model
-from sparkscore.signature import enforce_params
+from sparkscore.shipping import (
+    PackedModel,
+    ShippedEnvironment,
+    Spark,
+    context_of,
+    pack_model,
+    ship_model,
+)
 from sparkscore.storage import redact_record, resolve
 from sparkscore.summary import EnvironmentRecord, Probe, RunRecord
 from sparkscore.tasks import run_batches
@@ -102,7 +108,7 @@ class Job:
     model_uri: str
     model_path: str  # a local directory, wherever model_uri points
     model: ModelSpec
-    sha256: str
+    packed: PackedModel  # the model directory zipped, with its content hash
     located: Mapping[str, str | None]  # how a registry or remote model URI resolved
     input_uri: str
     output_uri: str
@@ -115,6 +121,10 @@ class Job:
     mismatched: tuple[Mismatch, ...] = ()  # the model's pins that differ from what runs here
     environment: BuiltEnvironment | None = None  # the model's own, when not env_manager: local
     probe: Probe | None = None  # the model loaded in that environment
+
+    @property
+    def sha256(self) -> str:
+        return self.packed.sha256
 
 
 def run(spark: Spark, model_uri: str, input_uri: str, output_uri: str,
@@ -136,7 +146,8 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings,
     check_output_apart(input_uri, output_uri, recursive=settings.recursive)
     model_path, located = local_model_dir(model_uri)
     spec, environment, probe, mismatched = _model_environment(model_path, settings)
-    sha = directory_sha256(model_path)
+    packed = pack_model(model_path)  # zipped and hashed in one read, while the session starts
+    sha = packed.sha256
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
     out_fs = final.filesystem()
     abandoned = abandoned_staging(out_fs, final)
@@ -155,7 +166,7 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings,
     log.info("planned %d files (%d bytes) into %d mini-batches; %d already committed",
              len(the_plan.files), the_plan.total_bytes, len(the_plan.batches), len(committed))
     return Job(job_id=job_id, started=started, model_uri=model_uri, model_path=model_path,
-               model=spec, sha256=sha, located=located, input_uri=input_uri,
+               model=spec, packed=packed, located=located, input_uri=input_uri,
                output_uri=output_uri, plan=the_plan, final=final, layout=layout,
                settings=settings, scoring=scoring, committed=committed, mismatched=mismatched,
                environment=environment, probe=probe)
@@ -195,6 +206,8 @@ def _model_environment(model_path: str, settings: Settings) -> tuple[
     """Load the model where it will run: here (warning of each pin that differs), or in its own
     environment, built (or found in the cache) now, before any task starts."""
     if settings.env_manager == "local":
+        # The one load on the driver, on purpose: a model that cannot load here is refused before
+        # any task starts; each worker loads its own copy.
         spec = load_model(model_path, trust_model=settings.trust_model).spec
         mismatched = tuple(mismatches(read_pins(spec)))
         for m in mismatched:
@@ -251,7 +264,7 @@ def _score(spark: Spark, job: Job, todo: list[MiniBatch]) -> tuple[
                                     probe=job.probe)
     if not todo:
         return [], environment
-    shipped = ship_model(spark, job.model_path, job.sha256, job.environment)
+    shipped = ship_model(spark, job.model_path, job.environment, spec=job.model, packed=job.packed)
     if job.environment is not None and shipped.environment is not None:
         environment = _shipped(environment, job.environment, shipped.environment)
     log.debug("model shipped as %s", shipped.archive)
@@ -330,7 +343,7 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         column_types=column_types,
         batch_rows=None if settings.batch_rows == "auto" else settings.batch_rows,
         bad_rows=settings.bad_rows,
-        params=enforce_params(settings.params, spec.signature.params if spec.signature else None),
+        params=spec.params(settings.params),
         read_columns=read_columns,
     )
 

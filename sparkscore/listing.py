@@ -21,6 +21,8 @@ from pyarrow.fs import FileInfo, FileSelector, FileSystem, FileType, LocalFileSy
 from sparkscore.errors import InputError, OutputError, UnsupportedInputError
 from sparkscore.storage import place, resolve, split_glob, split_query
 
+__all__ = ["SUPPORTED_EXTENSIONS", "InputFile", "Listing", "check_output_apart", "list_input"]
+
 log = logging.getLogger("sparkscore")
 
 
@@ -68,28 +70,8 @@ def list_input(
     cycle) is not entered, and a link to nothing is skipped and named.
     """
     fs, base = resolve(uri)
-    path, _ = split_query(uri)
-    _, pattern = split_glob(path)
     walker = _Walker(fs, recursive=recursive)
-    try:
-        if pattern is not None:
-            root, entries = base, _glob(fs, walker, uri, base, pattern)
-        else:
-            info = fs.get_file_info(base)
-            if info.type == FileType.NotFound:
-                raise _missing(uri)
-            if info.type == FileType.File:
-                # A file the user named is read whatever its name: they asked for it.
-                root, entries = posixpath.dirname(base), [info]
-            else:
-                root, entries = base, list(walker.walk(base))
-        entries.extend(walker.follow_links())
-    except OSError as exc:
-        raise InputError(
-            path=uri,
-            reason=f"cannot be listed ({exc}). Check that this job's credentials can read it.",
-        ) from exc
-
+    root, entries = _entries(fs, walker, uri, base)
     files: list[InputFile] = []
     unsupported: list[str] = []
     has_subfolders = False
@@ -117,6 +99,31 @@ def list_input(
                        broken=broken)
     files.sort(key=lambda f: f.name)
     return Listing(fs, root, tuple(files), tuple(unsupported), tuple(broken))
+
+
+def _entries(fs: FileSystem, walker: _Walker, uri: str, base: str) -> tuple[str, list[FileInfo]]:
+    """The folder names are relative to, and every entry under it (a glob's matches, the file
+    named, or the folder's walk), links followed."""
+    _, pattern = split_glob(split_query(uri)[0])
+    try:
+        if pattern is not None:
+            root, entries = base, _glob(fs, walker, uri, base, pattern)
+        else:
+            info = fs.get_file_info(base)
+            if info.type == FileType.NotFound:
+                raise _missing(uri)
+            if info.type == FileType.File:
+                # A file the user named is read whatever its name: they asked for it.
+                root, entries = posixpath.dirname(base), [info]
+            else:
+                root, entries = base, list(walker.walk(base))
+        entries.extend(walker.follow_links())
+    except OSError as exc:
+        raise InputError(
+            path=uri,
+            reason=f"cannot be listed ({exc}). Check that this job's credentials can read it.",
+        ) from exc
+    return root, entries
 
 
 def check_output_apart(input_uri: str, output_uri: str, *, recursive: bool) -> None:

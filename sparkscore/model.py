@@ -201,54 +201,9 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
             path=mlmodel, field="flavors", reason="is missing or empty; an MLflow model lists "
             "its flavors there."
         )
-    conf = flavors.get(PYFUNC)
-    if conf is not None and not isinstance(conf, dict):
-        raise ModelFormatError(
-            path=mlmodel, field=f"flavors.{PYFUNC}", reason=f"must be a mapping of the flavor's "
-            f"settings (loader_module, ...), got {conf!r}."
-        )
-    if not isinstance(conf, dict):
-        raise ModelFormatError(
-            path=mlmodel, field=f"flavors.{PYFUNC}", reason="is missing: sparkscore scores "
-            f"models through their python_function flavor, and this one only has "
-            f"{', '.join(map(str, flavors))}."
-        )
     checker = _PathChecker(os.path.realpath(root), mlmodel)
-    loader = conf.get("loader_module")
-    if not isinstance(loader, str) or not loader:
-        raise ModelFormatError(
-            path=mlmodel, field=f"flavors.{PYFUNC}.loader_module", reason="is required and "
-            "must name the Python module that loads the model."
-        )
-    env = conf.get("env")
-    if isinstance(env, dict):
-        env = {str(k): checker(f"flavors.{PYFUNC}.env.{k}", v) for k, v in env.items() if v}
-    elif env is not None:
-        env = checker(f"flavors.{PYFUNC}.env", env)
-    known = {"loader_module", "code", "data", "model_path", "env", "predict_fn",
-             "python_version", "model_config"}
-    pyfunc = PyFuncFlavor(
-        loader_module=loader,
-        code=checker(f"flavors.{PYFUNC}.code", conf.get("code")),
-        data=checker(f"flavors.{PYFUNC}.data", conf.get("data")),
-        model_path=checker(f"flavors.{PYFUNC}.model_path", conf.get("model_path")),
-        env=env,
-        predict_fn=str(conf.get("predict_fn") or "predict"),
-        python_version=_str_or_none(conf.get("python_version")),
-        model_config=conf.get("model_config"),
-        extra={k: v for k, v in conf.items() if k not in known},
-    )
-    sklearn = None
-    sk = flavors.get(SKLEARN)
-    if isinstance(sk, dict) and sk.get("pickled_model"):
-        trusted = sk.get("skops_trusted_types")
-        sklearn = SklearnFlavor(
-            pickled_model=checker.path(f"flavors.{SKLEARN}.pickled_model", sk["pickled_model"]),
-            serialization_format=str(sk.get("serialization_format") or "pickle"),
-            sklearn_version=_str_or_none(sk.get("sklearn_version")),
-            skops_trusted_types=tuple(map(str, trusted)) if trusted else None,
-            code=checker(f"flavors.{SKLEARN}.code", sk.get("code")),
-        )
+    pyfunc = _pyfunc(flavors, checker, mlmodel)
+    sklearn = _sklearn(flavors, checker)
     return ModelSpec(
         path=root,
         pyfunc=pyfunc,
@@ -261,6 +216,61 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
         utc_time_created=_str_or_none(doc.get("utc_time_created")),
         artifact_path=_str_or_none(doc.get("artifact_path")),
         metadata=doc.get("metadata"),
+    )
+
+
+_PYFUNC_KEYS = {"loader_module", "code", "data", "model_path", "env", "predict_fn",
+                "python_version", "model_config"}
+
+
+def _pyfunc(flavors: Mapping[str, Any], checker: _PathChecker, mlmodel: str) -> PyFuncFlavor:
+    conf = flavors.get(PYFUNC)
+    if conf is not None and not isinstance(conf, dict):
+        raise ModelFormatError(
+            path=mlmodel, field=f"flavors.{PYFUNC}", reason=f"must be a mapping of the flavor's "
+            f"settings (loader_module, ...), got {conf!r}."
+        )
+    if not isinstance(conf, dict):
+        raise ModelFormatError(
+            path=mlmodel, field=f"flavors.{PYFUNC}", reason="is missing: sparkscore scores "
+            f"models through their python_function flavor, and this one only has "
+            f"{', '.join(map(str, flavors))}."
+        )
+    loader = conf.get("loader_module")
+    if not isinstance(loader, str) or not loader:
+        raise ModelFormatError(
+            path=mlmodel, field=f"flavors.{PYFUNC}.loader_module", reason="is required and "
+            "must name the Python module that loads the model."
+        )
+    env = conf.get("env")
+    if isinstance(env, dict):
+        env = {str(k): checker(f"flavors.{PYFUNC}.env.{k}", v) for k, v in env.items() if v}
+    elif env is not None:
+        env = checker(f"flavors.{PYFUNC}.env", env)
+    return PyFuncFlavor(
+        loader_module=loader,
+        code=checker(f"flavors.{PYFUNC}.code", conf.get("code")),
+        data=checker(f"flavors.{PYFUNC}.data", conf.get("data")),
+        model_path=checker(f"flavors.{PYFUNC}.model_path", conf.get("model_path")),
+        env=env,
+        predict_fn=str(conf.get("predict_fn") or "predict"),
+        python_version=_str_or_none(conf.get("python_version")),
+        model_config=conf.get("model_config"),
+        extra={k: v for k, v in conf.items() if k not in _PYFUNC_KEYS},
+    )
+
+
+def _sklearn(flavors: Mapping[str, Any], checker: _PathChecker) -> SklearnFlavor | None:
+    sk = flavors.get(SKLEARN)
+    if not (isinstance(sk, dict) and sk.get("pickled_model")):
+        return None
+    trusted = sk.get("skops_trusted_types")
+    return SklearnFlavor(
+        pickled_model=checker.path(f"flavors.{SKLEARN}.pickled_model", sk["pickled_model"]),
+        serialization_format=str(sk.get("serialization_format") or "pickle"),
+        sklearn_version=_str_or_none(sk.get("sklearn_version")),
+        skops_trusted_types=tuple(map(str, trusted)) if trusted else None,
+        code=checker(f"flavors.{SKLEARN}.code", sk.get("code")),
     )
 
 

@@ -19,6 +19,18 @@ from pyarrow.fs import FileSystem
 from sparkscore.errors import SettingsError
 from sparkscore.listing import InputFile, list_input
 
+__all__ = [
+    "MAX_TASK_BYTES",
+    "MIN_IMAGE_BYTES",
+    "MIN_TASK_BYTES",
+    "TASKS_PER_CORE",
+    "MiniBatch",
+    "Plan",
+    "balance",
+    "group",
+    "plan",
+]
+
 
 @dataclass(frozen=True)
 class MiniBatch:

@@ -34,8 +34,8 @@ from sparkscore.scratch import process_dir
 from sparkscore.worker import WORKER
 
 __all__ = [
-    "SHIP_PREFIX", "ShippedEnvironment", "ShippedModel", "Spark", "context_of", "is_connect",
-    "ship_environment", "ship_model",
+    "SHIP_PREFIX", "PackedModel", "ShippedEnvironment", "ShippedModel", "Spark", "context_of",
+    "is_connect", "pack_model", "ship_environment", "ship_model",
 ]
 
 _ARCHIVE_PREFIX = "sparkscore-model-"
@@ -152,31 +152,46 @@ def context_of(spark: Spark) -> SparkContext | None:
     return None if is_connect(spark) else spark.sparkContext
 
 
-def ship_model(spark: Spark, path: str, sha256: str | None = None,
-               environment: BuiltEnvironment | None = None, *,
-               spec: ModelSpec | None = None) -> ShippedModel:
-    """Zip the model directory and register it with Spark, once per session and model content.
+@dataclass(frozen=True)
+class PackedModel:
+    """A model directory zipped, and its content hash, from one read of its files."""
+
+    archive: str  # a local zip in this process's scratch folder
+    sha256: str
+
+
+def pack_model(path: str) -> PackedModel:
+    """Zip the model directory and hash it in the same pass: the job does it once, in prepare
+    (which needs the hash), while the session starts; shipping then only registers the zip."""
+    partial = os.path.join(process_dir(SHIP_PREFIX), f"{uuid.uuid4().hex}.partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+        sha256 = directory_sha256(path, into=z)
+    return PackedModel(archive=partial, sha256=sha256)
+
+
+def ship_model(spark: Spark, path: str, environment: BuiltEnvironment | None = None, *,
+               spec: ModelSpec | None = None, packed: PackedModel | None = None) -> ShippedModel:
+    """Register the model directory (zipped) with Spark, once per session and model content.
 
     Classic sessions use `SparkContext.addFile`; Spark Connect sessions `addArtifacts(file=True)`,
-    which tasks find the same way, through `SparkFiles`. `sha256` (the directory's hash) and
-    `spec` (its MLmodel, parsed) are what the caller already has: neither is computed again.
+    which tasks find the same way, through `SparkFiles`. `packed` (the directory zipped and
+    hashed) and `spec` (its MLmodel, parsed) are what the caller already has: neither is made
+    again.
     """
     shipped_here = _registered(_SHIPPED, spark)
     env = ship_environment(spark, environment) if environment is not None else None
-    if sha256 is None or sha256 not in shipped_here:
-        spec = dataclasses.replace(spec or read_spec(path), metadata=None)
-        folder = process_dir(SHIP_PREFIX)
-        partial = os.path.join(folder, f"{uuid.uuid4().hex}.partial")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
-            sha256 = directory_sha256(path, into=z)  # one pass over the files makes both
-        if sha256 in shipped_here:
-            os.remove(partial)
-        else:
-            name = f"{_ARCHIVE_PREFIX}{sha256[:20]}.zip"
-            os.replace(partial, os.path.join(folder, name))
-            _register(spark, os.path.join(folder, name))
-            shipped_here[sha256] = ShippedModel(archive=name, sha256=sha256, spec=spec)
-    return dataclasses.replace(shipped_here[sha256], environment=env)
+    if packed is None or packed.sha256 not in shipped_here:
+        if packed is None or not os.path.exists(packed.archive):
+            packed = pack_model(path)
+        if packed.sha256 not in shipped_here:
+            name = f"{_ARCHIVE_PREFIX}{packed.sha256[:20]}.zip"
+            archive = os.path.join(os.path.dirname(packed.archive), name)
+            os.replace(packed.archive, archive)
+            _register(spark, archive)
+            spec = dataclasses.replace(spec or read_spec(path), metadata=None)
+            shipped_here[packed.sha256] = ShippedModel(archive=name, sha256=packed.sha256,
+                                                       spec=spec)
+    return dataclasses.replace(shipped_here[packed.sha256], environment=env)
 
 
 def _register(spark: Spark, file: str) -> None:

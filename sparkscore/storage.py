@@ -28,6 +28,19 @@ from pyarrow.fs import FileSystem
 
 from sparkscore.errors import InputError
 
+__all__ = [
+    "REDACTED",
+    "URI_SCHEME",
+    "Place",
+    "RedactingFilter",
+    "place",
+    "redact",
+    "redact_record",
+    "resolve",
+    "split_glob",
+    "split_query",
+]
+
 # Two or more letters, so that a Windows drive ("C:\\data") is read as a local path.
 URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 # A query of filesystem options: key=value pairs joined by '&' (pyarrow.fs.FileSystem.from_uri).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -21,8 +22,8 @@ from sparkscore.images import ImageInput, row_tensors, stack_runs
 from sparkscore.loader import Model, warn_untrusted
 from sparkscore.model import read_spec
 from sparkscore.outputs import as_pandas, to_arrow, to_pandas
-from sparkscore.shipping import ship_model
-from sparkscore.signature import enforce_params
+from sparkscore.shipping import ShippedModel, ship_model
+from sparkscore.signature import Signature
 from sparkscore.sparktypes import prediction_types
 
 if TYPE_CHECKING:
@@ -70,13 +71,7 @@ def spark_udf(
     >>> predict = sparkscore.spark_udf(spark, "model_dir")          # doctest: +SKIP
     >>> df.withColumn("prediction", predict()).show()                # doctest: +SKIP
     """
-    if mlflow_options:
-        name = sorted(mlflow_options)[0]
-        raise SettingsError(
-            key=name, value=mlflow_options[name],
-            reason=f"is an option sparkscore.spark_udf does not have; its options are "
-            f"{', '.join(_OPTIONS)}",
-        )
+    _refuse(mlflow_options)
     env_manager = env_manager or "local"  # mlflow's None: this environment
     if env_manager not in ("local", "virtualenv", "uv"):
         raise SettingsError(key="env_manager", value=env_manager,
@@ -85,51 +80,88 @@ def spark_udf(
     spec = read_spec(path)
     warn_untrusted(spec, trusted=trust_model)
     return_type, pa_type = prediction_types(spec.signature, result_type)
-    checked_params = enforce_params(params, spec.signature.params if spec.signature else None)
+    checked_params = spec.params(params)
     built = None
     if env_manager != "local":
         built = ensure_environment(read_environment(spec), env_manager, env_cache)
-    shipped = ship_model(spark, path, environment=built)
-    schema = spec.signature.inputs if spec.signature else None
-    names = schema.names() if schema is not None and not schema.is_tensor else None
-    named = names if schema is not None and schema.has_names else None
-    optional = [n for n in named or () if n not in set(schema.required_names())] if schema else []
+    shipped = ship_model(spark, path, environment=built, spec=spec)
+    return _caller(_Scoring.of(spec.signature, shipped, checked_params, pa_type), return_type)
 
-    def predict_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
-        model = shipped.load()
+
+@dataclass(frozen=True)
+class _Scoring:
+    """What scoring an Arrow batch needs, decided on the driver and pickled to the workers."""
+
+    shipped: ShippedModel
+    params: dict[str, Any] | None
+    pa_type: pa.DataType
+    names: tuple[str, ...]  # the signature's columns (unnamed ones too: "0", "1", ...)
+    named: tuple[str, ...]  # the same, when the signature names them
+    optional: tuple[str, ...]
+
+    @classmethod
+    def of(cls, signature: Signature | None, shipped: ShippedModel,
+           params: dict[str, Any] | None, pa_type: pa.DataType) -> _Scoring:
+        schema = signature.inputs if signature else None
+        if schema is None or schema.is_tensor:
+            return cls(shipped, params, pa_type, (), (), ())
+        names = tuple(schema.names())
+        if not schema.has_names:
+            return cls(shipped, params, pa_type, names, (), ())
+        required = set(schema.required_names())
+        return cls(shipped, params, pa_type, names, names,
+                   tuple(n for n in names if n not in required))
+
+    def given(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
+        """Called with columns: those, matched to the signature."""
+        model = self.shipped.load()
         for batch in batches:
-            frame = _as_model_input(batch, names)
-            yield _score(model, frame, checked_params, pa_type)
+            frame = _as_model_input(batch, list(self.names) or None)
+            yield _score(model, frame, self.params, self.pa_type)
 
-    def every_column_udf(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
+    def every(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         """Called with no columns: the signature's columns that the DataFrame has."""
-        model = shipped.load()
+        model = self.shipped.load()
         for batch in batches:
             frame = _unwrapped(batch)
-            _say_left_out([n for n in optional if n not in frame.columns])
-            frame = frame[[n for n in named or () if n in frame.columns]]
-            yield _score(model, frame.reset_index(drop=True), checked_params, pa_type)
+            _say_left_out([n for n in self.optional if n not in frame.columns])
+            frame = frame[[n for n in self.named if n in frame.columns]]
+            yield _score(model, frame.reset_index(drop=True), self.params, self.pa_type)
 
+
+def _caller(scoring: _Scoring, return_type: T.DataType) -> Callable[..., Column]:
+    """The function a user calls with columns (or none) to get the prediction column."""
     # pyspark's stubs accept only atomic, array and struct return types; a map type is valid too
-    scorer: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
-        predict_udf, return_type)
-
-    every_column: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
-        every_column_udf, return_type)
+    given: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
+        scoring.given, return_type)
+    every: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
+        scoring.every, return_type)
 
     def predict(*cols: str | Column) -> Column:
         if not cols:
-            if not named:
+            if not scoring.named:
+                names = scoring.names
                 raise TypeError(_NO_NAMES if not names else _UNNAMED.format(
                     n=len(names), example=", ".join(repr(c) for c in "abcdefgh"[: len(names)])))
-            if optional:
+            if scoring.optional:
                 # Which optional columns the DataFrame has is known only where it is scored.
-                return every_column(F.struct(F.col("*")))
-            cols = tuple(named)
+                return every(F.struct(F.col("*")))
+            cols = scoring.named
         packed = [F.col(c).alias(c) if isinstance(c, str) else c for c in cols]
-        return scorer(F.struct(*packed))
+        return given(F.struct(*packed))
 
     return predict
+
+
+def _refuse(mlflow_options: Mapping[str, Any]) -> None:
+    """An mlflow.pyfunc.spark_udf option sparkscore lacks is refused by name, not ignored."""
+    if mlflow_options:
+        name = sorted(mlflow_options)[0]
+        raise SettingsError(
+            key=name, value=mlflow_options[name],
+            reason=f"is an option sparkscore.spark_udf does not have; its options are "
+            f"{', '.join(_OPTIONS)}",
+        )
 
 
 _OPTIONS = ("model_uri", "result_type", "env_manager", "params", "env_cache", "trust_model")

@@ -1,8 +1,9 @@
 """One column's values converted to a signature type, losslessly, value by value.
 
-Conversion follows mlflow's safe rules: a conversion is allowed when no value changes (int ->
-long, int -> double below 2**53, a whole float -> long, a numeric string -> double) and refused,
-naming the row and the value, when one would.
+A conversion is allowed when no value changes (int -> long, int -> double below 2**53, a whole
+float -> long, a numeric string -> double) and refused, naming the row and the value, when one
+would. This is broader than mlflow, which refuses by dtype (int64 for an integer column even in
+range): docs/models.md lists each difference and why.
 
 Two kinds of value carry more than a float64 or pandas' default timestamp can, so each is judged
 exactly rather than through them:
