@@ -29,6 +29,7 @@ test: $(STAMP)
 # The rules are in pyproject.toml (ruff, mypy, import-linter's contracts); CI runs this first.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sparkscore tests bench jobs
+	$(VENV)/bin/ruff format --check sparkscore tests bench jobs
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

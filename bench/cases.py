@@ -94,9 +94,18 @@ class Timing:
         return sum(times) < self.min_seconds and len(times) < self.max_runs
 
 
-def measure(result: Result, once: Callable[[PeakRss], None], prepare: Callable[[], None], *,
-            timing: Timing, peak: PeakRss, warmup: bool = True, runs: int | None = None,
-            min_runs: int = 1, log: Callable[..., None] = print) -> Result:
+def measure(
+    result: Result,
+    once: Callable[[PeakRss], None],
+    prepare: Callable[[], None],
+    *,
+    timing: Timing,
+    peak: PeakRss,
+    warmup: bool = True,
+    runs: int | None = None,
+    min_runs: int = 1,
+    log: Callable[..., None] = print,
+) -> Result:
     """Run `once` (warm-up + timed runs) inside `peak`; fill `result` (errors are recorded)."""
     try:
         with peak:
@@ -105,7 +114,7 @@ def measure(result: Result, once: Callable[[PeakRss], None], prepare: Callable[[
                 t = time.perf_counter()
                 once(peak)
                 result.warmup_s = time.perf_counter() - t
-            while (len(result.times) < runs if runs else timing.more(result.times, min_runs)):
+            while len(result.times) < runs if runs else timing.more(result.times, min_runs):
                 prepare()
                 t = time.perf_counter()
                 once(peak)
@@ -141,6 +150,7 @@ def fresh(out: Path) -> Callable[[], None]:
         if out.exists():
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
+
     return prepare
 
 
@@ -178,7 +188,7 @@ def limit(model: Path, seconds: float, log: Callable[..., None] = print) -> dict
     rates: dict[int, float] = {}
     with threadpool_limits(limits=1):
         for size in (10_000, 50_000, 200_000):
-            batches = [frame.iloc[i:i + size].copy() for i in range(0, len(frame), size)]
+            batches = [frame.iloc[i : i + size].copy() for i in range(0, len(frame), size)]
             estimator.predict(batches[0])
             passes: list[float] = []
             end = time.perf_counter() + seconds
@@ -189,8 +199,11 @@ def limit(model: Path, seconds: float, log: Callable[..., None] = print) -> dict
                 passes.append(len(frame) / (time.perf_counter() - t))
             rates[size] = statistics.median(passes)
     best = max(rates, key=rates.get)
-    log(f"    LIMIT {model.name}: " + ", ".join(f"{s // 1000}k rows: {r:,.0f}/s"
-                                              for s, r in rates.items()), flush=True)
+    log(
+        f"    LIMIT {model.name}: "
+        + ", ".join(f"{s // 1000}k rows: {r:,.0f}/s" for s, r in rates.items()),
+        flush=True,
+    )
     return {"rate": rates[best], "batch": best, "by_batch": rates}
 
 
@@ -214,11 +227,14 @@ def job_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path, **
 
 def _job_summary(result: Result, summary: dict[str, Any], ds: Dataset) -> None:
     if summary.get("status") != "succeeded" or summary.get("rows_scored") != ds.rows:
-        raise RuntimeError(f"job status {summary.get('status')}, rows_scored "
-                           f"{summary.get('rows_scored')} of {ds.rows}, rows_failed "
-                           f"{summary.get('rows_failed')}: {summary.get('error')}")
-    result.job_runs.append((int(summary.get("model_loads") or 0),
-                            int(summary.get("python_workers") or 0)))
+        raise RuntimeError(
+            f"job status {summary.get('status')}, rows_scored "
+            f"{summary.get('rows_scored')} of {ds.rows}, rows_failed "
+            f"{summary.get('rows_failed')}: {summary.get('error')}"
+        )
+    result.job_runs.append(
+        (int(summary.get("model_loads") or 0), int(summary.get("python_workers") or 0))
+    )
     result.notes["job_rows_per_s"] = summary.get("rows_per_s")
     result.notes["mini_batches"] = (summary.get("input") or {}).get("mini_batches")
 
@@ -229,8 +245,9 @@ def spark_read(spark: Any, ds: Dataset) -> Any:
     return spark.read.csv(str(ds.path), header=True, schema=CSV_DDL)
 
 
-def spark_udf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path,
-                   **kw: Any) -> Result:
+def spark_udf_case(
+    result: Result, spark: Any, model: Path, ds: Dataset, out: Path, **kw: Any
+) -> Result:
     """mlflow.pyfunc.spark_udf(env_manager="local") over spark.read, predictions + id to Parquet.
 
     The UDF is made once per case (untimed): each timed run is one read-predict-write action.
@@ -246,15 +263,20 @@ def spark_udf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Pa
     return _write_with_udf(result, spark, udf, ds, out, **kw)
 
 
-def _write_with_udf(result: Result, spark: Any, udf: Any, ds: Dataset, out: Path,
-                    **kw: Any) -> Result:
+def _write_with_udf(
+    result: Result, spark: Any, udf: Any, ds: Dataset, out: Path, **kw: Any
+) -> Result:
     """Time a UDF scoring the dataset and writing predictions + id to Parquet, as the job does."""
     from pyspark.sql import functions as F
 
     def once(_peak: PeakRss) -> None:
         df = spark_read(spark, ds)
-        (df.withColumn("prediction", udf(*[F.col(c) for c in FEATURES]))
-           .select("id", "prediction").write.mode("overwrite").parquet(str(out)))
+        (
+            df.withColumn("prediction", udf(*[F.col(c) for c in FEATURES]))
+            .select("id", "prediction")
+            .write.mode("overwrite")
+            .parquet(str(out))
+        )
 
     measure(result, once, fresh(out), **kw)
     if not result.error:
@@ -262,8 +284,9 @@ def _write_with_udf(result: Result, spark: Any, udf: Any, ds: Dataset, out: Path
     return result
 
 
-def pbudf_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path,
-               **kw: Any) -> Result:
+def pbudf_case(
+    result: Result, spark: Any, model: Path, ds: Dataset, out: Path, **kw: Any
+) -> Result:
     """pyspark.ml.functions.predict_batch_udf, the model loaded once per worker with
     mlflow.pyfunc.load_model, batches of 10,000 rows, predictions + id to Parquet."""
     from pyspark.ml.functions import predict_batch_udf
@@ -297,15 +320,19 @@ def loop_case(result: Result, model: Path, ds: Dataset, out: Path, **kw: Any) ->
 
     loaded = mlflow.pyfunc.load_model(str(model))
     files = sorted(p for p in ds.path.iterdir() if p.suffix in (".parquet", ".csv"))
-    convert = pacsv.ConvertOptions(column_types={"id": pa.int64(),
-                                                 **{c: pa.float64() for c in FEATURES}})
+    convert = pacsv.ConvertOptions(
+        column_types={"id": pa.int64(), **{c: pa.float64() for c in FEATURES}}
+    )
 
     def batches(path: Path):
         if path.suffix == ".parquet":
             yield from pq.ParquetFile(path).iter_batches(batch_size=LOOP_PARQUET_BATCH_ROWS)
         else:
-            yield from pacsv.open_csv(path, read_options=pacsv.ReadOptions(
-                block_size=LOOP_CSV_BLOCK_BYTES), convert_options=convert)
+            yield from pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=LOOP_CSV_BLOCK_BYTES),
+                convert_options=convert,
+            )
 
     def once(_peak: PeakRss) -> None:
         out.mkdir(parents=True)
@@ -335,8 +362,10 @@ def read_case(result: Result, ds: Dataset, **kw: Any) -> Result:
 
     def once(_peak: PeakRss) -> None:
         # Whole bytes then parse: 0.3 ms a 100-row file here, against 0.5 for ParquetFile(path).
-        rows = sum(pq.ParquetFile(pa.BufferReader(path.read_bytes())).read(use_threads=False)
-                   .num_rows for path in files)
+        rows = sum(
+            pq.ParquetFile(pa.BufferReader(path.read_bytes())).read(use_threads=False).num_rows
+            for path in files
+        )
         assert rows == ds.rows, (rows, ds.rows)
 
     return measure(result, once, lambda: None, **kw)
@@ -357,9 +386,14 @@ def spark_submit(args: list[str], log_file: Path, peak: PeakRss) -> None:
     """Run spark-submit --master local[*] ARGS from the repository root; raise on failure."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as logf:
-        proc = subprocess.Popen([SPARK_SUBMIT, "--master", "local[*]", *args], cwd=REPO,
-                                env=submit_env(), stdout=logf, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [SPARK_SUBMIT, "--master", "local[*]", *args],
+            cwd=REPO,
+            env=submit_env(),
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         peak.add_root(proc.pid)
         code = proc.wait()
     if code != 0:
@@ -376,22 +410,42 @@ def bare_session_case(result: Result, logs: Path, **kw: Any) -> Result:
     counter = iter(range(10_000))
 
     def once(peak: PeakRss) -> None:
-        spark_submit([str(HERE / "bare_session.py")], logs / f"{result.case}-{next(counter)}.log",
-                     peak)
+        spark_submit(
+            [str(HERE / "bare_session.py")], logs / f"{result.case}-{next(counter)}.log", peak
+        )
 
     return measure(result, once, lambda: None, **kw)
 
 
-def submit_case(result: Result, model: Path, ds: Dataset, out: Path, logs: Path,
-                session_s: float | None, **kw: Any) -> Result:
+def submit_case(
+    result: Result,
+    model: Path,
+    ds: Dataset,
+    out: Path,
+    logs: Path,
+    session_s: float | None,
+    **kw: Any,
+) -> Result:
     """spark-submit jobs/score.py --model M --input I --output O --set overwrite=true."""
     counter = iter(range(10_000))
     result.subtract_s = session_s or 0.0
 
     def once(peak: PeakRss) -> None:
-        spark_submit(["jobs/score.py", "--model", str(model), "--input", str(ds.path),
-                      "--output", str(out), "--set", "overwrite=true"],
-                     logs / f"{result.case}-{next(counter)}.log", peak)
+        spark_submit(
+            [
+                "jobs/score.py",
+                "--model",
+                str(model),
+                "--input",
+                str(ds.path),
+                "--output",
+                str(out),
+                "--set",
+                "overwrite=true",
+            ],
+            logs / f"{result.case}-{next(counter)}.log",
+            peak,
+        )
         summary = json.loads((out / "_summary.json").read_text())
         _job_summary(result, summary, ds)
 
@@ -402,8 +456,9 @@ def submit_case(result: Result, model: Path, ds: Dataset, out: Path, logs: Path,
     return result
 
 
-def fixed_case(result: Result, model: Path, ds: Dataset, out: Path, logs: Path,
-               **kw: Any) -> Result:
+def fixed_case(
+    result: Result, model: Path, ds: Dataset, out: Path, logs: Path, **kw: Any
+) -> Result:
     """Figure 7 in pairs: each run is a bare spark-submit session start followed by the job on a
     tiny input, so load that drifts during the bench touches both sides of each difference.
 
@@ -419,9 +474,21 @@ def fixed_case(result: Result, model: Path, ds: Dataset, out: Path, logs: Path,
         bare = time.perf_counter() - t
         fresh(out)()
         t = time.perf_counter()
-        spark_submit(["jobs/score.py", "--model", str(model), "--input", str(ds.path),
-                      "--output", str(out), "--set", "overwrite=true"],
-                     logs / f"{result.case}-{i}.log", peak)
+        spark_submit(
+            [
+                "jobs/score.py",
+                "--model",
+                str(model),
+                "--input",
+                str(ds.path),
+                "--output",
+                str(out),
+                "--set",
+                "overwrite=true",
+            ],
+            logs / f"{result.case}-{i}.log",
+            peak,
+        )
         job = time.perf_counter() - t
         _job_summary(result, json.loads((out / "_summary.json").read_text()), ds)
         pairs.append((bare, job))

@@ -76,10 +76,14 @@ def main(megabytes: int) -> None:
             ("quoted newlines", quoted, quoted_rows, True, True),
             ("quoted newlines", quoted, quoted_rows, True, False),
         ]
-        print(f"pyarrow {pa.__version__}, {BLOCK >> 20} MiB blocks, median of {REPEATS} reads "
-              "after one warm-up read (file in the page cache)")
-        print(f"{'file':<16} {'MB':>6} {'rows':>10} {'newlines_in_values':>18} {'threads':>7} "
-              f"{'MB/s':>7} {'rows/s':>11}")
+        print(
+            f"pyarrow {pa.__version__}, {BLOCK >> 20} MiB blocks, median of {REPEATS} reads "
+            "after one warm-up read (file in the page cache)"
+        )
+        print(
+            f"{'file':<16} {'MB':>6} {'rows':>10} {'newlines_in_values':>18} {'threads':>7} "
+            f"{'MB/s':>7} {'rows/s':>11}"
+        )
         for label, path, rows, newlines, threads in cases:
             parse(path, newlines=newlines, threads=threads)
             times = []
@@ -89,8 +93,10 @@ def main(megabytes: int) -> None:
                 times.append(seconds)
             median = statistics.median(times)
             size = path.stat().st_size / 1e6
-            print(f"{label:<16} {size:>6.0f} {rows:>10,} {newlines!s:>18} {threads!s:>7} "
-                  f"{size / median:>7.0f} {rows / median:>11,.0f}")
+            print(
+                f"{label:<16} {size:>6.0f} {rows:>10,} {newlines!s:>18} {threads!s:>7} "
+                f"{size / median:>7.0f} {rows / median:>11,.0f}"
+            )
 
 
 if __name__ == "__main__":

@@ -74,30 +74,40 @@ class Spec:
     target_bytes: int = 0  # CSV of about this size instead of a row count
 
     def params(self, row_group_rows: int) -> dict:
-        return {"version": GENERATOR_VERSION, "fmt": self.fmt, "seed": self.seed,
-                "rows": self.rows, "files": self.files, "target_bytes": self.target_bytes,
-                "row_group_rows": row_group_rows if self.fmt == "parquet" else None}
+        return {
+            "version": GENERATOR_VERSION,
+            "fmt": self.fmt,
+            "seed": self.seed,
+            "rows": self.rows,
+            "files": self.files,
+            "target_bytes": self.target_bytes,
+            "row_group_rows": row_group_rows if self.fmt == "parquet" else None,
+        }
 
 
 def specs(scale: float) -> dict[str, Spec]:
     """The data sets at this scale (see the module docstring)."""
+
     def n(x: float) -> int:
         return max(1, round(x * scale))
 
     per_file = n(200_000)
     skew_rows = max(16, n(2_000_000))
     small_files = max(20, round(20_000 * scale / 20) * 20)  # a multiple of 20
-    return {s.name: s for s in [
-        Spec("parquet16", "parquet", "main", 1, 16 * per_file, 16),
-        Spec("csv16", "csv", "main", 1, 16 * per_file, 16),
-        Spec("skew1", "parquet", "skew", 2, skew_rows, 1),
-        Spec("skew16", "parquet", "skew", 2, skew_rows, 16),
-        Spec("small20000", "parquet", "small", 3, small_files * 100, small_files),
-        Spec("small20", "parquet", "small", 3, small_files * 100, 20),
-        Spec("tiny", "parquet", "tiny", 4, 10, 1),
-        Spec("mem200m", "csv", "mem200m", 5, 0, 1, target_bytes=n(200_000_000)),
-        Spec("mem2g", "csv", "mem2g", 6, 0, 1, target_bytes=n(2_000_000_000)),
-    ]}
+    return {
+        s.name: s
+        for s in [
+            Spec("parquet16", "parquet", "main", 1, 16 * per_file, 16),
+            Spec("csv16", "csv", "main", 1, 16 * per_file, 16),
+            Spec("skew1", "parquet", "skew", 2, skew_rows, 1),
+            Spec("skew16", "parquet", "skew", 2, skew_rows, 16),
+            Spec("small20000", "parquet", "small", 3, small_files * 100, small_files),
+            Spec("small20", "parquet", "small", 3, small_files * 100, 20),
+            Spec("tiny", "parquet", "tiny", 4, 10, 1),
+            Spec("mem200m", "csv", "mem200m", 5, 0, 1, target_bytes=n(200_000_000)),
+            Spec("mem2g", "csv", "mem2g", 6, 0, 1, target_bytes=n(2_000_000_000)),
+        ]
+    }
 
 
 def default_row_group_rows(scale: float) -> int:
@@ -113,7 +123,7 @@ def table(seed: int, rows: int, id_start: int = 0) -> pa.Table:
         rng = np.random.default_rng([seed, c])
         block = rng.standard_normal((chunk, len(FEATURES)))
         lo, hi = max(first, c * chunk), min(last, (c + 1) * chunk)
-        parts.append(block[lo - c * chunk: hi - c * chunk])
+        parts.append(block[lo - c * chunk : hi - c * chunk])
     x = np.concatenate(parts) if parts else np.empty((0, len(FEATURES)))
     cols = {"id": pa.array(np.arange(first, last, dtype=np.int64))}
     for i, name in enumerate(FEATURES):
@@ -161,8 +171,9 @@ def ensure(root: Path, spec: Spec, row_group_rows: int, log=print) -> Dataset:
 
 
 def _dataset(spec: Spec, folder: Path, saved: dict) -> Dataset:
-    return Dataset(spec.name, folder, spec.fmt, saved["files"], saved["rows"], saved["bytes"],
-                   spec.rowset)
+    return Dataset(
+        spec.name, folder, spec.fmt, saved["files"], saved["rows"], saved["bytes"], spec.rowset
+    )
 
 
 def _write_big_csv(path: Path, spec: Spec) -> int:
@@ -193,11 +204,17 @@ def ensure_models(root: Path, log=print) -> dict[str, Path]:
 
     folder = root / "models"
     marker = root / "models.json"
-    params = {"version": MODELS_VERSION, "sklearn": sklearn.__version__,
-              "mlflow": mlflow.__version__}
+    params = {
+        "version": MODELS_VERSION,
+        "sklearn": sklearn.__version__,
+        "mlflow": mlflow.__version__,
+    }
     paths = {"lr": folder / "lr", "rf": folder / "rf"}
-    if marker.exists() and json.loads(marker.read_text()) == params and all(
-            (p / "MLmodel").exists() for p in paths.values()):
+    if (
+        marker.exists()
+        and json.loads(marker.read_text()) == params
+        and all((p / "MLmodel").exists() for p in paths.values())
+    ):
         return paths
     if marker.exists():
         marker.unlink()
@@ -219,15 +236,25 @@ def ensure_models(root: Path, log=print) -> dict[str, Path]:
     y = ((X.x0 + 0.5 * X.x1 - X.x2 + 0.5 * X.x3 * X.x4 + 0.8 * noise) > 0).astype(np.int64)
 
     lr = LogisticRegression().fit(X, y)
-    mlflow.sklearn.save_model(lr, str(paths["lr"]), serialization_format="skops",
-                              signature=infer_signature(X, lr.predict(X)))
-    rf = Pipeline([
-        ("scale", StandardScaler()),
-        ("forest", RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1)),
-    ]).fit(X, y)
-    mlflow.sklearn.save_model(rf, str(paths["rf"]), serialization_format="skops",
-                              signature=infer_signature(X, rf.predict(X)),
-                              skops_trusted_types=["sklearn.tree._tree.Tree"])
+    mlflow.sklearn.save_model(
+        lr,
+        str(paths["lr"]),
+        serialization_format="skops",
+        signature=infer_signature(X, lr.predict(X)),
+    )
+    rf = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("forest", RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=1)),
+        ]
+    ).fit(X, y)
+    mlflow.sklearn.save_model(
+        rf,
+        str(paths["rf"]),
+        serialization_format="skops",
+        signature=infer_signature(X, rf.predict(X)),
+        skops_trusted_types=["sklearn.tree._tree.Tree"],
+    )
     marker.write_text(json.dumps(params))
     return paths
 

@@ -99,8 +99,14 @@ class PeakRss:
     the largest high-water mark of any one process of that role during the case.
     """
 
-    def __init__(self, roots: list[int], *, driver_pid: int | None = None,
-                 interval: float = 0.25, reset: bool = True) -> None:
+    def __init__(
+        self,
+        roots: list[int],
+        *,
+        driver_pid: int | None = None,
+        interval: float = 0.25,
+        reset: bool = True,
+    ) -> None:
         self.roots = list(roots)
         self.driver_pid = driver_pid
         self.interval = interval
@@ -154,7 +160,10 @@ class PeakRss:
             values = [b for (_, rr), b in self.peaks.items() if rr == r]
             return round(max(values) / MIB, 1) if values else None
 
-        return {"driver_mib": peak("driver"), "jvm_mib": peak("jvm"),
-                # the Python daemon counts among the workers; it is small, so the max is a worker's
-                "worker_mib": peak("worker"),
-                "workers": sum(1 for (_, r) in self.peaks if r == "worker")}
+        return {
+            "driver_mib": peak("driver"),
+            "jvm_mib": peak("jvm"),
+            # the Python daemon counts among the workers; it is small, so the max is a worker's
+            "worker_mib": peak("worker"),
+            "workers": sum(1 for (_, r) in self.peaks if r == "worker"),
+        }

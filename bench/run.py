@@ -89,8 +89,10 @@ def all_cases(memory: bool) -> list[Case]:
     if memory:
         # Through spark-submit: a new JVM and new Python workers, so the worker peak is this
         # input's alone (in our session, workers would hold models cached by earlier cases).
-        out += [Case("memory-200mb", "submit", "lr", "mem200m", single_run=True),
-                Case("memory-2gb", "submit", "lr", "mem2g", single_run=True)]
+        out += [
+            Case("memory-200mb", "submit", "lr", "mem200m", single_run=True),
+            Case("memory-2gb", "submit", "lr", "mem2g", single_run=True),
+        ]
     return out
 
 
@@ -101,8 +103,10 @@ def select(cases_: list[Case], only: str | None) -> list[Case]:
     chosen = {c.id for c in cases_ for p in patterns if fnmatch.fnmatchcase(c.id, p)}
     unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(c.id, p) for c in cases_)]
     if unknown:
-        sys.exit(f"error: --only {', '.join(unknown)} matches no case; cases: "
-                 + " ".join(c.id for c in cases_))
+        sys.exit(
+            f"error: --only {', '.join(unknown)} matches no case; cases: "
+            + " ".join(c.id for c in cases_)
+        )
     # What the selected cases need: LIMIT for the RF job figure, the bare session for spark-submit.
     if any(c.id in chosen and c.kind == "submit" for c in cases_):
         chosen.add("session-bare")  # fixed-10rows measures its own bare starts, in pairs
@@ -114,20 +118,37 @@ def select(cases_: list[Case], only: str | None) -> list[Case]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="multiply row and file counts (e.g. 0.05 for a quick smoke run)")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply row and file counts (e.g. 0.05 for a quick smoke run)",
+    )
     p.add_argument("--only", help="comma-separated patterns of case ids (see --list)")
-    p.add_argument("--memory", action="store_true",
-                   help="also the 200 MB and 2 GB CSV memory cases (writes ~2.2 GB x scale once)")
-    p.add_argument("--min-seconds", type=float, default=None,
-                   help="timed seconds per case (default 30 x scale)")
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="also the 200 MB and 2 GB CSV memory cases (writes ~2.2 GB x scale once)",
+    )
+    p.add_argument(
+        "--min-seconds",
+        type=float,
+        default=None,
+        help="timed seconds per case (default 30 x scale)",
+    )
     p.add_argument("--max-runs", type=int, default=50, help="at most this many timed runs per case")
-    p.add_argument("--row-group-rows", type=int, default=None,
-                   help="Parquet row group size (default 1,048,576 x scale: pyarrow's default "
-                   "at scale 1)")
-    p.add_argument("--fresh-session", action="store_true",
-                   help="restart the SparkSession (new SparkContext, new Python workers; the JVM "
-                   "stays) before each in-process case, so worker peak RSS is that case's alone")
+    p.add_argument(
+        "--row-group-rows",
+        type=int,
+        default=None,
+        help="Parquet row group size (default 1,048,576 x scale: pyarrow's default at scale 1)",
+    )
+    p.add_argument(
+        "--fresh-session",
+        action="store_true",
+        help="restart the SparkSession (new SparkContext, new Python workers; the JVM "
+        "stays) before each in-process case, so worker peak RSS is that case's alone",
+    )
     p.add_argument("--results", type=Path, default=None, help="where to write the markdown table")
     p.add_argument("--list", action="store_true", help="list the case ids and exit")
     args = p.parse_args(argv)
@@ -138,27 +159,42 @@ def main(argv: list[str]) -> int:
         return 0
     full = args.scale == 1 and not args.only
     results_path = args.results or (HERE / "RESULTS.md" if full else OUT / "RESULTS.md")
-    timing = Timing(min_seconds=args.min_seconds if args.min_seconds is not None
-                    else 30.0 * args.scale, max_runs=args.max_runs)
+    timing = Timing(
+        min_seconds=args.min_seconds if args.min_seconds is not None else 30.0 * args.scale,
+        max_runs=args.max_runs,
+    )
     started = time.time()
     stamp = datetime.datetime.now().astimezone()
     load_start = os.getloadavg()[0]
     if load_start > 0.5:
-        print(f"warning: load average {load_start:.1f} before the bench starts; other work on "
-              "this machine will skew the figures", flush=True)
+        print(
+            f"warning: load average {load_start:.1f} before the bench starts; other work on "
+            "this machine will skew the figures",
+            flush=True,
+        )
 
     # 1. Data and models, before anything is timed.
-    print(f"sparkscore bench: scale {args.scale:g}, {len(chosen)} cases, "
-          f"{timing.min_seconds:g} s timed per case", flush=True)
+    print(
+        f"sparkscore bench: scale {args.scale:g}, {len(chosen)} cases, "
+        f"{timing.min_seconds:g} s timed per case",
+        flush=True,
+    )
     root = datasets.scale_root(args.scale)
     rg = args.row_group_rows or datasets.default_row_group_rows(args.scale)
     specs = datasets.specs(args.scale)
-    data = {name: datasets.ensure(root, specs[name], rg)
-            for name in dict.fromkeys(c.dataset for c in chosen if c.dataset)}
+    data = {
+        name: datasets.ensure(root, specs[name], rg)
+        for name in dict.fromkeys(c.dataset for c in chosen if c.dataset)
+    }
     models = datasets.ensure_models(datasets.DATA)
-    print(f"data in {root}: " + ", ".join(f"{d.name} ({d.files} files, {d.rows:,} rows, "
-                                          f"{d.bytes / 1e6:,.0f} MB)" for d in data.values()),
-          flush=True)
+    print(
+        f"data in {root}: "
+        + ", ".join(
+            f"{d.name} ({d.files} files, {d.rows:,} rows, {d.bytes / 1e6:,.0f} MB)"
+            for d in data.values()
+        ),
+        flush=True,
+    )
 
     results: dict[str, Result] = {}
     limits: dict[str, dict[str, Any]] = {}
@@ -174,16 +210,20 @@ def main(argv: list[str]) -> int:
         rate = f"{r.rate:,.0f} rows/s" if r.rate else ""
         med = f"median {r.median_s:.2f} s of {len(r.times)}" if r.times else ""
         rss = r.rss
-        print(f"    {r.case}: {rate} {med}; peak RSS MiB driver {rss.get('driver_mib')}, "
-              f"JVM {rss.get('jvm_mib')}, worker {rss.get('worker_mib')}", flush=True)
+        print(
+            f"    {r.case}: {rate} {med}; peak RSS MiB driver {rss.get('driver_mib')}, "
+            f"JVM {rss.get('jvm_mib')}, worker {rss.get('worker_mib')}",
+            flush=True,
+        )
 
     # 2. LIMIT, in this process before any Spark starts.
     for c in chosen:
         if c.kind == "limit":
             print(f"[{c.id}]", flush=True)
             try:
-                limits[c.model] = cases.limit(models[c.model],
-                                              seconds=3.0 if args.scale >= 0.5 else 0.5)
+                limits[c.model] = cases.limit(
+                    models[c.model], seconds=3.0 if args.scale >= 0.5 else 0.5
+                )
             except Exception as e:
                 cases.record_error(Result(c.id), e)
 
@@ -191,8 +231,13 @@ def main(argv: list[str]) -> int:
     for c in chosen:
         if c.kind == "bare":
             print(f"[{c.id}]", flush=True)
-            r = cases.bare_session_case(Result(c.id), logs, timing=timing,
-                                        peak=PeakRss([], reset=False), min_runs=FIXED_MIN_RUNS)
+            r = cases.bare_session_case(
+                Result(c.id),
+                logs,
+                timing=timing,
+                peak=PeakRss([], reset=False),
+                min_runs=FIXED_MIN_RUNS,
+            )
             log_result(r)
             if r.median_s:
                 session_starts["spark-submit"] = r.median_s
@@ -203,14 +248,29 @@ def main(argv: list[str]) -> int:
             r = Result(c.id, rows=ds.rows)
             try:
                 if c.kind == "fixed":
-                    cases.fixed_case(r, models[c.model], ds, case_out / c.id, logs,
-                                     timing=timing, peak=PeakRss([], reset=False),
-                                     min_runs=FIXED_MIN_RUNS)
+                    cases.fixed_case(
+                        r,
+                        models[c.model],
+                        ds,
+                        case_out / c.id,
+                        logs,
+                        timing=timing,
+                        peak=PeakRss([], reset=False),
+                        min_runs=FIXED_MIN_RUNS,
+                    )
                 else:
-                    cases.submit_case(r, models[c.model], ds, case_out / c.id, logs,
-                                  session_starts.get("spark-submit"), timing=timing,
-                                  peak=PeakRss([], reset=False), warmup=not c.single_run,
-                                  runs=1 if c.single_run else None)
+                    cases.submit_case(
+                        r,
+                        models[c.model],
+                        ds,
+                        case_out / c.id,
+                        logs,
+                        session_starts.get("spark-submit"),
+                        timing=timing,
+                        peak=PeakRss([], reset=False),
+                        warmup=not c.single_run,
+                        runs=1 if c.single_run else None,
+                    )
             except Exception as e:
                 cases.record_error(r, e)
             log_result(r)
@@ -220,8 +280,11 @@ def main(argv: list[str]) -> int:
     spark = None
     if inproc:
         spark, session_starts["in-process"] = start_session()
-        print(f"in-process session: local[*] started in {session_starts['in-process']:.1f} s "
-              f"(Spark {spark.version})", flush=True)
+        print(
+            f"in-process session: local[*] started in {session_starts['in-process']:.1f} s "
+            f"(Spark {spark.version})",
+            flush=True,
+        )
     for i, c in enumerate(inproc):
         print(f"[{c.id}]", flush=True)
         if args.fresh_session and i:
@@ -230,8 +293,12 @@ def main(argv: list[str]) -> int:
         ds = data[c.dataset]
         model = models[c.model] if c.model else None
         out = case_out / c.id
-        kw = {"timing": timing, "peak": PeakRss([me], driver_pid=me),
-              "warmup": not c.single_run, "runs": 1 if c.single_run else None}
+        kw = {
+            "timing": timing,
+            "peak": PeakRss([me], driver_pid=me),
+            "warmup": not c.single_run,
+            "runs": 1 if c.single_run else None,
+        }
         r = Result(c.id, rows=ds.rows)
         try:
             if c.kind == "job":
@@ -254,8 +321,19 @@ def main(argv: list[str]) -> int:
     checks = consistency(chosen, results, data)
     figs = figures(chosen, results, limits, data)
     loads = (load_start, os.getloadavg()[0])
-    text = report(args, stamp, time.time() - started, chosen, results, limits, session_starts,
-                  figs, checks, data, loads)
+    text = report(
+        args,
+        stamp,
+        time.time() - started,
+        chosen,
+        results,
+        limits,
+        session_starts,
+        figs,
+        checks,
+        data,
+        loads,
+    )
     print()
     print(text)
     results_path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,8 +351,12 @@ def start_session() -> tuple[Any, float]:
     from pyspark.sql import SparkSession
 
     t = time.perf_counter()
-    spark = (SparkSession.builder.master("local[*]").appName("sparkscore-bench")
-             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[*]")
+        .appName("sparkscore-bench")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     spark.range(1).count()
     return spark, time.perf_counter() - t
@@ -284,8 +366,9 @@ def start_session() -> tuple[Any, float]:
 # Figures
 
 
-def consistency(chosen: list[Case], results: dict[str, Result],
-                data: dict[str, datasets.Dataset]) -> dict[str, str]:
+def consistency(
+    chosen: list[Case], results: dict[str, Result], data: dict[str, datasets.Dataset]
+) -> dict[str, str]:
     """Each case wrote every row, and the same predictions as every case on the same rows."""
     first: dict[tuple[str, str], tuple[str, float]] = {}
     out: dict[str, str] = {}
@@ -303,8 +386,9 @@ def consistency(chosen: list[Case], results: dict[str, Result],
             first[key] = (c.id, total)
             out[c.id] = "ok"
         elif abs(first[key][1] - total) > 1e-6 * max(1.0, abs(total)):
-            out[c.id] = (f"predictions differ from {first[key][0]} "
-                         f"(sum {total:g} vs {first[key][1]:g})")
+            out[c.id] = (
+                f"predictions differ from {first[key][0]} (sum {total:g} vs {first[key][1]:g})"
+            )
         else:
             out[c.id] = "ok"
     return out
@@ -328,15 +412,22 @@ class Figure:
         return "not run" if self.passed is None else ("PASS" if self.passed else "FAIL")
 
 
-def figures(chosen: list[Case], results: dict[str, Result], limits: dict[str, dict],
-            data: dict[str, datasets.Dataset]) -> list[Figure]:
+def figures(
+    chosen: list[Case],
+    results: dict[str, Result],
+    limits: dict[str, dict],
+    data: dict[str, datasets.Dataset],
+) -> list[Figure]:
     cores = os.cpu_count() or 1
     ok = {k: r for k, r in results.items() if not r.error and r.rate}
 
     def rate(case: str) -> str:
         r = ok.get(case)
-        return f"{r.rate:,.0f} rows/s ({case})" if r else f"{case}: " + (
-            "error" if case in results else "not run")
+        return (
+            f"{r.rate:,.0f} rows/s ({case})"
+            if r
+            else f"{case}: " + ("error" if case in results else "not run")
+        )
 
     def ratio(num: str, den: str) -> float | None:
         if num in ok and den in ok:
@@ -351,75 +442,186 @@ def figures(chosen: list[Case], results: dict[str, Result], limits: dict[str, di
         case = f"rf-{fmt}-job"
         lim = limits.get("rf")
         value = ok[case].rate / (cores * lim["rate"]) if case in ok and lim else None
-        base = (f"{cores} cores x LIMIT {lim['rate']:,.0f} = {cores * lim['rate']:,.0f} rows/s"
-                if lim else "LIMIT not run")
-        figs.append(Figure(1, f"predict-bound: RF job on {fmt} / (cores x LIMIT)", rate(case),
-                           base, value, ">= 0.85", verdict(value, lambda v: v >= 0.85)))
+        base = (
+            f"{cores} cores x LIMIT {lim['rate']:,.0f} = {cores * lim['rate']:,.0f} rows/s"
+            if lim
+            else "LIMIT not run"
+        )
+        figs.append(
+            Figure(
+                1,
+                f"predict-bound: RF job on {fmt} / (cores x LIMIT)",
+                rate(case),
+                base,
+                value,
+                ">= 0.85",
+                verdict(value, lambda v: v >= 0.85),
+            )
+        )
     for fmt, want in (("parquet", 3.0), ("csv", 4.0)):
         v = ratio(f"lr-{fmt}-job", f"lr-{fmt}-spark_udf")
-        figs.append(Figure(2, f"I/O-bound: LR job / spark_udf on {fmt}", rate(f"lr-{fmt}-job"),
-                           rate(f"lr-{fmt}-spark_udf"), v, f">= {want:g}",
-                           verdict(v, lambda x, w=want: x >= w)))
+        figs.append(
+            Figure(
+                2,
+                f"I/O-bound: LR job / spark_udf on {fmt}",
+                rate(f"lr-{fmt}-job"),
+                rate(f"lr-{fmt}-spark_udf"),
+                v,
+                f">= {want:g}",
+                verdict(v, lambda x, w=want: x >= w),
+            )
+        )
     for fmt in FORMATS:
         v = ratio(f"lr-{fmt}-job", f"lr-{fmt}-loop")
-        figs.append(Figure(2, f"I/O-bound: LR job / single-process loop on {fmt}",
-                           rate(f"lr-{fmt}-job"), rate(f"lr-{fmt}-loop"), v, ">= 1.6",
-                           verdict(v, lambda x: x >= 1.6)))
+        figs.append(
+            Figure(
+                2,
+                f"I/O-bound: LR job / single-process loop on {fmt}",
+                rate(f"lr-{fmt}-job"),
+                rate(f"lr-{fmt}-loop"),
+                v,
+                ">= 1.6",
+                verdict(v, lambda x: x >= 1.6),
+            )
+        )
     v = ratio("skew-1file", "skew-16files")
-    figs.append(Figure(3, "skew: one file / the same rows in 16 files (RF job)",
-                       rate("skew-1file"), rate("skew-16files"), v, ">= 0.8",
-                       verdict(v, lambda x: x >= 0.8)))
+    figs.append(
+        Figure(
+            3,
+            "skew: one file / the same rows in 16 files (RF job)",
+            rate("skew-1file"),
+            rate("skew-16files"),
+            v,
+            ">= 0.8",
+            verdict(v, lambda x: x >= 0.8),
+        )
+    )
     v = ratio("small-20000files", "small-20files")
     n_small = data["small20000"].files if "small20000" in data else 20000
-    figs.append(Figure(4, f"small files: {n_small:,} files / the same rows in 20 (LR job)",
-                       rate("small-20000files"), rate("small-20files"), v, ">= 0.5",
-                       verdict(v, lambda x: x >= 0.5)))
+    figs.append(
+        Figure(
+            4,
+            f"small files: {n_small:,} files / the same rows in 20 (LR job)",
+            rate("small-20000files"),
+            rate("small-20files"),
+            v,
+            ">= 0.5",
+            verdict(v, lambda x: x >= 0.5),
+        )
+    )
     read = ok.get("small-20000files-read")
     if read and "small-20files" in ok:
         # Not a target: the ceiling of figure 4 when every core does nothing but read the files.
-        figs.append(Figure(4, f"small files, its bound: cores x pyarrow reading the {n_small:,} "
-                              "files alone / the 20-file job",
-                           f"{cores} cores x {read.rate:,.0f} = {cores * read.rate:,.0f} rows/s "
-                           "(small-20000files-read)", rate("small-20files"),
-                           cores * read.rate / ok["small-20files"].rate, "(a bound, not a target)",
-                           None, bound=True))
+        figs.append(
+            Figure(
+                4,
+                f"small files, its bound: cores x pyarrow reading the {n_small:,} "
+                "files alone / the 20-file job",
+                f"{cores} cores x {read.rate:,.0f} = {cores * read.rate:,.0f} rows/s "
+                "(small-20000files-read)",
+                rate("small-20files"),
+                cores * read.rate / ok["small-20files"].rate,
+                "(a bound, not a target)",
+                None,
+                bound=True,
+            )
+        )
     done = {k: r for k, r in results.items() if not r.error and r.times}
     big, mid = done.get("memory-2gb"), done.get("memory-200mb")
     big_w = big.rss.get("worker_mib") if big else None
     mid_w = mid.rss.get("worker_mib") if mid else None
-    big_s = (f"{big_w:,.0f} MiB ({data['mem2g'].bytes / 1e9:.2f} GB CSV)"
-             if big_w else "memory-2gb: not run (--memory)")
-    mid_s = (f"{mid_w:,.0f} MiB ({data['mem200m'].bytes / 1e6:.0f} MB CSV)"
-             if mid_w else "memory-200mb: not run (--memory)")
-    figs.append(Figure(5, "flat memory: worker peak RSS on the 2 GB CSV", big_s, "1 GiB",
-                       big_w / 1024 if big_w else None, "< 1 GiB",
-                       verdict(big_w, lambda x: x < 1024)))
+    big_s = (
+        f"{big_w:,.0f} MiB ({data['mem2g'].bytes / 1e9:.2f} GB CSV)"
+        if big_w
+        else "memory-2gb: not run (--memory)"
+    )
+    mid_s = (
+        f"{mid_w:,.0f} MiB ({data['mem200m'].bytes / 1e6:.0f} MB CSV)"
+        if mid_w
+        else "memory-200mb: not run (--memory)"
+    )
+    figs.append(
+        Figure(
+            5,
+            "flat memory: worker peak RSS on the 2 GB CSV",
+            big_s,
+            "1 GiB",
+            big_w / 1024 if big_w else None,
+            "< 1 GiB",
+            verdict(big_w, lambda x: x < 1024),
+        )
+    )
     v = big_w / mid_w if big_w and mid_w else None
-    figs.append(Figure(5, "flat memory: worker peak 2 GB CSV / 200 MB CSV", big_s, mid_s, v,
-                       "<= 1.2", verdict(v, lambda x: x <= 1.2)))
-    runs = [(k, loads, workers) for k, r in results.items() if not r.error
-            for loads, workers in r.job_runs]
+    figs.append(
+        Figure(
+            5,
+            "flat memory: worker peak 2 GB CSV / 200 MB CSV",
+            big_s,
+            mid_s,
+            v,
+            "<= 1.2",
+            verdict(v, lambda x: x <= 1.2),
+        )
+    )
+    runs = [
+        (k, loads, workers)
+        for k, r in results.items()
+        if not r.error
+        for loads, workers in r.job_runs
+    ]
     if runs:
         worst = max(runs, key=lambda t: (t[1] / t[2]) if t[2] else float("inf"))
         bad = [t for t in runs if t[2] == 0 or t[1] != t[2]]
         worst_ratio = worst[1] / worst[2] if worst[2] else None
-        figs.append(Figure(6, "model loads per Python worker, every job run",
-                           f"{len(runs)} runs; worst: {worst[1]} loads / {worst[2]} workers "
-                           f"({worst[0]})", "_summary.json model_loads / python_workers",
-                           worst_ratio, "== 1 in every run", not bad))
+        figs.append(
+            Figure(
+                6,
+                "model loads per Python worker, every job run",
+                f"{len(runs)} runs; worst: {worst[1]} loads / {worst[2]} workers ({worst[0]})",
+                "_summary.json model_loads / python_workers",
+                worst_ratio,
+                "== 1 in every run",
+                not bad,
+            )
+        )
     else:
-        figs.append(Figure(6, "model loads per Python worker, every job run", "no job run", "",
-                           None, "== 1 in every run", None))
+        figs.append(
+            Figure(
+                6,
+                "model loads per Python worker, every job run",
+                "no job run",
+                "",
+                None,
+                "== 1 in every run",
+                None,
+            )
+        )
     fixed = done.get("fixed-10rows")
     if fixed and "extra_s" in fixed.notes:
         extra = fixed.notes["extra_s"]
-        figs.append(Figure(7, "fixed cost: spark-submit job on 10 rows - bare session start",
-                           f"{fixed.median_s:.1f} s (fixed-10rows, job end to end)",
-                           f"{fixed.notes['bare_s']:.1f} s (bare start, paired runs)", extra,
-                           "<= 5 s (median of paired differences)", extra <= 5.0))
+        figs.append(
+            Figure(
+                7,
+                "fixed cost: spark-submit job on 10 rows - bare session start",
+                f"{fixed.median_s:.1f} s (fixed-10rows, job end to end)",
+                f"{fixed.notes['bare_s']:.1f} s (bare start, paired runs)",
+                extra,
+                "<= 5 s (median of paired differences)",
+                extra <= 5.0,
+            )
+        )
     else:
-        figs.append(Figure(7, "fixed cost: spark-submit job on 10 rows - bare session start",
-                           "not run", "", None, "<= 5 s", None))
+        figs.append(
+            Figure(
+                7,
+                "fixed cost: spark-submit job on 10 rows - bare session start",
+                "not run",
+                "",
+                None,
+                "<= 5 s",
+                None,
+            )
+        )
     return figs
 
 
@@ -433,8 +635,13 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     def line(cells: list[str]) -> str:
         return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
 
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *(line(r) for r in rows)])
+    return "\n".join(
+        [
+            line(header),
+            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+            *(line(r) for r in rows),
+        ]
+    )
 
 
 def machine() -> dict[str, str]:
@@ -449,8 +656,12 @@ def machine() -> dict[str, str]:
         memory = f"{mem / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration):
         memory = "unknown"
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": memory,
-            "os": f"{platform.system()} {platform.release()}"}
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": memory,
+        "os": f"{platform.system()} {platform.release()}",
+    }
 
 
 def versions() -> dict[str, str]:
@@ -462,36 +673,59 @@ def versions() -> dict[str, str]:
 
     java = "unknown"
     try:
-        java = subprocess.run(["java", "-version"], capture_output=True, text=True,
-                              timeout=30).stderr.splitlines()[0]
+        java = subprocess.run(
+            ["java", "-version"], capture_output=True, text=True, timeout=30
+        ).stderr.splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         pass
     commit = "unknown"
     try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--",
-                                "sparkscore", "jobs", "conf"], capture_output=True, text=True,
-                               timeout=30).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "sparkscore", "jobs", "conf"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
         commit = commit or "unknown (not a git checkout)"
         if dirty:
             commit += " + uncommitted changes in sparkscore/ jobs/ conf/"
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"python": platform.python_version(), "pyspark": pyspark.__version__,
-            "pandas": pandas.__version__, "pyarrow": pyarrow.__version__,
-            "scikit-learn": sklearn.__version__, "mlflow": mlflow.__version__, "java": java,
-            "sparkscore": commit}
+    return {
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "pandas": pandas.__version__,
+        "pyarrow": pyarrow.__version__,
+        "scikit-learn": sklearn.__version__,
+        "mlflow": mlflow.__version__,
+        "java": java,
+        "sparkscore": commit,
+    }
 
 
 def fmt_num(x: float | None, spec: str = ",.0f") -> str:
     return "" if x is None else format(x, spec)
 
 
-def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, chosen: list[Case],
-           results: dict[str, Result], limits: dict[str, dict], session_starts: dict[str, float],
-           figs: list[Figure], checks: dict[str, str], data: dict[str, datasets.Dataset],
-           loads: tuple[float, float]) -> str:
+def report(
+    args: argparse.Namespace,
+    stamp: datetime.datetime,
+    elapsed: float,
+    chosen: list[Case],
+    results: dict[str, Result],
+    limits: dict[str, dict],
+    session_starts: dict[str, float],
+    figs: list[Figure],
+    checks: dict[str, str],
+    data: dict[str, datasets.Dataset],
+    loads: tuple[float, float],
+) -> str:
     m, v = machine(), versions()
     cmd = "bench/run.py " + " ".join(sys.argv[1:])
     out = [
@@ -506,9 +740,21 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
         "",
         "## Figures",
         "",
-        md_table(["#", "figure", "measured", "baseline", "ratio", "target", "result"],
-                 [[str(f.number), f.name, f.measured, f.baseline, fmt_num(f.ratio, ".2f"),
-                   f.target, f.verdict] for f in figs]),
+        md_table(
+            ["#", "figure", "measured", "baseline", "ratio", "target", "result"],
+            [
+                [
+                    str(f.number),
+                    f.name,
+                    f.measured,
+                    f.baseline,
+                    fmt_num(f.ratio, ".2f"),
+                    f.target,
+                    f.verdict,
+                ]
+                for f in figs
+            ],
+        ),
         "",
         "## Cases",
         "",
@@ -516,8 +762,21 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
     rows = []
     for key, lim in limits.items():
         by = ", ".join(f"{s // 1000}k: {r:,.0f}" for s, r in lim["by_batch"].items())
-        rows.append([f"limit-{key}", "", fmt_num(lim["rate"]), "", "", "", "", "", "", "",
-                     f"single thread, best batch {lim['batch']:,} rows ({by})"])
+        rows.append(
+            [
+                f"limit-{key}",
+                "",
+                fmt_num(lim["rate"]),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"single thread, best batch {lim['batch']:,} rows ({by})",
+            ]
+        )
     for c in chosen:
         r = results.get(c.id)
         if c.kind == "limit" or r is None:
@@ -526,18 +785,25 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
             rows.append([c.id, fmt_num(r.rows), "", "", "", "", "", "", "", "ERROR", r.error])
             continue
         rss = r.rss
-        workers = (f"{fmt_num(rss.get('worker_mib'))} ({rss.get('workers')})"
-                   if rss.get("worker_mib") else "")
+        workers = (
+            f"{fmt_num(rss.get('worker_mib'))} ({rss.get('workers')})"
+            if rss.get("worker_mib")
+            else ""
+        )
         notes = []
         if c.kind == "fixed":
-            notes.append("each run paired with a bare start just before it: "
-                         + ", ".join(f"{j:.1f}-{b:.1f}" for b, j in r.notes.get("pairs", []))
-                         + f" s; median difference {r.notes.get('extra_s', 0):.1f} s")
+            notes.append(
+                "each run paired with a bare start just before it: "
+                + ", ".join(f"{j:.1f}-{b:.1f}" for b, j in r.notes.get("pairs", []))
+                + f" s; median difference {r.notes.get('extra_s', 0):.1f} s"
+            )
         if c.kind == "submit":
             net = r.net_s
-            notes.append(f"end to end {r.median_s:.1f} s ({r.notes.get('e2e_rows_per_s', 0):,.0f}"
-                         f" rows/s) - session start {r.subtract_s:.1f} s = {net:.1f} s"
-                         + (" (no rows/s: not longer than a bare start)" if net <= 0 else ""))
+            notes.append(
+                f"end to end {r.median_s:.1f} s ({r.notes.get('e2e_rows_per_s', 0):,.0f}"
+                f" rows/s) - session start {r.subtract_s:.1f} s = {net:.1f} s"
+                + (" (no rows/s: not longer than a bare start)" if net <= 0 else "")
+            )
         if c.kind == "bare":
             notes.append("spark-submit: SparkSession + spark.range(1).count()")
         if r.notes.get("job_rows_per_s"):
@@ -549,16 +815,39 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
             notes.append("model_loads/python_workers " + ", ".join(loads))
         if rss and not rss.get("reset_ok", True):
             notes.append("peak RSS could not be reset: includes earlier cases")
-        rows.append([
-            c.id, fmt_num(r.rows), fmt_num(r.rate) if c.kind != "fixed" else "",
-            fmt_num(r.median_s, ".2f"),
-            f"{len(r.times)}" + (f" (+{r.warmup_s:.1f} s warm-up)" if r.warmup_s else ""),
-            fmt_num(r.spread * 100 if r.spread is not None else None, ".0f"),
-            fmt_num(rss.get("driver_mib")), fmt_num(rss.get("jvm_mib")), workers,
-            checks.get(c.id, ""), "; ".join(notes)])
-    out.append(md_table(["case", "rows", "rows/s", "median s", "timed runs", "spread %",
-                         "driver MiB", "JVM MiB", "worker MiB (procs)", "output check", "notes"],
-                        rows))
+        rows.append(
+            [
+                c.id,
+                fmt_num(r.rows),
+                fmt_num(r.rate) if c.kind != "fixed" else "",
+                fmt_num(r.median_s, ".2f"),
+                f"{len(r.times)}" + (f" (+{r.warmup_s:.1f} s warm-up)" if r.warmup_s else ""),
+                fmt_num(r.spread * 100 if r.spread is not None else None, ".0f"),
+                fmt_num(rss.get("driver_mib")),
+                fmt_num(rss.get("jvm_mib")),
+                workers,
+                checks.get(c.id, ""),
+                "; ".join(notes),
+            ]
+        )
+    out.append(
+        md_table(
+            [
+                "case",
+                "rows",
+                "rows/s",
+                "median s",
+                "timed runs",
+                "spread %",
+                "driver MiB",
+                "JVM MiB",
+                "worker MiB (procs)",
+                "output check",
+                "notes",
+            ],
+            rows,
+        )
+    )
     starts = ", ".join(f"{k} {s:.1f} s" for k, s in session_starts.items())
     out += [
         "",
@@ -599,8 +888,12 @@ def report(args: argparse.Namespace, stamp: datetime.datetime, elapsed: float, c
         "is the benchmark process itself. RSS includes shared pages.",
         "- output check: every case's output holds every input row, and the same predictions "
         "(sum of the prediction column) as every other case on the same rows and model.",
-        "- Data: " + "; ".join(f"{d.name}: {d.files:,} {d.fmt} files, {d.rows:,} rows, "
-                              f"{d.bytes / 1e6:,.0f} MB" for d in data.values()) + ".",
+        "- Data: "
+        + "; ".join(
+            f"{d.name}: {d.files:,} {d.fmt} files, {d.rows:,} rows, {d.bytes / 1e6:,.0f} MB"
+            for d in data.values()
+        )
+        + ".",
         "",
     ]
     return "\n".join(out)

@@ -119,8 +119,9 @@ class Predictor:
             raise
         except Exception as e:  # the model's own code: any exception fails the rows it got
             cause = e.cause if isinstance(e, PredictError) else f"{type(e).__name__}: {e}"
-            raise PredictError(file=first.state.result.name, first_row=int(first.rows[0]),
-                               rows=rows, cause=cause) from None
+            raise PredictError(
+                file=first.state.result.name, first_row=int(first.rows[0]), rows=rows, cause=cause
+            ) from None
 
     def _deliver(self, queue: list[Queued], values: pa.Array) -> None:
         offset = 0
@@ -140,8 +141,11 @@ def _runs(queue: list[Queued]) -> Iterator[list[Queued]]:
     batch can go to its first file's sink; one batch a file cost more than its rows' predict."""
     run: list[Queued] = []
     for q in queue:
-        if run and not (q.span is not None and run[-1].span is not None
-                        and q.state.position == run[-1].state.position + 1):
+        if run and not (
+            q.span is not None
+            and run[-1].span is not None
+            and q.state.position == run[-1].state.position + 1
+        ):
             yield run
             run = []
         run.append(q)
@@ -187,7 +191,8 @@ def _output_batch(spec: ScoringSpec, run: list[Queued], values: pa.Array) -> pa.
         which = np.repeat(np.arange(len(run)), counts)
         names = pa.array([q.state.result.name for q in run], pa.string()).take(which)
         rows = pa.array(np.concatenate([q.rows for q in run]), pa.int64())
-        passthrough = [pa.concat_arrays([q.passthrough[i] for q in run])
-                       for i in range(len(spec.passthrough))]
+        passthrough = [
+            pa.concat_arrays([q.passthrough[i] for q in run]) for i in range(len(spec.passthrough))
+        ]
     arrays = [names, rows, values, *passthrough]
     return pa.RecordBatch.from_arrays(arrays, schema=spec.output_schema)

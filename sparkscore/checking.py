@@ -53,8 +53,11 @@ def check_batch(
     if missing:
         raise MissingPassthroughError(file=name, column=missing[0], present=names)
     checked = conform(frame, schema, file=name, row_offset=offset if file_rows is None else 0)
-    errors = list(checked.errors) if file_rows is None else [
-        at_row(err, name, int(file_rows[err.row])) for err in checked.errors]
+    errors = (
+        list(checked.errors)
+        if file_rows is None
+        else [at_row(err, name, int(file_rows[err.row])) for err in checked.errors]
+    )
     for err in errors:
         result.errors.append(error_record(name, err.row, "validate", err))
     if checked.errors and spec.bad_rows == "fail_file":
@@ -74,8 +77,11 @@ def check_batch(
         assert isinstance(tensor, TensorSpec)
         model_input = enforce(checked.frame, schema, file=name)
         key = batch_key(model_input, tensor.shape[:1] == (-1,))
-    predictor.add(Queued(state, model_input, rows, passthrough,
-                         batch.nbytes * len(rows) // batch.num_rows, key))
+    predictor.add(
+        Queued(
+            state, model_input, rows, passthrough, batch.nbytes * len(rows) // batch.num_rows, key
+        )
+    )
 
 
 def good_positions(bad: np.ndarray) -> np.ndarray:
@@ -83,8 +89,9 @@ def good_positions(bad: np.ndarray) -> np.ndarray:
     return np.flatnonzero(~bad).astype(np.int64)
 
 
-def passthrough_arrays(spec: ScoringSpec, name: str, batch: pa.RecordBatch,
-                       bad: np.ndarray) -> list[pa.Array]:
+def passthrough_arrays(
+    spec: ScoringSpec, name: str, batch: pa.RecordBatch, bad: np.ndarray
+) -> list[pa.Array]:
     """The passthrough columns of a batch's good rows, as Arrow read them (nested types too),
     cast to the column's output type."""
     keep = pa.array(~bad) if bad.any() else None
@@ -98,13 +105,20 @@ def passthrough_arrays(spec: ScoringSpec, name: str, batch: pa.RecordBatch,
                 # safe: an id 1.5 must not become 1 on its way through
                 values = values.cast(t)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-                raise PassthroughTypeError(file=name, column=column, expected=t,
-                                           detail=one_line(e)) from None
+                raise PassthroughTypeError(
+                    file=name, column=column, expected=t, detail=one_line(e)
+                ) from None
         arrays.append(values)
     return arrays
 
 
 def at_row(err: SchemaEnforcementError, file: str, row: int) -> SchemaEnforcementError:
     """A row's error found in rows numbered otherwise, at its row in `file`."""
-    return SchemaEnforcementError(file=file, row=row, column=err.column, value=err.value,
-                                  expected=err.expected, reason=err.reason)
+    return SchemaEnforcementError(
+        file=file,
+        row=row,
+        column=err.column,
+        value=err.value,
+        expected=err.expected,
+        reason=err.reason,
+    )

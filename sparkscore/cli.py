@@ -21,15 +21,18 @@ if TYPE_CHECKING:
 
 __all__ = ["USAGE", "main", "parser", "submit"]
 
-USAGE = ("usage: sparkscore score --model MODEL --input INPUT --output OUT [options]\n"
-         "       sparkscore plan --model MODEL --input INPUT [--set key=value ...]")
+USAGE = (
+    "usage: sparkscore score --model MODEL --input INPUT --output OUT [options]\n"
+    "       sparkscore plan --model MODEL --input INPUT [--set key=value ...]"
+)
 
 
 def parser(prog: str, *, with_master: bool, plan: bool = False) -> argparse.ArgumentParser:
     """The arguments of a run. `with_master`: the console command starts its own Spark (under
     spark-submit, spark-submit has the master). `plan`: check and plan only, writing nothing."""
-    p = argparse.ArgumentParser(prog=prog,
-                                description="Score an MLflow model over a folder of files.")
+    p = argparse.ArgumentParser(
+        prog=prog, description="Score an MLflow model over a folder of files."
+    )
     p.add_argument("--model", required=True, help="MLflow model directory (holds MLmodel)")
     p.add_argument("--input", required=True, help="a folder, a file or a glob")
     if plan:
@@ -37,12 +40,21 @@ def parser(prog: str, *, with_master: bool, plan: bool = False) -> argparse.Argu
     else:
         p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--config", help="YAML settings file (see conf/default.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting; the value is parsed as YAML")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting; the value is parsed as YAML",
+    )
     p.add_argument("--remote", help="a Spark Connect URL (sc://host:port) instead of a master")
     if not plan:
-        p.add_argument("--dry-run", action="store_true", help="print the plan and check each "
-                       "file against the signature; score nothing")
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the plan and check each file against the signature; score nothing",
+        )
     if with_master:
         p.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
     else:
@@ -55,16 +67,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
-        print("commands:\n"
-              "  score   score a model over a folder of files (see sparkscore score -h)\n"
-              "  plan    show the plan and check every file against the signature, scoring nothing")
+        print(
+            "commands:\n"
+            "  score   score a model over a folder of files (see sparkscore score -h)\n"
+            "  plan    show the plan and check every file against the signature, scoring nothing"
+        )
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command not in ("score", "plan"):
         print(f"error: unknown command {command!r}; the commands are: score, plan", flush=True)
         return 2
-    return _run(parser(f"sparkscore {command}", with_master=True,
-                       plan=command == "plan").parse_args(rest))
+    return _run(
+        parser(f"sparkscore {command}", with_master=True, plan=command == "plan").parse_args(rest)
+    )
 
 
 def submit(argv: Sequence[str]) -> int:
@@ -75,13 +90,21 @@ def submit(argv: Sequence[str]) -> int:
 def _run(args: argparse.Namespace) -> int:
     console = _import_console()
     if isinstance(console, signal.Signals):
-        print(f"error: interrupted by {console.name} before the job started; nothing was done.",
-              flush=True)
+        print(
+            f"error: interrupted by {console.name} before the job started; nothing was done.",
+            flush=True,
+        )
         return 128 + console
     command: Command = console.Command(
-        model=args.model, input=args.input, output=args.output, config=args.config,
-        overrides=tuple(args.overrides), remote=args.remote, dry_run=args.dry_run,
-        master=args.master)
+        model=args.model,
+        input=args.input,
+        output=args.output,
+        config=args.config,
+        overrides=tuple(args.overrides),
+        remote=args.remote,
+        dry_run=args.dry_run,
+        master=args.master,
+    )
     status: int = console.run(command)
     return status
 

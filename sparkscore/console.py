@@ -77,8 +77,9 @@ def run(command: Command) -> int:
         except BaseException as e:
             if state.debug:
                 traceback.print_exception(e)
-            interrupted = signals.raised or (signal.SIGINT if isinstance(e, KeyboardInterrupt)
-                                             else 0)
+            interrupted = signals.raised or (
+                signal.SIGINT if isinstance(e, KeyboardInterrupt) else 0
+            )
             if not interrupted:
                 if not isinstance(e, Exception):
                     spark.stop()
@@ -87,9 +88,15 @@ def run(command: Command) -> int:
                 line, status = _error_line(e)
         spark.stop()
         if interrupted:
-            line, status = _interrupted_line(
-                signal.Signals(interrupted), command.output, dry_run=command.dry_run,
-                staged=_staged(state.job)), 128 + interrupted
+            line, status = (
+                _interrupted_line(
+                    signal.Signals(interrupted),
+                    command.output,
+                    dry_run=command.dry_run,
+                    staged=_staged(state.job),
+                ),
+                128 + interrupted,
+            )
         print(redact(line), flush=True)
         return status
 
@@ -110,16 +117,23 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
     _configure_logging(settings.logging_level)
     slots = None if command.remote else local_parallelism(command.master or submitted_master())
     if command.dry_run:
-        report, ok = preflight(command.model, command.input, settings,
-                               parallelism=slots or os.cpu_count() or 1)
+        report, ok = preflight(
+            command.model, command.input, settings, parallelism=slots or os.cpu_count() or 1
+        )
         return report, 0 if ok else 2
     preload = daemon.preload_modules(command.model, settings.env_manager)
     # The session starts while the driver plans and loads the model: both take seconds, and
     # neither needs the other. On a cluster, the plan needs its slots.
-    spark.start(functools.partial(session, command.master, settings, remote=command.remote,
-                                  preload=preload))
-    state.job = prepare(command.model, command.input, command.output, settings,
-                        parallelism=slots or task_slots(spark.result()))
+    spark.start(
+        functools.partial(session, command.master, settings, remote=command.remote, preload=preload)
+    )
+    state.job = prepare(
+        command.model,
+        command.input,
+        command.output,
+        settings,
+        parallelism=slots or task_slots(spark.result()),
+    )
     return summary_line(execute(spark.result(), state.job)), 0
 
 
@@ -183,12 +197,16 @@ def _interrupted_line(sig: signal.Signals, output: str, *, dry_run: bool, staged
         return f"error: interrupted by {sig.name}; nothing was scored."
     stopped = f"error: interrupted by {sig.name}; Spark was stopped"
     if staged:
-        return (f"{stopped} and {output} is unchanged. The mini-batches this overwrite run "
-                "committed beside it are kept: run the same command again with --set "
-                "resume=true to finish it (its output then replaces the old one), or without "
-                "resume to start over.")
-    return (f"{stopped}. The mini-batches already committed to {output} are kept: run the same "
-            "command again with --set resume=true to score the rest.")
+        return (
+            f"{stopped} and {output} is unchanged. The mini-batches this overwrite run "
+            "committed beside it are kept: run the same command again with --set "
+            "resume=true to finish it (its output then replaces the old one), or without "
+            "resume to start over."
+        )
+    return (
+        f"{stopped}. The mini-batches already committed to {output} are kept: run the same "
+        "command again with --set resume=true to score the rest."
+    )
 
 
 def _configure_logging(level: str) -> None:

@@ -74,7 +74,8 @@ class RaggedRow:
 
     def error(self, file: str) -> ReadError:
         return ReadError(
-            file=file, row=self.row,
+            file=file,
+            row=self.row,
             reason=f"the row has {self.values} values but the header names {self.columns} "
             f"columns ({printable(self.text, 80)}); quote values that hold a comma, and give "
             "every row one value per column.",
@@ -82,8 +83,11 @@ class RaggedRow:
 
 
 def read_csv(
-    fs: pafs.FileSystem, file: InputFile, column_types: Mapping[str, pa.DataType],
-    columns: Sequence[str] | None, ragged: list[RaggedRow] | None,
+    fs: pafs.FileSystem,
+    file: InputFile,
+    column_types: Mapping[str, pa.DataType],
+    columns: Sequence[str] | None,
+    ragged: list[RaggedRow] | None,
 ) -> Iterator[pa.RecordBatch]:
     """A CSV file's batches, as pyarrow parses them; see `readers.read_batches`."""
     if file.size == 0:
@@ -93,11 +97,11 @@ def read_csv(
         _check_csv_head(file, head)
         reader = pacsv.open_csv(
             source,
-            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES,
-                                           use_threads=ragged is None),
+            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=ragged is None),
             parse_options=_parse_options(ragged),
-            convert_options=pacsv.ConvertOptions(column_types=dict(column_types),
-                                                 include_columns=list(columns or ())),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict(column_types), include_columns=list(columns or ())
+            ),
         )
     except pa.ArrowKeyError:  # a column of `columns` is not in the header
         source.close()
@@ -146,8 +150,7 @@ def _parse_options(ragged: list[RaggedRow] | None) -> pacsv.ParseOptions:
         if row.number is None:
             return "error"
         # pyarrow numbers rows from 1, the header first.
-        ragged.append(RaggedRow(row.number - 2, row.actual_columns, row.expected_columns,
-                                row.text))
+        ragged.append(RaggedRow(row.number - 2, row.actual_columns, row.expected_columns, row.text))
         return "skip"
 
     return pacsv.ParseOptions(newlines_in_values=_NEWLINES_IN_VALUES, invalid_row_handler=skip)
@@ -178,34 +181,48 @@ def _check_csv_head(file: InputFile, head: bytes) -> None:
     broken = [n for n in names if "\ufffd" in n]
     if broken and "\ufffd".encode() not in head:
         # pyarrow would take the name as it is, and fail only when it is read as text.
-        raise ReadError(file=file.name, reason=f"the file is not valid UTF-8 text (column "
-                        f"'{printable(broken[0], 80)}'); save it as UTF-8.")
+        raise ReadError(
+            file=file.name,
+            reason=f"the file is not valid UTF-8 text (column "
+            f"'{printable(broken[0], 80)}'); save it as UTF-8.",
+        )
     repeated = duplicates(names)
     if repeated:
         raise ReadError(file=file.name, reason=repeated_column(repeated, names, "header"))
 
 
 # How compressed files start; a CSV file is checked for these before it is parsed.
-_COMPRESSED = tuple((re.compile(magic), kind) for magic, kind in (
-    (rb"\x1f\x8b", "gzip"), (rb"PK\x03\x04", "zip"), (rb"BZh[1-9]1AY&SY", "bzip2"),
-    (rb"\xfd7zXZ\x00", "xz"), (rb"\x28\xb5\x2f\xfd", "zstd"),
-))
+_COMPRESSED = tuple(
+    (re.compile(magic), kind)
+    for magic, kind in (
+        (rb"\x1f\x8b", "gzip"),
+        (rb"PK\x03\x04", "zip"),
+        (rb"BZh[1-9]1AY&SY", "bzip2"),
+        (rb"\xfd7zXZ\x00", "xz"),
+        (rb"\x28\xb5\x2f\xfd", "zstd"),
+    )
+)
 
 
 def _not_text(head: bytes) -> str | None:
     """Why a file that starts with `head` is not CSV text, or None when it may be."""
     for magic, kind in _COMPRESSED:
         if magic.match(head):
-            return (f"the file is not CSV text: it looks {kind}-compressed; decompress it before "
-                    "scoring it.")
+            return (
+                f"the file is not CSV text: it looks {kind}-compressed; decompress it before "
+                "scoring it."
+            )
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return ("the file is UTF-16 text (it starts with a UTF-16 byte-order mark); "
-                "save it as UTF-8.")
+        return (
+            "the file is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8."
+        )
     if b"\0" in head:
         if head.startswith(b"PAR1"):
             return "the file is not CSV text: it is a Parquet file; name it .parquet."
-        return ("the file is not CSV text: it holds NUL bytes, so it is binary (or UTF-16 text "
-                "without a byte-order mark); save it as UTF-8 CSV text.")
+        return (
+            "the file is not CSV text: it holds NUL bytes, so it is binary (or UTF-16 text "
+            "without a byte-order mark); save it as UTF-8 CSV text."
+        )
     return None
 
 
@@ -223,9 +240,9 @@ def _header(head: bytes, *, whole: bool) -> list[str]:
         return []
 
 
-
-def _csv_failure(fs: pafs.FileSystem, file: InputFile, e: BaseException,
-                 ragged: list[RaggedRow] | None) -> Exception:
+def _csv_failure(
+    fs: pafs.FileSystem, file: InputFile, e: BaseException, ragged: list[RaggedRow] | None
+) -> Exception:
     """What a pyarrow error while reading a CSV means to the caller."""
     if _is_conversion_error(e):
         return CsvConversionError(str(e))
@@ -243,14 +260,16 @@ def _is_conversion_error(e: BaseException) -> bool:
     return isinstance(e, pa.ArrowInvalid) and "conversion error" in text and "utf8" not in text
 
 
-
 def csv_schema(fs: pafs.FileSystem, file: InputFile) -> pa.Schema:
     """A CSV file's columns and types, from its header and first block."""
     source, head = _open_csv(fs, file)
     with source:
         _check_csv_head(file, head)
-        reader = pacsv.open_csv(source, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-                                parse_options=_parse_options(None))
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            parse_options=_parse_options(None),
+        )
         return reader.schema
 
 
@@ -279,7 +298,9 @@ def count_csv_rows(fs: pafs.FileSystem, file: InputFile) -> int:
     source, _ = _open_csv(fs, file)
     with source:
         reader = pacsv.open_csv(
-            source, read_options=options, parse_options=parse,
+            source,
+            read_options=options,
+            parse_options=parse,
             convert_options=pacsv.ConvertOptions(column_types=first, include_columns=list(first)),
         )
         return int(sum(batch.num_rows for batch in reader)) + len(invalid)

@@ -84,8 +84,9 @@ def warm_up(sc: SparkContext) -> threading.Thread | None:
     if sc.getConf().get("spark.python.daemon.module", None) != DAEMON_MODULE:
         return None
     slots = max(1, sc.defaultParallelism)
-    thread = threading.Thread(target=_warm, args=(sc, slots), name="sparkscore-warm-up",
-                              daemon=True)
+    thread = threading.Thread(
+        target=_warm, args=(sc, slots), name="sparkscore-warm-up", daemon=True
+    )
     thread.start()
     return thread
 

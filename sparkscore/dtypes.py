@@ -59,23 +59,30 @@ class SignatureTypes:
     spark: str  # the Spark SQL type of a prediction, by its DDL name
 
 
-TYPES: Mapping[DataType, SignatureTypes] = MappingProxyType({
-    DataType.boolean: SignatureTypes(np.dtype("bool"), pa.bool_(), "boolean"),
-    DataType.integer: SignatureTypes(np.dtype("int32"), pa.int32(), "int"),
-    DataType.long: SignatureTypes(np.dtype("int64"), pa.int64(), "bigint"),
-    DataType.float: SignatureTypes(np.dtype("float32"), pa.float32(), "float"),
-    DataType.double: SignatureTypes(np.dtype("float64"), pa.float64(), "double"),
-    DataType.string: SignatureTypes(np.dtype("object"), pa.string(), "string"),
-    DataType.binary: SignatureTypes(np.dtype("object"), pa.binary(), "binary"),
-    DataType.datetime: SignatureTypes(np.dtype("datetime64[ns]"), pa.timestamp("ns"),
-                                      "timestamp"),
-})
+TYPES: Mapping[DataType, SignatureTypes] = MappingProxyType(
+    {
+        DataType.boolean: SignatureTypes(np.dtype("bool"), pa.bool_(), "boolean"),
+        DataType.integer: SignatureTypes(np.dtype("int32"), pa.int32(), "int"),
+        DataType.long: SignatureTypes(np.dtype("int64"), pa.int64(), "bigint"),
+        DataType.float: SignatureTypes(np.dtype("float32"), pa.float32(), "float"),
+        DataType.double: SignatureTypes(np.dtype("float64"), pa.float64(), "double"),
+        DataType.string: SignatureTypes(np.dtype("object"), pa.string(), "string"),
+        DataType.binary: SignatureTypes(np.dtype("object"), pa.binary(), "binary"),
+        DataType.datetime: SignatureTypes(
+            np.dtype("datetime64[ns]"), pa.timestamp("ns"), "timestamp"
+        ),
+    }
+)
 
 # Tensor dtypes no signature type names. Spark has no unsigned integers: each widens to the
 # next signed size, which holds all its values.
 _TENSOR_ONLY = {
-    np.dtype("int8"): "tinyint", np.dtype("int16"): "smallint", np.dtype("float16"): "float",
-    np.dtype("uint8"): "smallint", np.dtype("uint16"): "int", np.dtype("uint32"): "bigint",
+    np.dtype("int8"): "tinyint",
+    np.dtype("int16"): "smallint",
+    np.dtype("float16"): "float",
+    np.dtype("uint8"): "smallint",
+    np.dtype("uint16"): "int",
+    np.dtype("uint32"): "bigint",
 }
 
 

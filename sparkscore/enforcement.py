@@ -51,8 +51,9 @@ def conform(
             assert isinstance(spec, ColSpec) and spec.name is not None
             if spec.name not in data.columns:
                 if spec.required:
-                    raise MissingColumnError(file=file, column=spec.name,
-                                             present=list(data.columns))
+                    raise MissingColumnError(
+                        file=file, column=spec.name, present=list(data.columns)
+                    )
                 continue
             pairs.append((spec.name, spec.name, spec))
     else:
@@ -114,17 +115,24 @@ def _enforce_tensors(data: Any, schema: Schema, *, file: str | None) -> Any:
         if isinstance(data, np.ndarray) and len(specs) == 1:
             data = {specs[0].name: data}
         if isinstance(data, pd.DataFrame):
-            data = {s.name: _column_tensor(data[s.name], s, file) for s in specs
-                    if _has(data, s, file)}
+            data = {
+                s.name: _column_tensor(data[s.name], s, file) for s in specs if _has(data, s, file)
+            }
         if not isinstance(data, Mapping):
             raise SchemaEnforcementError(
-                file=file, row=None, column="*", value=type(data).__name__,
+                file=file,
+                row=None,
+                column="*",
+                value=type(data).__name__,
                 expected="a mapping of named tensors",
                 reason="the model takes named tensors, so its input must be a dict of arrays "
                 f"or a DataFrame with those columns, got {type(data).__name__}.",
             )
-        return {s.name: _check_tensor(np.asarray(data[s.name]), s, file) for s in specs
-                if _has(data, s, file)}
+        return {
+            s.name: _check_tensor(np.asarray(data[s.name]), s, file)
+            for s in specs
+            if _has(data, s, file)
+        }
     spec = specs[0]
     if isinstance(data, pd.DataFrame):
         if len(data.columns) == 1:
@@ -149,15 +157,18 @@ def _column_tensor(series: pd.Series, spec: TensorSpec, file: str | None) -> np.
             stacked = np.stack([np.asarray(v) for v in series])
         except ValueError:
             shapes = sorted({np.shape(v) for v in series})
-            raise TensorShapeError(file=file, column=name, shape=shapes[0],
-                                   expected=spec.shape) from None
-        target_shape = tuple(len(series) if d == -1 and i == 0 else d
-                             for i, d in enumerate(spec.shape))
+            raise TensorShapeError(
+                file=file, column=name, shape=shapes[0], expected=spec.shape
+            ) from None
+        target_shape = tuple(
+            len(series) if d == -1 and i == 0 else d for i, d in enumerate(spec.shape)
+        )
         try:
             stacked = stacked.reshape(target_shape)
         except ValueError:
-            raise TensorShapeError(file=file, column=name, shape=stacked.shape,
-                                   expected=spec.shape) from None
+            raise TensorShapeError(
+                file=file, column=name, shape=stacked.shape, expected=spec.shape
+            ) from None
         return _check_tensor(_safe_tensor_cast(stacked, spec, file), spec, file)
     arr = _safe_tensor_cast(series.to_numpy(), spec, file)
     if spec.shape == (-1, 1):
@@ -182,7 +193,11 @@ def _safe_tensor_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np
         if lost is not None:
             name = spec.name or "the unnamed input"
             raise SchemaEnforcementError(
-                file=file, row=None, column=name, value=lost, expected=str(spec.dtype),
+                file=file,
+                row=None,
+                column=name,
+                value=lost,
+                expected=str(spec.dtype),
                 reason=f"tensor input '{name}' has value {lost!r}, which cannot be converted "
                 f"safely to {spec.dtype}.",
             )
@@ -192,7 +207,11 @@ def _safe_tensor_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np
 def _unsafe_cast(arr: np.ndarray, spec: TensorSpec, file: str | None) -> SchemaEnforcementError:
     name = spec.name or "the unnamed input"
     return SchemaEnforcementError(
-        file=file, row=None, column=name, value=str(arr.dtype), expected=str(spec.dtype),
+        file=file,
+        row=None,
+        column=name,
+        value=str(arr.dtype),
+        expected=str(spec.dtype),
         reason=f"tensor input '{name}' of dtype {arr.dtype} cannot be converted safely to "
         f"{spec.dtype}.",
     )
@@ -212,7 +231,11 @@ def _check_tensor(arr: np.ndarray, spec: TensorSpec, file: str | None) -> np.nda
     if arr.dtype != spec.dtype and spec.dtype != np.dtype(object):
         if not np.can_cast(arr.dtype, spec.dtype, "safe"):
             raise SchemaEnforcementError(
-                file=file, row=None, column=name, value=str(arr.dtype), expected=str(spec.dtype),
+                file=file,
+                row=None,
+                column=name,
+                value=str(arr.dtype),
+                expected=str(spec.dtype),
                 reason=f"tensor input '{name}' has dtype {arr.dtype}, which cannot be converted "
                 f"safely to {spec.dtype}.",
             )

@@ -51,8 +51,14 @@ from sparkscore.requirements import (
 )
 
 __all__ = [
-    "BuiltEnvironment", "EnvironmentSpec", "check_python", "culprit", "default_cache_dir",
-    "ensure_environment", "packed", "read_environment",
+    "BuiltEnvironment",
+    "EnvironmentSpec",
+    "check_python",
+    "culprit",
+    "default_cache_dir",
+    "ensure_environment",
+    "packed",
+    "read_environment",
 ]
 
 log = logging.getLogger("sparkscore")
@@ -171,8 +177,7 @@ def _listed(doc: Mapping[str, Any], source: str, spec: ModelSpec) -> list[Any]:
     dependencies = doc.get("dependencies") or []
     if not isinstance(dependencies, list):
         raise ModelEnvironmentError(
-            path=spec.path, reason=f"{source}'s dependencies must be a list, got "
-            f"{dependencies!r}."
+            path=spec.path, reason=f"{source}'s dependencies must be a list, got {dependencies!r}."
         )
     return dependencies
 
@@ -211,8 +216,12 @@ def _runtime_packages(spec: ModelSpec, requirements: list[str]) -> tuple[str, ..
 def check_python(env: EnvironmentSpec) -> None:
     """Packages are installed for the job's Python; refuse a model saved with another minor."""
     if env.python and _minor(env.python) != _minor(python_version()):
-        raise PythonVersionError(path=env.model_path, model_python=env.python,
-                                 job_python=python_version(), source=env.source)
+        raise PythonVersionError(
+            path=env.model_path,
+            model_python=env.python,
+            job_python=python_version(),
+            source=env.source,
+        )
 
 
 @dataclass(frozen=True)
@@ -253,8 +262,9 @@ class BuiltEnvironment:
         }
 
 
-def ensure_environment(env: EnvironmentSpec, manager: str, cache_dir: str | None = None
-                       ) -> BuiltEnvironment:
+def ensure_environment(
+    env: EnvironmentSpec, manager: str, cache_dir: str | None = None
+) -> BuiltEnvironment:
     """The model's environment from the cache, built first if it is not there.
 
     A lock per key makes concurrent jobs on one machine build it once; the build happens in a
@@ -273,9 +283,14 @@ def ensure_environment(env: EnvironmentSpec, manager: str, cache_dir: str | None
         with open(os.path.join(root, "environment.json"), encoding="utf-8") as f:
             record = json.load(f)
     return BuiltEnvironment(
-        key=env.key, root=root, tool=record["tool"], reused=reused,
-        seconds=time.perf_counter() - started, build_seconds=record["build_seconds"],
-        python=record["python"], packages=record["packages"],
+        key=env.key,
+        root=root,
+        tool=record["tool"],
+        reused=reused,
+        seconds=time.perf_counter() - started,
+        build_seconds=record["build_seconds"],
+        python=record["python"],
+        packages=record["packages"],
     )
 
 
@@ -326,8 +341,12 @@ def _build(env: EnvironmentSpec, tool: _Tool, cache: str, root: str) -> None:
     venv = os.path.join(scratch, "venv")
     os.makedirs(scratch)
     try:
-        log.info("building the model's environment with %s (%d requirements) in %s",
-                 tool.name, len(env.install_lines()), root)
+        log.info(
+            "building the model's environment with %s (%d requirements) in %s",
+            tool.name,
+            len(env.install_lines()),
+            root,
+        )
         requirements = os.path.join(scratch, "requirements.txt")
         with open(requirements, "w", encoding="utf-8") as f:
             f.write("\n".join(env.install_lines()) + "\n")
@@ -341,10 +360,15 @@ def _build(env: EnvironmentSpec, tool: _Tool, cache: str, root: str) -> None:
         os.rename(site, installed)
         shutil.rmtree(venv)
         record = {
-            "key": env.key, "python": python_version(), "model_python": env.python,
-            "source": env.source, "requirements": list(env.requirements),
-            "constraints": list(env.constraints), "runtime": list(env.runtime),
-            "tool": tool.name, "packages": _distributions(installed),
+            "key": env.key,
+            "python": python_version(),
+            "model_python": env.python,
+            "source": env.source,
+            "requirements": list(env.requirements),
+            "constraints": list(env.constraints),
+            "runtime": list(env.runtime),
+            "tool": tool.name,
+            "packages": _distributions(installed),
             "build_seconds": round(time.perf_counter() - started, 3),
         }
         with open(os.path.join(scratch, "environment.json"), "w", encoding="utf-8") as f:
@@ -364,32 +388,44 @@ def _commands(tool: _Tool, venv: str, requirements: str, constraints: str) -> li
         uv = tool.command[0]
         return [
             [uv, "venv", "--quiet", "--python", sys.executable, venv],
-            [uv, "pip", "install", "--quiet", "--python", python, "--compile-bytecode",
-             *install],
+            [uv, "pip", "install", "--quiet", "--python", python, "--compile-bytecode", *install],
         ]
     return [
         [sys.executable, "-m", "venv", venv],
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--no-input", *install],
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-input",
+            *install,
+        ],
     ]
 
 
 def _run(command: list[str], env: EnvironmentSpec, tool: _Tool) -> None:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV")
+    }
     done = subprocess.run(command, capture_output=True, text=True, env=clean, check=False)
     if done.returncode != 0:
         output = f"{done.stdout}\n{done.stderr}"
         requirement, detail = culprit(env.install_lines(), output)
-        raise EnvironmentBuildError(path=env.model_path, requirement=requirement,
-                                    tool=tool.name, detail=detail)
+        raise EnvironmentBuildError(
+            path=env.model_path, requirement=requirement, tool=tool.name, detail=detail
+        )
 
 
 def culprit(requirements: list[str], output: str) -> tuple[str | None, str]:
     """The requirement a failed install names, and the line of the tool's output that does."""
     lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
-    lines = [re.sub(r"^([^\w(]+|(cause|error|hint|ERROR):\s*)+", "", line).rstrip(".")
-             for line in lines]
+    lines = [
+        re.sub(r"^([^\w(]+|(cause|error|hint|ERROR):\s*)+", "", line).rstrip(".") for line in lines
+    ]
     for line in lines:
         for requirement in requirements:
             pin = parse_requirement(requirement, "")
@@ -434,6 +470,10 @@ def packed(built: BuiltEnvironment) -> str:
             finally:
                 if os.path.exists(partial):
                     os.remove(partial)
-            log.info("packed the model's environment into %s (%d bytes) in %.1fs", archive,
-                     os.path.getsize(archive), time.perf_counter() - started)
+            log.info(
+                "packed the model's environment into %s (%d bytes) in %.1fs",
+                archive,
+                os.path.getsize(archive),
+                time.perf_counter() - started,
+            )
     return archive

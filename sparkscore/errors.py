@@ -173,8 +173,11 @@ class MissingColumnError(SchemaEnforcementError):
         """`column` is the first missing column; `missing` all of them, when more than one."""
         self.present = list(present)
         self.missing = list(missing) or [column]
-        what = (f"the column '{column}'" if len(self.missing) == 1 else
-                f"the columns {', '.join(repr(c) for c in self.missing)}")
+        what = (
+            f"the column '{column}'"
+            if len(self.missing) == 1
+            else f"the columns {', '.join(repr(c) for c in self.missing)}"
+        )
         super().__init__(
             file=file,
             row=None,
@@ -377,8 +380,11 @@ class EnvironmentBuildError(ModelEnvironmentError):
 
     def __init__(self, *, path: str, requirement: str | None, tool: str, detail: str) -> None:
         self.requirement, self.tool, self.detail = requirement, tool, detail
-        culprit = (f"the requirement '{requirement}' cannot be installed" if requirement
-                   else "its requirements cannot be installed")
+        culprit = (
+            f"the requirement '{requirement}' cannot be installed"
+            if requirement
+            else "its requirements cannot be installed"
+        )
         super().__init__(
             path=path,
             reason=f"{culprit} for Python {python_version()} on this platform ({tool}: {detail}). "
@@ -459,5 +465,7 @@ class AccountingError(SparkscoreError):
 
     def __init__(self, *, where: str, detail: str) -> None:
         self.where, self.detail = where, detail
-        super().__init__(f"{where}: {detail}; the output is inconsistent, so the run is not "
-                         "reported as succeeded. Run again with overwrite: true, and report it.")
+        super().__init__(
+            f"{where}: {detail}; the output is inconsistent, so the run is not "
+            "reported as succeeded. Run again with overwrite: true, and report it."
+        )

@@ -20,13 +20,15 @@ if TYPE_CHECKING:  # scoring.py, the public surface, imports this module
 
 __all__ = ["ERROR_SCHEMA", "FileState", "Queue", "error_record"]
 
-ERROR_SCHEMA = pa.schema([
-    pa.field("file_name", pa.string(), nullable=False),
-    pa.field("row", pa.int64()),
-    pa.field("stage", pa.string(), nullable=False),
-    pa.field("error_type", pa.string(), nullable=False),
-    pa.field("message", pa.string(), nullable=False),
-])
+ERROR_SCHEMA = pa.schema(
+    [
+        pa.field("file_name", pa.string(), nullable=False),
+        pa.field("row", pa.int64()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("error_type", pa.string(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+    ]
+)
 
 
 def error_record(file: str, row: int | None, stage: str, error: BaseException) -> dict[str, Any]:

@@ -43,8 +43,13 @@ class _Part:
 # null becomes float64, so null presence is part of the gathering key), and whose conversion is
 # judged value by value, so a column checked whole holds each value to the same rule as alone.
 def _plain_type(t: pa.DataType) -> bool:
-    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-                or pa.types.is_string(t) or pa.types.is_large_string(t))
+    return bool(
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+    )
 
 
 class Gatherer:
@@ -56,8 +61,16 @@ class Gatherer:
         self.schema = model.input_schema
         # A datetime column is parsed with a format inferred from its first value, and a tensor
         # is enforced whole: both are checked file by file.
-        self.enabled = not (self.schema is not None and (self.schema.is_tensor or any(
-            isinstance(s, ColSpec) and s.type is DataType.datetime for s in self.schema.specs)))
+        self.enabled = not (
+            self.schema is not None
+            and (
+                self.schema.is_tensor
+                or any(
+                    isinstance(s, ColSpec) and s.type is DataType.datetime
+                    for s in self.schema.specs
+                )
+            )
+        )
         self.parts: list[_Part] = []
         self.rows = self.bytes = 0
         # The last plain schema seen, and its columns whose nulls change their pandas dtype:
@@ -76,8 +89,11 @@ class Gatherer:
                 return False
             self.flush()
             self.seen = schema
-            self.nullable = [i for i, f in enumerate(schema)
-                             if pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)]
+            self.nullable = [
+                i
+                for i, f in enumerate(schema)
+                if pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)
+            ]
         nulls = tuple(batch.column(i).null_count > 0 for i in self.nullable)
         if nulls != self.nulls:
             self.flush()
@@ -99,8 +115,7 @@ class Gatherer:
 
     def _alone(self, part: _Part) -> None:
         try:
-            check_batch(self.spec, self.schema, part.state, self.predictor, part.batch,
-                        part.offset)
+            check_batch(self.spec, self.schema, part.state, self.predictor, part.batch, part.offset)
         except BatchTimeoutError:
             raise
         except SparkscoreError as e:
@@ -130,12 +145,25 @@ class Gatherer:
             while e < len(errors) and errors[e].row < stop:
                 mine.append(errors[e])
                 e += 1
-            self._deliver(part, checked.frame, bad[start:stop], mine, start,
-                          (int(good_before[start]), int(good_before[stop])))
+            self._deliver(
+                part,
+                checked.frame,
+                bad[start:stop],
+                mine,
+                start,
+                (int(good_before[start]), int(good_before[stop])),
+            )
             start = stop
 
-    def _deliver(self, part: _Part, conformed: pd.DataFrame, bad: np.ndarray,
-                 errors: list[SchemaEnforcementError], start: int, span: tuple[int, int]) -> None:
+    def _deliver(
+        self,
+        part: _Part,
+        conformed: pd.DataFrame,
+        bad: np.ndarray,
+        errors: list[SchemaEnforcementError],
+        start: int,
+        span: tuple[int, int],
+    ) -> None:
         """One gathered file's share: what `check_batch` would have done with it alone."""
         state, result = part.state, part.state.result
         name = result.name
@@ -148,8 +176,11 @@ class Gatherer:
             return
         if span[0] == span[1]:
             return
-        rows = part.offset + (good_positions(bad) if span[1] - span[0] < len(bad) else
-                              np.arange(len(bad), dtype=np.int64))
+        rows = part.offset + (
+            good_positions(bad)
+            if span[1] - span[0] < len(bad)
+            else np.arange(len(bad), dtype=np.int64)
+        )
         passthrough: list[pa.Array] = []
         if self.spec.passthrough:
             try:
@@ -157,6 +188,14 @@ class Gatherer:
             except SparkscoreError as e:
                 state.fail(e)
                 return
-        self.predictor.add(Queued(state, conformed, rows, passthrough,
-                                  batch_bytes(part.batch) * len(rows) // len(bad),
-                                  "frame", span))
+        self.predictor.add(
+            Queued(
+                state,
+                conformed,
+                rows,
+                passthrough,
+                batch_bytes(part.batch) * len(rows) // len(bad),
+                "frame",
+                span,
+            )
+        )

@@ -93,14 +93,16 @@ def decode(data: bytes, *, name: str, source: str = "the file") -> Decoded:
         raise
     except image_module.UnidentifiedImageError:
         raise ReadError(
-            file=name, reason=f"{source} is not a readable {kind}image: Pillow recognizes no "
+            file=name,
+            reason=f"{source} is not a readable {kind}image: Pillow recognizes no "
             "image format in it.",
         ) from None
     except image_module.DecompressionBombError as e:
         raise ReadError(file=name, reason=_too_large(source, kind, e, image_module)) from None
     except Exception as e:  # Pillow's decoders raise OSError, SyntaxError, ValueError, ...
         raise ReadError(
-            file=name, reason=f"{source} is not a readable {kind}image; it may be truncated or "
+            file=name,
+            reason=f"{source} is not a readable {kind}image; it may be truncated or "
             f"corrupt ({one_line(e)}).",
         ) from None
     if not array.dtype.isnative:  # 16-bit big-endian TIFF and PNG
@@ -130,24 +132,31 @@ class ImageInput:
             specs = [s for s in schema.specs if isinstance(s, TensorSpec)]
             if len(specs) > 1:
                 names = ", ".join(str(s.name) for s in specs)
-                return cls(refusal=f"the model takes {len(specs)} named tensors ({names}), and "
-                           "an image fills only one; score image files with a model whose "
-                           "input is one tensor.")
+                return cls(
+                    refusal=f"the model takes {len(specs)} named tensors ({names}), and "
+                    "an image fills only one; score image files with a model whose "
+                    "input is one tensor."
+                )
             if not specs[0].shape:
-                return cls(refusal="the model's input tensor is a scalar (shape []), which "
-                           "cannot hold an image.")
+                return cls(
+                    refusal="the model's input tensor is a scalar (shape []), which "
+                    "cannot hold an image."
+                )
             return cls(spec=specs[0])
         only = schema.specs[0]
         if len(schema.specs) == 1 and isinstance(only, ColSpec) and only.type is DataType.binary:
             return cls(column=only.name if only.name is not None else 0)
         columns = ", ".join(
             f"{s.name or i}: {s.to_dict()['type']}"
-            for i, s in enumerate(schema.specs) if isinstance(s, ColSpec)
+            for i, s in enumerate(schema.specs)
+            if isinstance(s, ColSpec)
         )
-        return cls(refusal=f"the model's signature takes columns ({columns}), not images; image "
-                   "files need a model whose input is one tensor (TensorSpec) or one binary "
-                   "column. Leave the image files out of the input, or score them with a model "
-                   "that takes images.")
+        return cls(
+            refusal=f"the model's signature takes columns ({columns}), not images; image "
+            "files need a model whose input is one tensor (TensorSpec) or one binary "
+            "column. Leave the image files out of the input, or score them with a model "
+            "that takes images."
+        )
 
     @property
     def batchable(self) -> bool:
@@ -158,8 +167,12 @@ class ImageInput:
         """Raise, naming the file, when this model cannot take images at all."""
         if self.refusal is not None:
             raise SchemaEnforcementError(
-                file=name, row=None, column="*", value="an image",
-                expected="columns", reason=f"this is an image file, but {self.refusal}",
+                file=name,
+                row=None,
+                column="*",
+                value="an image",
+                expected="columns",
+                reason=f"this is an image file, but {self.refusal}",
             )
 
     def model_input(self, data: bytes, *, name: str) -> np.ndarray | pd.DataFrame:
@@ -179,8 +192,13 @@ class ImageInput:
         """
         label = column or (self.spec.name if self.spec and self.spec.name else "the image")
         if self.spec is None:
-            return _cast(image, UNSIGNED_DTYPE, file=file, column=label,
-                         why="the type a model without a signature receives")[np.newaxis]
+            return _cast(
+                image,
+                UNSIGNED_DTYPE,
+                file=file,
+                column=label,
+                why="the type a model without a signature receives",
+            )[np.newaxis]
         spec = self.spec
         if spec.dtype == np.dtype(object) and spec.shape == (-1,):
             # Any array per row (mlflow's ragged tensor): the image itself, as one object.
@@ -188,8 +206,9 @@ class ImageInput:
             batch[0] = image.array
             return batch
         shape = self._shape(image, file=file, column=label)
-        return _cast(image, spec.dtype, file=file, column=label,
-                     why="the signature's tensor type").reshape(shape)
+        return _cast(
+            image, spec.dtype, file=file, column=label, why="the signature's tensor type"
+        ).reshape(shape)
 
     def _shape(self, image: Decoded, *, file: str | None, column: str) -> tuple[int, ...]:
         """The tensor shape for one image: its own shape where -1 allows, else a reshape."""
@@ -212,8 +231,9 @@ class ImageInput:
             return (*lead, *rest)
         if unknown == 1 and known and size % known == 0:
             return (*lead, *(size // known if r == -1 else r for r in rest))
-        raise ImageShapeError(file=file, column=column, shape=found, expected=self.spec.shape,
-                              mode=image.mode)
+        raise ImageShapeError(
+            file=file, column=column, shape=found, expected=self.spec.shape, mode=image.mode
+        )
 
 
 def row_tensors(frame: pd.DataFrame, schema: Schema | None) -> list[np.ndarray] | None:
@@ -238,7 +258,11 @@ def row_tensors(frame: pd.DataFrame, schema: Schema | None) -> list[np.ndarray] 
     for value in values:
         if value is None or (isinstance(value, float) and value != value):
             raise SchemaEnforcementError(
-                file=None, row=None, column=column, value=None, expected="an image",
+                file=None,
+                row=None,
+                column=column,
+                value=None,
+                expected="an image",
                 reason=f"column '{column}' holds a null where an image is expected; filter out "
                 "the nulls before scoring.",
             )
@@ -265,8 +289,10 @@ def stack_runs(tensors: Sequence[np.ndarray], batchable: bool) -> Iterator[np.nd
     """Consecutive tensors of one shape and dtype, stacked: one predict call each, in order."""
     run: list[np.ndarray] = []
     for t in tensors:
-        if run and (batch_key(t, batchable) is None or batch_key(t, batchable)
-                    != batch_key(run[-1], batchable)):
+        if run and (
+            batch_key(t, batchable) is None
+            or batch_key(t, batchable) != batch_key(run[-1], batchable)
+        ):
             yield run[0] if len(run) == 1 else np.concatenate(run)
             run = []
         run.append(t)
@@ -274,8 +300,9 @@ def stack_runs(tensors: Sequence[np.ndarray], batchable: bool) -> Iterator[np.nd
         yield run[0] if len(run) == 1 else np.concatenate(run)
 
 
-def _cast(image: Decoded, dtype: np.dtype, *, file: str | None, column: str,
-          why: str) -> np.ndarray:
+def _cast(
+    image: Decoded, dtype: np.dtype, *, file: str | None, column: str, why: str
+) -> np.ndarray:
     """Cast pixels only when every value survives (a 16-bit 300 must not become uint8 44)."""
     array = image.array
     if array.dtype == dtype or dtype == np.dtype(object):
@@ -297,7 +324,11 @@ def _cast(image: Decoded, dtype: np.dtype, *, file: str | None, column: str,
         example = ""
     pixels = f" (Pillow mode {image.mode})" if image.mode else ""
     raise SchemaEnforcementError(
-        file=file, row=None, column=column, value=str(array.dtype), expected=str(dtype),
+        file=file,
+        row=None,
+        column=column,
+        value=str(array.dtype),
+        expected=str(dtype),
         reason=f"the image's pixels are {array.dtype}{pixels}, and a value{example} cannot be "
         f"converted safely to {dtype}, {why}; save the model with a tensor type that holds "
         f"{array.dtype} values.",
@@ -337,8 +368,10 @@ def _too_large(source: str, kind: str, e: BaseException, image_module: Any) -> s
     limit = image_module.MAX_IMAGE_PIXELS
     most = f" ({2 * limit:,}: twice PIL.Image.MAX_IMAGE_PIXELS)" if limit else ""
     image = f"a {kind}image" if kind else "an image"
-    return (f"{source} is {image} of {size}, more than Pillow decodes{most}, its guard "
-            "against decompression bombs; resize the image, or leave it out of the input.")
+    return (
+        f"{source} is {image} of {size}, more than Pillow decodes{most}, its guard "
+        "against decompression bombs; resize the image, or leave it out of the input."
+    )
 
 
 def _pillow() -> Any:

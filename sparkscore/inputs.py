@@ -35,7 +35,11 @@ def as_frame(data: Any, schema: Schema, *, file: str | None = None) -> pd.DataFr
     if np.isscalar(data):
         return pd.DataFrame([data])
     raise SchemaEnforcementError(
-        file=file, row=None, column="*", value=type(data).__name__, expected="a DataFrame",
+        file=file,
+        row=None,
+        column="*",
+        value=type(data).__name__,
+        expected="a DataFrame",
         reason=f"the model has a column signature, so its input must be a pandas DataFrame (or a "
         f"list, dict or array that makes one), got {type(data).__name__}.",
     )
@@ -46,7 +50,10 @@ def _from_array(data: np.ndarray, schema: Schema, file: str | None) -> pd.DataFr
     with exactly as many columns takes the names in order (sparkscore's own convenience)."""
     if data.ndim > 2:
         raise SchemaEnforcementError(
-            file=file, row=None, column="*", value=f"an array of shape {data.shape}",
+            file=file,
+            row=None,
+            column="*",
+            value=f"an array of shape {data.shape}",
             expected="a 2-D array",
             reason=f"the model has a column signature, so an array input must have one or two "
             f"dimensions (rows x columns), got shape {data.shape}.",
@@ -58,7 +65,10 @@ def _from_array(data: np.ndarray, schema: Schema, file: str | None) -> pd.DataFr
     if frame.shape[1] == len(names):
         return frame.set_axis(names, axis=1)
     raise SchemaEnforcementError(
-        file=file, row=None, column="*", value=f"an array of {frame.shape[1]} columns",
+        file=file,
+        row=None,
+        column="*",
+        value=f"an array of {frame.shape[1]} columns",
         expected=f"the {len(names)} columns the signature names",
         reason=f"the input is an array of {frame.shape[1]} unnamed columns, but the model "
         f"signature names {len(names)} ({_listed(names)}): pass a DataFrame with those columns, "
@@ -71,12 +81,14 @@ def _from_mapping(data: Mapping[Any, Any], schema: Schema, file: str | None) -> 
     if schema.has_names:
         names = set(schema.names())
         data = {k: v for k, v in data.items() if k in names}
-    nested = any(isinstance(s, ColSpec) and isinstance(s.type, (ArrayType, ObjectType))
-                 for s in schema.specs)
+    nested = any(
+        isinstance(s, ColSpec) and isinstance(s.type, (ArrayType, ObjectType)) for s in schema.specs
+    )
     if nested or all(_row_value(v) for v in data.values()):
         return pd.DataFrame([dict(data)])
-    columns = {k: v.tolist() if isinstance(v, np.ndarray) and v.ndim > 1 else v
-               for k, v in data.items()}
+    columns = {
+        k: v.tolist() if isinstance(v, np.ndarray) and v.ndim > 1 else v for k, v in data.items()
+    }
     return _built(lambda: pd.DataFrame(columns), file)
 
 
@@ -94,7 +106,11 @@ def _built(make: Any, file: str | None) -> pd.DataFrame:
         frame = make()
     except ValueError as e:
         raise SchemaEnforcementError(
-            file=file, row=None, column="*", value=None, expected="a DataFrame",
+            file=file,
+            row=None,
+            column="*",
+            value=None,
+            expected="a DataFrame",
             reason=f"the input cannot be made into a DataFrame for the model's column signature: "
             f"{one_line(e)}.",
         ) from None

@@ -115,8 +115,9 @@ def _forget_process(model: Model) -> None:
         model.impl.process.close(kill=True)
 
 
-def _in_child(fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: ScoringSpec,
-              folder: str) -> tuple[list[FileResult], list[str]] | _Died:
+def _in_child(
+    fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: ScoringSpec, folder: str
+) -> tuple[list[FileResult], list[str]] | _Died:
     """Score `batch` in a forked child: its file results and one Arrow file of output per file,
     or how the child died."""
     where = tempfile.mkdtemp(dir=folder)
@@ -153,13 +154,16 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _score_and_write(fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: ScoringSpec,
-                     where: str) -> None:
+def _score_and_write(
+    fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: ScoringSpec, where: str
+) -> None:
     buffers, sink_for = spill_buffers(spec.output_schema)
     result = score_batch(fs, batch, model, spec, sink_for)
     for i, buffer in enumerate(buffers):
-        with pa.OSFile(os.path.join(where, f"part-{i}.arrow"), "wb") as out, \
-                pa.ipc.new_file(out, spec.output_schema) as writer:
+        with (
+            pa.OSFile(os.path.join(where, f"part-{i}.arrow"), "wb") as out,
+            pa.ipc.new_file(out, spec.output_schema) as writer,
+        ):
             for b in buffer.batches():
                 writer.write_batch(b)
         buffer.discard()

@@ -71,6 +71,7 @@ __all__ = ["Job", "execute", "prepare", "run", "score"]
 
 log = logging.getLogger("sparkscore")
 
+
 def score(
     spark: SparkSession,
     model: str | os.PathLike[str],
@@ -96,7 +97,6 @@ def score(
     """
     resolved = Settings.load(config, overrides, **settings)
     return run(spark, os.fspath(model), os.fspath(input), os.fspath(output), resolved)
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,14 +127,17 @@ class Job:
         return self.packed.sha256
 
 
-def run(spark: Spark, model_uri: str, input_uri: str, output_uri: str,
-        settings: Settings) -> dict[str, Any]:
-    return execute(spark, prepare(model_uri, input_uri, output_uri, settings,
-                                  parallelism=task_slots(spark)))
+def run(
+    spark: Spark, model_uri: str, input_uri: str, output_uri: str, settings: Settings
+) -> dict[str, Any]:
+    return execute(
+        spark, prepare(model_uri, input_uri, output_uri, settings, parallelism=task_slots(spark))
+    )
 
 
-def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings, *,
-            parallelism: int) -> Job:
+def prepare(
+    model_uri: str, input_uri: str, output_uri: str, settings: Settings, *, parallelism: int
+) -> Job:
     """Check the model, plan the input and claim the output, without Spark.
 
     Everything that can be refused is refused here, before a session costs seconds to start.
@@ -155,54 +158,100 @@ def prepare(model_uri: str, input_uri: str, output_uri: str, settings: Settings,
     previous = previous_run(out_fs, layout) if settings.resume else None
     if previous is not None and previous.parallelism is not None:
         parallelism = previous.parallelism
-    the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
-                    recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported,
-                    parallelism=parallelism)
+    the_plan = plan(
+        input_uri,
+        mini_batch_size=settings.mini_batch_size,
+        recursive=settings.recursive,
+        ignore_unsupported=settings.ignore_unsupported,
+        parallelism=parallelism,
+    )
     scoring = _scoring_spec(spec, settings, the_plan)
     _claim_output(out_fs, final, layout, settings, abandoned)
-    committed = committed_batches(out_fs, layout, RunIdentity.of(
-        sha256=sha, plan=the_plan, settings=settings, job_id=job_id, parallelism=parallelism),
-        previous)
-    log.info("planned %d files (%d bytes) into %d mini-batches; %d already committed",
-             len(the_plan.files), the_plan.total_bytes, len(the_plan.batches), len(committed))
-    return Job(job_id=job_id, started=started, model_uri=model_uri, model_path=model_path,
-               model=spec, packed=packed, located=located, input_uri=input_uri,
-               output_uri=output_uri, plan=the_plan, final=final, layout=layout,
-               settings=settings, scoring=scoring, committed=committed, mismatched=mismatched,
-               environment=environment, probe=probe)
+    committed = committed_batches(
+        out_fs,
+        layout,
+        RunIdentity.of(
+            sha256=sha, plan=the_plan, settings=settings, job_id=job_id, parallelism=parallelism
+        ),
+        previous,
+    )
+    log.info(
+        "planned %d files (%d bytes) into %d mini-batches; %d already committed",
+        len(the_plan.files),
+        the_plan.total_bytes,
+        len(the_plan.batches),
+        len(committed),
+    )
+    return Job(
+        job_id=job_id,
+        started=started,
+        model_uri=model_uri,
+        model_path=model_path,
+        model=spec,
+        packed=packed,
+        located=located,
+        input_uri=input_uri,
+        output_uri=output_uri,
+        plan=the_plan,
+        final=final,
+        layout=layout,
+        settings=settings,
+        scoring=scoring,
+        committed=committed,
+        mismatched=mismatched,
+        environment=environment,
+        probe=probe,
+    )
 
 
-def _output_layout(fs: pafs.FileSystem, final: OutputLayout, settings: Settings, job_id: str,
-                   abandoned: list[OutputLayout]) -> OutputLayout:
+def _output_layout(
+    fs: pafs.FileSystem,
+    final: OutputLayout,
+    settings: Settings,
+    job_id: str,
+    abandoned: list[OutputLayout],
+) -> OutputLayout:
     """Where this run writes: the output itself; with overwrite, a staging folder beside it
     that replaces it once this run has succeeded (a failed run leaves the old output intact);
     with resume, the staging folder of an overwrite run that was interrupted, if there is one,
     since that run is the one to finish."""
     if settings.resume and abandoned:
-        log.warning("resuming the overwrite run that was interrupted in %s; its output "
-                    "replaces %s when it succeeds", abandoned[-1].root, final.uri)
+        log.warning(
+            "resuming the overwrite run that was interrupted in %s; its output "
+            "replaces %s when it succeeds",
+            abandoned[-1].root,
+            final.uri,
+        )
         return abandoned[-1]
     if settings.overwrite and not settings.resume and not is_empty(fs, final.root):
         return staging(final, job_id)
     return final
 
 
-def _claim_output(fs: pafs.FileSystem, final: OutputLayout, layout: OutputLayout,
-                  settings: Settings, abandoned: list[OutputLayout]) -> None:
+def _claim_output(
+    fs: pafs.FileSystem,
+    final: OutputLayout,
+    layout: OutputLayout,
+    settings: Settings,
+    abandoned: list[OutputLayout],
+) -> None:
     """Refuse an output that is not this run's to write; else clear what interrupted overwrite
     runs left beside it (all but the one this run finishes) and make the folder it writes."""
-    prepare_output(fs, final, overwrite=settings.overwrite, resume=settings.resume,
-                   interrupted=bool(abandoned))
+    prepare_output(
+        fs, final, overwrite=settings.overwrite, resume=settings.resume, interrupted=bool(abandoned)
+    )
     for old in abandoned:
         if old.root != layout.root:
             remove_dir(fs, old.root)
-            log.warning("removed %s: the staging folder of an overwrite run that did not finish",
-                        old.root)
+            log.warning(
+                "removed %s: the staging folder of an overwrite run that did not finish", old.root
+            )
     fs.create_dir(layout.root, recursive=True)
 
 
-def _model_environment(model_path: str, settings: Settings) -> tuple[
-        ModelSpec, BuiltEnvironment | None, Probe | None, tuple[Mismatch, ...]]:
+def _model_environment(
+    model_path: str, settings: Settings
+) -> tuple[ModelSpec, BuiltEnvironment | None, Probe | None, tuple[Mismatch, ...]]:
     """Load the model where it will run: here (warning of each pin that differs), or in its own
     environment, built (or found in the cache) now, before any task starts."""
     if settings.env_manager == "local":
@@ -211,22 +260,36 @@ def _model_environment(model_path: str, settings: Settings) -> tuple[
         spec = load_model(model_path, trust_model=settings.trust_model).spec
         mismatched = tuple(mismatches(read_pins(spec)))
         for m in mismatched:
-            log.warning("the model pins %s==%s but %s is installed", m.package, m.pinned,
-                        m.installed or "nothing")
+            log.warning(
+                "the model pins %s==%s but %s is installed",
+                m.package,
+                m.pinned,
+                m.installed or "nothing",
+            )
         return spec, None, None, mismatched
     spec = read_spec(model_path)
     warn_untrusted(spec, trusted=settings.trust_model)
     built = ensure_environment(read_environment(spec), settings.env_manager, settings.env_cache)
-    log.info("model environment %s: %s in %.1fs", built.key[:12],
-             "reused from the cache" if built.reused else f"built with {built.tool}",
-             built.seconds)
+    log.info(
+        "model environment %s: %s in %.1fs",
+        built.key[:12],
+        "reused from the cache" if built.reused else f"built with {built.tool}",
+        built.seconds,
+    )
     # Load the model once in its environment here: one that cannot load fails now, by name.
     started = time.perf_counter()
     process = ModelProcess(model_path, built.site_packages)
     process.close()
-    return spec, built, Probe(seconds=time.perf_counter() - started,
-                              loaded_with=process.info["packages"],
-                              python=process.info["python"]), ()
+    return (
+        spec,
+        built,
+        Probe(
+            seconds=time.perf_counter() - started,
+            loaded_with=process.info["packages"],
+            python=process.info["python"],
+        ),
+        (),
+    )
 
 
 def execute(spark: Spark, job: Job) -> dict[str, Any]:
@@ -242,12 +305,23 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
     _finish_output(out_fs, job, rescored=bool(todo))
     failed = _threshold_error(job, manifests)
     record = RunRecord(
-        job_id=job.job_id, started=job.started, ended=summaries.now(),
-        error=str(failed) if failed else None, model=job.model, model_uri=job.model_uri,
-        model_sha256=job.sha256, model_located=job.located, input_uri=job.input_uri,
-        plan=job.plan, output_uri=job.output_uri, settings=job.settings,
-        manifests=tuple(manifests), spark_version=spark.version, environment=environment,
-        files_skipped=len({f.file_name for m in job.committed.values() for f in m.files}))
+        job_id=job.job_id,
+        started=job.started,
+        ended=summaries.now(),
+        error=str(failed) if failed else None,
+        model=job.model,
+        model_uri=job.model_uri,
+        model_sha256=job.sha256,
+        model_located=job.located,
+        input_uri=job.input_uri,
+        plan=job.plan,
+        output_uri=job.output_uri,
+        settings=job.settings,
+        manifests=tuple(manifests),
+        spark_version=spark.version,
+        environment=environment,
+        files_skipped=len({f.file_name for m in job.committed.values() for f in m.files}),
+    )
     summary: dict[str, Any] = redact_record(record.to_json())
     write_json(out_fs, job.layout.summary, summary)
     if job.layout is not job.final:
@@ -257,11 +331,13 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
     return summary
 
 
-def _score(spark: Spark, job: Job, todo: list[MiniBatch]) -> tuple[
-        list[Manifest], EnvironmentRecord]:
+def _score(
+    spark: Spark, job: Job, todo: list[MiniBatch]
+) -> tuple[list[Manifest], EnvironmentRecord]:
     """Ship the model and run `todo` as Spark tasks; their manifests, and where the model ran."""
-    environment = EnvironmentRecord(mismatches=job.mismatched, built=job.environment,
-                                    probe=job.probe)
+    environment = EnvironmentRecord(
+        mismatches=job.mismatched, built=job.environment, probe=job.probe
+    )
     if not todo:
         return [], environment
     shipped = ship_model(spark, job.model_path, job.environment, spec=job.model, packed=job.packed)
@@ -272,13 +348,21 @@ def _score(spark: Spark, job: Job, todo: list[MiniBatch]) -> tuple[
     if sc is not None:
         forward_storage_env(sc)
     with Progress(sc, len(todo)) as progress:
-        task = functools.partial(run_batches, shipped, job.layout, job.input_uri, job.scoring,
-                                 job.settings.timeout, progress.counters)
+        task = functools.partial(
+            run_batches,
+            shipped,
+            job.layout,
+            job.input_uri,
+            job.scoring,
+            job.settings.timeout,
+            progress.counters,
+        )
         return run_tasks(spark, sc, todo, task, job.layout), environment
 
 
-def _shipped(record: EnvironmentRecord, built: BuiltEnvironment,
-             shipped: ShippedEnvironment) -> EnvironmentRecord:
+def _shipped(
+    record: EnvironmentRecord, built: BuiltEnvironment, shipped: ShippedEnvironment
+) -> EnvironmentRecord:
     if shipped.archive is None:
         return replace(record, shipped="in place")
     return replace(record, shipped="archive", archive_bytes=os.path.getsize(built.archive))
@@ -301,8 +385,12 @@ def _finish_output(fs: pafs.FileSystem, job: Job, *, rescored: bool) -> None:
         # A resumed run with nothing left to score keeps the CSV the earlier run consolidated:
         # that run removed the staged parts, so consolidating again would write only a header.
         if rescored or fs.get_file_info(layout.csv).type != pafs.FileType.File:
-            write_csv(fs, layout, [b.index for b in job.plan.batches],
-                      [name for name, _ in job.scoring.passthrough])
+            write_csv(
+                fs,
+                layout,
+                [b.index for b in job.plan.batches],
+                [name for name, _ in job.scoring.passthrough],
+            )
         remove_dir(fs, f"{layout.root}/_staging")
     elif settings.output_action == "summary_only":
         remove_dir(fs, layout.predictions)
@@ -312,8 +400,9 @@ def _finish_output(fs: pafs.FileSystem, job: Job, *, rescored: bool) -> None:
 def _threshold_error(job: Job, manifests: Sequence[Manifest]) -> ErrorThresholdExceeded | None:
     failed = summaries.counts(manifests)["files_failed"]
     if 0 <= job.settings.error_threshold < failed:
-        return ErrorThresholdExceeded(failed=failed, threshold=job.settings.error_threshold,
-                                      total=len(job.plan.files))
+        return ErrorThresholdExceeded(
+            failed=failed, threshold=job.settings.error_threshold, total=len(job.plan.files)
+        )
     return None
 
 
@@ -325,14 +414,20 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         # A column the signature types is read as that type; any other takes one type from
         # every file (passthrough.common_type), or the job is refused here, naming the files.
         in_fs, _ = resolve(the_plan.uri)
-        found = passthrough_types(in_fs, the_plan.files, [
-            name for name in settings.passthrough_columns if name not in column_types],
-            uri=the_plan.uri)
-        passthrough = [(name, column_types.get(name) or found[name])
-                       for name in settings.passthrough_columns]
+        found = passthrough_types(
+            in_fs,
+            the_plan.files,
+            [name for name in settings.passthrough_columns if name not in column_types],
+            uri=the_plan.uri,
+        )
+        passthrough = [
+            (name, column_types.get(name) or found[name]) for name in settings.passthrough_columns
+        ]
         # A column written as text is read from CSV as text: `007` stays `007`.
-        column_types = {**column_types, **{name: t for name, t in found.items()
-                                           if pa.types.is_string(t)}}
+        column_types = {
+            **column_types,
+            **{name: t for name, t in found.items() if pa.types.is_string(t)},
+        }
     read_columns = None
     if schema is not None and schema.has_names and not schema.is_tensor:
         # As mlflow, predict sees only the signature's columns: no other needs decoding.
@@ -346,5 +441,3 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         params=spec.params(settings.params),
         read_columns=read_columns,
     )
-
-

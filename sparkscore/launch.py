@@ -32,8 +32,9 @@ log = logging.getLogger("sparkscore")
 Task = Callable[[frozenset[int], Iterable[MiniBatch]], Iterator[Manifest]]
 
 
-def run_tasks(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], task: Task,
-               layout: OutputLayout) -> list[Manifest]:
+def run_tasks(
+    spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], task: Task, layout: OutputLayout
+) -> list[Manifest]:
     """Run the mini-batches as Spark tasks and return their manifests.
 
     When a mini-batch fails every attempt (a file that kills the Python worker), Spark aborts
@@ -64,9 +65,12 @@ def run_tasks(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], task
             if named is not None and named in suspects and not isolated:
                 suspects = {named}
             isolated |= suspects
-            log.warning("mini-batch(es) %s failed every attempt (%s); scoring them again with "
-                        "their files isolated, so that a file that kills its worker fails alone",
-                        ", ".join(map(str, sorted(suspects))), failure)
+            log.warning(
+                "mini-batch(es) %s failed every attempt (%s); scoring them again with "
+                "their files isolated, so that a file that kills its worker fails alone",
+                ", ".join(map(str, sorted(suspects))),
+                failure,
+            )
 
 
 def _failed_batch(text: str, todo: list[MiniBatch]) -> int | None:
@@ -75,18 +79,29 @@ def _failed_batch(text: str, todo: list[MiniBatch]) -> int | None:
     return None if task is None or task >= len(todo) else todo[task].index
 
 
-def _launch(spark: Spark, sc: SparkContext | None, todo: list[MiniBatch], task: Task,
-            isolated: frozenset[int]) -> list[Manifest]:
+def _launch(
+    spark: Spark,
+    sc: SparkContext | None,
+    todo: list[MiniBatch],
+    task: Task,
+    isolated: frozenset[int],
+) -> list[Manifest]:
     """One partition per mini-batch, each holding its position in `todo`. A classic session
     runs them as an RDD: no SQL session or query planning (seconds, at start). Spark Connect
     has no RDDs: a DataFrame carries the positions there."""
     run = functools.partial(task, isolated)
     if sc is not None:
-        manifests_json = sc.parallelize(range(len(todo)), len(todo)).mapPartitions(
-            functools.partial(positions_task, todo, run)).collect()
+        manifests_json = (
+            sc.parallelize(range(len(todo)), len(todo))
+            .mapPartitions(functools.partial(positions_task, todo, run))
+            .collect()
+        )
     else:
         session = cast(SparkSession, spark)  # no SparkContext: Spark Connect
-        manifests_json = [r.manifest for r in session.range(
-            len(todo), numPartitions=len(todo)).mapInArrow(
-            functools.partial(arrow_task, todo, run), "manifest string").collect()]
+        manifests_json = [
+            r.manifest
+            for r in session.range(len(todo), numPartitions=len(todo))
+            .mapInArrow(functools.partial(arrow_task, todo, run), "manifest string")
+            .collect()
+        ]
     return [Manifest.loads(m) for m in manifests_json]

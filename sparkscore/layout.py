@@ -45,8 +45,9 @@ class OutputLayout:
     output_file_name: str = "predictions.csv"
 
     @classmethod
-    def at(cls, uri: str, output_format: str = "parquet",
-           output_file_name: str = "predictions.csv") -> OutputLayout:
+    def at(
+        cls, uri: str, output_format: str = "parquet", output_file_name: str = "predictions.csv"
+    ) -> OutputLayout:
         _, root = resolve(uri)
         return cls(uri, root.rstrip("/"), output_format, output_file_name)
 
@@ -82,8 +83,14 @@ class OutputLayout:
         return f"{self.manifests}/batch-{index:05d}.json"
 
 
-def prepare_output(fs: pafs.FileSystem, layout: OutputLayout, *, overwrite: bool,
-                   resume: bool, interrupted: bool = False) -> None:
+def prepare_output(
+    fs: pafs.FileSystem,
+    layout: OutputLayout,
+    *,
+    overwrite: bool,
+    resume: bool,
+    interrupted: bool = False,
+) -> None:
     """Refuse to clobber an existing output unless the user said overwrite or resume.
 
     `interrupted`: an overwrite run into this output left its staging folder, which resume
@@ -92,8 +99,11 @@ def prepare_output(fs: pafs.FileSystem, layout: OutputLayout, *, overwrite: bool
     if info.type == pafs.FileType.File:
         raise OutputError(path=layout.uri, reason="is a file; --output must be a folder.")
     if not overwrite and not resume and not is_empty(fs, layout.root):
-        finish = ("set resume: true to finish the overwrite run into it that was interrupted"
-                  if interrupted else "set resume: true to finish that run")
+        finish = (
+            "set resume: true to finish the overwrite run into it that was interrupted"
+            if interrupted
+            else "set resume: true to finish that run"
+        )
         raise OutputError(
             path=layout.uri,
             reason=f"already exists and is not empty; nothing was touched. Choose a new "
@@ -126,8 +136,11 @@ def abandoned_staging(fs: pafs.FileSystem, layout: OutputLayout) -> list[OutputL
     prefix = f".{name}.sparkscore-"
     if fs.get_file_info(parent).type != pafs.FileType.Directory:
         return []
-    found = sorted(e.base_name for e in fs.get_file_info(pafs.FileSelector(parent))
-                   if e.type == pafs.FileType.Directory and e.base_name.startswith(prefix))
+    found = sorted(
+        e.base_name
+        for e in fs.get_file_info(pafs.FileSelector(parent))
+        if e.type == pafs.FileType.Directory and e.base_name.startswith(prefix)
+    )
     return [replace(layout, root=f"{parent}/{base}") for base in found]
 
 

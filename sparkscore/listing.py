@@ -29,8 +29,14 @@ log = logging.getLogger("sparkscore")
 # The one table that decides which files we score, and how (seed 002's list): tables give one
 # output row per input row, images one output row per file.
 SUPPORTED_EXTENSIONS: dict[str, str] = {
-    ".csv": "csv", ".parquet": "parquet", ".pqt": "parquet",
-    ".png": "image", ".jpg": "image", ".jpeg": "image", ".tiff": "image", ".bmp": "image",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pqt": "parquet",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".tiff": "image",
+    ".bmp": "image",
     ".gif": "image",
 }
 
@@ -59,9 +65,7 @@ class Listing:
     broken_links: tuple[str, ...] = ()  # symbolic links to nothing, skipped with a warning
 
 
-def list_input(
-    uri: str, *, recursive: bool = False, ignore_unsupported: bool = False
-) -> Listing:
+def list_input(uri: str, *, recursive: bool = False, ignore_unsupported: bool = False) -> Listing:
     """List the files to score under a folder, a single file or a glob, sorted by name.
 
     Names starting with '.' or '_' (`_SUCCESS`, `.part-0.crc`, `_temporary/`) are never data and
@@ -95,8 +99,9 @@ def list_input(
             path=uri, files=unsupported, supported=list(SUPPORTED_EXTENSIONS)
         )
     if not files:
-        raise _no_data(uri, has_subfolders=has_subfolders and not recursive, skipped=unsupported,
-                       broken=broken)
+        raise _no_data(
+            uri, has_subfolders=has_subfolders and not recursive, skipped=unsupported, broken=broken
+        )
     files.sort(key=lambda f: f.name)
     return Listing(fs, root, tuple(files), tuple(unsupported), tuple(broken))
 
@@ -142,8 +147,11 @@ def check_output_apart(input_uri: str, output_uri: str, *, recursive: bool) -> N
 
     def refuse(how: str, advice: str, why: str = "") -> OutputError:
         shown = f"{input_uri} ({source.path})" if source.path not in input_uri else input_uri
-        return OutputError(path=output_uri, reason=f"{how} the input {shown}{why}; nothing was "
-                           f"touched, since sparkscore never writes where it reads. {advice}")
+        return OutputError(
+            path=output_uri,
+            reason=f"{how} the input {shown}{why}; nothing was "
+            f"touched, since sparkscore never writes where it reads. {advice}",
+        )
 
     outside = "Choose an output folder outside the input."
     if target == source:
@@ -152,7 +160,7 @@ def check_output_apart(input_uri: str, output_uri: str, *, recursive: bool) -> N
         raise refuse("contains", outside, ", so replacing it would delete the input")
     if not source.contains(target):
         return
-    parts = target.path[len(source.path.rstrip("/")) + 1:].split("/")
+    parts = target.path[len(source.path.rstrip("/")) + 1 :].split("/")
     if any(_hidden(p) for p in parts):
         return
     if pattern is None:
@@ -161,11 +169,15 @@ def check_output_apart(input_uri: str, output_uri: str, *, recursive: bool) -> N
     else:
         segments = pattern.split("/")
         reached = all(fnmatchcase(p, g) for p, g in zip(parts, segments)) and (
-            recursive or len(segments) >= len(parts))
+            recursive or len(segments) >= len(parts)
+        )
         why = f"the glob '{pattern}'" + (" with recursive: true" if recursive else "")
     if reached:
-        raise refuse("lies inside", f"Listing with {why} would read this run's output as input. "
-                     f"{outside[:-1]}, or one whose name starts with '_' (never listed).")
+        raise refuse(
+            "lies inside",
+            f"Listing with {why} would read this run's output as input. "
+            f"{outside[:-1]}, or one whose name starts with '_' (never listed).",
+        )
 
 
 class _Walker:
@@ -234,8 +246,9 @@ class _Walker:
             info = self.linked_folders.pop(0)
             target = os.path.realpath(info.path)
             if any(target == w or target.startswith(w.rstrip("/") + "/") for w in self.walked):
-                log.info("did not follow %s: it leads to %s, a folder already listed",
-                         info.path, target)
+                log.info(
+                    "did not follow %s: it leads to %s, a folder already listed", info.path, target
+                )
                 continue
             yield info
             yield from self.walk(info.path)
@@ -295,8 +308,9 @@ def _missing(uri: str) -> InputError:
     )
 
 
-def _no_data(uri: str, *, has_subfolders: bool, skipped: Sequence[str],
-             broken: Sequence[str] = ()) -> InputError:
+def _no_data(
+    uri: str, *, has_subfolders: bool, skipped: Sequence[str], broken: Sequence[str] = ()
+) -> InputError:
     """Nothing to score: say why, so the user knows whether to fix the path or the settings."""
     reason = f"there are no {_extensions()} files to score here"
     if skipped:

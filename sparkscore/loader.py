@@ -37,13 +37,23 @@ from sparkscore.requirements import (
 from sparkscore.signature import Schema
 
 __all__ = [
-    "Model", "SKLEARN_LOADER", "defined_by_model", "load_model", "load_parsed", "runs_model_code",
+    "Model",
+    "SKLEARN_LOADER",
+    "defined_by_model",
+    "load_model",
+    "load_parsed",
+    "runs_model_code",
     "warn_untrusted",
 ]
 
 SKLEARN_LOADER = "mlflow.sklearn"
-SKLEARN_PREDICT_FNS = ("predict", "predict_proba", "predict_log_proba",
-                       "predict_joint_log_proba", "score")
+SKLEARN_PREDICT_FNS = (
+    "predict",
+    "predict_proba",
+    "predict_log_proba",
+    "predict_joint_log_proba",
+    "score",
+)
 MLFLOW_EXTRA_ADVICE = "Install it with: pip install 'sparkscore[mlflow]'."
 
 log = logging.getLogger("sparkscore")
@@ -143,8 +153,9 @@ def defined_by_model(spec: ModelSpec, module: str) -> bool:
     path now lies inside the model directory."""
     top = module.split(".")[0]
     for code in (spec.pyfunc.code, spec.sklearn.code if spec.sklearn else None):
-        if code and any(os.path.exists(os.path.join(spec.file(code), name))
-                        for name in (top, f"{top}.py")):
+        if code and any(
+            os.path.exists(os.path.join(spec.file(code), name)) for name in (top, f"{top}.py")
+        ):
             return True
     try:
         found = importlib.util.find_spec(top)
@@ -164,8 +175,12 @@ def warn_untrusted(spec: ModelSpec, *, trusted: bool) -> None:
     if trusted or how is None or key in _WARNED:
         return
     _WARNED.add(key)
-    log.warning("loading the model at %s runs code from it (%s); load only models you trust "
-                "(trust_model: true says you do, and silences this warning)", spec.path, how)
+    log.warning(
+        "loading the model at %s runs code from it (%s); load only models you trust "
+        "(trust_model: true says you do, and silences this warning)",
+        spec.path,
+        how,
+    )
 
 
 def _load_impl(spec: ModelSpec) -> Any:
@@ -186,13 +201,15 @@ def _load_sklearn(spec: ModelSpec) -> Any:
     relative = spec.pyfunc.model_path or (spec.sklearn.pickled_model if spec.sklearn else None)
     if relative is None:
         raise ModelFormatError(
-            path=spec.file("MLmodel"), field="flavors.python_function.model_path",
+            path=spec.file("MLmodel"),
+            field="flavors.python_function.model_path",
             reason="is required for mlflow.sklearn models and names the serialized estimator.",
         )
     file = spec.file(relative)
     if not os.path.isfile(file):
         raise ModelFormatError(
-            path=spec.file("MLmodel"), field="flavors.python_function.model_path",
+            path=spec.file("MLmodel"),
+            field="flavors.python_function.model_path",
             reason=f"names {relative!r}, which does not exist in the model directory.",
         )
     fmt = spec.sklearn.serialization_format if spec.sklearn else "pickle"
@@ -237,7 +254,8 @@ def _deserialize(file: str, fmt: str, spec: ModelSpec) -> Any:
         with open(file, "rb") as f:
             return pickle.load(f)
     raise ModelFormatError(
-        path=spec.file("MLmodel"), field="flavors.sklearn.serialization_format",
+        path=spec.file("MLmodel"),
+        field="flavors.sklearn.serialization_format",
         reason=f"is {fmt!r}; sparkscore reads pickle, cloudpickle and skops.",
     )
 
@@ -315,7 +333,8 @@ def _explain_load_failure(
     if (saved and saved != installed) or version_warned:
         pins = read_pins(spec)
         pinned = describe_pins("scikit-learn", pins) or (
-            f"scikit-learn=={saved}" if saved else None)
+            f"scikit-learn=={saved}" if saved else None
+        )
         return MissingDependencyError(
             path=spec.path,
             package="scikit-learn",

@@ -41,9 +41,14 @@ class FileRecord:
 
     @classmethod
     def of(cls, result: FileResult) -> FileRecord:
-        return cls(file_name=result.name, status="failed" if result.failed else "succeeded",
-                   rows_read=result.rows_read, rows_scored=result.rows_scored,
-                   rows_failed=result.rows_failed, rows_unknown=result.rows_unknown)
+        return cls(
+            file_name=result.name,
+            status="failed" if result.failed else "succeeded",
+            rows_read=result.rows_read,
+            rows_scored=result.rows_scored,
+            rows_failed=result.rows_failed,
+            rows_unknown=result.rows_unknown,
+        )
 
     @property
     def failed(self) -> bool:
@@ -51,22 +56,30 @@ class FileRecord:
 
     def failed_whole(self) -> FileRecord:
         """This slice failed with its file: none of the rows it read count as scored."""
-        return dataclasses.replace(self, status="failed", rows_scored=0,
-                                   rows_failed=self.rows_read)
+        return dataclasses.replace(self, status="failed", rows_scored=0, rows_failed=self.rows_read)
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"file_name": self.file_name, "status": self.status,
-                               "rows_read": self.rows_read, "rows_scored": self.rows_scored,
-                               "rows_failed": self.rows_failed}
+        doc: dict[str, Any] = {
+            "file_name": self.file_name,
+            "status": self.status,
+            "rows_read": self.rows_read,
+            "rows_scored": self.rows_scored,
+            "rows_failed": self.rows_failed,
+        }
         if self.rows_unknown:
             doc["rows_unknown"] = True
         return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> FileRecord:
-        return cls(file_name=doc["file_name"], status=doc["status"], rows_read=doc["rows_read"],
-                   rows_scored=doc["rows_scored"], rows_failed=doc["rows_failed"],
-                   rows_unknown=bool(doc.get("rows_unknown", False)))
+        return cls(
+            file_name=doc["file_name"],
+            status=doc["status"],
+            rows_read=doc["rows_read"],
+            rows_scored=doc["rows_scored"],
+            rows_failed=doc["rows_failed"],
+            rows_unknown=bool(doc.get("rows_unknown", False)),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,8 +98,12 @@ class TaskRun:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> TaskRun:
-        return cls(attempt=doc.get("attempt"), worker=doc.get("worker"),
-                   model_loads=doc.get("model_loads"), isolated=doc.get("isolated"))
+        return cls(
+            attempt=doc.get("attempt"),
+            worker=doc.get("worker"),
+            model_loads=doc.get("model_loads"),
+            isolated=doc.get("isolated"),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,16 +117,23 @@ class Manifest:
     task: TaskRun = TaskRun()
 
     def to_json(self) -> dict[str, Any]:
-        return {"batch": self.batch, "files": [f.to_json() for f in self.files],
-                "prediction_rows": self.prediction_rows, "error_records": self.error_records,
-                **self.task.to_json()}
+        return {
+            "batch": self.batch,
+            "files": [f.to_json() for f in self.files],
+            "prediction_rows": self.prediction_rows,
+            "error_records": self.error_records,
+            **self.task.to_json(),
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Manifest:
-        return cls(batch=int(doc["batch"]),
-                   files=tuple(FileRecord.from_json(f) for f in doc["files"]),
-                   prediction_rows=doc["prediction_rows"], error_records=doc["error_records"],
-                   task=TaskRun.from_json(doc))
+        return cls(
+            batch=int(doc["batch"]),
+            files=tuple(FileRecord.from_json(f) for f in doc["files"]),
+            prediction_rows=doc["prediction_rows"],
+            error_records=doc["error_records"],
+            task=TaskRun.from_json(doc),
+        )
 
     def dumps(self) -> str:
         """As one line of JSON: how a task hands it back to the driver."""

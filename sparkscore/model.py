@@ -25,8 +25,15 @@ from sparkscore.errors import ModelFormatError, one_line
 from sparkscore.signature import Signature, enforce_params
 
 __all__ = [
-    "MLMODEL", "ModelFile", "ModelSpec", "PyFuncFlavor", "SklearnFlavor", "directory_sha256",
-    "is_inside", "model_files", "read_spec",
+    "MLMODEL",
+    "ModelFile",
+    "ModelSpec",
+    "PyFuncFlavor",
+    "SklearnFlavor",
+    "directory_sha256",
+    "is_inside",
+    "model_files",
+    "read_spec",
 ]
 
 MLMODEL = "MLmodel"
@@ -133,23 +140,28 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     root = os.path.abspath(os.fspath(path))
     if not os.path.exists(root):
         raise ModelFormatError(
-            path=root, field=None, reason="does not exist; point --model at an MLflow model "
-            "directory (the folder that holds the MLmodel file)."
+            path=root,
+            field=None,
+            reason="does not exist; point --model at an MLflow model "
+            "directory (the folder that holds the MLmodel file).",
         )
     if not os.path.isdir(root):
         raise ModelFormatError(
-            path=root, field=None, reason="is not a directory; point --model at an MLflow model "
-            "directory (the folder that holds the MLmodel file)."
+            path=root,
+            field=None,
+            reason="is not a directory; point --model at an MLflow model "
+            "directory (the folder that holds the MLmodel file).",
         )
     mlmodel = os.path.join(root, MLMODEL)
     if not os.path.isfile(mlmodel):
         raise ModelFormatError(
-            path=root, field=None, reason="has no MLmodel file, so it is not an MLflow model "
-            "directory; point --model at the folder that holds MLmodel."
+            path=root,
+            field=None,
+            reason="has no MLmodel file, so it is not an MLflow model "
+            "directory; point --model at the folder that holds MLmodel.",
         )
     if os.path.islink(mlmodel):
-        _check_link(mlmodel, os.path.realpath(mlmodel), os.path.realpath(root), root,
-                    frozenset())
+        _check_link(mlmodel, os.path.realpath(mlmodel), os.path.realpath(root), root, frozenset())
     found = os.stat(mlmodel)
     key = (root, found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
     with _SPECS_LOCK:
@@ -198,8 +210,9 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
     flavors = doc.get("flavors")
     if not isinstance(flavors, dict) or not flavors:
         raise ModelFormatError(
-            path=mlmodel, field="flavors", reason="is missing or empty; an MLflow model lists "
-            "its flavors there."
+            path=mlmodel,
+            field="flavors",
+            reason="is missing or empty; an MLflow model lists its flavors there.",
         )
     checker = _PathChecker(os.path.realpath(root), mlmodel)
     pyfunc = _pyfunc(flavors, checker, mlmodel)
@@ -219,28 +232,41 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
     )
 
 
-_PYFUNC_KEYS = {"loader_module", "code", "data", "model_path", "env", "predict_fn",
-                "python_version", "model_config"}
+_PYFUNC_KEYS = {
+    "loader_module",
+    "code",
+    "data",
+    "model_path",
+    "env",
+    "predict_fn",
+    "python_version",
+    "model_config",
+}
 
 
 def _pyfunc(flavors: Mapping[str, Any], checker: _PathChecker, mlmodel: str) -> PyFuncFlavor:
     conf = flavors.get(PYFUNC)
     if conf is not None and not isinstance(conf, dict):
         raise ModelFormatError(
-            path=mlmodel, field=f"flavors.{PYFUNC}", reason=f"must be a mapping of the flavor's "
-            f"settings (loader_module, ...), got {conf!r}."
+            path=mlmodel,
+            field=f"flavors.{PYFUNC}",
+            reason=f"must be a mapping of the flavor's "
+            f"settings (loader_module, ...), got {conf!r}.",
         )
     if not isinstance(conf, dict):
         raise ModelFormatError(
-            path=mlmodel, field=f"flavors.{PYFUNC}", reason="is missing: sparkscore scores "
+            path=mlmodel,
+            field=f"flavors.{PYFUNC}",
+            reason="is missing: sparkscore scores "
             f"models through their python_function flavor, and this one only has "
-            f"{', '.join(map(str, flavors))}."
+            f"{', '.join(map(str, flavors))}.",
         )
     loader = conf.get("loader_module")
     if not isinstance(loader, str) or not loader:
         raise ModelFormatError(
-            path=mlmodel, field=f"flavors.{PYFUNC}.loader_module", reason="is required and "
-            "must name the Python module that loads the model."
+            path=mlmodel,
+            field=f"flavors.{PYFUNC}.loader_module",
+            reason="is required and must name the Python module that loads the model.",
         )
     env = conf.get("env")
     if isinstance(env, dict):
@@ -288,19 +314,24 @@ class _PathChecker:
         """`value`, a path that must be there, checked."""
         if not isinstance(value, str):
             raise ModelFormatError(
-                path=self.mlmodel, field=field_name, reason=f"must be a relative path string, "
-                f"got {value!r}."
+                path=self.mlmodel,
+                field=field_name,
+                reason=f"must be a relative path string, got {value!r}.",
             )
         if os.path.isabs(value) or Path(value).drive:
             raise ModelFormatError(
-                path=self.mlmodel, field=field_name, reason=f"is the absolute path {value!r}; "
-                "paths in MLmodel must be relative to the model directory."
+                path=self.mlmodel,
+                field=field_name,
+                reason=f"is the absolute path {value!r}; "
+                "paths in MLmodel must be relative to the model directory.",
             )
         resolved = os.path.realpath(os.path.join(self.root, value))
         if not is_inside(resolved, self.root):
             raise ModelFormatError(
-                path=self.mlmodel, field=field_name, reason=f"path {value!r} points outside the "
-                f"model directory ({resolved}); paths in MLmodel must stay inside it."
+                path=self.mlmodel,
+                field=field_name,
+                reason=f"path {value!r} points outside the "
+                f"model directory ({resolved}); paths in MLmodel must stay inside it.",
             )
         return value
 
@@ -373,8 +404,10 @@ def model_files(path: str | os.PathLike[str]) -> list[ModelFile]:
                 files.append(ModelFile(name, target))
             else:
                 raise ModelFormatError(
-                    path=os.path.join(shown, name), field=None, reason="is neither a file nor "
-                    "a folder (a FIFO, socket or device); remove it from the model directory."
+                    path=os.path.join(shown, name),
+                    field=None,
+                    reason="is neither a file nor "
+                    "a folder (a FIFO, socket or device); remove it from the model directory.",
                 )
         for target, name in folders:
             walk(target, f"{name}/", holding | {target})
@@ -383,23 +416,28 @@ def model_files(path: str | os.PathLike[str]) -> list[ModelFile]:
     return files
 
 
-def _check_link(link: str, target: str, root: str, shown: str,
-                holding: frozenset[str]) -> None:
+def _check_link(link: str, target: str, root: str, shown: str, holding: frozenset[str]) -> None:
     if os.path.commonpath([target, root]) != root:
         raise ModelFormatError(
-            path=link, field=None, reason=f"is a symbolic link to {target}, outside the model "
+            path=link,
+            field=None,
+            reason=f"is a symbolic link to {target}, outside the model "
             f"directory {shown}; sparkscore reads and ships nothing from outside a model "
-            "directory. Copy what it points to into the model directory, or remove the link."
+            "directory. Copy what it points to into the model directory, or remove the link.",
         )
     if not os.path.exists(target):
         raise ModelFormatError(
-            path=link, field=None, reason=f"is a symbolic link to {target}, which does not "
-            "exist; remove the link or restore what it points to."
+            path=link,
+            field=None,
+            reason=f"is a symbolic link to {target}, which does not "
+            "exist; remove the link or restore what it points to.",
         )
     if target in holding:
         raise ModelFormatError(
-            path=link, field=None, reason=f"is a symbolic link to {target}, a folder that holds "
-            "the link itself, so the model directory would never end; remove the link."
+            path=link,
+            field=None,
+            reason=f"is a symbolic link to {target}, a folder that holds "
+            "the link itself, so the model directory would never end; remove the link.",
         )
 
 

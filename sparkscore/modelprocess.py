@@ -60,8 +60,10 @@ def encode(value: Any) -> tuple[dict[str, Any], list[pa.Table]]:
     if isinstance(value, np.ndarray):
         flat = value.reshape(-1)
         column = pa.array(list(flat) if flat.dtype == object else flat)
-        return ({"kind": "ndarray", "shape": list(value.shape), "dtype": value.dtype.str},
-                [pa.table({"0": column})])
+        return (
+            {"kind": "ndarray", "shape": list(value.shape), "dtype": value.dtype.str},
+            [pa.table({"0": column})],
+        )
     if isinstance(value, list):
         try:
             return {"kind": "list"}, [pa.table({"0": pa.array(value)})]
@@ -75,9 +77,11 @@ def encode(value: Any) -> tuple[dict[str, Any], list[pa.Table]]:
             items.append(header)
             tables.extend(parts)
         return {"kind": "dict", "keys": keys, "items": items}, tables
-    raise TypeError(f"a {type(value).__name__} cannot be passed between the job and the model's "
-                    "environment; predict must take and return a DataFrame, Series, ndarray, "
-                    "list or dict of arrays.")
+    raise TypeError(
+        f"a {type(value).__name__} cannot be passed between the job and the model's "
+        "environment; predict must take and return a DataFrame, Series, ndarray, "
+        "list or dict of arrays."
+    )
 
 
 def decode(header: Mapping[str, Any], tables: list[pa.Table]) -> Any:
@@ -87,7 +91,7 @@ def decode(header: Mapping[str, Any], tables: list[pa.Table]) -> Any:
         out, at = {}, 0
         for key, item in zip(header["keys"], header["items"]):
             n = _tables_used(item)
-            out[key] = decode(item, tables[at:at + n])
+            out[key] = decode(item, tables[at : at + n])
             at += n
         return out
     table = tables[0]
@@ -169,7 +173,7 @@ def receive(stream: IO[bytes]) -> tuple[dict[str, Any], list[pa.Table]] | None:
     header = json.loads(head)
     tables, at = [], 0
     for size in header.pop("parts"):
-        tables.append(pa.ipc.open_stream(pa.py_buffer(payload[at:at + size])).read_all())
+        tables.append(pa.ipc.open_stream(pa.py_buffer(payload[at : at + size])).read_all())
         at += size
     return header, tables
 
@@ -206,8 +210,7 @@ def serve(model_path: str) -> int:
         return 1
     from sparkscore.errors import python_version
 
-    send(out, {"ok": True, "python": python_version(),
-               "pid": os.getpid(), "packages": _versions()})
+    send(out, {"ok": True, "python": python_version(), "pid": os.getpid(), "packages": _versions()})
     while True:
         message = receive(inp)
         if message is None:
@@ -224,11 +227,16 @@ def serve(model_path: str) -> int:
 
 
 def _error(e: BaseException) -> dict[str, Any]:
-    return {"type": type(e).__name__, "message": str(e),
-            "reason": str(getattr(e, "reason", "") or ""),
-            "package": getattr(e, "package", None), "pinned": getattr(e, "pinned", None),
-            "installed": getattr(e, "installed", None), "detail": getattr(e, "detail", None),
-            "traceback": "".join(traceback.format_exception(e))[-LOG_TAIL_CHARS:]}
+    return {
+        "type": type(e).__name__,
+        "message": str(e),
+        "reason": str(getattr(e, "reason", "") or ""),
+        "package": getattr(e, "package", None),
+        "pinned": getattr(e, "pinned", None),
+        "installed": getattr(e, "installed", None),
+        "detail": getattr(e, "detail", None),
+        "traceback": "".join(traceback.format_exception(e))[-LOG_TAIL_CHARS:],
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -268,9 +276,19 @@ class ModelProcess:
         self._lock = threading.Lock()
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-S", "-E", "-c", _BOOTSTRAP, site_packages, _runtime_dir(),
-                 model_path],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                [
+                    sys.executable,
+                    "-S",
+                    "-E",
+                    "-c",
+                    _BOOTSTRAP,
+                    site_packages,
+                    _runtime_dir(),
+                    model_path,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
                 env={k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
             )
         assert self._proc.stdin is not None and self._proc.stdout is not None  # both PIPE
@@ -300,8 +318,12 @@ class ModelProcess:
                 raise
         if not reply["ok"]:
             error = reply["error"]
-            raise PredictError(file=None, first_row=None, rows=_rows(data),
-                               cause=f"{error['type']}: {error['message']}")
+            raise PredictError(
+                file=None,
+                first_row=None,
+                rows=_rows(data),
+                cause=f"{error['type']}: {error['message']}",
+            )
         return decode(reply["data"], result)
 
     def _receive(self) -> tuple[dict[str, Any], list[pa.Table]]:
@@ -313,8 +335,9 @@ class ModelProcess:
             message = None
         if message is None:
             self.close()
-            raise ModelProcessError(path=self.model_path, returncode=self._proc.returncode,
-                                    log_tail=self.log_tail())
+            raise ModelProcessError(
+                path=self.model_path, returncode=self._proc.returncode, log_tail=self.log_tail()
+            )
         return message
 
     def log_tail(self) -> str:
@@ -356,8 +379,9 @@ def _load_error(model_path: str, site_packages: str, error: Mapping[str, Any]) -
     if error["type"] == "MissingDependencyError":
         # The advice for the job's environment (install it here) does not apply in the model's.
         have = f"{error['package']} {error['installed']}" if error["installed"] else "nothing"
-        pinned = (f"the model pins {error['pinned']}" if error["pinned"]
-                  else "the model does not pin it")
+        pinned = (
+            f"the model pins {error['pinned']}" if error["pinned"] else "the model does not pin it"
+        )
         return ModelLoadError(
             path=model_path,
             reason=f"{where} it needs the package '{error['package']}' but has {have}; {pinned} "

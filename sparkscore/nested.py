@@ -97,8 +97,9 @@ def _object(value: Any, t: ObjectType) -> dict[str, Any]:
         raise _Unfit(f"which lacks the required properties {', '.join(map(repr, missing))}.")
     extra = [k for k in value if k not in declared]
     if extra:
-        raise _Unfit(f"which has properties the signature does not declare: "
-                     f"{', '.join(map(repr, extra))}.")
+        raise _Unfit(
+            f"which has properties the signature does not declare: {', '.join(map(repr, extra))}."
+        )
     out = {}
     for name, item in value.items():
         ptype, required = declared[name]

@@ -28,14 +28,18 @@ def to_arrow(prediction: Any, pa_type: pa.DataType, rows: int) -> pa.Array:
             array = _column(prediction, pa_type)
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError, KeyError) as e:
         raise PredictError(
-            file=None, first_row=None, rows=rows,
+            file=None,
+            first_row=None,
+            rows=rows,
             cause=f"its output ({_describe(prediction)}) does not fit the prediction type "
             f"{pa_type} ({one_line(e)}); set result_type to the type the model "
             "returns.",
         ) from None
     if len(array) != rows:
         raise PredictError(
-            file=None, first_row=None, rows=rows,
+            file=None,
+            first_row=None,
+            rows=rows,
             cause=f"it returned {len(array)} values for {rows} input rows.",
         )
     return array
@@ -57,8 +61,11 @@ def as_pandas(array: pa.Array, pa_type: pa.DataType) -> pd.Series | pd.DataFrame
 
 def _column(prediction: Any, pa_type: pa.DataType) -> pa.Array:
     if isinstance(prediction, pd.DataFrame):
-        prediction = prediction.iloc[:, 0] if prediction.shape[1] == 1 or not _is_list(pa_type) \
+        prediction = (
+            prediction.iloc[:, 0]
+            if prediction.shape[1] == 1 or not _is_list(pa_type)
             else prediction.to_numpy()
+        )
     if isinstance(prediction, pd.Series):
         prediction = prediction.to_numpy()
     if isinstance(prediction, np.ndarray) and prediction.ndim > 1:
@@ -69,8 +76,11 @@ def _column(prediction: Any, pa_type: pa.DataType) -> pa.Array:
                 raise ValueError(f"a {prediction.ndim}-D result needs an array type")
         else:
             return _tensor(prediction, pa_type)
-    if (isinstance(prediction, np.ndarray) and prediction.dtype == object
-            or isinstance(prediction, list)):
+    if (
+        isinstance(prediction, np.ndarray)
+        and prediction.dtype == object
+        or isinstance(prediction, list)
+    ):
         return _objects([python_value(v) for v in prediction], pa_type)
     if _is_list(pa_type):
         return pa.array(list(prediction), type=pa_type)
@@ -112,8 +122,11 @@ def _struct(prediction: Any, pa_type: pa.StructType) -> pa.Array:
             columns = dict(zip(names, (prediction.iloc[:, i] for i in range(len(names)))))
         elif missing:
             raise KeyError(f"the model's output has no column {missing[0]!r}")
-    elif (isinstance(prediction, np.ndarray) and prediction.ndim == 2
-          and prediction.shape[1] == len(names)):
+    elif (
+        isinstance(prediction, np.ndarray)
+        and prediction.ndim == 2
+        and prediction.shape[1] == len(names)
+    ):
         columns = {n: prediction[:, i] for i, n in enumerate(names)}
     elif isinstance(prediction, dict):
         columns = {n: prediction[n] for n in names}
@@ -124,8 +137,7 @@ def _struct(prediction: Any, pa_type: pa.StructType) -> pa.Array:
 
 
 def _is_list(t: pa.DataType) -> bool:
-    return bool(pa.types.is_list(t) or pa.types.is_large_list(t)
-                or pa.types.is_fixed_size_list(t))
+    return bool(pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
 
 
 def _describe(prediction: Any) -> str:

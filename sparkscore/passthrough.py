@@ -20,8 +20,9 @@ from sparkscore.readers import peek_schema
 __all__ = ["common_type", "passthrough_types"]
 
 
-def passthrough_types(fs: pafs.FileSystem, files: Sequence[InputFile], columns: Sequence[str], *,
-                      uri: str) -> dict[str, pa.DataType]:
+def passthrough_types(
+    fs: pafs.FileSystem, files: Sequence[InputFile], columns: Sequence[str], *, uri: str
+) -> dict[str, pa.DataType]:
     """The one output type of each passthrough column, from every table file's footer or header.
 
     Read on threads (footers and headers are small reads, mostly waiting on storage). A file that
@@ -75,8 +76,13 @@ def common_type(column: str, found: Mapping[str, pa.DataType], *, uri: str) -> p
     if text and all(t in text or pa.types.is_integer(t) for t in kinds):
         return pa.string()
     try:
-        return pa.unify_schemas([pa.schema([(column, t)]) for t in kinds],
-                                promote_options="permissive").field(0).type
+        return (
+            pa.unify_schemas(
+                [pa.schema([(column, t)]) for t in kinds], promote_options="permissive"
+            )
+            .field(0)
+            .type
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         types = {str(t): names for t, names in kinds.items()}
         raise PassthroughConflictError(path=uri, column=column, types=types) from None

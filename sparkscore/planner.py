@@ -98,9 +98,7 @@ MAX_TASK_BYTES = 256 << 20
 MIN_IMAGE_BYTES = 64 << 10
 
 
-def balance(
-    fs: FileSystem, files: Sequence[InputFile], parallelism: int
-) -> tuple[MiniBatch, ...]:
+def balance(fs: FileSystem, files: Sequence[InputFile], parallelism: int) -> tuple[MiniBatch, ...]:
     """Mini-batches of about equal bytes: large Parquet files split at row groups, small files
     packed.
 
@@ -127,8 +125,9 @@ def balance(
         at = min(count - 1, (before + weight // 2) * count // max(1, total))
         batches.setdefault(at, []).append(unit)
         before += weight
-    return tuple(MiniBatch(index=i, files=tuple(batches[at]))
-                 for i, at in enumerate(sorted(batches)))
+    return tuple(
+        MiniBatch(index=i, files=tuple(batches[at])) for i, at in enumerate(sorted(batches))
+    )
 
 
 def _weight(file: InputFile) -> int:
@@ -175,9 +174,16 @@ def plan(
     """
     listing = list_input(uri, recursive=recursive, ignore_unsupported=ignore_unsupported)
     files = listing.files
-    batches = balance(listing.fs, files, parallelism) if mini_batch_size == "auto" else group(
-        files, int(mini_batch_size))
-    return Plan(uri=uri, root=listing.root, files=files, batches=batches,
-                skipped=listing.unsupported, broken_links=listing.broken_links)
-
-
+    batches = (
+        balance(listing.fs, files, parallelism)
+        if mini_batch_size == "auto"
+        else group(files, int(mini_batch_size))
+    )
+    return Plan(
+        uri=uri,
+        root=listing.root,
+        files=files,
+        batches=batches,
+        skipped=listing.unsupported,
+        broken_links=listing.broken_links,
+    )

@@ -90,7 +90,8 @@ def parse_ddl(value: str) -> pa.DataType:
         except ValueError:
             pass
     raise SettingsError(
-        key="result_type", value=value,
+        key="result_type",
+        value=value,
         reason="must be a Spark SQL type such as double, string, array<double> or "
         "struct<label:string,score:double>",
     )
@@ -110,13 +111,26 @@ def _struct(fields: list[tuple[str, pa.DataType]]) -> pa.DataType:
 
 # Spark's type names (and their synonyms) as Spark carries them in Arrow.
 _SIMPLE: dict[str, pa.DataType] = {
-    "boolean": pa.bool_(), "bool": pa.bool_(), "tinyint": pa.int8(), "byte": pa.int8(),
-    "smallint": pa.int16(), "short": pa.int16(), "int": pa.int32(),
-    "integer": pa.int32(), "bigint": pa.int64(), "long": pa.int64(),
-    "float": pa.float32(), "real": pa.float32(), "double": pa.float64(),
-    "string": pa.string(), "binary": pa.binary(), "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"), "timestamp_ltz": pa.timestamp("us", tz="UTC"),
-    "timestamp_ntz": pa.timestamp("us"), "void": pa.null(),
+    "boolean": pa.bool_(),
+    "bool": pa.bool_(),
+    "tinyint": pa.int8(),
+    "byte": pa.int8(),
+    "smallint": pa.int16(),
+    "short": pa.int16(),
+    "int": pa.int32(),
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "long": pa.int64(),
+    "float": pa.float32(),
+    "real": pa.float32(),
+    "double": pa.float64(),
+    "string": pa.string(),
+    "binary": pa.binary(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "timestamp_ltz": pa.timestamp("us", tz="UTC"),
+    "timestamp_ntz": pa.timestamp("us"),
+    "void": pa.null(),
 }
 _TOKEN = re.compile(r"\s*(?:(`(?:[^`]|``)*`)|([A-Za-z_][A-Za-z0-9_]*)|(\d+)|([<>(),:]))")
 

@@ -49,8 +49,9 @@ class FileCheck:
         return not self.problems
 
 
-def check_files(fs: pafs.FileSystem, files: Sequence[InputFile],
-                schema: Schema | None) -> list[FileCheck]:
+def check_files(
+    fs: pafs.FileSystem, files: Sequence[InputFile], schema: Schema | None
+) -> list[FileCheck]:
     return [check_file(fs, f, schema) for f in files]
 
 
@@ -67,12 +68,20 @@ def check_file(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> F
         spec = schema.specs[0]
         assert isinstance(spec, TensorSpec)
         columns = len(found.names)
-        if len(spec.shape) == 2 and spec.shape[1] not in (-1, columns) or \
-                len(spec.shape) > 2 and columns != 1:
+        if (
+            len(spec.shape) == 2
+            and spec.shape[1] not in (-1, columns)
+            or len(spec.shape) > 2
+            and columns != 1
+        ):
             # mlflow makes a table of several columns one 2-D tensor (rows x columns).
-            return FileCheck(file, problems=(
-                f"has {columns} columns, which cannot make the model's input tensor of shape "
-                f"{list(spec.shape)}",))
+            return FileCheck(
+                file,
+                problems=(
+                    f"has {columns} columns, which cannot make the model's input tensor of shape "
+                    f"{list(spec.shape)}",
+                ),
+            )
     if schema is None or schema.is_tensor or not schema.has_names:
         return FileCheck(file)
     problems, notes = [], []
@@ -84,17 +93,25 @@ def check_file(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> F
                 problems.append(f"missing column '{spec.name}' ({spec.type.value})")
             continue
         verdict = _fits(found.field(spec.name).type, spec.type)
-        if verdict == "maybe" and file.kind == "csv" and _is_text(found.field(spec.name).type) \
-                and spec.type is not DataType.datetime:
+        if (
+            verdict == "maybe"
+            and file.kind == "csv"
+            and _is_text(found.field(spec.name).type)
+            and spec.type is not DataType.datetime
+        ):
             # CSV types are inferred from the first block: text there means a value in it is
             # not a number (or a boolean), which will fail.
             verdict = "no"
         if verdict == "no":
-            problems.append(f"column '{spec.name}' is {found.field(spec.name).type}, "
-                            f"which cannot hold {spec.type.value}")
+            problems.append(
+                f"column '{spec.name}' is {found.field(spec.name).type}, "
+                f"which cannot hold {spec.type.value}"
+            )
         elif verdict == "maybe":
-            notes.append(f"column '{spec.name}' is {found.field(spec.name).type}; values must "
-                         f"convert to {spec.type.value} one by one")
+            notes.append(
+                f"column '{spec.name}' is {found.field(spec.name).type}; values must "
+                f"convert to {spec.type.value} one by one"
+            )
     return FileCheck(file, tuple(problems), tuple(notes))
 
 
@@ -116,8 +133,12 @@ def _fits(actual: pa.DataType, declared: DataType) -> str:
     t = pa.types
     if t.is_null(actual):
         return "maybe"  # a CSV column empty in its first block
-    if t.is_decimal(actual) and declared in (DataType.double, DataType.float, DataType.long,
-                                             DataType.integer):
+    if t.is_decimal(actual) and declared in (
+        DataType.double,
+        DataType.float,
+        DataType.long,
+        DataType.integer,
+    ):
         return "maybe"  # each value converts only when the number reads back unchanged
     if declared in (DataType.double, DataType.float):
         if t.is_floating(actual) or t.is_integer(actual):
@@ -163,8 +184,10 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
         parts = []
         for f in batch.files:
             if f.row_groups is not None:
-                parts.append(f"{f.name} [row groups {f.row_groups[0]}-{f.row_groups[-1]}, "
-                             f"from row {f.first_row}]")
+                parts.append(
+                    f"{f.name} [row groups {f.row_groups[0]}-{f.row_groups[-1]}, "
+                    f"from row {f.first_row}]"
+                )
             else:
                 parts.append(f.name)
         lines.append(f"  {batch.index}: {batch.bytes:,} bytes: {', '.join(parts)}")
@@ -187,27 +210,38 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
         lines.extend(f"    - note: {n}" for n in c.notes)
     failing = [c for c in checks if not c.ok]
     if failing:
-        lines.append(f"{len(failing)} of {len(checks)} files would fail: "
-                     + "; ".join(f"{c.file.name}: {c.problems[0]}" for c in failing))
+        lines.append(
+            f"{len(failing)} of {len(checks)} files would fail: "
+            + "; ".join(f"{c.file.name}: {c.problems[0]}" for c in failing)
+        )
     else:
         lines.append(f"all {len(checks)} files satisfy the signature")
     return "\n".join(lines)
 
 
-def preflight(model_uri: str, input_uri: str, settings: Settings, *,
-              parallelism: int) -> tuple[str, bool]:
+def preflight(
+    model_uri: str, input_uri: str, settings: Settings, *, parallelism: int
+) -> tuple[str, bool]:
     """Read the model, plan the input and check each file: (the report, whether all is well)."""
     spec = read_spec(local_model_dir(model_uri)[0])
-    the_plan = plan(input_uri, mini_batch_size=settings.mini_batch_size,
-                    recursive=settings.recursive, ignore_unsupported=settings.ignore_unsupported,
-                    parallelism=parallelism)
+    the_plan = plan(
+        input_uri,
+        mini_batch_size=settings.mini_batch_size,
+        recursive=settings.recursive,
+        ignore_unsupported=settings.ignore_unsupported,
+        parallelism=parallelism,
+    )
     fs, _ = resolve(input_uri)
     checks = check_files(fs, the_plan.files, spec.signature.inputs if spec.signature else None)
     report = render(the_plan, checks, spec.signature)
     declared = csv_column_types(spec.signature.inputs if spec.signature else None)
     try:
-        passthrough_types(fs, the_plan.files, [c for c in settings.passthrough_columns
-                                               if c not in declared], uri=input_uri)
+        passthrough_types(
+            fs,
+            the_plan.files,
+            [c for c in settings.passthrough_columns if c not in declared],
+            uri=input_uri,
+        )
     except PassthroughConflictError as e:
         return f"{report}\nthe job would be refused: {e.reason}", False
     return report, all(c.ok for c in checks)

@@ -42,8 +42,11 @@ class Progress:
     def __init__(self, sc: SparkContext | None, total: int, *, interval: float = 5.0) -> None:
         """With no SparkContext (Spark Connect has none, so no accumulators) it stays quiet."""
         self.total, self.interval = total, interval
-        self.counters = None if sc is None else Counters(
-            sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
+        self.counters = (
+            None
+            if sc is None
+            else Counters(sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sparkscore-progress", daemon=True)
         self._started = 0.0
@@ -54,8 +57,12 @@ class Progress:
             self._thread.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self.counters is None:
             return
         self._stop.set()
@@ -72,8 +79,13 @@ class Progress:
         done = self.counters.batches.value
         rows = self.counters.rows.value
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        eta = f"{elapsed / done * (self.total - done):.0f}s" if 0 < done < self.total else (
-            "0s" if done >= self.total else "unknown")
-        return (f"progress: {done}/{self.total} mini-batches, {rows:,} rows scored, "
-                f"{rows / elapsed:,.0f} rows/s, {self.counters.failed_files.value} files failed, "
-                f"ETA {eta}")
+        eta = (
+            f"{elapsed / done * (self.total - done):.0f}s"
+            if 0 < done < self.total
+            else ("0s" if done >= self.total else "unknown")
+        )
+        return (
+            f"progress: {done}/{self.total} mini-batches, {rows:,} rows scored, "
+            f"{rows / elapsed:,.0f} rows/s, {self.counters.failed_files.value} files failed, "
+            f"ETA {eta}"
+        )

@@ -133,7 +133,9 @@ def rebatch(batches: Iterator[pa.RecordBatch], rows: int | None) -> Iterator[pa.
 
 
 def _parquet(
-    fs: pafs.FileSystem, file: InputFile, batch_rows: int | None,
+    fs: pafs.FileSystem,
+    file: InputFile,
+    batch_rows: int | None,
     columns: Sequence[str] | None,
 ) -> Iterator[pa.RecordBatch]:
     if file.size == 0:
@@ -158,13 +160,19 @@ def _parquet(
             if batch_rows is None:
                 meta = parquet.metadata
                 first = meta.row_group(0) if meta.num_row_groups else None
-                batch_rows = auto_rows(first.total_byte_size, first.num_rows) if first and \
-                    first.num_rows else MAX_AUTO_ROWS
+                batch_rows = (
+                    auto_rows(first.total_byte_size, first.num_rows)
+                    if first and first.num_rows
+                    else MAX_AUTO_ROWS
+                )
             # A small file decodes faster on this thread than handed to Arrow's pool; one task
             # runs per core anyway.
-            yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted,
-                                            row_groups=file.row_groups,
-                                            use_threads=file.size >= _THREADED_BYTES)
+            yield from parquet.iter_batches(
+                batch_size=batch_rows,
+                columns=wanted,
+                row_groups=file.row_groups,
+                use_threads=file.size >= _THREADED_BYTES,
+            )
         except (pa.ArrowException, OSError) as e:
             raise read_error(fs, file, e) from None
 
@@ -183,8 +191,9 @@ def peek_schema(fs: pafs.FileSystem, file: InputFile) -> pa.Schema:
             schema = pq.ParquetFile(f, coerce_int96_timestamp_unit=INT96_UNIT).schema_arrow
         repeated = duplicates(schema.names)
         if repeated:
-            raise ReadError(file=file.name,
-                            reason=repeated_column(repeated, schema.names, "schema"))
+            raise ReadError(
+                file=file.name, reason=repeated_column(repeated, schema.names, "schema")
+            )
         return schema
     return csv_schema(fs, file)
 

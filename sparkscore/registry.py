@@ -38,8 +38,12 @@ class ResolvedModel:
     run_id: str | None = None
 
     def record(self) -> dict[str, str | None]:
-        return {"uri": self.uri, "resolved_path": self.path, "version": self.version,
-                "registry_run_id": self.run_id}
+        return {
+            "uri": self.uri,
+            "resolved_path": self.path,
+            "version": self.version,
+            "registry_run_id": self.run_id,
+        }
 
 
 def is_model_uri(uri: str) -> bool:
@@ -53,7 +57,11 @@ def resolve_model_uri(uri: str) -> ResolvedModel:
         from mlflow.exceptions import MlflowException
     except ImportError:
         raise MissingDependencyError(
-            path=uri, package="mlflow-skinny", pinned=None, installed=None, python_version=None,
+            path=uri,
+            package="mlflow-skinny",
+            pinned=None,
+            installed=None,
+            python_version=None,
             detail="runs:/ and models:/ URIs are resolved through mlflow",
             advice="Install it with: pip install 'sparkscore[mlflow]'.",
         ) from None
@@ -74,12 +82,13 @@ def resolve_model_uri(uri: str) -> ResolvedModel:
         path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=_copy_target())
     except MlflowException as e:
         raise ModelFormatError(
-            path=uri, field=None,
+            path=uri,
+            field=None,
             reason=f"cannot be resolved through mlflow (tracking URI "
             f"{mlflow.get_tracking_uri()}): {one_line(e)}",
         ) from None
     if run_id is None and uri.startswith("runs:/"):
-        run_id = uri[len("runs:/"):].split("/", 1)[0]
+        run_id = uri[len("runs:/") :].split("/", 1)[0]
     return ResolvedModel(uri=uri, path=os.path.abspath(path), version=version, run_id=run_id)
 
 
@@ -105,10 +114,13 @@ def local_model_dir(model_uri: str) -> tuple[str, dict[str, Any]]:
         return path, {}
     if fs.get_file_info(f"{path.rstrip('/')}/MLmodel").type != pa.fs.FileType.File:
         raise ModelFormatError(
-            path=model_uri, field=None, reason="has no MLmodel file, so it is not an MLflow "
+            path=model_uri,
+            field=None,
+            reason="has no MLmodel file, so it is not an MLflow "
             "model directory; point --model at the folder that holds MLmodel.",
         )
     local = _copy_target()
-    pa.fs.copy_files(path, local, source_filesystem=fs,
-                     destination_filesystem=pa.fs.LocalFileSystem())
+    pa.fs.copy_files(
+        path, local, source_filesystem=fs, destination_filesystem=pa.fs.LocalFileSystem()
+    )
     return local, {"uri": model_uri, "resolved_path": local}

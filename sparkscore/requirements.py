@@ -21,8 +21,18 @@ from sparkscore.errors import ModelFormatError
 from sparkscore.model import ModelSpec, is_inside
 
 __all__ = [
-    "Mismatch", "Pin", "RequirementLine", "describe_pins", "distribution_of", "installed_version",
-    "mismatches", "normalize", "parse_requirement", "pins_for", "read_pins", "requirement_lines",
+    "Mismatch",
+    "Pin",
+    "RequirementLine",
+    "describe_pins",
+    "distribution_of",
+    "installed_version",
+    "mismatches",
+    "normalize",
+    "parse_requirement",
+    "pins_for",
+    "read_pins",
+    "requirement_lines",
 ]
 
 # Import names whose distribution on PyPI has another name.
@@ -36,7 +46,8 @@ _DISTRIBUTION_OF_MODULE = {
 }
 
 _REQ = re.compile(
-    r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(==|>=|<=|~=|!=|>|<)?\s*([^\s;#]*)")
+    r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(==|>=|<=|~=|!=|>|<)?\s*([^\s;#]*)"
+)
 
 
 @dataclass(frozen=True)
@@ -102,8 +113,9 @@ class RequirementLine:
     source: str  # the file it came from, relative to the model directory
 
 
-def requirement_lines(root: str, file: str, lines: Iterable[Any] | None = None, *,
-                      constraint: bool = False) -> list[RequirementLine]:
+def requirement_lines(
+    root: str, file: str, lines: Iterable[Any] | None = None, *, constraint: bool = False
+) -> list[RequirementLine]:
     """The lines of `file` (or `lines`, read from it, such as a YAML list), includes followed.
 
     A `-r` or `-c` path is relative to the file that names it, as pip reads it. Every file
@@ -113,20 +125,24 @@ def requirement_lines(root: str, file: str, lines: Iterable[Any] | None = None, 
     return _expand(os.path.abspath(root), os.path.abspath(file), lines, constraint, ())
 
 
-def _expand(root: str, file: str, lines: Iterable[Any] | None, constraint: bool,
-            chain: tuple[str, ...]) -> list[RequirementLine]:
+def _expand(
+    root: str, file: str, lines: Iterable[Any] | None, constraint: bool, chain: tuple[str, ...]
+) -> list[RequirementLine]:
     name = _relative(file, root)
     real = os.path.realpath(file)
     if not is_inside(real, root):
         raise ModelFormatError(
-            path=file, field=None, reason=f"is a symbolic link to {real}, outside the model "
-            f"directory {root}; a model's environment files must be inside it."
+            path=file,
+            field=None,
+            reason=f"is a symbolic link to {real}, outside the model "
+            f"directory {root}; a model's environment files must be inside it.",
         )
     if real in chain:
         loop = " -> ".join([*(_relative(c, root) for c in chain), name])
         raise ModelFormatError(
-            path=file, field=None, reason=f"includes itself ({loop}); remove the -r or -c "
-            "line that closes the loop."
+            path=file,
+            field=None,
+            reason=f"includes itself ({loop}); remove the -r or -c line that closes the loop.",
         )
     if lines is None:
         lines = _text_lines(file)
@@ -143,17 +159,23 @@ def _expand(root: str, file: str, lines: Iterable[Any] | None, constraint: bool,
         target = os.path.normpath(os.path.join(os.path.dirname(file), ref))
         if not is_inside(target, root):
             raise ModelFormatError(
-                path=file, field=None, reason=f"refers to {ref!r} ({flag}), which is outside "
+                path=file,
+                field=None,
+                reason=f"refers to {ref!r} ({flag}), which is outside "
                 f"the model directory ({os.path.realpath(target)}); every file a model's "
-                "environment files refer to must be inside the model directory."
+                "environment files refer to must be inside the model directory.",
             )
         if not os.path.isfile(target):
             raise ModelFormatError(
-                path=file, field=None, reason=f"refers to {ref!r} ({flag}), which is not a file "
-                "in the model directory."
+                path=file,
+                field=None,
+                reason=f"refers to {ref!r} ({flag}), which is not a file in the model directory.",
             )
-        found.extend(_expand(root, target, None, constraint or flag in ("-c", "--constraint"),
-                             (*chain, real)))
+        found.extend(
+            _expand(
+                root, target, None, constraint or flag in ("-c", "--constraint"), (*chain, real)
+            )
+        )
     return found
 
 

@@ -24,12 +24,22 @@ from sparkscore.writers import committed_manifests, read_json, write_json
 __all__ = ["RESUME_SETTINGS", "RunIdentity", "committed_batches", "previous_run"]
 
 # Settings that shape what a committed mini-batch holds: a resume must not change them.
-RESUME_SETTINGS = ("output_format", "output_action", "passthrough_columns", "bad_rows",
-                   "result_type", "params")
+RESUME_SETTINGS = (
+    "output_format",
+    "output_action",
+    "passthrough_columns",
+    "bad_rows",
+    "result_type",
+    "params",
+)
 
 # What a resume must match, and how its refusal names each.
-_MATCHED = (("model_sha256", "model (sha256)"), ("listing_digest", "input listing"),
-            ("mini_batches", "mini-batch plan"), ("output", "output settings"))
+_MATCHED = (
+    ("model_sha256", "model (sha256)"),
+    ("listing_digest", "input listing"),
+    ("mini_batches", "mini-batch plan"),
+    ("output", "output settings"),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,25 +54,39 @@ class RunIdentity:
     parallelism: int | None = None  # the task slots it planned with
 
     @classmethod
-    def of(cls, *, sha256: str, plan: Plan, settings: Settings, job_id: str,
-           parallelism: int) -> RunIdentity:
+    def of(
+        cls, *, sha256: str, plan: Plan, settings: Settings, job_id: str, parallelism: int
+    ) -> RunIdentity:
         chosen = settings.to_dict()
-        return cls(model_sha256=sha256, listing_digest=plan.listing_digest,
-                   mini_batches=len(plan.batches),
-                   output={k: chosen[k] for k in RESUME_SETTINGS}, job_id=job_id,
-                   parallelism=parallelism)
+        return cls(
+            model_sha256=sha256,
+            listing_digest=plan.listing_digest,
+            mini_batches=len(plan.batches),
+            output={k: chosen[k] for k in RESUME_SETTINGS},
+            job_id=job_id,
+            parallelism=parallelism,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"model_sha256": self.model_sha256, "listing_digest": self.listing_digest,
-                "mini_batches": self.mini_batches,
-                "output": None if self.output is None else dict(self.output),
-                "job_id": self.job_id, "parallelism": self.parallelism}
+        return {
+            "model_sha256": self.model_sha256,
+            "listing_digest": self.listing_digest,
+            "mini_batches": self.mini_batches,
+            "output": None if self.output is None else dict(self.output),
+            "job_id": self.job_id,
+            "parallelism": self.parallelism,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> RunIdentity:
-        return cls(model_sha256=doc.get("model_sha256"), listing_digest=doc.get("listing_digest"),
-                   mini_batches=doc.get("mini_batches"), output=doc.get("output"),
-                   job_id=doc.get("job_id"), parallelism=doc.get("parallelism"))
+        return cls(
+            model_sha256=doc.get("model_sha256"),
+            listing_digest=doc.get("listing_digest"),
+            mini_batches=doc.get("mini_batches"),
+            output=doc.get("output"),
+            job_id=doc.get("job_id"),
+            parallelism=doc.get("parallelism"),
+        )
 
 
 def _path(layout: OutputLayout) -> str:
@@ -76,8 +100,9 @@ def previous_run(fs: pa.fs.FileSystem, layout: OutputLayout) -> RunIdentity | No
     return RunIdentity.from_json(read_json(fs, _path(layout)))
 
 
-def committed_batches(fs: pa.fs.FileSystem, layout: OutputLayout, identity: RunIdentity,
-                      previous: RunIdentity | None) -> dict[int, Manifest]:
+def committed_batches(
+    fs: pa.fs.FileSystem, layout: OutputLayout, identity: RunIdentity, previous: RunIdentity | None
+) -> dict[int, Manifest]:
     """Resuming `previous`, the mini-batches it committed, once it is known to match this run;
     with nothing to resume, none, and this run's identity is recorded."""
     if previous is None:

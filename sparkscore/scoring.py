@@ -145,8 +145,9 @@ def score_batch(
     return BatchResult(batch.index, [state.finish() for state in states])
 
 
-def failed_file(fs: pafs.FileSystem, file: InputFile, error: BaseException,
-                stage: str) -> FileResult:
+def failed_file(
+    fs: pafs.FileSystem, file: InputFile, error: BaseException, stage: str
+) -> FileResult:
     """A file that failed whole from outside its own reading (a timeout, a worker that died):
     one record, and its rows still count as failed, so the row accounting stays whole."""
     state = FileState(FileResult(file.name))
@@ -182,8 +183,10 @@ def _score_file(
         except CsvConversionError as e:
             if types is not spec.column_types:
                 # A column the model does not declare changed its inferred type between blocks.
-                reason = (f"a column changed type part way through the file ({e}); "
-                          "make each column's values one type.")
+                reason = (
+                    f"a column changed type part way through the file ({e}); "
+                    "make each column's values one type."
+                )
                 state.fail(ReadError(file=file.name, reason=reason))
                 _recount(fs, file, state.result)
                 return
@@ -216,9 +219,14 @@ def _stream(
     skipped = _Skipped([]) if exact else None
     good = 0  # rows the reader gave, which skipped rows leave gaps between
     try:
-        batches = read_batches(fs, file, batch_rows=spec.batch_rows, column_types=column_types,
-                               columns=spec.read_columns,
-                               ragged=skipped.rows if skipped is not None else None)
+        batches = read_batches(
+            fs,
+            file,
+            batch_rows=spec.batch_rows,
+            column_types=column_types,
+            columns=spec.read_columns,
+            ragged=skipped.rows if skipped is not None else None,
+        )
         for index, (batch, last) in enumerate(_with_last(batches)):
             offset = file.first_row + good
             rows = None
@@ -281,12 +289,12 @@ class _Skipped:
         result = state.result
         new = []
         while self.charged < len(self.rows) and (
-                before is None or self.rows[self.charged].row < before):
+            before is None or self.rows[self.charged].row < before
+        ):
             new.append(self.rows[self.charged])
             self.charged += 1
         for row in new:
-            result.errors.append(error_record(result.name, row.row, "read",
-                                              row.error(result.name)))
+            result.errors.append(error_record(result.name, row.row, "read", row.error(result.name)))
         result.rows_read += len(new)
         if new and bad_rows == "fail_file" and not result.failed:
             state.fail()
@@ -339,6 +347,13 @@ def _image(
     nbytes = model_input.nbytes if isinstance(model_input, np.ndarray) else len(data)
     # An image has no columns: its passthrough values are null.
     passthrough = [pa.nulls(1, t) for _, t in spec.passthrough]
-    predictor.add(Queued(state, model_input, np.zeros(1, dtype=np.int64), passthrough, nbytes,
-                          batch_key(model_input, how.batchable)))
-
+    predictor.add(
+        Queued(
+            state,
+            model_input,
+            np.zeros(1, dtype=np.int64),
+            passthrough,
+            nbytes,
+            batch_key(model_input, how.batchable),
+        )
+    )

@@ -82,8 +82,10 @@ def sweep(prefix: str, root: str | None = None) -> list[str]:
         if not entry.name.startswith(prefix) or entry.path in _OWNED:
             continue
         try:
-            if not entry.is_dir(follow_symlinks=False) or \
-                    entry.stat(follow_symlinks=False).st_uid != os.getuid():
+            if (
+                not entry.is_dir(follow_symlinks=False)
+                or entry.stat(follow_symlinks=False).st_uid != os.getuid()
+            ):
                 continue
             fd = os.open(os.path.join(entry.path, LOCK), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError:

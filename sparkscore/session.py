@@ -42,8 +42,15 @@ __all__ = [
 log = logging.getLogger("sparkscore")
 
 
-_STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION")
+_STORAGE_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
 
 
 def forward_storage_env(sc: SparkContext) -> None:
@@ -79,8 +86,9 @@ class JobSession:
 
     def start(self, start: Callable[..., Spark]) -> None:
         """Run `start(abandoned=event)` on a daemon thread."""
-        self._thread = threading.Thread(target=self._run, args=(start,),
-                                        name="sparkscore-session", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(start,), name="sparkscore-session", daemon=True
+        )
         self._thread.start()
 
     def _run(self, start: Callable[..., Spark]) -> None:
@@ -102,9 +110,13 @@ class JobSession:
         killed and logged; from a thread of its own, as the main thread may be inside a Py4J
         call, whose connection is not to be used meanwhile."""
         if self._value is not None:
-            helper = threading.Thread(target=_halt, args=(self._value,),
-                                      kwargs={"quiet": self.quiet}, name="sparkscore-halt",
-                                      daemon=True)
+            helper = threading.Thread(
+                target=_halt,
+                args=(self._value,),
+                kwargs={"quiet": self.quiet},
+                name="sparkscore-halt",
+                daemon=True,
+            )
             helper.start()
             helper.join(_HALT_SECONDS)
 
@@ -204,8 +216,14 @@ def task_slots(spark: Spark) -> int:
     return int(configured) if configured else os.cpu_count() or 1
 
 
-def session(master: str | None, settings: Settings, *, remote: str | None = None,
-            preload: Sequence[str] = (), abandoned: threading.Event | None = None) -> Spark:
+def session(
+    master: str | None,
+    settings: Settings,
+    *,
+    remote: str | None = None,
+    preload: Sequence[str] = (),
+    abandoned: threading.Event | None = None,
+) -> Spark:
     """What the job runs on: a Spark Connect session, or the active SparkContext (started here,
     with task retries set, if there is none).
 
@@ -221,10 +239,13 @@ def session(master: str | None, settings: Settings, *, remote: str | None = None
     if current.startswith("local"):
         # Local Python workers should run the interpreter the driver runs, with its packages.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    conf = (SparkConf().setAppName("sparkscore")
-            .setMaster(with_retries(current, settings.max_retries))
-            .set("spark.task.maxFailures", str(settings.max_retries + 1))
-            .set("spark.ui.showConsoleProgress", "false"))
+    conf = (
+        SparkConf()
+        .setAppName("sparkscore")
+        .setMaster(with_retries(current, settings.max_retries))
+        .set("spark.task.maxFailures", str(settings.max_retries + 1))
+        .set("spark.ui.showConsoleProgress", "false")
+    )
     fresh = SparkContext._active_spark_context is None
     if fresh:
         conf = daemon.configure(conf, preload)
@@ -251,7 +272,8 @@ def _launch_jvm(conf: SparkConf) -> None:
     with SparkContext._lock:
         if SparkContext._gateway is None:
             SparkContext._gateway = launch_gateway(  # type: ignore[no-untyped-call]
-                conf, popen_kwargs={"start_new_session": True})
+                conf, popen_kwargs={"start_new_session": True}
+            )
             SparkContext._jvm = SparkContext._gateway.jvm
 
 

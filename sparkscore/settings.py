@@ -22,7 +22,12 @@ import yaml
 from sparkscore.errors import SettingsError
 
 __all__ = [
-    "SETTING_NAMES", "BadRows", "EnvManager", "LoggingLevel", "OutputAction", "OutputFormat",
+    "SETTING_NAMES",
+    "BadRows",
+    "EnvManager",
+    "LoggingLevel",
+    "OutputAction",
+    "OutputFormat",
     "Settings",
 ]
 
@@ -86,12 +91,7 @@ def _flag(value: Any) -> bool:
 
 def _file_name(value: Any) -> str:
     """Keep the output inside the output directory: a name, never a path."""
-    if (
-        not isinstance(value, str)
-        or value in ("", ".", "..")
-        or "/" in value
-        or "\\" in value
-    ):
+    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\\" in value:
         raise _Invalid("must be a plain file name, without '/'")
     return value
 

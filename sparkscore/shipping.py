@@ -34,8 +34,16 @@ from sparkscore.scratch import process_dir
 from sparkscore.worker import WORKER
 
 __all__ = [
-    "SHIP_PREFIX", "PackedModel", "ShippedEnvironment", "ShippedModel", "Spark", "context_of",
-    "is_connect", "pack_model", "ship_environment", "ship_model",
+    "SHIP_PREFIX",
+    "PackedModel",
+    "ShippedEnvironment",
+    "ShippedModel",
+    "Spark",
+    "context_of",
+    "is_connect",
+    "pack_model",
+    "ship_environment",
+    "ship_model",
 ]
 
 _ARCHIVE_PREFIX = "sparkscore-model-"
@@ -91,8 +99,9 @@ class ShippedModel:
         local = self.local_path()
         spec = dataclasses.replace(self.spec, path=local) if self.spec else None
         if self.environment is not None:
-            return WORKER.load_isolated(local, self.environment.site_packages(),
-                                        key=self.sha256, spec=spec)
+            return WORKER.load_isolated(
+                local, self.environment.site_packages(), key=self.sha256, spec=spec
+            )
         return WORKER.load_cached(local, key=self.sha256, spec=spec)
 
 
@@ -126,11 +135,14 @@ Spark = SparkSession | SparkContext
 # may get the old one's `id`) registers its files again instead of its executors missing them.
 _SHIPPED: weakref.WeakKeyDictionary[Spark, dict[str, ShippedModel]] = weakref.WeakKeyDictionary()
 _ENVIRONMENTS: weakref.WeakKeyDictionary[Spark, dict[str, ShippedEnvironment]] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 
 
-def _registered(registry: weakref.WeakKeyDictionary[Spark, dict[str, _T]], spark: Spark,
-                ) -> dict[str, _T]:
+def _registered(
+    registry: weakref.WeakKeyDictionary[Spark, dict[str, _T]],
+    spark: Spark,
+) -> dict[str, _T]:
     """What was registered with `spark`'s context (its Spark Connect session: it has none)."""
     sc = context_of(spark)
     owner = spark if sc is None else sc
@@ -169,8 +181,14 @@ def pack_model(path: str) -> PackedModel:
     return PackedModel(archive=partial, sha256=sha256)
 
 
-def ship_model(spark: Spark, path: str, environment: BuiltEnvironment | None = None, *,
-               spec: ModelSpec | None = None, packed: PackedModel | None = None) -> ShippedModel:
+def ship_model(
+    spark: Spark,
+    path: str,
+    environment: BuiltEnvironment | None = None,
+    *,
+    spec: ModelSpec | None = None,
+    packed: PackedModel | None = None,
+) -> ShippedModel:
     """Register the model directory (zipped) with Spark, once per session and model content.
 
     Classic sessions use `SparkContext.addFile`; Spark Connect sessions `addArtifacts(file=True)`,
@@ -189,8 +207,9 @@ def ship_model(spark: Spark, path: str, environment: BuiltEnvironment | None = N
             os.replace(packed.archive, archive)
             _register(spark, archive)
             spec = dataclasses.replace(spec or read_spec(path), metadata=None)
-            shipped_here[packed.sha256] = ShippedModel(archive=name, sha256=packed.sha256,
-                                                       spec=spec)
+            shipped_here[packed.sha256] = ShippedModel(
+                archive=name, sha256=packed.sha256, spec=spec
+            )
     return dataclasses.replace(shipped_here[packed.sha256], environment=env)
 
 
@@ -215,11 +234,13 @@ def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironmen
     shipped_here = _registered(_ENVIRONMENTS, spark)
     if built.key not in shipped_here:
         if sc is not None and (sc.master or "").startswith("local"):
-            shipped = ShippedEnvironment(key=built.key, path=built.site_packages,
-                                         python=built.python)
+            shipped = ShippedEnvironment(
+                key=built.key, path=built.site_packages, python=built.python
+            )
         else:
             _register(spark, packed(built))
-            shipped = ShippedEnvironment(key=built.key, archive=built.archive_name,
-                                         python=built.python)
+            shipped = ShippedEnvironment(
+                key=built.key, archive=built.archive_name, python=built.python
+            )
         shipped_here[built.key] = shipped
     return shipped_here[built.key]

@@ -20,8 +20,20 @@ from sparkscore.dtypes import DataType
 from sparkscore.errors import ParamError
 
 __all__ = [
-    "AnyType", "ArrayType", "ColSpec", "ColumnType", "DataType", "MapType", "ObjectType",
-    "ParamSpec", "Schema", "Signature", "Spec", "TensorSpec", "enforce_params", "type_name",
+    "AnyType",
+    "ArrayType",
+    "ColSpec",
+    "ColumnType",
+    "DataType",
+    "MapType",
+    "ObjectType",
+    "ParamSpec",
+    "Schema",
+    "Signature",
+    "Spec",
+    "TensorSpec",
+    "enforce_params",
+    "type_name",
 ]
 
 
@@ -142,7 +154,8 @@ class Schema:
 
     def required_names(self) -> list[str]:
         return [
-            s.name for s in self.specs
+            s.name
+            for s in self.specs
             if s.name is not None and (isinstance(s, TensorSpec) or s.required)
         ]
 
@@ -257,24 +270,27 @@ def enforce_params(
     """Validate inference params against the model's ParamSchema and fill in defaults."""
     if params is not None and not isinstance(params, Mapping):
         raise ParamError(
-            name="params", reason=f"params must be a dict of parameter names to values, got "
-            f"{type(params).__name__}."
+            name="params",
+            reason=f"params must be a dict of parameter names to values, got "
+            f"{type(params).__name__}.",
         )
     params = dict(params or {})
     if not specs:
         if params:
             name = sorted(params)[0]
             raise ParamError(
-                name=name, reason="the model declares no inference parameters, so none can be "
-                "passed; remove params."
+                name=name,
+                reason="the model declares no inference parameters, so none can be "
+                "passed; remove params.",
             )
         return None
     by_name = {p.name: p for p in specs}
     unknown = sorted(set(params) - set(by_name))
     if unknown:
         raise ParamError(
-            name=unknown[0], reason=f"is not a parameter of this model; its parameters are "
-            f"{', '.join(sorted(by_name))}."
+            name=unknown[0],
+            reason=f"is not a parameter of this model; its parameters are "
+            f"{', '.join(sorted(by_name))}.",
         )
     result = {}
     for spec in specs:
@@ -288,8 +304,9 @@ def enforce_params(
 def _param_value(spec: ParamSpec, value: Any) -> Any:
     if spec.shape is not None:
         if not isinstance(value, (list, tuple, np.ndarray)):
-            raise ParamError(name=spec.name, reason=f"must be a list of "
-                             f"{type_name(spec.type)}, got {value!r}.")
+            raise ParamError(
+                name=spec.name, reason=f"must be a list of {type_name(spec.type)}, got {value!r}."
+            )
         return [_param_scalar(spec, v) for v in value]
     return _param_scalar(spec, value)
 
@@ -298,26 +315,38 @@ def _param_scalar(spec: ParamSpec, value: Any) -> Any:
     t = spec.type
     if isinstance(t, ObjectType):
         if not isinstance(value, Mapping):
-            raise ParamError(name=spec.name, reason=f"must be an object (a dict with "
-                             f"{', '.join(n for n, _, _ in t.properties)}), got {value!r}.")
+            raise ParamError(
+                name=spec.name,
+                reason=f"must be an object (a dict with "
+                f"{', '.join(n for n, _, _ in t.properties)}), got {value!r}.",
+            )
         missing = [n for n, _, required in t.properties if required and n not in value]
         if missing:
-            raise ParamError(name=spec.name, reason=f"is missing the required property "
-                             f"'{missing[0]}', got {value!r}.")
+            raise ParamError(
+                name=spec.name,
+                reason=f"is missing the required property '{missing[0]}', got {value!r}.",
+            )
         return value  # as mlflow: checked, passed on unchanged
     kind = _python_kind(value)
     if isinstance(t, DataType) and (kind is t or kind in _PARAM_WIDENING.get(t, ())):
-        return {DataType.long: int, DataType.integer: int, DataType.float: float,
-                DataType.double: float, DataType.boolean: bool, DataType.string: str,
-                DataType.binary: bytes}.get(t, lambda v: v)(value)
+        return {
+            DataType.long: int,
+            DataType.integer: int,
+            DataType.float: float,
+            DataType.double: float,
+            DataType.boolean: bool,
+            DataType.string: str,
+            DataType.binary: bytes,
+        }.get(t, lambda v: v)(value)
     if t is DataType.datetime and isinstance(value, (str, dt.date, np.datetime64)):
         try:
             return pd.Timestamp(value).to_pydatetime()
         except ValueError:
             pass
     raise ParamError(
-        name=spec.name, reason=f"must be of type {type_name(t)}, got {value!r} "
-        f"({type(value).__name__}), which cannot be converted safely."
+        name=spec.name,
+        reason=f"must be of type {type_name(t)}, got {value!r} "
+        f"({type(value).__name__}), which cannot be converted safely.",
     )
 
 

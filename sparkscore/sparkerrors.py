@@ -37,8 +37,10 @@ def failed_task(text: str) -> int | None:
 _TRACEBACK = "Traceback (most recent call last):"
 
 
-_CHAINED = ("The above exception was the direct cause of the following exception:",
-            "During handling of the above exception, another exception occurred:")
+_CHAINED = (
+    "The above exception was the direct cause of the following exception:",
+    "During handling of the above exception, another exception occurred:",
+)
 
 
 # Spark's reason for a task it lost: `... most recent failure: Lost task 0.3 in stage 1.0

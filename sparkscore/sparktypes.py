@@ -27,9 +27,10 @@ def arrow_type(spark: T.DataType) -> pa.DataType:
     return to_arrow_type(spark, timezone="UTC")
 
 
-def prediction_types(signature: Signature | None,
-                     result_type: str | T.DataType | None = None,
-                     ) -> tuple[T.DataType, pa.DataType]:
+def prediction_types(
+    signature: Signature | None,
+    result_type: str | T.DataType | None = None,
+) -> tuple[T.DataType, pa.DataType]:
     """The Spark type of one prediction and the Arrow type carrying it, as one pair."""
     if isinstance(result_type, T.DataType):
         return result_type, arrow_type(result_type)
@@ -37,8 +38,9 @@ def prediction_types(signature: Signature | None,
     return spark_type(arrow), arrow
 
 
-def output_type(signature: Signature | None,
-                result_type: str | T.DataType | None = None) -> T.DataType:
+def output_type(
+    signature: Signature | None, result_type: str | T.DataType | None = None
+) -> T.DataType:
     """The Spark type of one prediction: `result_type` if given, else from the output schema.
 
     Examples

@@ -132,8 +132,14 @@ def redact(text: str) -> str:
     if "@" in text:
         text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
     if "=" in text:
-        text = _PAIR.sub(lambda m: f"{m.group('name')}={REDACTED}"
-                         if _SECRET_NAME.search(m.group("name")) else m.group(0), text)
+        text = _PAIR.sub(
+            lambda m: (
+                f"{m.group('name')}={REDACTED}"
+                if _SECRET_NAME.search(m.group("name"))
+                else m.group(0)
+            ),
+            text,
+        )
     return text
 
 
@@ -188,12 +194,12 @@ def place(uri: str) -> Place:
         if scheme is not None:
             location = re.sub(r"^file:(//)?", "", location, flags=re.IGNORECASE)
             if location.startswith("localhost/"):
-                location = location[len("localhost"):]
+                location = location[len("localhost") :]
         return Place("local", os.path.realpath(os.path.abspath(location or ".")))
     kind = scheme.group(0)[:-1].lower()
-    rest = location[scheme.end():].lstrip("/")
+    rest = location[scheme.end() :].lstrip("/")
     authority = rest.split("/", 1)[0]
     if "@" in authority:  # credentials do not change the place
-        rest = rest[authority.rindex("@") + 1:]
+        rest = rest[authority.rindex("@") + 1 :]
     kind = {"s3a": "s3", "s3n": "s3", "gcs": "gs", "abfs": "abfss"}.get(kind, kind)
     return Place(kind, posixpath.normpath("/" + rest))

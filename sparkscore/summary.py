@@ -63,16 +63,21 @@ def check_invariant(manifests: Sequence[Manifest]) -> None:
         if scored != m.prediction_rows:
             raise AccountingError(
                 where=f"mini-batch {m.batch}",
-                detail=f"it wrote {m.prediction_rows} prediction rows but scored {scored}")
+                detail=f"it wrote {m.prediction_rows} prediction rows but scored {scored}",
+            )
         for f in m.files:
             if f.rows_read != f.rows_scored + f.rows_failed:
                 raise AccountingError(
-                    where=f.file_name, detail=f"{f.rows_read} rows read but "
-                    f"{f.rows_scored} scored and {f.rows_failed} failed")
+                    where=f.file_name,
+                    detail=f"{f.rows_read} rows read but "
+                    f"{f.rows_scored} scored and {f.rows_failed} failed",
+                )
             if f.rows_unknown and (not f.failed or f.rows_read):
                 raise AccountingError(
-                    where=f.file_name, detail=f"its rows are recorded as unknown, but it "
-                    f"{f.status} with {f.rows_read} rows read")
+                    where=f.file_name,
+                    detail=f"its rows are recorded as unknown, but it "
+                    f"{f.status} with {f.rows_read} rows read",
+                )
 
 
 def model_loads(manifests: Sequence[Manifest]) -> tuple[int, int]:
@@ -111,8 +116,11 @@ class EnvironmentRecord:
         if self.built is not None:
             doc.update(self.built.record())
         if self.probe is not None:
-            doc.update(probe_seconds=round(self.probe.seconds, 3),
-                       loaded_with=dict(self.probe.loaded_with), python=self.probe.python)
+            doc.update(
+                probe_seconds=round(self.probe.seconds, 3),
+                loaded_with=dict(self.probe.loaded_with),
+                python=self.probe.python,
+            )
         if self.shipped is not None:
             doc["shipped"] = self.shipped
         if self.archive_bytes is not None:
@@ -175,20 +183,28 @@ class RunRecord:
             "python_workers": workers,
             "spark_version": self.spark_version,
             "python_version": python_version(),
-            "environment": {"env_manager": self.settings.env_manager,
-                            **self.environment.to_json()},
+            "environment": {"env_manager": self.settings.env_manager, **self.environment.to_json()},
         }
 
     def _model(self) -> dict[str, Any]:
         """What MLmodel says (its free-form `metadata` too), where the model was found, and the
         sha256 of its directory."""
         metadata = None if self.model.metadata is None else dict(self.model.metadata)
-        return {**self.model.record(), "metadata": metadata, "path": self.model_uri,
-                "sha256": self.model_sha256, **self.model_located}
+        return {
+            **self.model.record(),
+            "metadata": metadata,
+            "path": self.model_uri,
+            "sha256": self.model_sha256,
+            **self.model_located,
+        }
 
     def _input(self) -> dict[str, Any]:
-        return {"uri": self.input_uri, "files": len(self.plan.files),
-                "bytes": self.plan.total_bytes, "mini_batches": len(self.plan.batches),
-                "listing_digest": self.plan.listing_digest,
-                "unsupported_skipped": list(self.plan.skipped),
-                "broken_links_skipped": list(self.plan.broken_links)}
+        return {
+            "uri": self.input_uri,
+            "files": len(self.plan.files),
+            "bytes": self.plan.total_bytes,
+            "mini_batches": len(self.plan.batches),
+            "listing_digest": self.plan.listing_digest,
+            "unsupported_skipped": list(self.plan.skipped),
+            "broken_links_skipped": list(self.plan.broken_links),
+        }

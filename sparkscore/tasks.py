@@ -44,17 +44,25 @@ def positions_task(todo: list[MiniBatch], task: Task, positions: Iterable[int]) 
             yield manifest.dumps()
 
 
-def arrow_task(todo: list[MiniBatch], task: Task,
-               batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def arrow_task(
+    todo: list[MiniBatch], task: Task, batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
     """positions_task under mapInArrow (Spark Connect)."""
     for positions in batches:
         for manifest in positions_task(todo, task, positions.column(0).to_pylist()):
             yield pa.RecordBatch.from_pydict({"manifest": [manifest]})
 
 
-def run_batches(shipped: ShippedModel, layout: OutputLayout, input_uri: str, spec: ScoringSpec,
-                timeout: float | None, counters: Counters | None, isolated: frozenset[int],
-                batches: Iterable[MiniBatch]) -> Iterator[Manifest]:
+def run_batches(
+    shipped: ShippedModel,
+    layout: OutputLayout,
+    input_uri: str,
+    spec: ScoringSpec,
+    timeout: float | None,
+    counters: Counters | None,
+    isolated: frozenset[int],
+    batches: Iterable[MiniBatch],
+) -> Iterator[Manifest]:
     """What each Spark task runs over its one mini-batch (top level, so workers import it).
 
     A mini-batch in `isolated` failed every attempt before: its files are scored in forked

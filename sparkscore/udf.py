@@ -74,8 +74,9 @@ def spark_udf(
     _refuse(mlflow_options)
     env_manager = env_manager or "local"  # mlflow's None: this environment
     if env_manager not in ("local", "virtualenv", "uv"):
-        raise SettingsError(key="env_manager", value=env_manager,
-                            reason="must be one of local, virtualenv, uv")
+        raise SettingsError(
+            key="env_manager", value=env_manager, reason="must be one of local, virtualenv, uv"
+        )
     path = os.path.abspath(os.fspath(model_uri))
     spec = read_spec(path)
     warn_untrusted(spec, trusted=trust_model)
@@ -100,8 +101,13 @@ class _Scoring:
     optional: tuple[str, ...]
 
     @classmethod
-    def of(cls, signature: Signature | None, shipped: ShippedModel,
-           params: dict[str, Any] | None, pa_type: pa.DataType) -> _Scoring:
+    def of(
+        cls,
+        signature: Signature | None,
+        shipped: ShippedModel,
+        params: dict[str, Any] | None,
+        pa_type: pa.DataType,
+    ) -> _Scoring:
         schema = signature.inputs if signature else None
         if schema is None or schema.is_tensor:
             return cls(shipped, params, pa_type, (), (), ())
@@ -109,8 +115,9 @@ class _Scoring:
         if not schema.has_names:
             return cls(shipped, params, pa_type, names, (), ())
         required = set(schema.required_names())
-        return cls(shipped, params, pa_type, names, names,
-                   tuple(n for n in names if n not in required))
+        return cls(
+            shipped, params, pa_type, names, names, tuple(n for n in names if n not in required)
+        )
 
     def given(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         """Called with columns: those, matched to the signature."""
@@ -133,16 +140,23 @@ def _caller(scoring: _Scoring, return_type: T.DataType) -> Callable[..., Column]
     """The function a user calls with columns (or none) to get the prediction column."""
     # pyspark's stubs accept only atomic, array and struct return types; a map type is valid too
     given: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
-        scoring.given, return_type)
+        scoring.given, return_type
+    )
     every: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
-        scoring.every, return_type)
+        scoring.every, return_type
+    )
 
     def predict(*cols: str | Column) -> Column:
         if not cols:
             if not scoring.named:
                 names = scoring.names
-                raise TypeError(_NO_NAMES if not names else _UNNAMED.format(
-                    n=len(names), example=", ".join(repr(c) for c in "abcdefgh"[: len(names)])))
+                raise TypeError(
+                    _NO_NAMES
+                    if not names
+                    else _UNNAMED.format(
+                        n=len(names), example=", ".join(repr(c) for c in "abcdefgh"[: len(names)])
+                    )
+                )
             if scoring.optional:
                 # Which optional columns the DataFrame has is known only where it is scored.
                 return every(F.struct(F.col("*")))
@@ -158,18 +172,23 @@ def _refuse(mlflow_options: Mapping[str, Any]) -> None:
     if mlflow_options:
         name = sorted(mlflow_options)[0]
         raise SettingsError(
-            key=name, value=mlflow_options[name],
+            key=name,
+            value=mlflow_options[name],
             reason=f"is an option sparkscore.spark_udf does not have; its options are "
             f"{', '.join(_OPTIONS)}",
         )
 
 
 _OPTIONS = ("model_uri", "result_type", "env_manager", "params", "env_cache", "trust_model")
-_NO_NAMES = ("this model's signature names no input columns; pass the columns to score, "
-             "e.g. predict('a', 'b').")
-_UNNAMED = ("this model's signature does not name its input columns (it takes {n} unnamed "
-            "columns, by position), so predict() cannot pick them; pass the columns to score in "
-            "order, e.g. predict({example}).")
+_NO_NAMES = (
+    "this model's signature names no input columns; pass the columns to score, "
+    "e.g. predict('a', 'b')."
+)
+_UNNAMED = (
+    "this model's signature does not name its input columns (it takes {n} unnamed "
+    "columns, by position), so predict() cannot pick them; pass the columns to score in "
+    "order, e.g. predict({example})."
+)
 _SAID: set[tuple[str, ...]] = set()
 
 
@@ -178,9 +197,12 @@ def _say_left_out(missing: list[str]) -> None:
     key = tuple(missing)
     if missing and key not in _SAID:
         _SAID.add(key)
-        log.warning("the DataFrame has no column %s, which the model's signature marks optional; "
-                    "the model is scored without %s.", ", ".join(map(repr, missing)),
-                    "it" if len(missing) == 1 else "them")
+        log.warning(
+            "the DataFrame has no column %s, which the model's signature marks optional; "
+            "the model is scored without %s.",
+            ", ".join(map(repr, missing)),
+            "it" if len(missing) == 1 else "them",
+        )
 
 
 def _unwrapped(batch: pd.DataFrame) -> pd.DataFrame:
@@ -201,16 +223,19 @@ def _as_model_input(batch: pd.DataFrame, names: list[str] | None) -> pd.DataFram
     return batch.reset_index(drop=True)
 
 
-def _score(model: Model, frame: pd.DataFrame, params: dict[str, Any] | None,
-           pa_type: pa.DataType) -> pd.Series | pd.DataFrame:
+def _score(
+    model: Model, frame: pd.DataFrame, params: dict[str, Any] | None, pa_type: pa.DataType
+) -> pd.Series | pd.DataFrame:
     """One Arrow batch's predictions; images (encoded bytes or arrays) as the job gives them."""
     tensors = row_tensors(frame, model.input_schema)
     if tensors is None:
         return to_pandas(_predict(model, frame, params), pa_type, len(frame))
     # Rows of one shape share a predict call; a shape change (images of many sizes) starts another.
     batchable = ImageInput.for_schema(model.input_schema).batchable
-    parts = [to_arrow(model.predict_conformed(run, params), pa_type, len(run))
-             for run in stack_runs(tensors, batchable)]
+    parts = [
+        to_arrow(model.predict_conformed(run, params), pa_type, len(run))
+        for run in stack_runs(tensors, batchable)
+    ]
     return as_pandas(pa.concat_arrays(parts), pa_type)
 
 
@@ -221,7 +246,11 @@ def _predict(model: Model, frame: pd.DataFrame, params: dict[str, Any] | None) -
         # A row number inside one Arrow batch means nothing to the user; the column and the
         # value are what find the bad data.
         raise SchemaEnforcementError(
-            file=None, row=None, column=e.column, value=e.value, expected=e.expected,
+            file=None,
+            row=None,
+            column=e.column,
+            value=e.value,
+            expected=e.expected,
             reason=e.reason,
         ) from None
     return model.predict_conformed(conformed, params)

@@ -31,8 +31,9 @@ def read_error(fs: pafs.FileSystem, file: InputFile, e: BaseException) -> ReadEr
     elif "empty" in lowered:
         reason = "the file is empty."
     elif file.kind == "parquet":
-        reason = (f"the file is not a readable Parquet file; it may be truncated or corrupt "
-                  f"({text}).")
+        reason = (
+            f"the file is not a readable Parquet file; it may be truncated or corrupt ({text})."
+        )
     else:
         reason = f"the file cannot be parsed as CSV ({text})."
     return ReadError(file=file.name, reason=reason)
@@ -61,8 +62,10 @@ def repeated_column(repeated: list[str], names: Sequence[str], where: str) -> st
     name = repeated[0]
     times = names.count(name)
     how = "twice" if times == 2 else f"{times} times"
-    return (f"the column '{printable(name, 80)}' appears {how} in the file's {where}, so which "
-            "one to read is ambiguous; give each column its own name.")
+    return (
+        f"the column '{printable(name, 80)}' appears {how} in the file's {where}, so which "
+        "one to read is ambiguous; give each column its own name."
+    )
 
 
 def printable(text: str, limit: int = 300) -> str:

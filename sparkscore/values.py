@@ -43,9 +43,7 @@ _INT_RANGE = {
 }
 
 
-def convert(
-    values: pd.Series, t: ColumnType
-) -> tuple[Any, np.ndarray | None, str, dict[int, str]]:
+def convert(values: pd.Series, t: ColumnType) -> tuple[Any, np.ndarray | None, str, dict[int, str]]:
     """Convert one column; return (values, bad-row mask or None, type name, the reason for each
     bad row that has one more precise than "cannot be converted safely")."""
     if not isinstance(t, DataType):
@@ -132,8 +130,10 @@ def _to_datetime64(values: pd.Series) -> tuple[pd.Series, np.ndarray | None, dic
     else:
         if dtype == object:
             numbers = values.map(
-                lambda v: isinstance(v, (int, float, decimal.Decimal, np.number, np.bool_))
-                and not _missing(v)
+                lambda v: (
+                    isinstance(v, (int, float, decimal.Decimal, np.number, np.bool_))
+                    and not _missing(v)
+                )
             ).to_numpy(dtype=bool)
             if numbers.any():
                 values = values.where(~numbers, None)
@@ -226,8 +226,10 @@ def _numeric(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         return values.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(values), bool)
     objs = values.astype(object)
     is_bool = objs.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
-    coerced = pd.to_numeric(objs.where(~is_bool, None).map(
-        lambda v: float(v) if isinstance(v, decimal.Decimal) else v), errors="coerce")
+    coerced = pd.to_numeric(
+        objs.where(~is_bool, None).map(lambda v: float(v) if isinstance(v, decimal.Decimal) else v),
+        errors="coerce",
+    )
     as_float = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
     present = objs.map(lambda v: not (v is None or _isnan(v) or v is pd.NA)).to_numpy(dtype=bool)
     return as_float, (np.isnan(as_float) & present) | is_bool
@@ -314,9 +316,13 @@ def _to_float(values: pd.Series, t: DataType) -> tuple[Any, np.ndarray | None]:
     arr, bad = _numeric(values)
     decimals = np.zeros(len(arr), dtype=bool)
     if dtype == object:
-        ints = values.map(lambda v: isinstance(v, (int, np.integer))
-                          and not isinstance(v, (bool, np.bool_))
-                          and not -limit <= v <= limit).to_numpy(dtype=bool)
+        ints = values.map(
+            lambda v: (
+                isinstance(v, (int, np.integer))
+                and not isinstance(v, (bool, np.bool_))
+                and not -limit <= v <= limit
+            )
+        ).to_numpy(dtype=bool)
         bad = bad | ints
         objs = values.to_numpy(dtype=object)
         decimals = _instances(objs, decimal.Decimal)
@@ -348,8 +354,11 @@ def _reads_back(decimals: np.ndarray, nearest: np.ndarray) -> np.ndarray:
     """
     # repr of a Python float and str of a numpy float32 are their shortest spellings
     spelled = map(repr, nearest.tolist()) if nearest.dtype == np.float64 else map(str, nearest)
-    return np.fromiter((decimal.Decimal(text) == d for text, d in zip(spelled, decimals)),
-                       dtype=bool, count=len(decimals))
+    return np.fromiter(
+        (decimal.Decimal(text) == d for text, d in zip(spelled, decimals)),
+        dtype=bool,
+        count=len(decimals),
+    )
 
 
 def _masked_cast(values: pd.Series, mask: np.ndarray, target: np.dtype) -> tuple[Any, Any]:

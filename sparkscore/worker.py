@@ -39,8 +39,9 @@ class WorkerState:
         self._served: dict[tuple[str, str], Model] = {}
         self._lock = threading.Lock()
 
-    def load_cached(self, path: str, key: str | None = None,
-                    spec: ModelSpec | None = None) -> Model:
+    def load_cached(
+        self, path: str, key: str | None = None, spec: ModelSpec | None = None
+    ) -> Model:
         """The model at `path`, loaded at most once per process (per `key`, e.g. its sha256).
 
         This is how workers load the model the driver shipped: the driver already warned, and,
@@ -58,8 +59,9 @@ class WorkerState:
                 self._loaded(key)
         return model
 
-    def load_isolated(self, model_path: str, site_packages: str, key: str,
-                      spec: ModelSpec | None = None) -> Model:
+    def load_isolated(
+        self, model_path: str, site_packages: str, key: str, spec: ModelSpec | None = None
+    ) -> Model:
         """The model served by a child process in its environment, started once per process.
 
         `key` identifies the model (its sha256) in the load count. A child that died (or was
@@ -67,8 +69,11 @@ class WorkerState:
         """
         with self._lock:
             model = self._served.get((key, site_packages))
-            if model is not None and isinstance(model.impl, RemoteImpl) and \
-                    model.impl.process.alive:
+            if (
+                model is not None
+                and isinstance(model.impl, RemoteImpl)
+                and model.impl.process.alive
+            ):
                 return model
             spec = spec or read_spec(model_path)
             process = ModelProcess(model_path, site_packages)

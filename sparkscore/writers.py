@@ -148,8 +148,11 @@ def write_part(
 
 def unwritable(path: str, e: OSError) -> OutputError:
     """A write that failed (a full disk, a missing permission), naming the file it was for."""
-    return OutputError(path=path, reason=f"cannot be written ({one_line(e)}). Check the space and "
-                       "permissions there, or choose another output.")
+    return OutputError(
+        path=path,
+        reason=f"cannot be written ({one_line(e)}). Check the space and "
+        "permissions there, or choose another output.",
+    )
 
 
 # Each write is a row group: one-row batches (an image file, a tiny CSV) are gathered first, or
@@ -190,13 +193,15 @@ def parquet_writer(where: str | pa.NativeFile, schema: pa.Schema) -> pq.ParquetW
             encodings[path] = "DELTA_BINARY_PACKED"
         elif not pa.types.is_floating(leaf):
             dictionary.append(path)
-    return pq.ParquetWriter(where, schema, use_dictionary=dictionary or False,
-                            column_encoding=encodings or None)
+    return pq.ParquetWriter(
+        where, schema, use_dictionary=dictionary or False, column_encoding=encodings or None
+    )
 
 
 def _leaves(schema: pa.Schema) -> Iterator[tuple[str, pa.DataType]]:
     """Each leaf column's Parquet path and type (lists as name.list.element, maps as
     name.key_value.key and .value, the writer's own naming)."""
+
     def walk(path: str, t: pa.DataType) -> Iterator[tuple[str, pa.DataType]]:
         if pa.types.is_struct(t):
             for i in range(t.num_fields):
@@ -230,16 +235,26 @@ def commit_batch(
 ) -> Manifest:
     """Write a mini-batch's predictions and errors, then its manifest, which commits it."""
     kept = [b for f, b in zip(result.files, buffers) if not f.failed]
-    rows = write_part(fs, layout.part(layout.predictions, result.index), schema,
-                      (batch for b in kept for batch in b.batches()))
+    rows = write_part(
+        fs,
+        layout.part(layout.predictions, result.index),
+        schema,
+        (batch for b in kept for batch in b.batches()),
+    )
     for b in buffers:
         b.discard()
     errors = result.errors
     error_batches = iter(
-        [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else [])
+        [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else []
+    )
     write_part(fs, layout.part(layout.errors, result.index), ERROR_SCHEMA, error_batches)
-    manifest = Manifest(batch=result.index, files=tuple(FileRecord.of(f) for f in result.files),
-                        prediction_rows=rows, error_records=len(errors), task=task)
+    manifest = Manifest(
+        batch=result.index,
+        files=tuple(FileRecord.of(f) for f in result.files),
+        prediction_rows=rows,
+        error_records=len(errors),
+        task=task,
+    )
     write_manifest(fs, layout, manifest)
     return manifest
 
@@ -258,8 +273,9 @@ def fail_split_files(
     return [_fail_slices(fs, layout, m, failed) for m in manifests]
 
 
-def _fail_slices(fs: pafs.FileSystem, layout: OutputLayout, manifest: Manifest,
-                 failed: set[str]) -> Manifest:
+def _fail_slices(
+    fs: pafs.FileSystem, layout: OutputLayout, manifest: Manifest, failed: set[str]
+) -> Manifest:
     """`manifest` with its succeeded slices of `failed` files failed, their rows removed."""
     stale = {f.file_name for f in manifest.files if not f.failed} & failed
     if not stale:
@@ -272,8 +288,11 @@ def _fail_slices(fs: pafs.FileSystem, layout: OutputLayout, manifest: Manifest,
         table = pq.read_table(part, filesystem=fs)
         table = table.filter(pc.invert(pc.is_in(table["file_name"], pa.array(sorted(stale)))))
         rows = write_part(fs, part, table.schema, iter(table.to_batches()))
-    fixed = replace(manifest, prediction_rows=rows, files=tuple(
-        f.failed_whole() if f.file_name in stale else f for f in manifest.files))
+    fixed = replace(
+        manifest,
+        prediction_rows=rows,
+        files=tuple(f.failed_whole() if f.file_name in stale else f for f in manifest.files),
+    )
     write_manifest(fs, layout, fixed)
     return fixed
 
@@ -349,8 +368,9 @@ def write_csv(
                     rows += table.num_rows
         if writer is None:
             # No rows at all: the same header pyarrow writes above a first batch.
-            empty = pa.Table.from_arrays([pa.array([], pa.string()) for _ in columns],
-                                         names=columns)
+            empty = pa.Table.from_arrays(
+                [pa.array([], pa.string()) for _ in columns], names=columns
+            )
             pacsv.write_csv(empty, out)
         else:
             writer.close()
@@ -370,4 +390,3 @@ def _csv_ready(table: pa.Table) -> pa.Table:
 def _delete_if_exists(fs: pafs.FileSystem, path: str) -> None:
     if fs.get_file_info(path).type == pafs.FileType.File:
         fs.delete_file(path)
-

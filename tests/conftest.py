@@ -55,6 +55,7 @@ def versioned(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def light_chaos(tmp_path_factory: pytest.TempPathFactory):
     """Builds chaos models that pin only numpy, so their environment builds in seconds."""
+
     def build(**config: object) -> Path:
         path = model_zoo.chaos_model(tmp_path_factory.mktemp("chaos"), **config)
         (path / "requirements.txt").write_text("numpy\n")

@@ -49,8 +49,9 @@ def write_pngs(folder: Path, images: np.ndarray, prefix: str = "digit") -> list[
 
 # Named, so mlflow does not load each model in a subprocess to infer them (seconds per model).
 IMAGE_MODEL_REQUIREMENTS = ["numpy", "scikit-learn"]
-DIGIT_NAMES = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-                        "nine"])
+DIGIT_NAMES = np.array(
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+)
 
 
 class Zoo:
@@ -68,8 +69,11 @@ class Zoo:
         return X, LogisticRegression().fit(X, y)
 
     def lr(self, fmt: str) -> Path:
-        return {"skops": self.lr_skops, "pickle": self.lr_pickle,
-                "cloudpickle": self.lr_cloudpickle}[fmt]
+        return {
+            "skops": self.lr_skops,
+            "pickle": self.lr_pickle,
+            "cloudpickle": self.lr_cloudpickle,
+        }[fmt]
 
     def _save_lr(self, fmt: str) -> Path:
         import mlflow.sklearn
@@ -77,8 +81,12 @@ class Zoo:
 
         X, model = self._lr()
         path = self._path(f"lr_{fmt}")
-        mlflow.sklearn.save_model(model, str(path), serialization_format=fmt,
-                                  signature=infer_signature(X, model.predict(X)))
+        mlflow.sklearn.save_model(
+            model,
+            str(path),
+            serialization_format=fmt,
+            signature=infer_signature(X, model.predict(X)),
+        )
         return path
 
     @cached_property
@@ -100,8 +108,12 @@ class Zoo:
 
         X, model = self._lr()
         path = self._path("lr_proba")
-        mlflow.sklearn.save_model(model, str(path), pyfunc_predict_fn="predict_proba",
-                                  signature=infer_signature(X, model.predict_proba(X)))
+        mlflow.sklearn.save_model(
+            model,
+            str(path),
+            pyfunc_predict_fn="predict_proba",
+            signature=infer_signature(X, model.predict_proba(X)),
+        )
         return path
 
     @cached_property
@@ -117,16 +129,28 @@ class Zoo:
 
         X = mixed_frame()
         y = np.where((X["size"] > 10) ^ (X["color"] == "red"), "yes", "no")
-        pipe = Pipeline([
-            ("prep", ColumnTransformer([
-                ("onehot", OneHotEncoder(handle_unknown="ignore"), ["color"]),
-                ("scale", StandardScaler(), ["size"]),
-            ], remainder="passthrough")),
-            ("forest", RandomForestClassifier(n_estimators=15, random_state=0)),
-        ]).fit(X, y)
+        pipe = Pipeline(
+            [
+                (
+                    "prep",
+                    ColumnTransformer(
+                        [
+                            ("onehot", OneHotEncoder(handle_unknown="ignore"), ["color"]),
+                            ("scale", StandardScaler(), ["size"]),
+                        ],
+                        remainder="passthrough",
+                    ),
+                ),
+                ("forest", RandomForestClassifier(n_estimators=15, random_state=0)),
+            ]
+        ).fit(X, y)
         path = self._path("pipeline")
-        mlflow.sklearn.save_model(pipe, str(path), signature=infer_signature(X, pipe.predict(X)),
-                                  skops_trusted_types=["sklearn.tree._tree.Tree"])
+        mlflow.sklearn.save_model(
+            pipe,
+            str(path),
+            signature=infer_signature(X, pipe.predict(X)),
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
+        )
         return path
 
     @cached_property
@@ -149,10 +173,12 @@ class Zoo:
 
         class Doubler(mlflow.pyfunc.PythonModel):
             def predict(self, context, model_input, params=None):
-                return pd.DataFrame({
-                    "doubled": model_input["a"] * 2,
-                    "label": np.where(model_input["b"] > 0, "pos", "zero"),
-                })
+                return pd.DataFrame(
+                    {
+                        "doubled": model_input["a"] * 2,
+                        "label": np.where(model_input["b"] > 0, "pos", "zero"),
+                    }
+                )
 
         sig = ModelSignature(
             inputs=Schema([ColSpec("double", "a"), ColSpec("long", "b")]),
@@ -204,7 +230,8 @@ class Zoo:
         (path / "code").mkdir(parents=True)
         (path / "data").mkdir()
         (path / "data" / "config.json").write_text(json.dumps({"factor": 3.0}))
-        (path / "code" / "triple_flavor.py").write_text(textwrap.dedent('''
+        (path / "code" / "triple_flavor.py").write_text(
+            textwrap.dedent("""
             import json
             import os
 
@@ -226,8 +253,10 @@ class Zoo:
                     with open(config["load_log"], "a") as f:
                         f.write(f"{os.getpid()}\\n")
                 return Triple(config["factor"])
-        '''))
-        (path / "MLmodel").write_text(textwrap.dedent('''
+        """)
+        )
+        (path / "MLmodel").write_text(
+            textwrap.dedent("""
             flavors:
               python_function:
                 loader_module: triple_flavor
@@ -238,7 +267,8 @@ class Zoo:
               inputs: '[{"type": "double", "name": "a"}, {"type": "long", "name": "b"}]'
               outputs: '[{"type": "double"}]'
             model_uuid: 0123456789abcdef
-        '''))
+        """)
+        )
         return path
 
     @cached_property
@@ -266,11 +296,17 @@ class Zoo:
                 flat = np.asarray(model_input).reshape(len(model_input), 64) / 15.0
                 return self.classifier.predict_proba(flat).astype(np.float32)
 
-        sig = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 8, 8))]),
-                             outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10))]))
+        sig = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 8, 8))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10))]),
+        )
         path = self._path("digit_scores")
-        mlflow.pyfunc.save_model(str(path), python_model=DigitScores(self._digits_classifier),
-                                 signature=sig, pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=DigitScores(self._digits_classifier),
+            signature=sig,
+            pip_requirements=IMAGE_MODEL_REQUIREMENTS,
+        )
         return path
 
     @cached_property
@@ -289,12 +325,17 @@ class Zoo:
                     raise TypeError(f"got {model_input.dtype} {model_input.shape}")
                 return self.names[self.classifier.predict(model_input / 15.0)]
 
-        sig = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, 64))]),
-                             outputs=Schema([ColSpec("string")]))
+        sig = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, 64))]),
+            outputs=Schema([ColSpec("string")]),
+        )
         path = self._path("digit_labels")
         mlflow.pyfunc.save_model(
-            str(path), python_model=DigitLabels(self._digits_classifier, DIGIT_NAMES),
-            signature=sig, pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+            str(path),
+            python_model=DigitLabels(self._digits_classifier, DIGIT_NAMES),
+            signature=sig,
+            pip_requirements=IMAGE_MODEL_REQUIREMENTS,
+        )
         return path
 
     @cached_property
@@ -309,11 +350,17 @@ class Zoo:
             def predict(self, context, model_input, params=None):
                 return model_input.reshape(len(model_input), -1, 3).mean(axis=1)
 
-        sig = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))]),
-                             outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, 3))]))
+        sig = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, 3))]),
+        )
         path = self._path("channel_means")
-        mlflow.pyfunc.save_model(str(path), python_model=ChannelMeans(), signature=sig,
-                                 pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=ChannelMeans(),
+            signature=sig,
+            pip_requirements=IMAGE_MODEL_REQUIREMENTS,
+        )
         return path
 
     @cached_property
@@ -328,11 +375,16 @@ class Zoo:
             def predict(self, context, model_input, params=None):
                 return model_input["image"].map(len).astype(np.int64)
 
-        sig = ModelSignature(inputs=Schema([ColSpec("binary", "image")]),
-                             outputs=Schema([ColSpec("long")]))
+        sig = ModelSignature(
+            inputs=Schema([ColSpec("binary", "image")]), outputs=Schema([ColSpec("long")])
+        )
         path = self._path("image_bytes")
-        mlflow.pyfunc.save_model(str(path), python_model=ByteCount(), signature=sig,
-                                 pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+        mlflow.pyfunc.save_model(
+            str(path),
+            python_model=ByteCount(),
+            signature=sig,
+            pip_requirements=IMAGE_MODEL_REQUIREMENTS,
+        )
         return path
 
     @cached_property
@@ -345,8 +397,9 @@ class Zoo:
                 return np.asarray(model_input).reshape(len(model_input), -1).mean(axis=1)
 
         path = self._path("pixel_mean_nosig")
-        mlflow.pyfunc.save_model(str(path), python_model=PixelMean(),
-                                 pip_requirements=IMAGE_MODEL_REQUIREMENTS)
+        mlflow.pyfunc.save_model(
+            str(path), python_model=PixelMean(), pip_requirements=IMAGE_MODEL_REQUIREMENTS
+        )
         return path
 
 
@@ -376,7 +429,8 @@ def chaos_model(where: Path, **config: object) -> Path:
     (path / "code").mkdir(parents=True)
     (path / "data").mkdir()
     (path / "data" / "config.json").write_text(json.dumps(config))
-    (path / "code" / "chaos_flavor.py").write_text(textwrap.dedent('''
+    (path / "code" / "chaos_flavor.py").write_text(
+        textwrap.dedent("""
         import json
         import os
         import time
@@ -406,8 +460,10 @@ def chaos_model(where: Path, **config: object) -> Path:
         def _load_pyfunc(path):
             with open(path) as f:
                 return Chaos(json.load(f))
-    '''))
-    (path / "MLmodel").write_text(textwrap.dedent('''
+    """)
+    )
+    (path / "MLmodel").write_text(
+        textwrap.dedent("""
         flavors:
           python_function:
             loader_module: chaos_flavor
@@ -416,7 +472,8 @@ def chaos_model(where: Path, **config: object) -> Path:
         signature:
           inputs: '[{"type": "double", "name": "a"}, {"type": "long", "name": "b"}]'
           outputs: '[{"type": "double"}]'
-    '''))
+    """)
+    )
     return path
 
 
@@ -434,7 +491,8 @@ def versioned_model(where: Path, sklearn: str = PINNED_SKLEARN) -> Path:
 
     code = where / "versioned_code"
     code.mkdir(parents=True)
-    (code / "versioned.py").write_text(textwrap.dedent('''
+    (code / "versioned.py").write_text(
+        textwrap.dedent("""
         import pickle
 
         import mlflow.pyfunc
@@ -451,7 +509,8 @@ def versioned_model(where: Path, sklearn: str = PINNED_SKLEARN) -> Path:
 
                 labels = self.estimator.predict(model_input[["a", "b"]])
                 return pd.DataFrame({"label": labels, "sklearn": sklearn.__version__})
-    '''))
+    """)
+    )
     import sys
 
     sys.path.insert(0, str(code))
@@ -465,7 +524,9 @@ def versioned_model(where: Path, sklearn: str = PINNED_SKLEARN) -> Path:
         pickle.dump(estimator, f)
     path = where / "versioned_model"
     mlflow.pyfunc.save_model(
-        str(path), python_model=Versioned(), artifacts={"estimator": str(where / "estimator.pkl")},
+        str(path),
+        python_model=Versioned(),
+        artifacts={"estimator": str(where / "estimator.pkl")},
         code_paths=[str(code / "versioned.py")],
         pip_requirements=["mlflow==3.17.2", f"scikit-learn=={sklearn}", "cloudpickle==3.1.2"],
         signature=infer_signature(X, pd.DataFrame({"label": [1], "sklearn": ["x"]})),

@@ -39,8 +39,12 @@ def processes_of(mark: str) -> list[str]:
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             if f"{MARK}={mark}".encode() in environ:
-                found.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                             .decode(errors="replace"))
+                found.append(
+                    Path(f"/proc/{pid}/cmdline")
+                    .read_bytes()
+                    .replace(b"\0", b" ")
+                    .decode(errors="replace")
+                )
         except OSError:  # gone meanwhile
             continue
     return found
@@ -70,18 +74,29 @@ class Run:
     committed_at_exit: int = 0  # mini-batches committed when it ended
 
     @classmethod
-    def start(cls, root: Path, name: str, args: list[str], out: Path | None = None,
-              **env: str) -> Run:
+    def start(
+        cls, root: Path, name: str, args: list[str], out: Path | None = None, **env: str
+    ) -> Run:
         out = out or root / name
         log = root / f"{name}.log"
         mark = uuid.uuid4().hex
-        environment = {**os.environ, "PYSPARK_PYTHON": sys.executable,
-                       "PYSPARK_DRIVER_PYTHON": sys.executable, MARK: mark, **env}
+        environment = {
+            **os.environ,
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+            MARK: mark,
+            **env,
+        }
         with log.open("wb") as sink:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "sparkscore.cli", "score", *args, "--output", str(out)],
-                stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, env=environment,
-                start_new_session=True, preexec_fn=_default_sigint)
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=environment,
+                start_new_session=True,
+                preexec_fn=_default_sigint,
+            )
         return cls(name, out, proc, log, mark)
 
     def kill(self) -> None:
@@ -123,15 +138,21 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     small = root / "small"
     small.mkdir()
     for i in range(FILES):
-        pd.DataFrame({"a": [float(i * 100 + r) for r in range(ROWS)],
-                      "b": list(range(ROWS))}).to_csv(small / f"part-{i:02d}.csv", index=False)
+        pd.DataFrame(
+            {"a": [float(i * 100 + r) for r in range(ROWS)], "b": list(range(ROWS))}
+        ).to_csv(small / f"part-{i:02d}.csv", index=False)
     big = root / "big"  # predictions far over 64 KiB
     big.mkdir()
     rng = np.random.default_rng(0)
     pd.DataFrame({"a": rng.normal(size=30_000), "b": np.arange(30_000)}).to_parquet(
-        big / "big.parquet")
-    return {"small": small, "big": big,
-            "slow": chaos_model(root / "slow", sleep=1.0), "fast": chaos_model(root / "fast")}
+        big / "big.parquet"
+    )
+    return {
+        "small": small,
+        "big": big,
+        "slow": chaos_model(root / "slow", sleep=1.0),
+        "fast": chaos_model(root / "fast"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +161,12 @@ def tiny_disk(tmp_path_factory: pytest.TempPathFactory):
     allowed (not root, or a container without the capability)."""
     where = tmp_path_factory.mktemp("tiny")
     try:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
-                                 capture_output=True).returncode == 0
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True
+            ).returncode
+            == 0
+        )
     except OSError:  # no mount command
         mounted = False
     yield where if mounted else None
@@ -154,8 +179,16 @@ def runs(inputs, tiny_disk, tmp_path_factory) -> dict[str, Run]:
     """Every command run of this module: started together, interrupted when two mini-batches
     are committed, then the interrupted runs resumed."""
     root = tmp_path_factory.mktemp("runs")
-    slow = ["--model", str(inputs["slow"]), "--input", str(inputs["small"]),
-            "--set", "mini_batch_size=1", "--master", "local[1]"]
+    slow = [
+        "--model",
+        str(inputs["slow"]),
+        "--input",
+        str(inputs["small"]),
+        "--set",
+        "mini_batch_size=1",
+        "--master",
+        "local[1]",
+    ]
     fast = ["--model", str(inputs["fast"]), "--input", str(inputs["big"]), "--master", "local[1]"]
     for name in ("taken", "replaced"):
         (root / name).mkdir()
@@ -169,8 +202,9 @@ def runs(inputs, tiny_disk, tmp_path_factory) -> dict[str, Run]:
     started = {
         "sigint": Run.start(root, "sigint", slow),
         "sigterm": Run.start(root, "sigterm", slow),
-        "overwrite": Run.start(root, "overwrite", [*slow, "--set", "overwrite=true"],
-                               out=root / "replaced"),
+        "overwrite": Run.start(
+            root, "overwrite", [*slow, "--set", "overwrite=true"], out=root / "replaced"
+        ),
         "refused": Run.start(root, "refused", slow, out=root / "taken"),
         "efbig": Run.start(root, "efbig", fast, PYSPARK_PYTHON=str(limited)),
     }
@@ -179,9 +213,11 @@ def runs(inputs, tiny_disk, tmp_path_factory) -> dict[str, Run]:
 
     # A terminal sends Ctrl-C to the whole foreground process group; a supervisor sends
     # SIGTERM to the process.
-    send = {"sigint": lambda run: os.killpg(run.proc.pid, signal.SIGINT),
-            "sigterm": lambda run: run.proc.send_signal(signal.SIGTERM),
-            "overwrite": lambda run: os.killpg(run.proc.pid, signal.SIGINT)}
+    send = {
+        "sigint": lambda run: os.killpg(run.proc.pid, signal.SIGINT),
+        "sigterm": lambda run: run.proc.send_signal(signal.SIGTERM),
+        "overwrite": lambda run: os.killpg(run.proc.pid, signal.SIGINT),
+    }
     try:
         deadline = time.monotonic() + 600
         while send:
@@ -197,17 +233,25 @@ def runs(inputs, tiny_disk, tmp_path_factory) -> dict[str, Run]:
         for run in started.values():
             run.kill()
 
-    resumed = {f"{name}-resumed": Run.start(
-        root, f"{name}-resumed", [*slow[:-1], "local[2]", "--set", "resume=true"],
-        out=done[name].out) for name in ("sigint", "sigterm", "overwrite")}
+    resumed = {
+        f"{name}-resumed": Run.start(
+            root,
+            f"{name}-resumed",
+            [*slow[:-1], "local[2]", "--set", "resume=true"],
+            out=done[name].out,
+        )
+        for name in ("sigint", "sigterm", "overwrite")
+    }
     done.update((name, run.wait()) for name, run in resumed.items())
     return done
 
 
 def interrupted_line(name: str, out: Path) -> str:
-    return (f"error: interrupted by {name}; Spark was stopped. The mini-batches already committed "
-            f"to {out} are kept: run the same command again with --set resume=true to score the "
-            "rest.")
+    return (
+        f"error: interrupted by {name}; Spark was stopped. The mini-batches already committed "
+        f"to {out} are kept: run the same command again with --set resume=true to score the "
+        "rest."
+    )
 
 
 @pytest.mark.parametrize("name, status", [("SIGINT", 130), ("SIGTERM", 143)])
@@ -225,13 +269,15 @@ def test_cli_resume_after_an_interrupt_scores_every_row_once(runs, inputs, name)
     assert resumed.returncode == 0, resumed.text
     assert last_line(resumed.text).startswith(
         f"sparkscore: succeeded: {FILES} of {FILES} files scored, {FILES * ROWS} rows scored, "
-        "0 rows failed")
+        "0 rows failed"
+    )
     assert resumed.left == []
     rows = pq.read_table(resumed.out / "predictions").to_pylist()
     keys = sorted((r["file_name"], r["row"]) for r in rows)
     assert keys == [(f"part-{i:02d}.csv", r) for i in range(FILES) for r in range(ROWS)]
-    assert all(r["prediction"] == 2 * (int(r["file_name"][5:7]) * 100 + r["row"]) + r["row"]
-               for r in rows)
+    assert all(
+        r["prediction"] == 2 * (int(r["file_name"][5:7]) * 100 + r["row"]) + r["row"] for r in rows
+    )
     # mini_batch_size=1: each mini-batch the interrupted run committed is one file skipped now.
     assert 2 <= interrupted.committed_at_exit < FILES
     summary = json.loads((resumed.out / "_summary.json").read_text())
@@ -245,13 +291,16 @@ def test_cli_interrupted_overwrite_keeps_the_old_output_and_says_resume_finishes
         f"error: interrupted by SIGINT; Spark was stopped and {run.out} is unchanged. The "
         "mini-batches this overwrite run committed beside it are kept: run the same command "
         "again with --set resume=true to finish it (its output then replaces the old one), or "
-        "without resume to start over.")
+        "without resume to start over."
+    )
     assert run.out_at_exit == ["old.txt"]
     assert run.left == []
 
     assert resumed.returncode == 0, resumed.text
-    assert f"resuming the overwrite run that was interrupted in {run.out.parent}/.replaced" \
+    assert (
+        f"resuming the overwrite run that was interrupted in {run.out.parent}/.replaced"
         ".sparkscore-" in resumed.text
+    )
     summary = json.loads((run.out / "_summary.json").read_text())
     assert summary["files_skipped"] == run.committed_at_exit >= 2
     assert summary["rows_scored"] == FILES * ROWS
@@ -262,7 +311,8 @@ def test_cli_refusal_is_the_last_line_and_leaves_no_spark_process(runs):
     run = runs["refused"]
     assert run.returncode == 2, run.text
     assert last_line(run.text).startswith(
-        f"error: {run.out}: already exists and is not empty; nothing was touched.")
+        f"error: {run.out}: already exists and is not empty; nothing was touched."
+    )
     assert "Traceback" not in run.text
     assert run.left == []
     assert sorted(p.name for p in run.out.iterdir()) == ["old.txt"]
@@ -275,7 +325,8 @@ def test_cli_task_over_the_file_size_limit_ends_with_the_os_error(runs):
         r"error: a Spark task failed: OutputError: .*/predictions/part-00000\.parquet: cannot be "
         r"written \(\[Errno 27\] Error writing bytes to file\. Detail: \[errno 27\] File too "
         r"large\)\. Check the space and permissions there, or choose another output\.",
-        last_line(run.text)), last_line(run.text)
+        last_line(run.text),
+    ), last_line(run.text)
     assert run.left == []
 
 
@@ -288,7 +339,8 @@ def test_cli_task_out_of_disk_space_ends_with_the_os_error(runs, tiny_disk):
         r"error: a Spark task failed: OutputError: .*/predictions/part-00000\.parquet: cannot be "
         r"written \(\[Errno 28\] Error writing bytes to file\. Detail: \[errno 28\] No space "
         r"left on device\)\. Check the space and permissions there, or choose another output\.",
-        last_line(run.text)), last_line(run.text)
+        last_line(run.text),
+    ), last_line(run.text)
     assert run.left == []
 
 
@@ -303,10 +355,24 @@ def handles(pid: int, signum: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_cli_signal_while_importing_ends_with_one_line(tmp_path, sig):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sparkscore.cli", "score", "--model", str(tmp_path / "model"),
-         "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-        preexec_fn=_default_sigint)
+        [
+            sys.executable,
+            "-m",
+            "sparkscore.cli",
+            "score",
+            "--model",
+            str(tmp_path / "model"),
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=_default_sigint,
+    )
     # Python handles no SIGHUP by itself (the last of the three the command handles): a handler
     # means the command is now importing the job (pyspark, pandas, pyarrow: a second or more).
     while not handles(proc.pid, signal.SIGHUP):
@@ -316,7 +382,8 @@ def test_cli_signal_while_importing_ends_with_one_line(tmp_path, sig):
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig
     assert output.splitlines() == [
-        f"error: interrupted by {sig.name} before the job started; nothing was done."]
+        f"error: interrupted by {sig.name} before the job started; nothing was done."
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,17 +412,28 @@ def tasks() -> dict[str, object]:
     return {f.__name__: f for f in (disk_full, chained, bad_json, crash)}
 
 
-@pytest.mark.parametrize("task, line", [
-    ("disk_full", "a Spark task failed: OSError: [Errno 28] No space left on device: "
-                  "'/data/out/part-00000.parquet'"),
-    ("chained", "a Spark task failed: ValueError: the writer gave up"),
-    ("bad_json", "a Spark task failed: JSONDecodeError: Expecting value: line 1 column 1 "
-                 "(char 0)"),
-    ("crash", "a Spark task failed: SparkException: Python worker exited unexpectedly "
-              "(crashed). Consider setting 'spark.sql.execution.pyspark.udf.faulthandler.enabled' "
-              "or'spark.python.worker.faulthandler.enabled' configuration to 'true' for the "
-              "better Python traceback."),
-])
+@pytest.mark.parametrize(
+    "task, line",
+    [
+        (
+            "disk_full",
+            "a Spark task failed: OSError: [Errno 28] No space left on device: "
+            "'/data/out/part-00000.parquet'",
+        ),
+        ("chained", "a Spark task failed: ValueError: the writer gave up"),
+        (
+            "bad_json",
+            "a Spark task failed: JSONDecodeError: Expecting value: line 1 column 1 (char 0)",
+        ),
+        (
+            "crash",
+            "a Spark task failed: SparkException: Python worker exited unexpectedly "
+            "(crashed). Consider setting 'spark.sql.execution.pyspark.udf.faulthandler.enabled' "
+            "or'spark.python.worker.faulthandler.enabled' configuration to 'true' for the "
+            "better Python traceback.",
+        ),
+    ],
+)
 def test_failure_line_names_what_the_task_raised_not_its_wrapper(spark, task, line):
     with pytest.raises(Exception) as failed:
         spark.sparkContext.parallelize([1], 1).foreach(tasks()[task])
@@ -367,4 +445,5 @@ def test_failure_line_names_the_java_error_of_a_job_that_ran_no_task(spark, tmp_
         spark.sparkContext.textFile(str(tmp_path / "missing")).collect()
     assert _failure_line(failed.value) == (
         f"the job failed: InvalidInputException: Input path does not exist: "
-        f"file:{tmp_path / 'missing'}")
+        f"file:{tmp_path / 'missing'}"
+    )

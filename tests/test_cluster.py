@@ -41,8 +41,9 @@ def spark_env(tmp: Path) -> dict[str, str]:
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_for(log: Path, text: str, proc: subprocess.Popen, seconds: float = 90) -> None:
@@ -62,16 +63,43 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
     master_log, worker_log = tmp / "master.log", tmp / "worker.log"
-    master = start([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                    "--port", str(port), "--webui-port", str(free_port())], env, master_log)
+    master = start(
+        [
+            spark_class,
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(free_port()),
+        ],
+        env,
+        master_log,
+    )
     procs = [master]
     try:
         wait_for(master_log, "I have been elected leader", master)
         url = f"spark://127.0.0.1:{port}"
-        worker = start([spark_class, "org.apache.spark.deploy.worker.Worker", url,
-                        "--host", "127.0.0.1", "--webui-port", str(free_port()),
-                        "--cores", "2", "--memory", "2g", "--work-dir", str(tmp / "work")],
-                       env, worker_log)
+        worker = start(
+            [
+                spark_class,
+                "org.apache.spark.deploy.worker.Worker",
+                url,
+                "--host",
+                "127.0.0.1",
+                "--webui-port",
+                str(free_port()),
+                "--cores",
+                "2",
+                "--memory",
+                "2g",
+                "--work-dir",
+                str(tmp / "work"),
+            ],
+            env,
+            worker_log,
+        )
         procs.append(worker)
         wait_for(worker_log, "Successfully registered with master", worker)
         yield url
@@ -88,15 +116,33 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_cluster_job_scores_every_row_on_a_standalone_master_and_worker(cluster, tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
-        [str(BIN / "spark-submit"), "--master", cluster, str(ROOT / "jobs" / "score.py"),
-         "--model", str(EXAMPLE / "model"), "--input", str(EXAMPLE / "input"),
-         "--output", str(out), "--set", "passthrough_columns=[patient_id]",
-         "--set", "mini_batch_size=1"],
-        env=spark_env(tmp_path), capture_output=True, text=True, timeout=300,
+        [
+            str(BIN / "spark-submit"),
+            "--master",
+            cluster,
+            str(ROOT / "jobs" / "score.py"),
+            "--model",
+            str(EXAMPLE / "model"),
+            "--input",
+            str(EXAMPLE / "input"),
+            "--output",
+            str(out),
+            "--set",
+            "passthrough_columns=[patient_id]",
+            "--set",
+            "mini_batch_size=1",
+        ],
+        env=spark_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1].startswith(
-        "sparkscore: succeeded: 4 of 4 files scored, 300 rows scored, 0 rows failed")
+    assert (
+        done.stdout.strip()
+        .splitlines()[-1]
+        .startswith("sparkscore: succeeded: 4 of 4 files scored, 300 rows scored, 0 rows failed")
+    )
 
     import sparkscore
 
@@ -107,17 +153,21 @@ def test_cluster_job_scores_every_row_on_a_standalone_master_and_worker(cluster,
         df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
         for row, (pid, p) in enumerate(zip(df["patient_id"], model.predict(df))):
             expected.append((path.name, row, int(pid), float(p)))
-    assert [tuple(r) for r in got[["file_name", "row", "patient_id", "prediction"]]
-            .itertuples(index=False)] == expected
+    assert [
+        tuple(r)
+        for r in got[["file_name", "row", "patient_id", "prediction"]].itertuples(index=False)
+    ] == expected
     summary = json.loads((out / "_summary.json").read_text())
     assert summary["input"]["mini_batches"] == 4
     assert summary["model_loads"] == summary["python_workers"]
-    assert all(m.get("worker") for m in (json.loads(p.read_text())
-                                          for p in (out / "_manifest").iterdir()))
+    assert all(
+        m.get("worker") for m in (json.loads(p.read_text()) for p in (out / "_manifest").iterdir())
+    )
 
 
 def test_cluster_job_ships_the_models_environment_to_the_worker(
-        cluster, light_chaos, env_cache, tmp_path, tmp_path_factory):
+    cluster, light_chaos, env_cache, tmp_path, tmp_path_factory
+):
     model = light_chaos()
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -125,10 +175,26 @@ def test_cluster_job_ships_the_models_environment_to_the_worker(
     out = tmp_path / "out"
 
     done = subprocess.run(
-        [str(BIN / "spark-submit"), "--master", cluster, str(ROOT / "jobs" / "score.py"),
-         "--model", str(model), "--input", str(inputs), "--output", str(out),
-         "--set", "env_manager=virtualenv", "--set", f"env_cache={env_cache}"],
-        env=spark_env(tmp_path), capture_output=True, text=True, timeout=600,
+        [
+            str(BIN / "spark-submit"),
+            "--master",
+            cluster,
+            str(ROOT / "jobs" / "score.py"),
+            "--model",
+            str(model),
+            "--input",
+            str(inputs),
+            "--output",
+            str(out),
+            "--set",
+            "env_manager=virtualenv",
+            "--set",
+            f"env_cache={env_cache}",
+        ],
+        env=spark_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -34,12 +34,23 @@ def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
     log = tmp / "server.log"
     server = subprocess.Popen(
-        [str(BIN / "spark-submit"), "--class",
-         "org.apache.spark.sql.connect.service.SparkConnectServer", "--master", "local[2]",
-         "--conf", f"spark.connect.grpc.binding.port={port}",
-         "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
-         "--conf", "spark.ui.enabled=false"],
-        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(BIN / "spark-submit"),
+            "--class",
+            "org.apache.spark.sql.connect.service.SparkConnectServer",
+            "--master",
+            "local[2]",
+            "--conf",
+            f"spark.connect.grpc.binding.port={port}",
+            "--conf",
+            "spark.connect.grpc.binding.address=127.0.0.1",
+            "--conf",
+            "spark.ui.enabled=false",
+        ],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -75,8 +86,9 @@ def test_connect_spark_udf_ships_the_model_with_add_artifacts(connect_url):
         print(json.dumps([out.schema["p"].dataType.simpleString(),
                           [r.p for r in out.select("p").collect()]]))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     dtype, values = json.loads(done.stdout.strip().splitlines()[-1])
     assert dtype == "double"
@@ -85,14 +97,30 @@ def test_connect_spark_udf_ships_the_model_with_add_artifacts(connect_url):
 
 def test_connect_job_runs_with_remote(connect_url, tmp_path):
     done = subprocess.run(
-        [str(BIN / "sparkscore"), "score", "--remote", connect_url,
-         "--model", str(EXAMPLE / "model"), "--input", str(EXAMPLE / "input"),
-         "--output", str(tmp_path / "out"), "--set", "passthrough_columns=[patient_id]"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(BIN / "sparkscore"),
+            "score",
+            "--remote",
+            connect_url,
+            "--model",
+            str(EXAMPLE / "model"),
+            "--input",
+            str(EXAMPLE / "input"),
+            "--output",
+            str(tmp_path / "out"),
+            "--set",
+            "passthrough_columns=[patient_id]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1].startswith(
-        "sparkscore: succeeded: 4 of 4 files scored, 300 rows scored")
+    assert (
+        done.stdout.strip()
+        .splitlines()[-1]
+        .startswith("sparkscore: succeeded: 4 of 4 files scored, 300 rows scored")
+    )
     table = pq.read_table(tmp_path / "out" / "predictions").to_pandas()
     got = table[table.file_name == "visits-2024-01.csv"].sort_values("row")
     assert got["prediction"].tolist() == pytest.approx(expected_predictions(), rel=1e-12)
@@ -101,17 +129,33 @@ def test_connect_job_runs_with_remote(connect_url, tmp_path):
 
 
 def test_connect_job_ships_the_models_environment_with_add_artifacts(
-        connect_url, light_chaos, env_cache, tmp_path):
+    connect_url, light_chaos, env_cache, tmp_path
+):
     model = light_chaos()
     inputs = tmp_path / "in"
     inputs.mkdir()
     pd.DataFrame({"a": [1.5, 2.5], "b": [1, 2]}).to_csv(inputs / "a.csv", index=False)
 
     done = subprocess.run(
-        [str(BIN / "sparkscore"), "score", "--remote", connect_url, "--model", str(model),
-         "--input", str(inputs), "--output", str(tmp_path / "out"),
-         "--set", "env_manager=virtualenv", "--set", f"env_cache={env_cache}"],
-        capture_output=True, text=True, timeout=600,
+        [
+            str(BIN / "sparkscore"),
+            "score",
+            "--remote",
+            connect_url,
+            "--model",
+            str(model),
+            "--input",
+            str(inputs),
+            "--output",
+            str(tmp_path / "out"),
+            "--set",
+            "env_manager=virtualenv",
+            "--set",
+            f"env_cache={env_cache}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -140,8 +184,9 @@ def test_connect_failure_line_names_what_the_task_raised(connect_url):
             print(type(e).__module__, type(e).__name__)
             print(_failure_line(e))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == [
         "pyspark.errors.exceptions.connect PythonException",

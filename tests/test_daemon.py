@@ -30,7 +30,10 @@ BIN = Path(sys.executable).parent
 
 def test_a_skops_model_preloads_sklearn_and_skops(zoo):
     assert daemon.preload_modules(str(zoo.lr_skops), "local") == (
-        "sparkscore.tasks", "sklearn", "skops.io")
+        "sparkscore.tasks",
+        "sklearn",
+        "skops.io",
+    )
 
 
 def test_a_pickled_model_preloads_sklearn_only(zoo):
@@ -39,7 +42,9 @@ def test_a_pickled_model_preloads_sklearn_only(zoo):
 
 def test_an_mlflow_pyfunc_model_preloads_its_loader_module(zoo):
     assert daemon.preload_modules(str(zoo.python_model), "local") == (
-        "sparkscore.tasks", "mlflow.pyfunc.model")
+        "sparkscore.tasks",
+        "mlflow.pyfunc.model",
+    )
 
 
 def test_a_loader_from_the_models_own_code_is_not_preloaded(zoo):
@@ -57,15 +62,15 @@ def test_a_library_the_models_code_folder_shadows_is_not_preloaded(tmp_path, zoo
         (model / "code" / "mlflow").mkdir(parents=True)
         (model / "MLmodel").write_text(
             "flavors:\n  python_function:\n    loader_module: mlflow.marker_flavor\n"
-            "    code: code\n")
+            "    code: code\n"
+        )
     else:
         shutil.copytree(zoo.lr_skops, model)
         (model / "code" / "sklearn").mkdir(parents=True)
         doc = yaml.safe_load((model / "MLmodel").read_text())
         doc["flavors"]["sklearn"]["code"] = "code"
         (model / "MLmodel").write_text(yaml.safe_dump(doc))
-    (model / "code" / package / "__init__.py").write_text(
-        f"import os\nos.mkdir({str(marker)!r})\n")
+    (model / "code" / package / "__init__.py").write_text(f"import os\nos.mkdir({str(marker)!r})\n")
 
     modules = daemon.preload_modules(str(model), "local")
     daemon.preload(modules)
@@ -101,14 +106,17 @@ def test_configure_keeps_a_daemon_the_user_chose():
 
 def test_preload_imports_what_it_can_and_names_what_it_cannot():
     # The daemon's stdout carries its port to the JVM: a failed import is reported on stderr.
-    code = ("from sparkscore.daemon import preload; import sys; "
-            "preload(['colorsys', 'no_such_module_xyz']); "
-            "print('colorsys' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    code = (
+        "from sparkscore.daemon import preload; import sys; "
+        "preload(['colorsys', 'no_such_module_xyz']); "
+        "print('colorsys' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "True\n"
-    assert "sparkscore: could not preload no_such_module_xyz: No module named " \
-           "'no_such_module_xyz'" in done.stderr
+    assert (
+        "sparkscore: could not preload no_such_module_xyz: No module named "
+        "'no_such_module_xyz'" in done.stderr
+    )
 
 
 JOB = textwrap.dedent("""
@@ -134,8 +142,14 @@ def test_workers_forked_by_the_daemon_start_with_the_models_libraries(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(JOB)
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    done = subprocess.run([str(BIN / "spark-submit"), "--master", "local[2]", str(script)],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    done = subprocess.run(
+        [str(BIN / "spark-submit"), "--master", "local[2]", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
     result = json.loads(line.removeprefix("RESULT "))
@@ -154,4 +168,6 @@ def test_a_worker_keeps_its_loaded_model_out_of_garbage_collection(spark, zoo):
         yield any(o is model for o in gc.get_objects())
 
     assert spark.sparkContext.parallelize(range(2), 2).mapPartitions(collectable).collect() == [
-        False, False]
+        False,
+        False,
+    ]

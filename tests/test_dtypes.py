@@ -39,25 +39,47 @@ def test_types_row_is_one_type_in_numpy_arrow_and_spark(t: DataType) -> None:
 
 def test_types_arrow_is_what_a_column_is_read_as() -> None:
     assert {t.value: str(TYPES[t].arrow) for t in DataType} == {
-        "boolean": "bool", "integer": "int32", "long": "int64", "float": "float",
-        "double": "double", "string": "string", "binary": "binary", "datetime": "timestamp[ns]",
+        "boolean": "bool",
+        "integer": "int32",
+        "long": "int64",
+        "float": "float",
+        "double": "double",
+        "string": "string",
+        "binary": "binary",
+        "datetime": "timestamp[ns]",
     }
 
 
-@pytest.mark.parametrize(("dtype", "name"), [
-    ("float64", "double"), ("float32", "float"), ("float16", "float"), ("int64", "bigint"),
-    ("int32", "int"), ("int16", "smallint"), ("int8", "tinyint"), ("uint8", "smallint"),
-    ("uint16", "int"), ("uint32", "bigint"), ("bool", "boolean"), ("U3", "string"),
-    ("object", "string"), ("datetime64[ns]", "timestamp"),
-])
+@pytest.mark.parametrize(
+    ("dtype", "name"),
+    [
+        ("float64", "double"),
+        ("float32", "float"),
+        ("float16", "float"),
+        ("int64", "bigint"),
+        ("int32", "int"),
+        ("int16", "smallint"),
+        ("int8", "tinyint"),
+        ("uint8", "smallint"),
+        ("uint16", "int"),
+        ("uint32", "bigint"),
+        ("bool", "boolean"),
+        ("U3", "string"),
+        ("object", "string"),
+        ("datetime64[ns]", "timestamp"),
+    ],
+)
 def test_tensor_spark_name_holds_every_value(dtype: str, name: str) -> None:
     assert tensor_spark_name(np.dtype(dtype)) == name
 
 
-@pytest.mark.parametrize(("dtype", "message"), [
-    ("uint64", "tensor dtype uint64 has no lossless Spark type"),
-    ("complex128", "tensor dtype complex128 has no Spark type"),
-])
+@pytest.mark.parametrize(
+    ("dtype", "message"),
+    [
+        ("uint64", "tensor dtype uint64 has no lossless Spark type"),
+        ("complex128", "tensor dtype complex128 has no Spark type"),
+    ],
+)
 def test_tensor_spark_name_refuses_what_spark_cannot_hold(dtype: str, message: str) -> None:
     with pytest.raises(TypeError, match=f"^{message}$"):
         tensor_spark_name(np.dtype(dtype))
@@ -68,5 +90,6 @@ def test_python_value_is_what_a_user_would_type() -> None:
     assert python_value(np.array([[1.5], [2.5]])) == [[1.5], [2.5]]
     assert python_value(np.array([np.array([1, 2]), None], dtype=object)) == [[1, 2], None]
     assert python_value(np.datetime64("2024-01-02T03:04:05", "us")) == dt.datetime(
-        2024, 1, 2, 3, 4, 5)
+        2024, 1, 2, 3, 4, 5
+    )
     assert python_value(("a", 1)) == ("a", 1)  # tuples stay: Arrow reads them as struct values

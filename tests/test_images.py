@@ -36,8 +36,7 @@ def encoded(pixels: np.ndarray | Image.Image, fmt: str = "PNG") -> bytes:
 
 
 def tensor_input(dtype: str, shape: list[int]) -> ImageInput:
-    schema = Schema.from_list([{"type": "tensor", "tensor-spec": {"dtype": dtype,
-                                                                  "shape": shape}}])
+    schema = Schema.from_list([{"type": "tensor", "tensor-spec": {"dtype": dtype, "shape": shape}}])
     return ImageInput.for_schema(schema)
 
 
@@ -51,15 +50,18 @@ def rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def test_images_decode_gives_pillow_pixels_for_each_mode():
     color = rgb(4, 6)
-    sixteen = (DIGIT.astype(np.uint16) * 257)
+    sixteen = DIGIT.astype(np.uint16) * 257
     cases = {
         "gray.png": (encoded(DIGIT), "L", DIGIT),
         "gray.bmp": (encoded(DIGIT, "BMP"), "L", DIGIT),
         "gray.tiff": (encoded(DIGIT, "TIFF"), "L", DIGIT),
         "color.png": (encoded(color), "RGB", color),
         "color.tiff": (encoded(color, "TIFF"), "RGB", color),
-        "alpha.png": (encoded(np.dstack([color, color[..., :1]])), "RGBA",
-                      np.dstack([color, color[..., :1]])),
+        "alpha.png": (
+            encoded(np.dstack([color, color[..., :1]])),
+            "RGBA",
+            np.dstack([color, color[..., :1]]),
+        ),
         "sixteen.png": (encoded(Image.fromarray(sixteen)), "I;16", sixteen),
     }
     for name, (data, mode, pixels) in cases.items():
@@ -103,9 +105,9 @@ def test_images_corrupt_truncated_and_empty_files_are_read_errors_naming_the_fil
         got[name] = str(info.value)
     assert got == {
         "half.png": "half.png: the file is not a readable PNG image; it may be truncated or "
-                    "corrupt (image file is truncated).",
+        "corrupt (image file is truncated).",
         "junk.jpg": "junk.jpg: the file is not a readable JPG image: Pillow recognizes no "
-                    "image format in it.",
+        "image format in it.",
         "empty.gif": "empty.gif: the file is empty (0 bytes).",
     }
 
@@ -177,12 +179,18 @@ def test_images_shape_that_does_not_fit_names_file_decoded_and_expected_shape():
         tensor_input("float32", [-1, 8, 8]).tensor(Decoded(rgb(8, 8), "RGB"), file="cat.png")
     e = info.value
     assert (e.file, e.row, e.shape, e.expected_shape, e.mode) == (
-        "cat.png", None, (8, 8, 3), (-1, 8, 8), "RGB")
+        "cat.png",
+        None,
+        (8, 8, 3),
+        (-1, 8, 8),
+        "RGB",
+    )
     assert isinstance(e, SchemaEnforcementError)
     assert str(e) == (
         "cat.png: the image has shape [8, 8, 3] (Pillow mode RGB), which cannot be reshaped to "
         "the signature's tensor shape [-1, 8, 8] (-1 is any size); convert the images to that "
-        "shape, or save the model with a signature that takes this one.")
+        "shape, or save the model with a signature that takes this one."
+    )
 
 
 def test_images_cast_refuses_pixels_that_would_change():
@@ -192,7 +200,8 @@ def test_images_cast_refuses_pixels_that_would_change():
     assert str(info.value) == (
         "deep.png: the image's pixels are uint16 (Pillow mode I;16), and a value (e.g. 300) "
         "cannot be converted safely to uint8, the signature's tensor type; save the model with "
-        "a tensor type that holds uint16 values.")
+        "a tensor type that holds uint16 values."
+    )
     with pytest.raises(SchemaEnforcementError) as info:
         ImageInput.for_schema(None).tensor(Decoded(sixteen, "I;16"), file="deep.png")
     assert "to uint8, the type a model without a signature receives;" in str(info.value)
@@ -206,18 +215,26 @@ def test_images_for_schema_decides_once_what_a_model_takes():
     assert refused.refusal == (
         "the model's signature takes columns (a: double, b: long), not images; image files need "
         "a model whose input is one tensor (TensorSpec) or one binary column. Leave the image "
-        "files out of the input, or score them with a model that takes images.")
+        "files out of the input, or score them with a model that takes images."
+    )
     with pytest.raises(SchemaEnforcementError) as info:
         refused.model_input(encoded(DIGIT), name="x.png")
     assert str(info.value) == "x.png: this is an image file, but " + refused.refusal
 
-    two = Schema.from_list([
-        {"type": "tensor", "name": "left", "tensor-spec": {"dtype": "uint8", "shape": [-1, 8]}},
-        {"type": "tensor", "name": "right", "tensor-spec": {"dtype": "uint8", "shape": [-1, 8]}},
-    ])
+    two = Schema.from_list(
+        [
+            {"type": "tensor", "name": "left", "tensor-spec": {"dtype": "uint8", "shape": [-1, 8]}},
+            {
+                "type": "tensor",
+                "name": "right",
+                "tensor-spec": {"dtype": "uint8", "shape": [-1, 8]},
+            },
+        ]
+    )
     assert ImageInput.for_schema(two).refusal == (
         "the model takes 2 named tensors (left, right), and an image fills only one; score "
-        "image files with a model whose input is one tensor.")
+        "image files with a model whose input is one tensor."
+    )
 
     binary = ImageInput.for_schema(Schema.from_list([{"type": "binary", "name": "image"}]))
     frame = binary.model_input(b"\x89PNG...", name="x.png")
@@ -229,20 +246,23 @@ def test_images_for_schema_decides_once_what_a_model_takes():
 
 
 def test_images_row_tensors_decode_a_binary_column_and_shape_an_array_column():
-    how_schema = Schema.from_list([{"type": "tensor",
-                                    "tensor-spec": {"dtype": "float32", "shape": [-1, 8, 8]}}])
+    how_schema = Schema.from_list(
+        [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 8, 8]}}]
+    )
     digits = digit_images(3)
     encoded_rows = pd.DataFrame({"content": [encoded(d) for d in digits]})
     tensors = row_tensors(encoded_rows, how_schema)
     assert [t.shape for t in tensors] == [(1, 8, 8)] * 3
     np.testing.assert_array_equal(np.concatenate(tensors), digits.astype(np.float32))
 
-    nested = pd.DataFrame({"pixels": [np.array([np.array(r) for r in d], dtype=object)
-                                      for d in digits]})
+    nested = pd.DataFrame(
+        {"pixels": [np.array([np.array(r) for r in d], dtype=object) for d in digits]}
+    )
     flat = pd.DataFrame({"pixels": [d.reshape(64) for d in digits]})
     for frame in (nested, flat):
-        np.testing.assert_array_equal(np.concatenate(row_tensors(frame, how_schema)),
-                                      digits.astype(np.float32))
+        np.testing.assert_array_equal(
+            np.concatenate(row_tensors(frame, how_schema)), digits.astype(np.float32)
+        )
 
     table = Schema.from_list([{"type": "double", "name": "a"}])
     assert row_tensors(pd.DataFrame({"a": [1.0]}), table) is None
@@ -251,22 +271,28 @@ def test_images_row_tensors_decode_a_binary_column_and_shape_an_array_column():
 
 
 def test_images_row_tensors_name_the_column_for_bad_rows():
-    schema = Schema.from_list([{"type": "tensor",
-                                "tensor-spec": {"dtype": "uint8", "shape": [-1, 8, 8]}}])
+    schema = Schema.from_list(
+        [{"type": "tensor", "tensor-spec": {"dtype": "uint8", "shape": [-1, 8, 8]}}]
+    )
     with pytest.raises(ReadError) as info:
         row_tensors(pd.DataFrame({"content": [encoded(DIGIT), b"junk"]}), schema)
-    assert str(info.value) == ("column 'content': a value is not a readable image: Pillow "
-                               "recognizes no image format in it.")
+    assert str(info.value) == (
+        "column 'content': a value is not a readable image: Pillow "
+        "recognizes no image format in it."
+    )
     with pytest.raises(SchemaEnforcementError) as info:
         row_tensors(pd.DataFrame({"content": [encoded(DIGIT), None]}), schema)
-    assert str(info.value) == ("column 'content' holds a null where an image is expected; "
-                               "filter out the nulls before scoring.")
+    assert str(info.value) == (
+        "column 'content' holds a null where an image is expected; "
+        "filter out the nulls before scoring."
+    )
     with pytest.raises(ImageShapeError) as info:
         row_tensors(pd.DataFrame({"pixels": [np.zeros(10)]}), schema)
     assert str(info.value) == (
         "an image in column 'pixels' has shape [10], which cannot be reshaped to the "
         "signature's tensor shape [-1, 8, 8] (-1 is any size); convert the images to that "
-        "shape, or save the model with a signature that takes this one.")
+        "shape, or save the model with a signature that takes this one."
+    )
 
 
 def test_images_stack_runs_keeps_order_and_stacks_equal_shapes():
@@ -291,26 +317,36 @@ def png_header_only(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_images_decompression_bomb_names_its_size_and_pillows_limit():
     limit = Image.MAX_IMAGE_PIXELS
     with pytest.raises(ReadError) as info:
         decode(png_header_only(30_000, 20_000), name="huge.png")
-    assert (info.value.file, str(info.value)) == ("huge.png", (
-        f"huge.png: the file is a PNG image of 600,000,000 pixels, more than Pillow decodes "
-        f"({2 * limit:,}: twice PIL.Image.MAX_IMAGE_PIXELS), its guard against decompression "
-        "bombs; resize the image, or leave it out of the input."))
+    assert (info.value.file, str(info.value)) == (
+        "huge.png",
+        (
+            f"huge.png: the file is a PNG image of 600,000,000 pixels, more than Pillow decodes "
+            f"({2 * limit:,}: twice PIL.Image.MAX_IMAGE_PIXELS), its guard against decompression "
+            "bombs; resize the image, or leave it out of the input."
+        ),
+    )
     with pytest.raises(ReadError) as info:
         row_tensors(pd.DataFrame({"content": [png_header_only(30_000, 20_000)]}), None)
     assert str(info.value).startswith(
-        "column 'content': a value is an image of 600,000,000 pixels, more than Pillow decodes")
+        "column 'content': a value is an image of 600,000,000 pixels, more than Pillow decodes"
+    )
 
 
 def test_images_file_removed_after_planning_says_so(tmp_path: Path):
@@ -321,4 +357,5 @@ def test_images_file_removed_after_planning_says_so(tmp_path: Path):
     with pytest.raises(ReadError) as info:
         read_bytes(pafs.LocalFileSystem(), planned)
     assert str(info.value) == (
-        "gone.png: the file no longer exists: it was removed after the job was planned.")
+        "gone.png: the file no longer exists: it was removed after the job was planned."
+    )

@@ -32,14 +32,18 @@ def write_files(folder: Path, count: int, rows: int, poison: set[int]) -> list[I
             a[1] = POISON
         path = folder / f"f{i:02d}.csv"
         pd.DataFrame({"a": a, "b": range(rows)}).to_csv(path, index=False)
-        files.append(InputFile(path=str(path), name=path.name, size=path.stat().st_size,
-                               kind="csv"))
+        files.append(
+            InputFile(path=str(path), name=path.name, size=path.stat().st_size, kind="csv")
+        )
     return files
 
 
 def run(model, files: list[InputFile], batch_rows: int | None = None):
-    spec = ScoringSpec(prediction_type=pa.float64(),
-                       column_types=csv_column_types(model.input_schema), batch_rows=batch_rows)
+    spec = ScoringSpec(
+        prediction_type=pa.float64(),
+        column_types=csv_column_types(model.input_schema),
+        batch_rows=batch_rows,
+    )
     sinks: list[SpillBuffer] = []
 
     def sink_for(_file):
@@ -47,8 +51,12 @@ def run(model, files: list[InputFile], batch_rows: int | None = None):
         return sinks[-1]
 
     result = score_isolated(LOCAL, MiniBatch(4, tuple(files)), lambda: model, spec, sink_for)
-    rows = sorted((r["file_name"], r["row"], r["prediction"]) for s in sinks
-                  for b in s.batches() for r in b.to_pylist())
+    rows = sorted(
+        (r["file_name"], r["row"], r["prediction"])
+        for s in sinks
+        for b in s.batches()
+        for r in b.to_pylist()
+    )
     return result, rows
 
 
@@ -59,19 +67,25 @@ def test_isolation_records_the_file_that_kills_its_worker_and_scores_the_rest(tm
 
     result, rows = run(model, files)
 
-    assert rows == sorted((f"f{i:02d}.csv", r, (i * 100 + r) * 2.0 + r)
-                          for i in range(7) if i != 4 for r in range(4))
-    assert [(f.name, f.failed, f.rows_read, f.rows_scored, f.rows_failed) for f in result.files] \
-        == [(f"f{i:02d}.csv", i == 4, 4, 0 if i == 4 else 4, 4 if i == 4 else 0)
-            for i in range(7)]
-    how = ("killed by signal 11, SIGSEGV" if crash else "exit code 3")
-    assert result.errors == [{
-        "file_name": "f04.csv", "row": None, "stage": "predict", "error_type": "WorkerDiedError",
-        "message": f"f04.csv: the Python worker scoring this file died ({how}) in every attempt "
-        "of its mini-batch and again when the file was scored alone; the file is left out and "
-        "the rest of its mini-batch was scored. Check the model's predict on this file's rows "
-        "(memory, native code).",
-    }]
+    assert rows == sorted(
+        (f"f{i:02d}.csv", r, (i * 100 + r) * 2.0 + r) for i in range(7) if i != 4 for r in range(4)
+    )
+    assert [
+        (f.name, f.failed, f.rows_read, f.rows_scored, f.rows_failed) for f in result.files
+    ] == [(f"f{i:02d}.csv", i == 4, 4, 0 if i == 4 else 4, 4 if i == 4 else 0) for i in range(7)]
+    how = "killed by signal 11, SIGSEGV" if crash else "exit code 3"
+    assert result.errors == [
+        {
+            "file_name": "f04.csv",
+            "row": None,
+            "stage": "predict",
+            "error_type": "WorkerDiedError",
+            "message": f"f04.csv: the Python worker scoring this file died ({how}) in every "
+            "attempt of its mini-batch and again when the file was scored alone; the file is "
+            "left out and the rest of its mini-batch was scored. Check the model's predict on "
+            "this file's rows (memory, native code).",
+        }
+    ]
 
 
 def test_isolation_finds_every_poison_file_among_gathered_small_files(tmp_path):
@@ -88,14 +102,24 @@ def test_isolation_finds_every_poison_file_among_gathered_small_files(tmp_path):
 def test_isolation_gives_what_score_batch_gives_when_nothing_dies(tmp_path):
     model = sparkscore.load_model(chaos_model(tmp_path))
     files = write_files(tmp_path / "in", count=3, rows=5, poison=set())
-    spec = ScoringSpec(prediction_type=pa.float64(),
-                       column_types=csv_column_types(model.input_schema))
+    spec = ScoringSpec(
+        prediction_type=pa.float64(), column_types=csv_column_types(model.input_schema)
+    )
     sinks: list[SpillBuffer] = []
-    expected = score_batch(LOCAL, MiniBatch(4, tuple(files)), model, spec,
-                           lambda _f: sinks.append(SpillBuffer(spec.output_schema)) or sinks[-1])
+    expected = score_batch(
+        LOCAL,
+        MiniBatch(4, tuple(files)),
+        model,
+        spec,
+        lambda _f: sinks.append(SpillBuffer(spec.output_schema)) or sinks[-1],
+    )
 
     result, rows = run(model, files)
 
     assert [f.record() for f in result.files] == [f.record() for f in expected.files]
-    assert rows == sorted((r["file_name"], r["row"], r["prediction"]) for s in sinks
-                          for b in s.batches() for r in b.to_pylist())
+    assert rows == sorted(
+        (r["file_name"], r["row"], r["prediction"])
+        for s in sinks
+        for b in s.batches()
+        for r in b.to_pylist()
+    )

@@ -36,9 +36,22 @@ BIN = Path(sys.executable).parent
 
 # The keys other tools read from _summary.json (issue 4): keep the names.
 SUMMARY_KEYS = {
-    "job_id", "status", "started", "ended", "duration_s", "rows_per_s", "model", "settings",
-    "files_total", "files_succeeded", "files_failed", "files_skipped", "rows_scored",
-    "rows_failed", "spark_version", "python_version",
+    "job_id",
+    "status",
+    "started",
+    "ended",
+    "duration_s",
+    "rows_per_s",
+    "model",
+    "settings",
+    "files_total",
+    "files_succeeded",
+    "files_failed",
+    "files_skipped",
+    "rows_scored",
+    "rows_failed",
+    "spark_version",
+    "python_version",
 }
 MODEL_KEYS = {"path", "sha256", "flavor", "signature", "mlflow_version", "run_id"}
 
@@ -49,11 +62,13 @@ MODEL_KEYS = {"path", "sha256", "flavor", "signature", "mlflow_version", "run_id
 
 def frame(first_id: int, n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "id": np.arange(first_id, first_id + n, dtype=np.int64),
-        "a": rng.normal(size=n).round(3),
-        "b": (np.arange(n) % 3).astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(first_id, first_id + n, dtype=np.int64),
+            "a": rng.normal(size=n).round(3),
+            "b": (np.arange(n) % 3).astype(np.int64),
+        }
+    )
 
 
 # file name -> rows, for the mixed folder; `sub/x.csv` is read only with recursive: true.
@@ -144,8 +159,15 @@ def run_in_group(spark, group: str, *args: Any, **kwargs: Any) -> dict[str, Any]
 @pytest.fixture(scope="module")
 def parquet_run(spark, zoo, mixed, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "parquet"
-    summary = run_in_group(spark, "parquet_run", zoo.lr_skops, mixed, out,
-                           passthrough_columns=["id"], mini_batch_size=2)
+    summary = run_in_group(
+        spark,
+        "parquet_run",
+        zoo.lr_skops,
+        mixed,
+        out,
+        passthrough_columns=["id"],
+        mini_batch_size=2,
+    )
     return out, summary
 
 
@@ -175,13 +197,19 @@ def test_job_runs_one_task_per_mini_batch(spark, parquet_run):
     out, summary = parquet_run
     assert summary["input"]["mini_batches"] == 2  # 4 files, 2 per task
     assert sorted(p.name for p in (out / "_manifest").glob("batch-*.json")) == [
-        "batch-00000.json", "batch-00001.json"]
+        "batch-00000.json",
+        "batch-00001.json",
+    ]
     assert sorted(p.name for p in (out / "predictions").glob("part-*.parquet")) == [
-        "part-00000.parquet", "part-00001.parquet"]
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
     assert tasks_of(spark, "parquet_run") == [2]
     manifests = [json.loads(p.read_text()) for p in sorted((out / "_manifest").glob("*.json"))]
     assert [[f["file_name"] for f in m["files"]] for m in manifests] == [
-        ["four.pqt", "one.csv"], ["three.parquet", "two.csv"]]
+        ["four.pqt", "one.csv"],
+        ["three.parquet", "two.csv"],
+    ]
 
 
 def test_job_summary_counts_and_keys(parquet_run, zoo, mixed):
@@ -189,17 +217,37 @@ def test_job_summary_counts_and_keys(parquet_run, zoo, mixed):
     assert SUMMARY_KEYS <= set(summary)
     assert MODEL_KEYS <= set(summary["model"])
     assert json.loads((out / "_summary.json").read_text()) == summary
-    assert {k: summary[k] for k in (
-        "status", "files_total", "files_succeeded", "files_failed", "files_skipped",
-        "rows_read", "rows_scored", "rows_failed", "error")} == {
-        "status": "succeeded", "files_total": 4, "files_succeeded": 4, "files_failed": 0,
-        "files_skipped": 0, "rows_read": 22, "rows_scored": 22, "rows_failed": 0, "error": None}
+    assert {
+        k: summary[k]
+        for k in (
+            "status",
+            "files_total",
+            "files_succeeded",
+            "files_failed",
+            "files_skipped",
+            "rows_read",
+            "rows_scored",
+            "rows_failed",
+            "error",
+        )
+    } == {
+        "status": "succeeded",
+        "files_total": 4,
+        "files_succeeded": 4,
+        "files_failed": 0,
+        "files_skipped": 0,
+        "rows_read": 22,
+        "rows_scored": 22,
+        "rows_failed": 0,
+        "error": None,
+    }
     assert summary["model"]["path"] == os.fspath(zoo.lr_skops)
     assert summary["model"]["flavor"] == "sklearn"
     assert len(summary["model"]["sha256"]) == 64
     assert summary["model"]["signature"]["inputs"] == [
         {"type": "double", "name": "a", "required": True},
-        {"type": "long", "name": "b", "required": True}]
+        {"type": "long", "name": "b", "required": True},
+    ]
     assert summary["settings"]["passthrough_columns"] == ["id"]
     assert summary["settings"]["mini_batch_size"] == 2
     assert summary["input"]["files"] == 4
@@ -214,8 +262,16 @@ def test_job_summary_counts_and_keys(parquet_run, zoo, mixed):
 @pytest.fixture(scope="module")
 def csv_run(spark, zoo, mixed, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "csv"
-    summary = score(spark, zoo.lr_skops, mixed, out, recursive=True, output_format="csv",
-                    passthrough_columns=["id"], mini_batch_size=2)
+    summary = score(
+        spark,
+        zoo.lr_skops,
+        mixed,
+        out,
+        recursive=True,
+        output_format="csv",
+        passthrough_columns=["id"],
+        mini_batch_size=2,
+    )
     return out, summary
 
 
@@ -243,17 +299,29 @@ def test_job_csv_output_has_azure_column_order_sorted_by_file_then_row(
 def test_job_csv_output_leaves_no_parquet_or_staging(csv_run):
     out, _ = csv_run
     assert sorted(p.name for p in out.iterdir()) == [
-        "_manifest", "_run.json", "_summary.json", "predictions.csv"]
+        "_manifest",
+        "_run.json",
+        "_summary.json",
+        "predictions.csv",
+    ]
 
 
-def test_job_resume_of_finished_csv_run_keeps_predictions_csv(spark, zoo, mixed, csv_run,
-                                                              tmp_path):
+def test_job_resume_of_finished_csv_run_keeps_predictions_csv(spark, zoo, mixed, csv_run, tmp_path):
     out, _ = csv_run
     copy = tmp_path / "csv"
     shutil.copytree(out, copy)
     before = (copy / "predictions.csv").read_text()
-    summary = score(spark, zoo.lr_skops, mixed, copy, recursive=True, output_format="csv",
-                    passthrough_columns=["id"], mini_batch_size=2, resume=True)
+    summary = score(
+        spark,
+        zoo.lr_skops,
+        mixed,
+        copy,
+        recursive=True,
+        output_format="csv",
+        passthrough_columns=["id"],
+        mini_batch_size=2,
+        resume=True,
+    )
     assert summary["files_skipped"] == summary["files_total"] == 5
     assert (copy / "predictions.csv").read_text() == before
 
@@ -285,19 +353,30 @@ def test_job_refuses_unsupported_files_naming_each_and_writes_nothing(
 
 def test_job_summary_only_with_ignored_unsupported_files(spark, zoo, with_unsupported, tmp_path):
     out = tmp_path / "out"
-    summary = score(spark, zoo.lr_skops, with_unsupported, out, ignore_unsupported=True,
-                    output_action="summary_only")
+    summary = score(
+        spark,
+        zoo.lr_skops,
+        with_unsupported,
+        out,
+        ignore_unsupported=True,
+        output_action="summary_only",
+    )
     assert summary["input"]["unsupported_skipped"] == ["data.avro", "notes.txt"]
     assert (summary["files_total"], summary["rows_scored"]) == (1, 5)
     assert not (out / "predictions").exists()
     assert json.loads((out / "_summary.json").read_text())["status"] == "succeeded"
 
 
-def test_job_summary_only_csv_writes_no_predictions_at_all(spark, zoo, with_unsupported,
-                                                            tmp_path):
+def test_job_summary_only_csv_writes_no_predictions_at_all(spark, zoo, with_unsupported, tmp_path):
     out = tmp_path / "out"
-    summary = score(spark, zoo.lr_skops, with_unsupported / "good.csv", out,
-                    output_format="csv", output_action="summary_only")
+    summary = score(
+        spark,
+        zoo.lr_skops,
+        with_unsupported / "good.csv",
+        out,
+        output_format="csv",
+        output_action="summary_only",
+    )
     assert summary["rows_scored"] == 5
     assert sorted(p.name for p in out.iterdir()) == ["_manifest", "_run.json", "_summary.json"]
 
@@ -306,8 +385,9 @@ def test_job_summary_only_csv_writes_no_predictions_at_all(spark, zoo, with_unsu
 # Existing output, overwrite, resume
 
 
-def test_job_refuses_existing_output_and_leaves_it_untouched(spark, zoo, with_unsupported,
-                                                             tmp_path):
+def test_job_refuses_existing_output_and_leaves_it_untouched(
+    spark, zoo, with_unsupported, tmp_path
+):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
@@ -330,13 +410,13 @@ def test_job_overwrite_replaces_existing_output(spark, zoo, with_unsupported, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging sibling left
 
 
-def test_job_resume_after_finished_run_skips_every_batch(spark, zoo, mixed, parquet_run,
-                                                         tmp_path):
+def test_job_resume_after_finished_run_skips_every_batch(spark, zoo, mixed, parquet_run, tmp_path):
     out, _ = parquet_run
     copy = tmp_path / "resumed"
     shutil.copytree(out, copy)
-    summary = score(spark, zoo.lr_skops, mixed, copy, passthrough_columns=["id"],
-                    mini_batch_size=2, resume=True)
+    summary = score(
+        spark, zoo.lr_skops, mixed, copy, passthrough_columns=["id"], mini_batch_size=2, resume=True
+    )
     assert summary["files_skipped"] == summary["files_total"] == 4
     assert (summary["rows_scored"], summary["status"]) == (22, "succeeded")
     pd.testing.assert_frame_equal(predictions(copy), predictions(out))
@@ -347,15 +427,23 @@ def test_job_resume_with_another_model_is_refused(spark, zoo, mixed, parquet_run
     copy = tmp_path / "resumed"
     shutil.copytree(out, copy)
     with pytest.raises(ResumeError) as info:
-        score(spark, zoo.lr_pickle, mixed, copy, passthrough_columns=["id"],
-              mini_batch_size=2, resume=True)
+        score(
+            spark,
+            zoo.lr_pickle,
+            mixed,
+            copy,
+            passthrough_columns=["id"],
+            mini_batch_size=2,
+            resume=True,
+        )
     assert "model (sha256) differs" in str(info.value)
     pd.testing.assert_frame_equal(predictions(copy), predictions(out))
 
 
 @pytest.mark.parametrize("where", ["same", "parent", "recursive-inside"])
 def test_job_never_overwrites_or_rereads_its_input_whatever_overwrite_says(
-        spark, zoo, tmp_path, where):
+    spark, zoo, tmp_path, where
+):
     data = tmp_path / "p" / "data"
     for name in TOP:
         write(data, name, MIXED[name])
@@ -363,8 +451,15 @@ def test_job_never_overwrites_or_rereads_its_input_whatever_overwrite_says(
     output = {"same": data, "parent": tmp_path / "p", "recursive-inside": data / "scored"}[where]
     for overwrite, resume in ((True, False), (False, True), (False, False)):
         with pytest.raises(OutputError) as info:
-            score(spark, zoo.lr_skops, data, output, overwrite=overwrite, resume=resume,
-                  recursive=where == "recursive-inside")
+            score(
+                spark,
+                zoo.lr_skops,
+                data,
+                output,
+                overwrite=overwrite,
+                resume=resume,
+                recursive=where == "recursive-inside",
+            )
         assert f"the input {data}" in str(info.value)
         assert {p: p.read_bytes() for p in data.rglob("*")} == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
@@ -392,13 +487,23 @@ def interrupted_overwrite(spark, zoo, mixed, tmp_path) -> tuple[Path, Path, dict
 
 
 def test_job_resume_finishes_an_interrupted_overwrite_run_and_says_so(
-        spark, zoo, mixed, mlflow_predictions, tmp_path, caplog):
+    spark, zoo, mixed, mlflow_predictions, tmp_path, caplog
+):
     out, staged, _ = interrupted_overwrite(spark, zoo, mixed, tmp_path)
     with caplog.at_level("WARNING", logger="sparkscore"):
-        summary = score(spark, zoo.lr_skops, mixed, out, passthrough_columns=["id"],
-                        mini_batch_size=1, resume=True)
-    assert f"resuming the overwrite run that was interrupted in {staged}; its output " \
+        summary = score(
+            spark,
+            zoo.lr_skops,
+            mixed,
+            out,
+            passthrough_columns=["id"],
+            mini_batch_size=1,
+            resume=True,
+        )
+    assert (
+        f"resuming the overwrite run that was interrupted in {staged}; its output "
         f"replaces {out} when it succeeds" in caplog.messages
+    )
     assert (summary["files_skipped"], summary["files_total"]) == (1, 4)
     rows = list(predictions(out).itertuples(index=False, name=None))
     assert rows == expected_rows(TOP, mlflow_predictions, mixed)
@@ -406,30 +511,37 @@ def test_job_resume_finishes_an_interrupted_overwrite_run_and_says_so(
 
 
 def test_job_overwrite_removes_an_abandoned_staging_folder_and_says_so(
-        spark, zoo, mixed, tmp_path, caplog):
+    spark, zoo, mixed, tmp_path, caplog
+):
     out, staged, _ = interrupted_overwrite(spark, zoo, mixed, tmp_path)
     with pytest.raises(OutputError) as info:
         score(spark, zoo.lr_skops, mixed, out)
-    assert "set resume: true to finish the overwrite run into it that was interrupted" in \
-        str(info.value)
+    assert "set resume: true to finish the overwrite run into it that was interrupted" in str(
+        info.value
+    )
     with caplog.at_level("WARNING", logger="sparkscore"):
         summary = score(spark, zoo.lr_skops, mixed / "two.csv", out, overwrite=True)
-    assert f"removed {staged}: the staging folder of an overwrite run that did not finish" in \
-        caplog.messages
+    assert (
+        f"removed {staged}: the staging folder of an overwrite run that did not finish"
+        in caplog.messages
+    )
     assert summary["rows_scored"] == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_job_summary_never_records_credentials_of_a_uri(spark, zoo, mixed, tmp_path):
     out = tmp_path / "out"
-    summary = score(spark, zoo.lr_skops, f"file://user:hunter2@{mixed}/one.csv".replace(
-        "file://user:hunter2@", "file://"), f"{out}")
+    summary = score(
+        spark,
+        zoo.lr_skops,
+        f"file://user:hunter2@{mixed}/one.csv".replace("file://user:hunter2@", "file://"),
+        f"{out}",
+    )
     assert summary["rows_scored"] == 6
     from sparkscore.storage import redact_record
 
     record = {"input": {"uri": "s3://AKIA:hunter2@bucket/in?secret_key=hunter2&region=x"}}
-    assert redact_record(record) == {
-        "input": {"uri": "s3://***@bucket/in?secret_key=***&region=x"}}
+    assert redact_record(record) == {"input": {"uri": "s3://***@bucket/in?secret_key=***&region=x"}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -460,18 +572,27 @@ def broken(tmp_path_factory) -> Path:
 BROKEN_FILE_ERRORS = [
     ("empty.csv", None, "read", "ReadError", "empty.csv: the file is empty (0 bytes)."),
     ("header.csv", None, "read", "ReadError", "header.csv: the file has no rows."),
-    ("nob.csv", None, "validate", "MissingColumnError",
-     "nob.csv: the input is missing the column 'b', which the model signature requires "
-     "(columns present: id, a)."),
+    (
+        "nob.csv",
+        None,
+        "validate",
+        "MissingColumnError",
+        "nob.csv: the input is missing the column 'b', which the model signature requires "
+        "(columns present: id, a).",
+    ),
 ]
-BAD_ROW_ERROR = ("bad.csv", BAD_A_ROW, "validate", "SchemaEnforcementError",
-                 f"bad.csv, row {BAD_A_ROW}: column 'a' has value 'abc', which cannot be "
-                 "converted safely to double.")
+BAD_ROW_ERROR = (
+    "bad.csv",
+    BAD_A_ROW,
+    "validate",
+    "SchemaEnforcementError",
+    f"bad.csv, row {BAD_A_ROW}: column 'a' has value 'abc', which cannot be "
+    "converted safely to double.",
+)
 
 
 def as_tuples(records: list[dict[str, Any]]) -> list[tuple]:
-    return [(r["file_name"], r["row"], r["stage"], r["error_type"], r["message"])
-            for r in records]
+    return [(r["file_name"], r["row"], r["stage"], r["error_type"], r["message"]) for r in records]
 
 
 @pytest.fixture(scope="module")
@@ -483,15 +604,21 @@ def fail_file_run(spark, zoo, broken, tmp_path_factory):
 @pytest.fixture(scope="module")
 def skip_run(spark, zoo, broken, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "skip"
-    return out, score(spark, zoo.lr_skops, broken, out, passthrough_columns=["id"], batch_rows=4,
-                      bad_rows="skip")
+    return out, score(
+        spark, zoo.lr_skops, broken, out, passthrough_columns=["id"], batch_rows=4, bad_rows="skip"
+    )
 
 
 def check_trunc(record: dict[str, Any]) -> None:
     assert (record["file_name"], record["row"], record["stage"], record["error_type"]) == (
-        "trunc.parquet", None, "read", "ReadError")
+        "trunc.parquet",
+        None,
+        "read",
+        "ReadError",
+    )
     assert record["message"].startswith(
-        "trunc.parquet: the file is not a readable Parquet file; it may be truncated or corrupt")
+        "trunc.parquet: the file is not a readable Parquet file; it may be truncated or corrupt"
+    )
 
 
 def test_job_bad_value_fails_its_file_with_one_record_per_problem(fail_file_run):
@@ -501,11 +628,28 @@ def test_job_bad_value_fails_its_file_with_one_record_per_problem(fail_file_run)
     assert as_tuples(records) == [BAD_ROW_ERROR, *BROKEN_FILE_ERRORS]
     assert set(predictions(out)["file_name"]) == {"good.csv"}
     assert predictions(out)["row"].tolist() == [0, 1, 2, 3, 4]
-    assert {k: summary[k] for k in (
-        "status", "files_total", "files_succeeded", "files_failed", "rows_read", "rows_scored",
-        "rows_failed", "error_records")} == {
-        "status": "succeeded", "files_total": 6, "files_succeeded": 1, "files_failed": 5,
-        "rows_read": 5 + 10 + 3, "rows_scored": 5, "rows_failed": 10 + 3, "error_records": 5}
+    assert {
+        k: summary[k]
+        for k in (
+            "status",
+            "files_total",
+            "files_succeeded",
+            "files_failed",
+            "rows_read",
+            "rows_scored",
+            "rows_failed",
+            "error_records",
+        )
+    } == {
+        "status": "succeeded",
+        "files_total": 6,
+        "files_succeeded": 1,
+        "files_failed": 5,
+        "rows_read": 5 + 10 + 3,
+        "rows_scored": 5,
+        "rows_failed": 10 + 3,
+        "error_records": 5,
+    }
     assert summary["rows_scored"] + summary["rows_failed"] == summary["rows_read"]
 
 
@@ -525,10 +669,16 @@ def test_job_bad_rows_skip_scores_the_rest_with_original_row_numbers(skip_run, b
     source["a"] = source["a"].astype(float)
     want = mlflow.pyfunc.load_model(str(zoo.lr_skops)).predict(source)
     assert bad["prediction"].tolist() == [int(v) for v in want]
-    assert {k: summary[k] for k in (
-        "files_succeeded", "files_failed", "rows_read", "rows_scored", "rows_failed")} == {
-        "files_succeeded": 2, "files_failed": 4, "rows_read": 18, "rows_scored": 5 + 9,
-        "rows_failed": 1 + 3}
+    assert {
+        k: summary[k]
+        for k in ("files_succeeded", "files_failed", "rows_read", "rows_scored", "rows_failed")
+    } == {
+        "files_succeeded": 2,
+        "files_failed": 4,
+        "rows_read": 18,
+        "rows_scored": 5 + 9,
+        "rows_failed": 1 + 3,
+    }
     assert summary["rows_scored"] + summary["rows_failed"] == summary["rows_read"]
 
 
@@ -542,7 +692,8 @@ def test_job_error_threshold_exceeded_still_writes_what_was_scored(spark, zoo, b
         score(spark, zoo.lr_skops, folder, out, error_threshold=0)
     assert (info.value.failed, info.value.threshold, info.value.total) == (1, 0, 2)
     assert str(info.value).startswith(
-        "error_threshold exceeded: 1 of 2 files failed, error_threshold is 0.")
+        "error_threshold exceeded: 1 of 2 files failed, error_threshold is 0."
+    )
     summary = json.loads((out / "_summary.json").read_text())
     assert (summary["status"], summary["error"]) == ("failed", str(info.value))
     assert (summary["files_failed"], summary["rows_scored"]) == (1, 5)
@@ -564,8 +715,9 @@ def job_env() -> dict[str, str]:
 
 
 def start(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO, env=job_env())
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=job_env()
+    )
 
 
 def last_line(text: str) -> str:
@@ -606,15 +758,33 @@ def test_job_scores_a_folder_of_images_one_row_per_file(spark, zoo, digit_folder
     table = pq.read_table(out / "predictions")
     assert table.schema.field("prediction").type == pa.list_(pa.float32())
     want = mlflow.pyfunc.load_model(str(zoo.digit_scores)).predict(
-        digit_pixels(digit_folder).astype(np.float32))
+        digit_pixels(digit_folder).astype(np.float32)
+    )
     assert sorted(table.to_pylist(), key=lambda r: r["file_name"]) == [
         {"file_name": f"digit-{i:02d}.png", "row": 0, "prediction": want[i].tolist()}
-        for i in range(12)]
+        for i in range(12)
+    ]
     assert [{k: e[k] for k in DIGIT_ERRORS[0]} for e in errors(out)] == DIGIT_ERRORS
-    assert {k: summary[k] for k in ("status", "files_total", "files_succeeded", "files_failed",
-                                    "rows_read", "rows_scored", "rows_failed")} == {
-        "status": "succeeded", "files_total": 14, "files_succeeded": 12, "files_failed": 2,
-        "rows_read": 14, "rows_scored": 12, "rows_failed": 2}
+    assert {
+        k: summary[k]
+        for k in (
+            "status",
+            "files_total",
+            "files_succeeded",
+            "files_failed",
+            "rows_read",
+            "rows_scored",
+            "rows_failed",
+        )
+    } == {
+        "status": "succeeded",
+        "files_total": 14,
+        "files_succeeded": 12,
+        "files_failed": 2,
+        "rows_read": 14,
+        "rows_scored": 12,
+        "rows_failed": 2,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -624,18 +794,58 @@ def commands(zoo, mixed, with_unsupported, digit_folder, tmp_path_factory):
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", str(REPO / "jobs" / "score.py")]
     model = ["--model", str(zoo.lr_skops)]
     runs = {
-        "submit": (root / "submit", submit + model + [
-            "--input", str(mixed), "--output", str(root / "submit"),
-            "--set", "passthrough_columns=[id]", "--set", "mini_batch_size=2"]),
-        "unsupported": (root / "unsupported", submit + model + [
-            "--input", str(with_unsupported), "--output", str(root / "unsupported")]),
-        "console": (root / "console", [str(BIN / "sparkscore"), "score", *model,
-                    "--input", str(with_unsupported / "good.csv"),
-                    "--output", str(root / "console"), "--master", "local[1]"]),
-        "images": (root / "images", [str(BIN / "sparkscore"), "score",
-                   "--model", str(zoo.digit_labels), "--input", str(digit_folder),
-                   "--output", str(root / "images"), "--set", "output_format=csv",
-                   "--master", "local[1]"]),
+        "submit": (
+            root / "submit",
+            submit
+            + model
+            + [
+                "--input",
+                str(mixed),
+                "--output",
+                str(root / "submit"),
+                "--set",
+                "passthrough_columns=[id]",
+                "--set",
+                "mini_batch_size=2",
+            ],
+        ),
+        "unsupported": (
+            root / "unsupported",
+            submit
+            + model
+            + ["--input", str(with_unsupported), "--output", str(root / "unsupported")],
+        ),
+        "console": (
+            root / "console",
+            [
+                str(BIN / "sparkscore"),
+                "score",
+                *model,
+                "--input",
+                str(with_unsupported / "good.csv"),
+                "--output",
+                str(root / "console"),
+                "--master",
+                "local[1]",
+            ],
+        ),
+        "images": (
+            root / "images",
+            [
+                str(BIN / "sparkscore"),
+                "score",
+                "--model",
+                str(zoo.digit_labels),
+                "--input",
+                str(digit_folder),
+                "--output",
+                str(root / "images"),
+                "--set",
+                "output_format=csv",
+                "--master",
+                "local[1]",
+            ],
+        ),
     }
     procs = {name: (out, start(args)) for name, (out, args) in runs.items()}
     done = {}
@@ -653,7 +863,8 @@ def test_spark_submit_scores_the_folder(commands, mixed, mlflow_predictions):
     out, code, stdout, stderr = commands["submit"]
     assert code == 0, stdout + stderr
     assert last_line(stdout).startswith(
-        "sparkscore: succeeded: 4 of 4 files scored, 22 rows scored, 0 rows failed")
+        "sparkscore: succeeded: 4 of 4 files scored, 22 rows scored, 0 rows failed"
+    )
     assert "Traceback" not in stdout + stderr
     rows = list(predictions(out).itertuples(index=False, name=None))
     assert rows == expected_rows(TOP, mlflow_predictions, mixed)
@@ -672,8 +883,7 @@ def test_spark_submit_unsupported_input_ends_with_one_error_line(commands):
 def test_console_command_scores_a_file(commands):
     out, code, stdout, stderr = commands["console"]
     assert code == 0, stdout + stderr
-    assert last_line(stdout).startswith(
-        "sparkscore: succeeded: 1 of 1 files scored, 5 rows scored")
+    assert last_line(stdout).startswith("sparkscore: succeeded: 1 of 1 files scored, 5 rows scored")
     assert predictions(out)["row"].tolist() == [0, 1, 2, 3, 4]
 
 
@@ -682,11 +892,15 @@ def test_job_splits_a_large_parquet_file_with_exact_lineage(spark, zoo, tmp_path
 
     df = frame(5000, 900, seed=11)
     (tmp_path / "in").mkdir()
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False),
-                   tmp_path / "in" / "big.parquet", row_group_size=100)
+    pq.write_table(
+        pa.Table.from_pandas(df, preserve_index=False),
+        tmp_path / "in" / "big.parquet",
+        row_group_size=100,
+    )
     monkeypatch.setattr(planner, "MIN_TASK_BYTES", 1)
-    summary = score(spark, zoo.lr_skops, tmp_path / "in", tmp_path / "out",
-                               passthrough_columns=["id"])
+    summary = score(
+        spark, zoo.lr_skops, tmp_path / "in", tmp_path / "out", passthrough_columns=["id"]
+    )
     assert summary["input"]["mini_batches"] > 1
     out = predictions(tmp_path / "out")
     assert out["row"].tolist() == list(range(900))
@@ -695,8 +909,11 @@ def test_job_splits_a_large_parquet_file_with_exact_lineage(spark, zoo, tmp_path
 
     expected = mlflow.pyfunc.load_model(str(zoo.lr_skops)).predict(df)
     assert out["prediction"].tolist() == expected.tolist()
-    assert (summary["files_total"], summary["files_succeeded"],
-            summary["rows_scored"]) == (1, 1, 900)
+    assert (summary["files_total"], summary["files_succeeded"], summary["rows_scored"]) == (
+        1,
+        1,
+        900,
+    )
 
 
 def test_job_fails_every_slice_of_a_split_file_when_one_slice_has_a_bad_value(
@@ -724,10 +941,13 @@ def test_console_command_scores_a_folder_of_images_into_azure_csv(commands, zoo,
     out, code, stdout, stderr = commands["images"]
     assert code == 0, stdout + stderr
     assert last_line(stdout).startswith(
-        "sparkscore: succeeded: 12 of 14 files scored, 12 rows scored, 2 rows failed")
+        "sparkscore: succeeded: 12 of 14 files scored, 12 rows scored, 2 rows failed"
+    )
     labels = mlflow.pyfunc.load_model(str(zoo.digit_labels)).predict(
-        digit_pixels(digit_folder).reshape(12, 64))
+        digit_pixels(digit_folder).reshape(12, 64)
+    )
     assert (out / "predictions.csv").read_text().splitlines() == [
         '"row","prediction","file_name"',
-        *(f'0,"{labels[i]}","digit-{i:02d}.png"' for i in range(12))]
+        *(f'0,"{labels[i]}","digit-{i:02d}.png"' for i in range(12)),
+    ]
     assert [{k: e[k] for k in DIGIT_ERRORS[0]} for e in errors(out)] == DIGIT_ERRORS

@@ -184,7 +184,10 @@ def test_loader_never_imports_mlflow_for_sklearn_and_names_the_extra_when_needed
         print(sorted(m for m in sys.modules if m.startswith("mlflow") and sys.modules[m]))
     """)
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=Path(__file__).parent,
     ).stdout.splitlines()
     expected = sparkscore.load_model(zoo.lr_skops).predict(lr_frame())[:5].tolist()
@@ -211,8 +214,11 @@ def test_loader_caches_one_model_per_process(zoo):
 
 
 def untrusted_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.name == "sparkscore" and "runs code from it" in r.getMessage()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "sparkscore" and "runs code from it" in r.getMessage()
+    ]
 
 
 def test_loading_a_pickled_model_warns_once_that_it_runs_code(zoo, tmp_path, caplog):
@@ -230,7 +236,8 @@ def test_loading_a_pickled_model_warns_once_that_it_runs_code(zoo, tmp_path, cap
     assert untrusted_warnings(caplog) == [
         f"loading the model at {model} runs code from it (its estimator model.pkl is unpickled "
         "with pickle); load only models you trust (trust_model: true says you do, and "
-        "silences this warning)"]
+        "silences this warning)"
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["cloudpickle", "custom"])
@@ -241,11 +248,14 @@ def test_every_loader_that_runs_code_says_how(zoo, tmp_path, caplog, fmt):
     with caplog.at_level("WARNING", logger="sparkscore"):
         sparkscore.load_model(model)
 
-    how = {"cloudpickle": "its estimator model.pkl is unpickled with cloudpickle",
-           "custom": "its loader module 'triple_flavor' is Python code from its code folder"}
+    how = {
+        "cloudpickle": "its estimator model.pkl is unpickled with cloudpickle",
+        "custom": "its loader module 'triple_flavor' is Python code from its code folder",
+    }
     assert untrusted_warnings(caplog) == [
         f"loading the model at {model} runs code from it ({how[fmt]}); load only models you "
-        "trust (trust_model: true says you do, and silences this warning)"]
+        "trust (trust_model: true says you do, and silences this warning)"
+    ]
 
 
 def test_a_trusted_or_skops_model_loads_without_a_warning(zoo, tmp_path, caplog):
@@ -261,8 +271,7 @@ def test_a_trusted_or_skops_model_loads_without_a_warning(zoo, tmp_path, caplog)
 
 
 @pytest.mark.parametrize("trust", [False, True])
-def test_a_scoring_run_warns_once_on_the_driver_unless_trusted(spark, zoo, tmp_path, caplog,
-                                                               trust):
+def test_a_scoring_run_warns_once_on_the_driver_unless_trusted(spark, zoo, tmp_path, caplog, trust):
     model = tmp_path / "pickled"
     shutil.copytree(zoo.lr_pickle, model)
     (tmp_path / "in").mkdir()
@@ -270,8 +279,9 @@ def test_a_scoring_run_warns_once_on_the_driver_unless_trusted(spark, zoo, tmp_p
         lr_frame(5).to_csv(tmp_path / "in" / f"part-{i}.csv", index=False)
 
     with caplog.at_level("WARNING", logger="sparkscore"):
-        summary = sparkscore.score(spark, model, tmp_path / "in", tmp_path / "out",
-                                   mini_batch_size=1, trust_model=trust)
+        summary = sparkscore.score(
+            spark, model, tmp_path / "in", tmp_path / "out", mini_batch_size=1, trust_model=trust
+        )
 
     assert summary["rows_scored"] == 15
     assert summary["settings"]["trust_model"] is trust

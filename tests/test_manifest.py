@@ -9,13 +9,32 @@ from sparkscore.manifest import FileRecord, Manifest, TaskRun
 
 
 def test_manifest_round_trips_the_json_earlier_runs_wrote():
-    doc = {"batch": 3, "files": [
-        {"file_name": "a.csv", "status": "succeeded", "rows_read": 2, "rows_scored": 2,
-         "rows_failed": 0},
-        {"file_name": "gone.csv", "status": "failed", "rows_read": 0, "rows_scored": 0,
-         "rows_failed": 0, "rows_unknown": True}],
-        "prediction_rows": 2, "error_records": 1, "attempt": 0, "worker": "host:42",
-        "model_loads": 1, "isolated": False}
+    doc = {
+        "batch": 3,
+        "files": [
+            {
+                "file_name": "a.csv",
+                "status": "succeeded",
+                "rows_read": 2,
+                "rows_scored": 2,
+                "rows_failed": 0,
+            },
+            {
+                "file_name": "gone.csv",
+                "status": "failed",
+                "rows_read": 0,
+                "rows_scored": 0,
+                "rows_failed": 0,
+                "rows_unknown": True,
+            },
+        ],
+        "prediction_rows": 2,
+        "error_records": 1,
+        "attempt": 0,
+        "worker": "host:42",
+        "model_loads": 1,
+        "isolated": False,
+    }
     manifest = Manifest.loads(json.dumps(doc))
     assert manifest.task == TaskRun(attempt=0, worker="host:42", model_loads=1, isolated=False)
     assert [f.failed for f in manifest.files] == [False, True]
@@ -23,8 +42,13 @@ def test_manifest_round_trips_the_json_earlier_runs_wrote():
 
 
 def test_manifest_file_record_failed_whole_counts_its_rows_failed():
-    record = FileRecord(file_name="big.parquet", status="succeeded", rows_read=100,
-                        rows_scored=100, rows_failed=0)
+    record = FileRecord(
+        file_name="big.parquet", status="succeeded", rows_read=100, rows_scored=100, rows_failed=0
+    )
     assert record.failed_whole().to_json() == {
-        "file_name": "big.parquet", "status": "failed", "rows_read": 100, "rows_scored": 0,
-        "rows_failed": 100}
+        "file_name": "big.parquet",
+        "status": "failed",
+        "rows_read": 100,
+        "rows_scored": 0,
+        "rows_failed": 100,
+    }

@@ -107,7 +107,8 @@ def test_read_spec_reads_the_sklearn_flavor_mlflow_wrote(saved: Path) -> None:
     spec = read_spec(saved)
 
     assert spec.sklearn == SklearnFlavor(
-        pickled_model="model.skops", serialization_format="skops",
+        pickled_model="model.skops",
+        serialization_format="skops",
         sklearn_version=sklearn.__version__,
     )
     assert spec.flavor == "sklearn"
@@ -147,8 +148,15 @@ def test_model_spec_record_names_the_model(saved: Path) -> None:
     record = spec.record()
 
     assert list(record) == [
-        "path", "flavor", "loader_module", "signature", "mlflow_version", "model_uuid",
-        "run_id", "utc_time_created", "python_version",
+        "path",
+        "flavor",
+        "loader_module",
+        "signature",
+        "mlflow_version",
+        "model_uuid",
+        "run_id",
+        "utc_time_created",
+        "python_version",
     ]
     assert record["path"] == str(saved)
     assert record["flavor"] == "sklearn"
@@ -174,8 +182,11 @@ def test_read_spec_reads_env_as_a_plain_string_and_model_config(tmp_path: Path) 
     assert spec == ModelSpec(
         path=str(tmp_path / "m"),
         pyfunc=PyFuncFlavor(
-            loader_module="mlflow.sklearn", model_path="model.pkl", env="conda.yaml",
-            python_version="3.8.5", model_config={"threshold": 0.7, "labels": ["neg", "pos"]},
+            loader_module="mlflow.sklearn",
+            model_path="model.pkl",
+            env="conda.yaml",
+            python_version="3.8.5",
+            model_config={"threshold": 0.7, "labels": ["neg", "pos"]},
             extra={"extra_key": "kept"},
         ),
         flavors=spec.flavors,
@@ -183,8 +194,9 @@ def test_read_spec_reads_env_as_a_plain_string_and_model_config(tmp_path: Path) 
             inputs=Schema((ColSpec(DataType.long, "age"), ColSpec(DataType.string, "thal"))),
             outputs=Schema((ColSpec(DataType.long),)),
         ),
-        sklearn=SklearnFlavor(pickled_model="model.pkl", serialization_format="cloudpickle",
-                              sklearn_version="1.1.2"),
+        sklearn=SklearnFlavor(
+            pickled_model="model.pkl", serialization_format="cloudpickle", sklearn_version="1.1.2"
+        ),
         model_uuid="04bd660a1b8b4b1e84b9198c46cfd117",
         run_id="22874b7e-b069-43f0-b90c-1c57793c7854",
         utc_time_created="2022-10-13 00:55:57.543663",
@@ -262,7 +274,7 @@ def test_read_spec_mlmodel_that_is_not_yaml(tmp_path: Path) -> None:
 
     mlmodel = root / "MLmodel"
     assert str(error) == (
-        f"{mlmodel}: is not valid YAML (while parsing a flow sequence in \"{mlmodel}\", "
+        f'{mlmodel}: is not valid YAML (while parsing a flow sequence in "{mlmodel}", '
         f"line 1, column 10 expected ',' or ']', but got '<stream end>' in \"{mlmodel}\", "
         "line 2, column 1)."
     )
@@ -459,7 +471,8 @@ def test_directory_sha256_changes_when_a_file_is_renamed(tmp_path: Path) -> None
 
 
 def test_directory_sha256_of_a_plain_folder_is_what_earlier_versions_computed(
-        saved: Path, tmp_path: Path) -> None:
+    saved: Path, tmp_path: Path
+) -> None:
     # Resume compares the model's sha256 with the one the first run recorded.
     root = tmp_path / "m"
     shutil.copytree(saved, root)
@@ -524,7 +537,11 @@ def test_links_that_stay_inside_are_followed_as_their_contents(tmp_path: Path) -
     shutil.copytree(root, copy)  # links become the files and folders they point to
 
     assert [f.name for f in model_files(root)] == [
-        "MLmodel", "alias.bin", "data/w.bin", "weights/w.bin"]
+        "MLmodel",
+        "alias.bin",
+        "data/w.bin",
+        "weights/w.bin",
+    ]
     assert model_files(root)[1] == ModelFile("alias.bin", str(root / "data" / "w.bin"))
     assert directory_sha256(root) == directory_sha256(copy)
     assert read_spec(root).path == str(root)
@@ -545,14 +562,17 @@ def test_what_cannot_be_read_inside_is_refused_by_name(tmp_path: Path, kind: str
     error = format_error(root)
 
     assert error.path == str(bad)
-    assert error.reason == {
-        "dangling": f"is a symbolic link to {root / 'sub' / 'gone.txt'}, which does not exist; "
-                    "remove the link or restore what it points to.",
-        "loop": f"is a symbolic link to {root}, a folder that holds the link itself, so the "
-                "model directory would never end; remove the link.",
-        "fifo": "is neither a file nor a folder (a FIFO, socket or device); remove it from the "
-                "model directory.",
-    }[kind]
+    assert (
+        error.reason
+        == {
+            "dangling": f"is a symbolic link to {root / 'sub' / 'gone.txt'}, which does not exist; "
+            "remove the link or restore what it points to.",
+            "loop": f"is a symbolic link to {root}, a folder that holds the link itself, so the "
+            "model directory would never end; remove the link.",
+            "fifo": "is neither a file nor a folder (a FIFO, socket or device); remove it from the "
+            "model directory.",
+        }[kind]
+    )
 
 
 def test_an_mlmodel_that_is_a_link_out_is_never_read(tmp_path: Path) -> None:
@@ -568,8 +588,9 @@ def test_an_mlmodel_that_is_a_link_out_is_never_read(tmp_path: Path) -> None:
 # One parse per process
 
 
-def test_read_spec_parses_an_unchanged_mlmodel_once(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_spec_parses_an_unchanged_mlmodel_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     parsed = []
     real = sparkscore.model._read_yaml
     monkeypatch.setattr(sparkscore.model, "_read_yaml", lambda p: parsed.append(p) or real(p))

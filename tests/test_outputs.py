@@ -35,8 +35,13 @@ def test_to_arrow_int_predictions_become_double() -> None:
 
 @pytest.mark.parametrize(
     "prediction",
-    [pd.Series([1.5, 2.5]), [1.5, 2.5], np.array([1.5, 2.5], dtype=object),
-     pd.DataFrame({"p": [1.5, 2.5]}), np.array([[1.5], [2.5]])],
+    [
+        pd.Series([1.5, 2.5]),
+        [1.5, 2.5],
+        np.array([1.5, 2.5], dtype=object),
+        pd.DataFrame({"p": [1.5, 2.5]}),
+        np.array([[1.5], [2.5]]),
+    ],
     ids=["series", "list", "object-array", "one-column-frame", "n-by-1-array"],
 )
 def test_to_arrow_one_value_per_row_from_any_container(prediction: object) -> None:
@@ -66,7 +71,8 @@ def test_to_arrow_3d_array_is_a_nested_array_per_row() -> None:
     array = to_arrow(prediction, pa.list_(pa.list_(pa.float64())), 2)
 
     assert array.to_pylist() == [
-        [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], [[6.0, 7.0, 8.0], [9.0, 10.0, 11.0]]
+        [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]],
+        [[6.0, 7.0, 8.0], [9.0, 10.0, 11.0]],
     ]
 
 
@@ -95,7 +101,8 @@ def test_to_arrow_frame_with_other_names_is_a_struct_by_position_when_the_count_
     prediction = pd.DataFrame({"x": ["a", "b"], "y": [0.5, 0.25]})
 
     assert to_arrow(prediction, SCORED, 2).to_pylist() == [
-        {"label": "a", "score": 0.5}, {"label": "b", "score": 0.25}
+        {"label": "a", "score": 0.5},
+        {"label": "b", "score": 0.25},
     ]
 
 

@@ -38,9 +38,12 @@ class _Echo(mlflow.pyfunc.PythonModel):
 
 def _save(where: Path, inputs: Schema, params: ParamSchema | None = None) -> Path:
     path = where / "echo"
-    mlflow.pyfunc.save_model(str(path), python_model=_Echo(),
-                             signature=ModelSignature(inputs=inputs, params=params),
-                             pip_requirements=["mlflow"])
+    mlflow.pyfunc.save_model(
+        str(path),
+        python_model=_Echo(),
+        signature=ModelSignature(inputs=inputs, params=params),
+        pip_requirements=["mlflow"],
+    )
     return path
 
 
@@ -103,8 +106,9 @@ def test_params_that_are_not_a_dict_are_a_param_error(tmp_path: Path) -> None:
     path = _save(tmp_path, NAMED, params)
     with pytest.raises(ParamError) as caught:
         load_model(path, trust_model=True).predict({"a": 1, "b": "x"}, params=[("k", 2)])
-    assert str(caught.value) == ("Parameter 'params': params must be a dict of parameter names to "
-                                 "values, got list.")
+    assert str(caught.value) == (
+        "Parameter 'params': params must be a dict of parameter names to values, got list."
+    )
 
 
 def test_an_unnamed_signature_labels_array_columns_with_integers(tmp_path: Path) -> None:
@@ -189,22 +193,33 @@ class _Tiles(mlflow.pyfunc.PythonModel):
     [
         ((2,), [TensorSpec(np.dtype(np.int64), (2,))], "array<bigint>"),
         ((2, 3), [TensorSpec(np.dtype(np.int64), (2, 3))], "array<array<bigint>>"),
-        (None, [TensorSpec(np.dtype(np.int64), (2,), "x"),
-                TensorSpec(np.dtype(np.float64), (2, 3), "y")],
-         "struct<x:array<bigint>,y:array<array<double>>>"),
+        (
+            None,
+            [
+                TensorSpec(np.dtype(np.int64), (2,), "x"),
+                TensorSpec(np.dtype(np.float64), (2, 3), "y"),
+            ],
+            "struct<x:array<bigint>,y:array<array<double>>>",
+        ),
     ],
     ids=["2", "2x3", "struct"],
 )
 def test_a_fixed_first_tensor_dimension_is_part_of_each_row(
-    spark: Any, tmp_path: Path, shape: tuple[int, ...] | None, outputs: list[TensorSpec],
+    spark: Any,
+    tmp_path: Path,
+    shape: tuple[int, ...] | None,
+    outputs: list[TensorSpec],
     spark_type: str,
 ) -> None:
     import sparkscore
 
     path = tmp_path / "tiles"
-    mlflow.pyfunc.save_model(str(path), python_model=_Tiles(shape),
-                             signature=ModelSignature(inputs=NAMED, outputs=Schema(outputs)),
-                             pip_requirements=["mlflow"])
+    mlflow.pyfunc.save_model(
+        str(path),
+        python_model=_Tiles(shape),
+        signature=ModelSignature(inputs=NAMED, outputs=Schema(outputs)),
+        pip_requirements=["mlflow"],
+    )
     df = spark.createDataFrame(pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}))
     ours = df.select(sparkscore.spark_udf(spark, path)("a", "b").alias("p"))
     theirs = df.select(mlflow.pyfunc.spark_udf(spark, str(path))("a", "b").alias("p"))
@@ -222,8 +237,12 @@ def test_result_type_takes_mlflows_bool_alias(spark: Any, tmp_path: Path) -> Non
     import sparkscore
 
     path = tmp_path / "positive"
-    mlflow.pyfunc.save_model(str(path), python_model=_Positive(),
-                             signature=ModelSignature(inputs=NAMED), pip_requirements=["mlflow"])
+    mlflow.pyfunc.save_model(
+        str(path),
+        python_model=_Positive(),
+        signature=ModelSignature(inputs=NAMED),
+        pip_requirements=["mlflow"],
+    )
     df = spark.createDataFrame(pd.DataFrame({"a": [-1, 0, 3], "b": ["x", "y", "z"]}))
     ours = df.select(sparkscore.spark_udf(spark, path, "bool")("a", "b").alias("p"))
     theirs = df.select(mlflow.pyfunc.spark_udf(spark, str(path), "bool")("a", "b").alias("p"))
@@ -241,7 +260,8 @@ class _Columns(mlflow.pyfunc.PythonModel):
 def _columns_model(where: Path, inputs: Schema) -> Path:
     path = where / "columns"
     mlflow.pyfunc.save_model(
-        str(path), python_model=_Columns(),
+        str(path),
+        python_model=_Columns(),
         signature=ModelSignature(inputs=inputs, outputs=Schema([ColSpec("string")])),
         pip_requirements=["mlflow"],
     )
@@ -284,12 +304,15 @@ def test_spark_udf_takes_mlflows_arguments_by_their_names(spark: Any, zoo: Any) 
     from sparkscore.errors import SettingsError
 
     df = spark.createDataFrame(lr_frame(6))
-    mine = sparkscore.spark_udf(spark, model_uri=str(zoo.lr_skops), result_type="double",
-                                env_manager=None, params=None)
-    theirs = mlflow.pyfunc.spark_udf(spark, model_uri=str(zoo.lr_skops), result_type="double",
-                                     env_manager=None, params=None)
-    assert [r.p for r in df.select(mine("a", "b").alias("p")).collect()] == \
-        [r.p for r in df.select(theirs("a", "b").alias("p")).collect()]
+    mine = sparkscore.spark_udf(
+        spark, model_uri=str(zoo.lr_skops), result_type="double", env_manager=None, params=None
+    )
+    theirs = mlflow.pyfunc.spark_udf(
+        spark, model_uri=str(zoo.lr_skops), result_type="double", env_manager=None, params=None
+    )
+    assert [r.p for r in df.select(mine("a", "b").alias("p")).collect()] == [
+        r.p for r in df.select(theirs("a", "b").alias("p")).collect()
+    ]
     with pytest.raises(TypeError, match="positional"):
         sparkscore.spark_udf(spark, str(zoo.lr_skops), "double", "local")  # type: ignore[misc]
     with pytest.raises(SettingsError) as caught:

@@ -187,8 +187,17 @@ def test_planner_names_every_unsupported_file(tmp_path: Path) -> None:
 
     err = info.value
     assert err.files == ["README", "notes.txt", "sub/data.json"]
-    assert err.supported == [".csv", ".parquet", ".pqt", ".png", ".jpg", ".jpeg", ".tiff",
-                             ".bmp", ".gif"]
+    assert err.supported == [
+        ".csv",
+        ".parquet",
+        ".pqt",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".tiff",
+        ".bmp",
+        ".gif",
+    ]
     assert err.path == str(tmp_path)
     assert str(err) == (
         f"{tmp_path}: 3 unsupported file(s): README, notes.txt, sub/data.json. "
@@ -342,7 +351,8 @@ def test_planner_auto_makes_equal_tasks_a_multiple_of_the_slots(
 
     # 16 files of one size on 2 slots: 8 tasks of 2 files (4 full waves), in name order.
     assert [b.names for b in result.batches] == [
-        (f"part-{i:02d}.parquet", f"part-{i + 1:02d}.parquet") for i in range(0, 16, 2)]
+        (f"part-{i:02d}.parquet", f"part-{i + 1:02d}.parquet") for i in range(0, 16, 2)
+    ]
     # On 3 slots: 12 tasks (4 full waves) of 1 or 2 files, every file once, in order.
     thirds = plan(str(tmp_path), parallelism=3).batches
     assert len(thirds) == 12
@@ -354,7 +364,8 @@ def test_planner_auto_packs_small_files_by_bytes_in_name_order(tmp_path: Path) -
         write_csv(tmp_path / f"f{i:02d}.csv")
     the_plan = plan(str(tmp_path), parallelism=2)
     assert [f.name for b in the_plan.batches for f in b.files] == [
-        f"f{i:02d}.csv" for i in range(30)]
+        f"f{i:02d}.csv" for i in range(30)
+    ]
     assert len(the_plan.batches) == 1  # 30 tiny files: one task, not 30 (nor 3 of 10)
     assert plan(str(tmp_path), mini_batch_size=10).batches[2].names[0] == "f20.csv"
 
@@ -369,8 +380,14 @@ def test_planner_lists_images_next_to_tables_each_by_its_kind(tmp_path: Path) ->
     skipped = listing.unsupported
 
     assert [(f.name, f.kind) for f in files] == [
-        ("a.png", "image"), ("b.JPG", "image"), ("c.jpeg", "image"), ("d.tiff", "image"),
-        ("e.bmp", "image"), ("f.gif", "image"), ("g.csv", "csv")]
+        ("a.png", "image"),
+        ("b.JPG", "image"),
+        ("c.jpeg", "image"),
+        ("d.tiff", "image"),
+        ("e.bmp", "image"),
+        ("f.gif", "image"),
+        ("g.csv", "csv"),
+    ]
     assert skipped == ()
 
 
@@ -425,7 +442,8 @@ def test_planner_names_a_dangling_symlink_and_skips_it(tmp_path: Path, caplog) -
     assert [f.name for f in result.files] == ["a.csv"]
     assert result.broken_links == ("gone.csv",)
     assert caplog.messages == [
-        "skipped gone.csv: it is a symbolic link to a file that does not exist"]
+        "skipped gone.csv: it is a symbolic link to a file that does not exist"
+    ]
 
     (tmp_path / "in" / "a.csv").unlink()
     with pytest.raises(InputError) as info:
@@ -433,12 +451,21 @@ def test_planner_names_a_dangling_symlink_and_skips_it(tmp_path: Path, caplog) -
     assert "(1 symbolic link(s) to nothing: gone.csv)" in str(info.value)
 
 
-@pytest.mark.parametrize("output, how", [
-    ("p/data", "is"), ("p/data/", "is"), ("p", "contains"), ("p/data/sub/..", "is"),
-    ("link", "is"), ("file://{tmp}/p", "contains"), ("{tmp}", "contains"),
-])
+@pytest.mark.parametrize(
+    "output, how",
+    [
+        ("p/data", "is"),
+        ("p/data/", "is"),
+        ("p", "contains"),
+        ("p/data/sub/..", "is"),
+        ("link", "is"),
+        ("file://{tmp}/p", "contains"),
+        ("{tmp}", "contains"),
+    ],
+)
 def test_planner_refuses_an_output_that_is_or_contains_the_input(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, how: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, how: str
+) -> None:
     write_csv(tmp_path / "p" / "data" / "a.csv")
     (tmp_path / "link").symlink_to(tmp_path / "p" / "data")
     monkeypatch.chdir(tmp_path)
@@ -454,7 +481,8 @@ def test_planner_refuses_an_output_that_is_or_contains_the_input(
 
 
 def test_planner_refuses_an_output_inside_the_input_only_where_listing_reaches(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     data = tmp_path / "data"
     write_csv(data / "a.csv")
     inside = str(data / "scored")
@@ -476,7 +504,8 @@ def test_planner_refuses_an_output_inside_the_input_only_where_listing_reaches(
             f"{output}: lies inside the input {given}; nothing was touched, since sparkscore "
             f"never writes where it reads. Listing with {why} would read this run's output as "
             "input. Choose an output folder outside the input, or one whose name starts with "
-            "'_' (never listed).")
+            "'_' (never listed)."
+        )
 
 
 def test_planner_keeps_uri_query_options_and_does_not_take_them_for_a_glob() -> None:
@@ -484,8 +513,10 @@ def test_planner_keeps_uri_query_options_and_does_not_take_them_for_a_glob() -> 
 
     uri = "s3://bucket/in/*.csv?endpoint_override=localhost:9000&scheme=http"
     path, query = split_query(uri)
-    assert (path, query) == ("s3://bucket/in/*.csv",
-                             "?endpoint_override=localhost:9000&scheme=http")
+    assert (path, query) == (
+        "s3://bucket/in/*.csv",
+        "?endpoint_override=localhost:9000&scheme=http",
+    )
     assert split_glob(path) == ("s3://bucket/in", "*.csv")
     assert split_query("s3://bucket/in/data?.csv") == ("s3://bucket/in/data?.csv", "")
     assert split_query("/local/a?b=c") == ("/local/a?b=c", "")

@@ -30,12 +30,10 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_preflight_names_each_file_that_would_fail_and_why(tmp_path):
-    report, ok = preflight(str(EXAMPLE / "model"), str(folder(tmp_path)), Settings(),
-                           parallelism=2)
+    report, ok = preflight(str(EXAMPLE / "model"), str(folder(tmp_path)), Settings(), parallelism=2)
     assert not ok
     lines = report.splitlines()
-    assert lines[1:3] == ["mini-batches (Spark tasks): 1",
-                          "  0: " + lines[2].split(": ", 1)[1]]
+    assert lines[1:3] == ["mini-batches (Spark tasks): 1", "  0: " + lines[2].split(": ", 1)[1]]
     assert lines[3].startswith("signature inputs: age: double, sex: double, bmi: double")
     assert lines[4:] == [
         "files:",
@@ -56,7 +54,9 @@ def test_preflight_command_exits_non_zero_without_starting_spark(tmp_path):
     cli = Path(sys.executable).parent / "sparkscore"
     done = subprocess.run(
         [str(cli), "plan", "--model", str(EXAMPLE / "model"), "--input", str(folder(tmp_path))],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stdout.strip().splitlines()[-1].startswith("2 of 4 files would fail: missing.csv")
@@ -67,7 +67,9 @@ def test_preflight_command_exits_non_zero_without_starting_spark(tmp_path):
     (tmp_path / "in" / "good.csv").rename(good / "good.csv")
     done = subprocess.run(
         [str(cli), "plan", "--model", str(EXAMPLE / "model"), "--input", str(good)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0
     assert done.stdout.strip().splitlines()[-1] == "all 1 files satisfy the signature"
@@ -119,13 +121,15 @@ def test_preflight_mixed_folder_names_the_files_the_model_cannot_take(tmp_path, 
         "1 of 2 files would fail: digit-00.png: this is an image file, but the model's signature "
         "takes columns (a: double, b: long), not images; image files need a model whose input "
         "is one tensor (TensorSpec) or one binary column. Leave the image files out of the "
-        "input, or score them with a model that takes images")
+        "input, or score them with a model that takes images"
+    )
 
     report, ok = preflight(str(zoo.digit_labels), str(folder), Settings(), parallelism=2)
     assert not ok
     assert report.splitlines()[-1] == (
         "1 of 2 files would fail: rows.csv: has 2 columns, which cannot make the model's input "
-        "tensor of shape [-1, 64]")
+        "tensor of shape [-1, 64]"
+    )
 
 
 def test_preflight_names_a_repeated_column_and_passthrough_types_that_disagree(tmp_path, zoo):
@@ -134,13 +138,15 @@ def test_preflight_names_a_repeated_column_and_passthrough_types_that_disagree(t
 
     folder = tmp_path / "in"
     folder.mkdir()
-    pd.DataFrame({"id": [1, 2], "a": [0.5, 0.7], "b": [1, 2]}).to_csv(folder / "f1.csv",
-                                                                      index=False)
+    pd.DataFrame({"id": [1, 2], "a": [0.5, 0.7], "b": [1, 2]}).to_csv(
+        folder / "f1.csv", index=False
+    )
     pq.write_table(pa.table({"id": [{"x": 1}], "a": [0.5], "b": [1]}), folder / "f2.parquet")
     (folder / "twice.csv").write_text("id,a,b,a\n3,0.5,1,0.7\n")
 
-    report, ok = preflight(str(zoo.lr_skops), str(folder),
-                           Settings(passthrough_columns=("id",)), parallelism=2)
+    report, ok = preflight(
+        str(zoo.lr_skops), str(folder), Settings(passthrough_columns=("id",)), parallelism=2
+    )
     assert not ok
     assert report.splitlines()[-3:] == [
         "    - the column 'a' appears twice in the file's header, so which one to read is "
@@ -171,10 +177,12 @@ def marked_models(tmp_path: Path, zoo) -> tuple[list[Path], Path]:
     (pickled / "model.pkl").write_bytes(pickle.dumps(_MakesMarker(str(marker))))
     coded = tmp_path / "coded"
     shutil.copytree(zoo.custom_flavor, coded)
-    (coded / "code" / "triple_flavor.py").write_text(textwrap.dedent(f"""
+    (coded / "code" / "triple_flavor.py").write_text(
+        textwrap.dedent(f"""
         import os
         os.mkdir({str(marker)!r})
-    """))
+    """)
+    )
     return [pickled, coded], marker
 
 
@@ -188,8 +196,12 @@ def test_plan_never_unpickles_the_model_or_imports_its_code(tmp_path, zoo):
         report, ok = preflight(str(model), str(tmp_path / "in"), Settings(), parallelism=1)
         assert ok, report
         assert not marker.exists(), model
-        done = subprocess.run([str(cli), "plan", "--model", str(model), "--input",
-                               str(tmp_path / "in")], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [str(cli), "plan", "--model", str(model), "--input", str(tmp_path / "in")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.strip().splitlines()[-1] == "all 1 files satisfy the signature"
         assert not marker.exists(), model
@@ -210,23 +222,31 @@ def test_preflight_judges_decimals_and_timestamps_as_the_job_does(tmp_path):
 
     model = tmp_path / "m"
     model.mkdir()
-    (model / "MLmodel").write_text(textwrap.dedent('''
+    (model / "MLmodel").write_text(
+        textwrap.dedent("""
         flavors:
           python_function:
             loader_module: never_imported_by_plan
         signature:
           inputs: '[{"type": "double", "name": "amount"}, {"type": "long", "name": "count"},
                     {"type": "datetime", "name": "ts"}]'
-    '''))
+    """)
+    )
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "links").mkdir()
     (tmp_path / "in" / "gone.parquet").symlink_to(tmp_path / "nowhere.parquet")
 
     def write(name: str, ts: pa.DataType) -> None:
-        pq.write_table(pa.table({
-            "amount": pa.array([Decimal("12.34")], pa.decimal128(38, 20)),
-            "count": pa.array([Decimal("3")], pa.decimal128(10, 0)),
-            "ts": pa.array([dt.datetime(2024, 1, 1)], ts)}), tmp_path / "in" / name)
+        pq.write_table(
+            pa.table(
+                {
+                    "amount": pa.array([Decimal("12.34")], pa.decimal128(38, 20)),
+                    "count": pa.array([Decimal("3")], pa.decimal128(10, 0)),
+                    "ts": pa.array([dt.datetime(2024, 1, 1)], ts),
+                }
+            ),
+            tmp_path / "in" / name,
+        )
 
     write("a_ns.parquet", pa.timestamp("ns"))
     write("b_us.parquet", pa.timestamp("us"))
@@ -240,11 +260,14 @@ def test_preflight_judges_decimals_and_timestamps_as_the_job_does(tmp_path):
     decimal_notes = [
         "    - note: column 'amount' is decimal128(38, 20); values must convert to double one by "
         "one",
-        "    - note: column 'count' is decimal128(10, 0); values must convert to long one by one"]
+        "    - note: column 'count' is decimal128(10, 0); values must convert to long one by one",
+    ]
     at = lines.index
-    assert lines[at("files:") + 2:at("files:") + 4] == decimal_notes
-    assert "    - note: column 'ts' is timestamp[us]; values must convert to datetime one by one" \
+    assert lines[at("files:") + 2 : at("files:") + 4] == decimal_notes
+    assert (
+        "    - note: column 'ts' is timestamp[us]; values must convert to datetime one by one"
         in lines
+    )
     assert "    - column 'ts' is timestamp[us, tz=UTC], which cannot hold datetime" in lines
     assert lines[-1].startswith("1 of 3 files would fail: c_aware.parquet")
 
@@ -252,12 +275,21 @@ def test_preflight_judges_decimals_and_timestamps_as_the_job_does(tmp_path):
 def test_plan_command_prints_no_secret_of_its_locations(tmp_path):
     secret = tmp_path / "token=hunter2"
     secret.mkdir()
-    pd.read_csv(EXAMPLE / "input" / "visits-2024-01.csv").head(3).to_csv(secret / "a.csv",
-                                                                         index=False)
+    pd.read_csv(EXAMPLE / "input" / "visits-2024-01.csv").head(3).to_csv(
+        secret / "a.csv", index=False
+    )
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "sparkscore"), "plan", "--model",
-         str(EXAMPLE / "model"), "--input", str(secret)],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(Path(sys.executable).parent / "sparkscore"),
+            "plan",
+            "--model",
+            str(EXAMPLE / "model"),
+            "--input",
+            str(secret),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"input: {tmp_path}/token=*** (1 files" in done.stdout

@@ -31,8 +31,9 @@ def input_file(path: Path, kind: str | None = None) -> InputFile:
 
 
 def batches_of(path: Path, batch_rows: int, column_types=None) -> list[pa.RecordBatch]:
-    return list(read_batches(LOCAL, input_file(path), batch_rows=batch_rows,
-                             column_types=column_types))
+    return list(
+        read_batches(LOCAL, input_file(path), batch_rows=batch_rows, column_types=column_types)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,9 @@ def lr_types(zoo) -> dict[str, pa.DataType]:
 def test_csv_column_types_follow_the_signature(lr_types):
     assert lr_types == {"a": pa.float64(), "b": pa.int64()}
     assert csv_column_types(None) == {}
-    tensor = Schema.from_list([{"type": "tensor", "tensor-spec": {"dtype": "float64",
-                                                                   "shape": [-1, 2]}}])
+    tensor = Schema.from_list(
+        [{"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1, 2]}}]
+    )
     assert csv_column_types(tensor) == {}
 
 
@@ -80,17 +82,21 @@ def read_whole_up_to(monkeypatch: pytest.MonkeyPatch, whole_file_bytes: int) -> 
 def test_read_batches_parquet_in_batches_of_batch_rows(tmp_path, monkeypatch, whole_file_bytes):
     read_whole_up_to(monkeypatch, whole_file_bytes)
     path = tmp_path / "seven.parquet"
-    pq.write_table(pa.table({"a": [float(i) for i in range(7)], "b": list(range(7))}), path,
-                   row_group_size=2)
+    pq.write_table(
+        pa.table({"a": [float(i) for i in range(7)], "b": list(range(7))}), path, row_group_size=2
+    )
     got = batches_of(path, 3)
     assert [b.num_rows for b in got] == [3, 3, 1]
     assert pa.Table.from_batches(got).to_pydict() == {
-        "a": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "b": [0, 1, 2, 3, 4, 5, 6]}
+        "a": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        "b": [0, 1, 2, 3, 4, 5, 6],
+    }
 
 
 @both_parquet_paths
 def test_read_batches_parquet_reads_only_the_named_columns_unless_one_is_missing(
-        tmp_path, monkeypatch, whole_file_bytes):
+    tmp_path, monkeypatch, whole_file_bytes
+):
     read_whole_up_to(monkeypatch, whole_file_bytes)
     path = tmp_path / "wide.parquet"
     pq.write_table(pa.table({"note": ["x", "y"], "b": [1, 2], "a": [0.5, 1.5], "c": [3, 4]}), path)
@@ -109,13 +115,19 @@ def test_read_batches_csv_converts_only_the_named_columns_unless_one_is_missing(
     path.write_bytes(b"note,b,a,c\n\xff,1,0.5,3\nx,2,1.5,4\n")
 
     def read(columns):
-        got = read_batches(LOCAL, input_file(path), batch_rows=10, columns=columns,
-                           column_types={"a": pa.float64(), "b": pa.int64()})
+        got = read_batches(
+            LOCAL,
+            input_file(path),
+            batch_rows=10,
+            columns=columns,
+            column_types={"a": pa.float64(), "b": pa.int64()},
+        )
         return pa.Table.from_batches(list(got)).to_pydict()
 
     assert read(["a", "b"]) == {"a": [0.5, 1.5], "b": [1, 2]}
-    with pytest.raises(ReadError,
-                       match="wide.csv: the file is not valid UTF-8 text .column 'note'"):
+    with pytest.raises(
+        ReadError, match="wide.csv: the file is not valid UTF-8 text .column 'note'"
+    ):
         read(["a", "zz"])  # read whole, every column converted
 
 
@@ -124,7 +136,7 @@ def test_rebatch_regroups_any_sizes_into_exact_batches():
     sizes = [1, 5, 0, 2, 7]
     parts, start = [], 0
     for n in sizes:
-        parts.append(pa.record_batch({"v": pa.array(values[start:start + n], pa.int64())}))
+        parts.append(pa.record_batch({"v": pa.array(values[start : start + n], pa.int64())}))
         start += n
     got = list(rebatch(iter(parts), 4))
     assert [b.num_rows for b in got] == [4, 4, 4, 3]
@@ -159,8 +171,9 @@ def test_a_csv_of_many_blocks_is_read_once_whole_in_order(tmp_path, lr_types, mo
     path.write_text("id,a,b,note\n" + "".join(f"{i},{i / 4},{i},n{i}\n" for i in range(300)))
     batches = batches_of(path, 1000, lr_types)
     table = pa.Table.from_batches(batches)
-    assert table.schema == pa.schema([("id", pa.int64()), ("a", pa.float64()),
-                                      ("b", pa.int64()), ("note", pa.string())])
+    assert table.schema == pa.schema(
+        [("id", pa.int64()), ("a", pa.float64()), ("b", pa.int64()), ("note", pa.string())]
+    )
     assert table.column("id").to_pylist() == list(range(300))
     assert table.column("a").to_pylist() == [i / 4 for i in range(300)]
     assert table.column("note").to_pylist() == [f"n{i}" for i in range(300)]
@@ -174,8 +187,10 @@ def test_read_batches_names_the_file_that_cannot_be_read(tmp_path, monkeypatch, 
     empty.write_bytes(b"")
     with pytest.raises(ReadError) as info:
         batches_of(empty, 10)
-    assert (info.value.file, str(info.value)) == ("empty.csv",
-                                                  "empty.csv: the file is empty (0 bytes).")
+    assert (info.value.file, str(info.value)) == (
+        "empty.csv",
+        "empty.csv: the file is empty (0 bytes).",
+    )
 
     whole = tmp_path / "whole.parquet"
     pq.write_table(pa.table({"a": [1.0, 2.0]}), whole)
@@ -184,7 +199,8 @@ def test_read_batches_names_the_file_that_cannot_be_read(tmp_path, monkeypatch, 
     with pytest.raises(ReadError) as info:
         batches_of(cut, 10)
     assert str(info.value).startswith(
-        "cut.parquet: the file is not a readable Parquet file; it may be truncated or corrupt (")
+        "cut.parquet: the file is not a readable Parquet file; it may be truncated or corrupt ("
+    )
 
     with pytest.raises(ReadError, match="files of kind 'image' are not tables"):
         list(read_batches(LOCAL, input_file(whole, "image"), batch_rows=10))
@@ -254,8 +270,14 @@ def read_error(path: Path, kind: str | None = None) -> str:
 def test_read_batches_csv_with_quoted_newlines_larger_than_a_block(tmp_path):
     # Every value of `note` holds a newline: one falls on a 1 MiB block boundary.
     n = 60_000
-    table = pa.table({"id": list(range(n)), "note": [f"line {i}\nnext, {i}" for i in range(n)],
-                      "a": [i / 4 for i in range(n)], "b": [i % 3 for i in range(n)]})
+    table = pa.table(
+        {
+            "id": list(range(n)),
+            "note": [f"line {i}\nnext, {i}" for i in range(n)],
+            "a": [i / 4 for i in range(n)],
+            "b": [i % 3 for i in range(n)],
+        }
+    )
     path = tmp_path / "notes.csv"
     import pyarrow.csv as pacsv
 
@@ -267,26 +289,33 @@ def test_read_batches_csv_with_quoted_newlines_larger_than_a_block(tmp_path):
 
 
 @both_parquet_paths
-def test_read_batches_refuses_a_column_name_that_appears_twice(tmp_path, monkeypatch,
-                                                                whole_file_bytes):
+def test_read_batches_refuses_a_column_name_that_appears_twice(
+    tmp_path, monkeypatch, whole_file_bytes
+):
     read_whole_up_to(monkeypatch, whole_file_bytes)
     (tmp_path / "twice.csv").write_text("a,b,a\n1,2,3\n4,5,6\n")
     (tmp_path / "thrice.csv").write_text('id,"x",x,b,x\n1,2,3,4,5\n')
-    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array([2]), pa.array([3])],
-                                        names=["a", "b", "a"]), tmp_path / "twice.parquet")
+    pq.write_table(
+        pa.Table.from_arrays([pa.array([1]), pa.array([2]), pa.array([3])], names=["a", "b", "a"]),
+        tmp_path / "twice.parquet",
+    )
     assert read_error(tmp_path / "twice.csv") == (
         "twice.csv: the column 'a' appears twice in the file's header, so which one to read "
-        "is ambiguous; give each column its own name.")
+        "is ambiguous; give each column its own name."
+    )
     assert read_error(tmp_path / "thrice.csv") == (
         "thrice.csv: the column 'x' appears 3 times in the file's header, so which one to read "
-        "is ambiguous; give each column its own name.")
+        "is ambiguous; give each column its own name."
+    )
     assert read_error(tmp_path / "twice.parquet") == (
         "twice.parquet: the column 'a' appears twice in the file's schema, so which one to read "
-        "is ambiguous; give each column its own name.")
+        "is ambiguous; give each column its own name."
+    )
     # even when the columns read are named: pyarrow would read the first 'a' alone
     with pytest.raises(ReadError, match="the column 'a' appears twice"):
-        list(read_batches(LOCAL, csv_file(tmp_path / "twice.csv"), batch_rows=10,
-                          columns=["a", "b"]))
+        list(
+            read_batches(LOCAL, csv_file(tmp_path / "twice.csv"), batch_rows=10, columns=["a", "b"])
+        )
     for name in ("twice.csv", "twice.parquet"):
         with pytest.raises(ReadError, match="the column 'a' appears twice"):
             peek_schema(LOCAL, input_file(tmp_path / name))
@@ -306,20 +335,22 @@ def test_read_batches_says_what_a_csv_that_is_not_text_is_and_prints_no_binary(t
     (tmp_path / "utf16.csv").write_bytes(text.decode().encode("utf-16"))
     (tmp_path / "utf16le.csv").write_bytes(text.decode().encode("utf-16-le"))
     pq.write_table(pa.table({"a": [1.0]}), tmp_path / "pq.csv")
-    got = {name: read_error(tmp_path / name) for name in (
-        "gz.csv", "bz.csv", "zip.csv", "utf16.csv", "utf16le.csv", "pq.csv")}
+    got = {
+        name: read_error(tmp_path / name)
+        for name in ("gz.csv", "bz.csv", "zip.csv", "utf16.csv", "utf16le.csv", "pq.csv")
+    }
     assert got == {
         "gz.csv": "gz.csv: the file is not CSV text: it looks gzip-compressed; decompress it "
-                  "before scoring it.",
+        "before scoring it.",
         "bz.csv": "bz.csv: the file is not CSV text: it looks bzip2-compressed; decompress it "
-                  "before scoring it.",
+        "before scoring it.",
         "zip.csv": "zip.csv: the file is not CSV text: it looks zip-compressed; decompress it "
-                   "before scoring it.",
+        "before scoring it.",
         "utf16.csv": "utf16.csv: the file is UTF-16 text (it starts with a UTF-16 byte-order "
-                     "mark); save it as UTF-8.",
+        "mark); save it as UTF-8.",
         "utf16le.csv": "utf16le.csv: the file is not CSV text: it holds NUL bytes, so it is "
-                       "binary (or UTF-16 text without a byte-order mark); save it as UTF-8 "
-                       "CSV text.",
+        "binary (or UTF-16 text without a byte-order mark); save it as UTF-8 "
+        "CSV text.",
         "pq.csv": "pq.csv: the file is not CSV text: it is a Parquet file; name it .parquet.",
     }
     with pytest.raises(ReadError, match="gzip-compressed"):
@@ -332,13 +363,13 @@ def test_read_batches_error_text_from_a_file_is_printable(tmp_path):
     (tmp_path / "latin.csv").write_bytes(b"a,b\x07\xe9\n1,2\n")
     message = read_error(tmp_path / "latin.csv")
     assert message == (
-        "latin.csv: the file is not valid UTF-8 text (column 'b\\x07\ufffd'); save it as UTF-8.")
+        "latin.csv: the file is not valid UTF-8 text (column 'b\\x07\ufffd'); save it as UTF-8."
+    )
     assert message.isprintable()
 
 
 @both_parquet_paths
-def test_read_batches_file_removed_after_planning_says_so(tmp_path, monkeypatch,
-                                                          whole_file_bytes):
+def test_read_batches_file_removed_after_planning_says_so(tmp_path, monkeypatch, whole_file_bytes):
     read_whole_up_to(monkeypatch, whole_file_bytes)
     (tmp_path / "gone.csv").write_text("a,b\n1,2\n" * 3)
     pq.write_table(pa.table({"a": [1.0]}), tmp_path / "gone.parquet")
@@ -348,7 +379,8 @@ def test_read_batches_file_removed_after_planning_says_so(tmp_path, monkeypatch,
         with pytest.raises(ReadError) as info:
             list(read_batches(LOCAL, file, batch_rows=10))
         assert str(info.value) == (
-            f"{file.name}: the file no longer exists: it was removed after the job was planned.")
+            f"{file.name}: the file no longer exists: it was removed after the job was planned."
+        )
         with pytest.raises((ReadError, OSError)):  # its rows cannot be counted
             readers.count_rows(LOCAL, file)
 
@@ -364,16 +396,20 @@ def test_read_batches_ragged_rows_raise_or_are_skipped_into_a_list(tmp_path, mon
     with pytest.raises(csvfiles.CsvRaggedRowError, match="Expected 3 columns, got 2"):
         list(read_batches(LOCAL, csv_file(path), batch_rows=10))
     ragged: list[csvfiles.RaggedRow] = []
-    got = pa.Table.from_batches(list(read_batches(LOCAL, csv_file(path), batch_rows=10,
-                                                  ragged=ragged)))
+    got = pa.Table.from_batches(
+        list(read_batches(LOCAL, csv_file(path), batch_rows=10, ragged=ragged))
+    )
     assert got.column("id").to_pylist() == [i for i in range(40) if i not in (3, 20, 39)]
-    assert ragged == [csvfiles.RaggedRow(3, 2, 3, "3,0.5"),
-                      csvfiles.RaggedRow(20, 4, 3, '20,"x\ny",1,9'),
-                      csvfiles.RaggedRow(39, 1, 3, "39")]
+    assert ragged == [
+        csvfiles.RaggedRow(3, 2, 3, "3,0.5"),
+        csvfiles.RaggedRow(20, 4, 3, '20,"x\ny",1,9'),
+        csvfiles.RaggedRow(39, 1, 3, "39"),
+    ]
     assert str(ragged[1].error("ragged.csv")) == (
         "ragged.csv, row 20: the row has 4 values but the header names 3 columns "
-        "(20,\"x\\ny\",1,9); quote values that hold a comma, and give every row one value per "
-        "column.")
+        '(20,"x\\ny",1,9); quote values that hold a comma, and give every row one value per '
+        "column."
+    )
     assert readers.count_rows(LOCAL, csv_file(path)) == 40
 
 
@@ -388,8 +424,10 @@ def test_common_type_widens_the_same_way_in_any_file_order():
 
     cases = [
         ({"f1.csv": pa.int64(), "f2.csv": pa.string()}, pa.string()),
-        ({"f1.csv": pa.int64(), "f2.csv": pa.large_string(), "f3.parquet": pa.int32()},
-         pa.string()),
+        (
+            {"f1.csv": pa.int64(), "f2.csv": pa.large_string(), "f3.parquet": pa.int32()},
+            pa.string(),
+        ),
         ({"a": pa.int32(), "b": pa.int64()}, pa.int64()),
         ({"a": pa.int64(), "b": pa.float64()}, pa.float64()),
         ({"a": pa.timestamp("s"), "b": pa.timestamp("us")}, pa.timestamp("us")),
@@ -397,8 +435,10 @@ def test_common_type_widens_the_same_way_in_any_file_order():
         ({"a": pa.null(), "b": pa.int64()}, pa.int64()),
         ({"a": pa.null()}, pa.string()),
         ({}, pa.string()),
-        ({"a": pa.map_(pa.string(), pa.int64()), "b": pa.map_(pa.string(), pa.int64())},
-         pa.map_(pa.string(), pa.int64())),
+        (
+            {"a": pa.map_(pa.string(), pa.int64()), "b": pa.map_(pa.string(), pa.int64())},
+            pa.map_(pa.string(), pa.int64()),
+        ),
         ({"a": pa.list_(pa.int32()), "b": pa.list_(pa.int64())}, pa.list_(pa.int64())),
     ]
     for found, want in cases:
@@ -419,7 +459,8 @@ def test_common_type_refuses_types_no_one_column_holds_naming_the_files():
         "in/: the passthrough column 'meta' has types that no one column can hold: string in "
         "a.csv; double in b.csv; struct<x: int64> in s0.parquet, s1.parquet, s2.parquet, "
         "s3.parquet, s4.parquet and 2 more. Give the column one type in every file, or leave it "
-        "out of passthrough_columns.")
+        "out of passthrough_columns."
+    )
 
 
 def test_passthrough_types_reads_every_table_file(tmp_path):
@@ -428,13 +469,17 @@ def test_passthrough_types_reads_every_table_file(tmp_path):
 
     (tmp_path / "f1.csv").write_text("id,a\n1,0.5\n2,0.5\n")
     (tmp_path / "f2.csv").write_text("id,a\nx7,0.5\n")
-    pq.write_table(pa.table({"id": pa.array([3], pa.int32()), "tags": [{"k": 1}]}),
-                   tmp_path / "f3.parquet")
+    pq.write_table(
+        pa.table({"id": pa.array([3], pa.int32()), "tags": [{"k": 1}]}), tmp_path / "f3.parquet"
+    )
     (tmp_path / "f4.csv").write_bytes(b"\x1f\x8b junk")  # unreadable: its task says why
     listing = list_input(str(tmp_path))
     fs, files = listing.fs, listing.files
     assert passthrough_types(fs, files, ["id", "tags", "nowhere"], uri=str(tmp_path)) == {
-        "id": pa.string(), "tags": pa.struct([("k", pa.int64())]), "nowhere": pa.string()}
+        "id": pa.string(),
+        "tags": pa.struct([("k", pa.int64())]),
+        "nowhere": pa.string(),
+    }
     assert passthrough_types(fs, files, [], uri=str(tmp_path)) == {}
 
 
@@ -446,10 +491,12 @@ def test_read_batches_int96_timestamps_keep_their_value_beyond_nanoseconds(tmp_p
 
     values = [dt.datetime(2024, 1, 1, 12, 30, 0, 123456), dt.datetime(9999, 12, 31, 23, 59, 59)]
     path = tmp_path / "spark.parquet"
-    pq.write_table(pa.table({"ts": pa.array(values, pa.timestamp("us"))}), path,
-                   use_deprecated_int96_timestamps=True)
-    file = InputFile(path=str(path), name="spark.parquet", size=path.stat().st_size,
-                     kind="parquet")
+    pq.write_table(
+        pa.table({"ts": pa.array(values, pa.timestamp("us"))}),
+        path,
+        use_deprecated_int96_timestamps=True,
+    )
+    file = InputFile(path=str(path), name="spark.parquet", size=path.stat().st_size, kind="parquet")
     fs = pafs.LocalFileSystem()
 
     [batch] = list(read_batches(fs, file, batch_rows=10))

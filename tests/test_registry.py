@@ -64,7 +64,10 @@ def test_registry_job_records_the_resolved_version(spark, registry, tmp_path):
     assert summary["rows_scored"] == 8
     recorded = json.loads((tmp_path / "out" / "_summary.json").read_text())["model"]
     assert (recorded["path"], recorded["version"], recorded["registry_run_id"]) == (
-        "models:/lr-model@champion", "1", registry)
+        "models:/lr-model@champion",
+        "1",
+        registry,
+    )
 
 
 def test_registry_copies_into_a_folder_this_process_owns_and_sweeps_spare(registry):
@@ -97,6 +100,7 @@ def test_a_registered_model_with_a_link_out_is_never_copied(registry, tmp_path):
     with pytest.raises(ModelFormatError) as err:
         local_model_dir(f"models:/linked-model/{version.version}")
 
-    assert str(err.value).startswith(f"models:/linked-model/{version.version}: cannot be "
-                                     "resolved through mlflow")
+    assert str(err.value).startswith(
+        f"models:/linked-model/{version.version}: cannot be resolved through mlflow"
+    )
     assert "notes.txt" in str(err.value) and "outside" in str(err.value)

@@ -24,9 +24,13 @@ sys.stdin.read()  # lives until its stdin closes, then exits normally
 
 
 def owner(tmp: Path, how: str) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", OWNER, how], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "TMPDIR": str(tmp)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OWNER, how],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
     return proc, Path(proc.stdout.readline().strip())
 
 
@@ -41,7 +45,8 @@ def test_sweep_removes_what_a_killed_run_left_and_nothing_of_a_live_one(tmp_path
     assert sweep("sparkscore-ship-", str(tmp_path)) == [str(killed_dir)]
 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [alive_dir.name, "sparkscore-ship-unlocked", "sparkscore-env-other"])
+        [alive_dir.name, "sparkscore-ship-unlocked", "sparkscore-env-other"]
+    )
     alive.stdin.close()
     assert alive.wait(timeout=30) == 0
     assert not alive_dir.exists()  # removed by its own process on the way out
@@ -60,9 +65,17 @@ def test_a_new_folder_sweeps_first_and_is_locked_from_the_start(tmp_path, monkey
     assert sweep("sparkscore-ship-", str(tmp_path)) == []
     # Another process sees it locked too.
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from sparkscore.scratch import sweep; "
-         "print(sweep('sparkscore-ship-', sys.argv[1]))", str(tmp_path)],
-        capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from sparkscore.scratch import sweep; "
+            "print(sweep('sparkscore-ship-', sys.argv[1]))",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout == "[]\n"
     assert Path(mine).is_dir()
 
@@ -75,9 +88,23 @@ def test_a_scoring_run_leaves_no_model_archive_behind(tmp_path, zoo):
     env = {**os.environ, "TMPDIR": str(temp), "PYSPARK_PYTHON": sys.executable}
 
     done = subprocess.run(
-        [str(BIN / "sparkscore"), "score", "--model", str(zoo.lr_skops), "--input",
-         str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--master", "local[1]"],
-        capture_output=True, text=True, env=env, timeout=300)
+        [
+            str(BIN / "sparkscore"),
+            "score",
+            "--model",
+            str(zoo.lr_skops),
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--master",
+            "local[1]",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "5 rows scored" in done.stdout

@@ -48,8 +48,12 @@ def test_a_model_whose_data_is_a_link_inside_scores_on_executors(spark, zoo, tmp
     np.testing.assert_allclose(got, frame["a"] * 3.0 + frame["b"])
     assert shipped.spec is not None and shipped.spec.pyfunc.data == "data/config.json"
     with zipfile.ZipFile(SparkFiles.get(shipped.archive)) as z:
-        assert sorted(z.namelist()) == ["MLmodel", "code/triple_flavor.py", "data/config.json",
-                                        "real-data/config.json"]
+        assert sorted(z.namelist()) == [
+            "MLmodel",
+            "code/triple_flavor.py",
+            "data/config.json",
+            "real-data/config.json",
+        ]
 
 
 def test_workers_load_with_the_drivers_parse_of_mlmodel(spark, zoo, tmp_path):

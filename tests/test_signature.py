@@ -107,7 +107,18 @@ def test_signature_from_dict_reads_every_column_type_as_mlflow_writes_it() -> No
     )
     assert sig.outputs is None and sig.params is None
     assert sig.inputs.required_names() == [
-        "b", "i", "f", "d", "s", "y", "t", "arr", "obj", "m", "any", "aa"
+        "b",
+        "i",
+        "f",
+        "d",
+        "s",
+        "y",
+        "t",
+        "arr",
+        "obj",
+        "m",
+        "any",
+        "aa",
     ]
 
 
@@ -165,27 +176,42 @@ def test_signature_reads_params_written_with_the_older_dtype_key() -> None:
 def test_signature_round_trips_what_the_real_mlflow_writes() -> None:
     from mlflow.models import infer_signature
 
-    x = pd.DataFrame({
-        "b": [True], "i": np.array([1], dtype=np.int32), "l": [2], "f": np.float32([1.5]),
-        "d": [2.5], "s": ["x"], "y": [b"z"], "t": pd.to_datetime(["2024-01-02"]),
-        "arr": [[1.0, 2.0]],
-    })
+    x = pd.DataFrame(
+        {
+            "b": [True],
+            "i": np.array([1], dtype=np.int32),
+            "l": [2],
+            "f": np.float32([1.5]),
+            "d": [2.5],
+            "s": ["x"],
+            "y": [b"z"],
+            "t": pd.to_datetime(["2024-01-02"]),
+            "arr": [[1.0, 2.0]],
+        }
+    )
     with pytest.warns(UserWarning):  # mlflow's hint about integer columns
         written = infer_signature(x, np.array([1, 2]), params={"k": 3, "w": 0.5}).to_dict()
     raw = {k: json.loads(v) for k, v in written.items() if v}
 
     assert Signature.from_dict(raw).to_dict() == raw
     assert [s.type for s in Signature.from_dict(raw).inputs.specs] == [
-        DataType.boolean, DataType.integer, DataType.long, DataType.float, DataType.double,
-        DataType.string, DataType.binary, DataType.datetime, ArrayType(DataType.double),
+        DataType.boolean,
+        DataType.integer,
+        DataType.long,
+        DataType.float,
+        DataType.double,
+        DataType.string,
+        DataType.binary,
+        DataType.datetime,
+        ArrayType(DataType.double),
     ]
 
 
 def test_schema_refuses_a_mix_of_tensor_and_column_specs() -> None:
     with pytest.raises(ValueError, match="^a schema cannot mix tensor and column specs$"):
-        Schema.from_list([
-            {"type": "long"}, {"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}
-        ])
+        Schema.from_list(
+            [{"type": "long"}, {"type": "tensor", "tensor-spec": {"dtype": "int64", "shape": [-1]}}]
+        )
 
 
 def test_schema_refuses_a_json_object_instead_of_a_list() -> None:
@@ -195,8 +221,17 @@ def test_schema_refuses_a_json_object_instead_of_a_list() -> None:
 
 def test_datatype_maps_to_numpy_and_back() -> None:
     assert [t.to_numpy() for t in DataType] == [
-        np.dtype(n) for n in
-        ("bool", "int32", "int64", "float32", "float64", "object", "object", "datetime64[ns]")
+        np.dtype(n)
+        for n in (
+            "bool",
+            "int32",
+            "int64",
+            "float32",
+            "float64",
+            "object",
+            "object",
+            "datetime64[ns]",
+        )
     ]
     assert DataType.from_numpy(np.dtype("int64")) is DataType.long
     assert DataType.from_numpy(np.dtype("U5")) is DataType.string
@@ -266,7 +301,8 @@ def test_signature_parses_datetime_strings_of_mixed_formats() -> None:
 
     assert out["a"].dtype == np.dtype("datetime64[ns]")
     assert out["a"].tolist()[:2] == [
-        pd.Timestamp("2024-01-02"), pd.Timestamp("2024-03-04 05:06:07")
+        pd.Timestamp("2024-01-02"),
+        pd.Timestamp("2024-03-04 05:06:07"),
     ]
     assert out["a"].isna().tolist() == [False, False, True]
 
@@ -288,8 +324,10 @@ def test_signature_keeps_booleans_and_bytes() -> None:
 
 
 def test_signature_keeps_exact_integers_beyond_2_53_from_strings_and_objects() -> None:
-    out = enforce(frame(["9007199254740993", " 7 ", "1e3", 9007199254740995], dtype=object),
-                  one(DataType.long))
+    out = enforce(
+        frame(["9007199254740993", " 7 ", "1e3", 9007199254740995], dtype=object),
+        one(DataType.long),
+    )
 
     assert out["a"].tolist() == [9007199254740993, 7, 1000, 9007199254740995]
 
@@ -316,11 +354,14 @@ def test_signature_refuses_fractional_float_to_long_naming_row_column_value() ->
     error = refused(frame([3.0, 2.5]), one(DataType.long))
 
     assert str(error) == (
-        "row 1: column 'a' has value 2.5, "
-        "which cannot be converted safely to long."
+        "row 1: column 'a' has value 2.5, which cannot be converted safely to long."
     )
     assert (error.file, error.row, error.column, error.value, error.expected) == (
-        None, 1, "a", 2.5, "long"
+        None,
+        1,
+        "a",
+        2.5,
+        "long",
     )
 
 
@@ -328,8 +369,7 @@ def test_signature_refuses_nan_in_a_long_column() -> None:
     error = refused(frame([1.0, np.nan]), one(DataType.long))
 
     assert str(error) == (
-        "row 1: column 'a' has value nan, "
-        "which cannot be converted safely to long."
+        "row 1: column 'a' has value nan, which cannot be converted safely to long."
     )
 
 
@@ -337,8 +377,7 @@ def test_signature_refuses_missing_values_in_nullable_int_for_long() -> None:
     error = refused(frame([1, None], dtype="Int64"), one(DataType.long))
 
     assert str(error) == (
-        "row 1: column 'a' has value <NA>, "
-        "which cannot be converted safely to long."
+        "row 1: column 'a' has value <NA>, which cannot be converted safely to long."
     )
 
 
@@ -351,8 +390,7 @@ def test_signature_refuses_text_as_double_naming_the_row() -> None:
 
 
 def test_signature_names_the_file_and_counts_rows_from_the_offset() -> None:
-    error = refused(frame(["1", "abc"]), one(DataType.double), file="in/part-3.csv",
-                    row_offset=40)
+    error = refused(frame(["1", "abc"]), one(DataType.double), file="in/part-3.csv", row_offset=40)
 
     assert str(error) == (
         "in/part-3.csv, row 41: column 'a' has value 'abc', "
@@ -365,8 +403,7 @@ def test_signature_refuses_double_to_float_that_loses_precision() -> None:
     error = refused(frame([0.5, 0.1]), one(DataType.float))
 
     assert str(error) == (
-        "row 1: column 'a' has value 0.1, "
-        "which cannot be converted safely to float."
+        "row 1: column 'a' has value 0.1, which cannot be converted safely to float."
     )
 
 
@@ -439,14 +476,12 @@ def test_signature_refuses_values_beyond_long(values, dtype, row, value) -> None
 def test_signature_refuses_numbers_as_string() -> None:
     error = refused(frame([1, 2]), one(DataType.string))
     assert str(error) == (
-        "row 0: column 'a' has value 1, "
-        "which cannot be converted safely to string."
+        "row 0: column 'a' has value 1, which cannot be converted safely to string."
     )
 
     error = refused(frame(["x", 2], dtype=object), one(DataType.string))
     assert str(error) == (
-        "row 1: column 'a' has value 2, "
-        "which cannot be converted safely to string."
+        "row 1: column 'a' has value 2, which cannot be converted safely to string."
     )
 
 
@@ -491,8 +526,9 @@ def test_signature_refuses_numbers_as_datetime() -> None:
 
 
 def test_signature_refuses_timezone_aware_datetimes() -> None:
-    error = refused(frame(["2024-01-02T00:00:00Z"], dtype=object), one(DataType.datetime),
-                    file="f.csv")
+    error = refused(
+        frame(["2024-01-02T00:00:00Z"], dtype=object), one(DataType.datetime), file="f.csv"
+    )
 
     assert str(error) == (
         "f.csv, row 0: column 'a' has value '2024-01-02T00:00:00Z', "
@@ -524,18 +560,32 @@ def reasons(result: Conformed) -> list[tuple[int, str]]:
     return [(e.row, str(e)) for e in result.errors]
 
 
-@pytest.mark.parametrize("arrow_type", [pa.decimal128(38, 20), pa.decimal256(76, 20),
-                                        pa.decimal128(20, 2)])
+@pytest.mark.parametrize(
+    "arrow_type", [pa.decimal128(38, 20), pa.decimal256(76, 20), pa.decimal128(20, 2)]
+)
 def test_signature_decimal_to_double_only_when_the_double_reads_back_as_it(arrow_type) -> None:
-    data = decimals(["12.34", "9007199254740993", "-12.34", None, "-9007199254740993",
-                     "9007199254740992", "0.10"], arrow_type)
+    data = decimals(
+        [
+            "12.34",
+            "9007199254740993",
+            "-12.34",
+            None,
+            "-9007199254740993",
+            "9007199254740992",
+            "0.10",
+        ],
+        arrow_type,
+    )
 
     result = conform(data, one(DataType.double))
 
     scale = "0" * arrow_type.scale
     assert reasons(result) == [
-        (row, f"row {row}: column 'a' has value Decimal('{sign}9007199254740993.{scale}'), "
-              "which cannot be converted safely to double.")
+        (
+            row,
+            f"row {row}: column 'a' has value Decimal('{sign}9007199254740993.{scale}'), "
+            "which cannot be converted safely to double.",
+        )
         for row, sign in ((1, ""), (4, "-"))
     ]
     assert result.frame.index.tolist() == [0, 2, 3, 5, 6]
@@ -546,8 +596,10 @@ def test_signature_decimal_to_double_only_when_the_double_reads_back_as_it(arrow
 
 
 def test_signature_decimal_with_more_digits_than_a_double_is_refused() -> None:
-    data = decimals(["0.1", "0.10000000000000000001", "0.33333333333333333333",
-                     "0.30000000000000004"], pa.decimal128(38, 20))
+    data = decimals(
+        ["0.1", "0.10000000000000000001", "0.33333333333333333333", "0.30000000000000004"],
+        pa.decimal128(38, 20),
+    )
 
     result = conform(data, one(DataType.double))
 
@@ -561,18 +613,32 @@ def test_signature_decimal_to_float_reads_back_as_a_float32() -> None:
     result = conform(data, one(DataType.float))
 
     assert reasons(result) == [
-        (1, "row 1: column 'a' has value Decimal('16777217.00000000000000000000'), "
-            "which cannot be converted safely to float.")
+        (
+            1,
+            "row 1: column 'a' has value Decimal('16777217.00000000000000000000'), "
+            "which cannot be converted safely to float.",
+        )
     ]
     assert result.frame["a"].dtype == np.float32
     assert result.frame["a"].tolist() == [np.float32(12.34), np.float32(0.1)]
 
 
-@pytest.mark.parametrize(("t", "refused_rows"), [(DataType.long, [1, 2, 5]),
-                                                 (DataType.integer, [1, 2, 3, 4, 5])])
+@pytest.mark.parametrize(
+    ("t", "refused_rows"), [(DataType.long, [1, 2, 5]), (DataType.integer, [1, 2, 3, 4, 5])]
+)
 def test_signature_decimal_to_integers_only_when_whole_and_in_range(t, refused_rows) -> None:
-    data = decimals(["12.00", "1.00000000000000000001", "12.34", "9007199254740993",
-                     "-9007199254740993", None, "-7"], pa.decimal128(38, 20))
+    data = decimals(
+        [
+            "12.00",
+            "1.00000000000000000001",
+            "12.34",
+            "9007199254740993",
+            "-9007199254740993",
+            None,
+            "-7",
+        ],
+        pa.decimal128(38, 20),
+    )
 
     result = conform(data, one(t))
 
@@ -581,8 +647,10 @@ def test_signature_decimal_to_integers_only_when_whole_and_in_range(t, refused_r
         "row 1: column 'a' has value Decimal('1.00000000000000000001'), "
         f"which cannot be converted safely to {t.value}."
     )
-    kept = {DataType.long: [12, 9007199254740993, -9007199254740993, -7],
-            DataType.integer: [12, -7]}[t]
+    kept = {
+        DataType.long: [12, 9007199254740993, -9007199254740993, -7],
+        DataType.integer: [12, -7],
+    }[t]
     assert result.frame["a"].tolist() == kept
     assert result.frame["a"].dtype == t.to_numpy()
 
@@ -594,21 +662,27 @@ def test_signature_text_to_long_is_judged_on_its_exact_value(dtype) -> None:
     result = conform(data, one(DataType.long))
 
     assert [(e.row, e.value) for e in result.errors] == [
-        (1, "1.00000000000000000001"), (3, "1e-400")]
+        (1, "1.00000000000000000001"),
+        (3, "1e-400"),
+    ]
     assert result.frame["a"].tolist() == [9007199254740993, 7]
 
 
 # ---------------------------------------------------------------------------------------------
 # enforce: datetimes, held as mlflow's datetime64[ns] and judged value by value
 
-RANGE = ("which is outside the range of the signature's datetime type (datetime64[ns]: "
-         "1677-09-21 00:12:43.145224193 to 2262-04-11 23:47:16.854775807).")
+RANGE = (
+    "which is outside the range of the signature's datetime type (datetime64[ns]: "
+    "1677-09-21 00:12:43.145224193 to 2262-04-11 23:47:16.854775807)."
+)
 
 
 @pytest.mark.parametrize("unit", ["s", "ms", "us"])
 def test_signature_datetime_beyond_nanoseconds_fails_its_own_row(unit) -> None:
-    column = pa.array([dt.datetime(2024, 1, 2, 3, 4, 5), dt.datetime(9999, 12, 31), None,
-                       dt.datetime(1, 1, 1)], pa.timestamp(unit))
+    column = pa.array(
+        [dt.datetime(2024, 1, 2, 3, 4, 5), dt.datetime(9999, 12, 31), None, dt.datetime(1, 1, 1)],
+        pa.timestamp(unit),
+    )
     data = pa.table({"a": column}).to_pandas()  # pandas keeps Arrow's unit
 
     result = conform(data, one(DataType.datetime), file="f.parquet")
@@ -622,21 +696,42 @@ def test_signature_datetime_beyond_nanoseconds_fails_its_own_row(unit) -> None:
 
 
 def test_signature_datetime_keeps_exact_microseconds_and_the_range_edges() -> None:
-    values = np.array(["2024-01-02T03:04:05.000006", "2262-04-11T23:47:16.854775",
-                       "2262-04-11T23:47:16.854776", "1677-09-21T00:12:43.145225",
-                       "1677-09-21T00:12:43.145224"], dtype="datetime64[us]")
+    values = np.array(
+        [
+            "2024-01-02T03:04:05.000006",
+            "2262-04-11T23:47:16.854775",
+            "2262-04-11T23:47:16.854776",
+            "1677-09-21T00:12:43.145225",
+            "1677-09-21T00:12:43.145224",
+        ],
+        dtype="datetime64[us]",
+    )
 
     result = conform(frame(values), one(DataType.datetime))
 
     assert [e.row for e in result.errors] == [2, 4]
     assert result.frame["a"].astype("int64").tolist() == [
-        1704164645000006000, 9223372036854775000, -9223372036854775000]
+        1704164645000006000,
+        9223372036854775000,
+        -9223372036854775000,
+    ]
 
 
 def test_signature_datetime_objects_dates_and_text_out_of_range_fail_their_own_rows() -> None:
-    data = frame([dt.datetime(2024, 1, 2, 3, 4, 5, 6), dt.datetime(9999, 12, 31, 23, 59),
-                  dt.date(2024, 1, 2), dt.date(9999, 12, 31), "2024-01-03T04:05:06.123456789",
-                  "9999-12-31", "0001-01-01 00:00:00", "not a date", None], dtype=object)
+    data = frame(
+        [
+            dt.datetime(2024, 1, 2, 3, 4, 5, 6),
+            dt.datetime(9999, 12, 31, 23, 59),
+            dt.date(2024, 1, 2),
+            dt.date(9999, 12, 31),
+            "2024-01-03T04:05:06.123456789",
+            "9999-12-31",
+            "0001-01-01 00:00:00",
+            "not a date",
+            None,
+        ],
+        dtype=object,
+    )
 
     result = conform(data, one(DataType.datetime))
 
@@ -645,33 +740,46 @@ def test_signature_datetime_objects_dates_and_text_out_of_range_fail_their_own_r
         (3, f"row 3: column 'a' has value datetime.date(9999, 12, 31), {RANGE}"),
         (5, f"row 5: column 'a' has value '9999-12-31', {RANGE}"),
         (6, f"row 6: column 'a' has value '0001-01-01 00:00:00', {RANGE}"),
-        (7, "row 7: column 'a' has value 'not a date', which cannot be converted safely to "
-            "datetime."),
+        (
+            7,
+            "row 7: column 'a' has value 'not a date', which cannot be converted safely to "
+            "datetime.",
+        ),
     ]
     assert result.frame["a"].tolist() == [
-        pd.Timestamp("2024-01-02 03:04:05.000006"), pd.Timestamp("2024-01-02"),
-        pd.Timestamp("2024-01-03 04:05:06.123456789"), pd.NaT]
+        pd.Timestamp("2024-01-02 03:04:05.000006"),
+        pd.Timestamp("2024-01-02"),
+        pd.Timestamp("2024-01-03 04:05:06.123456789"),
+        pd.NaT,
+    ]
 
 
 def test_signature_timezone_aware_column_fails_each_value_but_not_its_nulls() -> None:
-    column = pa.array([dt.datetime(2024, 1, 2), None, dt.datetime(9999, 1, 1)],
-                      pa.timestamp("us", tz="Europe/Paris"))
+    column = pa.array(
+        [dt.datetime(2024, 1, 2), None, dt.datetime(9999, 1, 1)],
+        pa.timestamp("us", tz="Europe/Paris"),
+    )
     data = pa.table({"a": column}).to_pandas()
 
     result = conform(data, one(DataType.datetime))
 
     assert reasons(result) == [
-        (0, "row 0: column 'a' has value Timestamp('2024-01-02 01:00:00+0100', "
-            "tz='Europe/Paris'), which is not a timezone-naive datetime."),
-        (2, "row 2: column 'a' has value Timestamp('9999-01-01 01:00:00+0100', "
-            "tz='Europe/Paris'), which is not a timezone-naive datetime."),
+        (
+            0,
+            "row 0: column 'a' has value Timestamp('2024-01-02 01:00:00+0100', "
+            "tz='Europe/Paris'), which is not a timezone-naive datetime.",
+        ),
+        (
+            2,
+            "row 2: column 'a' has value Timestamp('9999-01-01 01:00:00+0100', "
+            "tz='Europe/Paris'), which is not a timezone-naive datetime.",
+        ),
     ]
     assert result.frame["a"].isna().tolist() == [True]
 
 
 def test_signature_naive_and_aware_text_in_one_column_are_judged_each() -> None:
-    data = frame(["2024-01-02T00:00:00Z", "2024-01-03", "2024-01-04 05:06:07+02:00"],
-                 dtype=object)
+    data = frame(["2024-01-02T00:00:00Z", "2024-01-03", "2024-01-04 05:06:07+02:00"], dtype=object)
 
     result = conform(data, one(DataType.datetime))
 
@@ -925,12 +1033,16 @@ def test_signature_named_tensors_from_dict_and_frame() -> None:
     )
 
 
-@pytest.mark.parametrize(("dtype", "good", "values", "lost"), [
-    ("float64", [0, 1], [12.0, 12.34], "9007199254740993"),
-    ("int64", [0, 2], [12, 9007199254740993], "12.34"),
-])
-def test_signature_tensor_from_decimals_holds_them_to_the_column_rule(dtype, good, values,
-                                                                      lost) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "good", "values", "lost"),
+    [
+        ("float64", [0, 1], [12.0, 12.34], "9007199254740993"),
+        ("int64", [0, 2], [12, 9007199254740993], "12.34"),
+    ],
+)
+def test_signature_tensor_from_decimals_holds_them_to_the_column_rule(
+    dtype, good, values, lost
+) -> None:
     spec = schema(TensorSpec(np.dtype(dtype), (-1,), "x"))
     data = pd.DataFrame({"x": [Decimal("12"), Decimal("12.34"), Decimal("9007199254740993")]})
 
@@ -985,12 +1097,20 @@ def test_enforce_params_refuses_an_unknown_name() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"k": "x"}, "Parameter 'k': must be of type long, got 'x' (str), "
-                     "which cannot be converted safely."),
-        ({"k": 2.0}, "Parameter 'k': must be of type long, got 2.0 (float), "
-                     "which cannot be converted safely."),
-        ({"k": True}, "Parameter 'k': must be of type long, got True (bool), "
-                      "which cannot be converted safely."),
+        (
+            {"k": "x"},
+            "Parameter 'k': must be of type long, got 'x' (str), which cannot be converted safely.",
+        ),
+        (
+            {"k": 2.0},
+            "Parameter 'k': must be of type long, got 2.0 (float), "
+            "which cannot be converted safely.",
+        ),
+        (
+            {"k": True},
+            "Parameter 'k': must be of type long, got True (bool), "
+            "which cannot be converted safely.",
+        ),
         ({"l": 1.0}, "Parameter 'l': must be a list of double, got 1.0."),
     ],
 )
@@ -1050,9 +1170,7 @@ def test_enforce_params_object_param_is_checked_and_passed_on() -> None:
 
     with pytest.raises(ParamError) as info:
         enforce_params({"o": {"y": 1}}, spec)
-    assert str(info.value) == (
-        "Parameter 'o': is missing the required property 'x', got {'y': 1}."
-    )
+    assert str(info.value) == ("Parameter 'o': is missing the required property 'x', got {'y': 1}.")
 
     with pytest.raises(ParamError) as info:
         enforce_params({"o": 3}, spec)

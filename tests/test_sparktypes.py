@@ -37,10 +37,18 @@ CASES = [
     pytest.param(None, T.DoubleType(), pa.float64(), id="no-signature"),
     pytest.param(Signature(), T.DoubleType(), pa.float64(), id="no-outputs"),
     pytest.param(outputs({"type": "long"}), T.LongType(), pa.int64(), id="colspec-long"),
-    pytest.param(outputs({"type": "datetime"}), T.TimestampType(), pa.timestamp("us", tz="UTC"),
-                 id="colspec-datetime"),
-    pytest.param(outputs({"type": "string", "name": "label"}), T.StringType(), pa.string(),
-                 id="one-named-colspec-is-scalar"),
+    pytest.param(
+        outputs({"type": "datetime"}),
+        T.TimestampType(),
+        pa.timestamp("us", tz="UTC"),
+        id="colspec-datetime",
+    ),
+    pytest.param(
+        outputs({"type": "string", "name": "label"}),
+        T.StringType(),
+        pa.string(),
+        id="one-named-colspec-is-scalar",
+    ),
     pytest.param(
         outputs({"type": "string", "name": "label"}, {"type": "double", "name": "score"}),
         LABEL_SCORE,
@@ -48,18 +56,31 @@ CASES = [
         id="two-named-colspecs",
     ),
     pytest.param(outputs(tensor("int64", [-1])), T.LongType(), pa.int64(), id="tensor-int64"),
-    pytest.param(outputs(tensor("float64", [-1, 2])), T.ArrayType(T.DoubleType()),
-                 pa.list_(pa.float64()), id="tensor-2d"),
-    pytest.param(outputs(tensor("float64", [-1, 2, 3])), T.ArrayType(T.ArrayType(T.DoubleType())),
-                 pa.list_(pa.list_(pa.float64())), id="tensor-3d"),
+    pytest.param(
+        outputs(tensor("float64", [-1, 2])),
+        T.ArrayType(T.DoubleType()),
+        pa.list_(pa.float64()),
+        id="tensor-2d",
+    ),
+    pytest.param(
+        outputs(tensor("float64", [-1, 2, 3])),
+        T.ArrayType(T.ArrayType(T.DoubleType())),
+        pa.list_(pa.list_(pa.float64())),
+        id="tensor-3d",
+    ),
     pytest.param(outputs(tensor("str", [-1])), T.StringType(), pa.string(), id="tensor-str"),
     pytest.param(outputs(tensor("object", [-1])), T.StringType(), pa.string(), id="tensor-object"),
-    pytest.param(outputs(tensor("float32", [-1])), T.FloatType(), pa.float32(),
-                 id="tensor-float32"),
+    pytest.param(
+        outputs(tensor("float32", [-1])), T.FloatType(), pa.float32(), id="tensor-float32"
+    ),
     pytest.param(outputs(tensor("bool", [-1])), T.BooleanType(), pa.bool_(), id="tensor-bool"),
     pytest.param(outputs(tensor("int32", [-1])), T.IntegerType(), pa.int32(), id="tensor-int32"),
-    pytest.param(outputs({"type": "array", "items": {"type": "double"}}),
-                 T.ArrayType(T.DoubleType()), pa.list_(pa.float64()), id="colspec-array"),
+    pytest.param(
+        outputs({"type": "array", "items": {"type": "double"}}),
+        T.ArrayType(T.DoubleType()),
+        pa.list_(pa.float64()),
+        id="colspec-array",
+    ),
 ]
 
 
@@ -83,9 +104,9 @@ def test_output_type_two_unnamed_colspecs_are_a_struct_named_by_position() -> No
 def test_output_type_named_tensors_are_a_struct_of_arrays() -> None:
     sig = outputs(tensor("float64", [-1, 2], "emb"), tensor("int64", [-1], "label"))
 
-    assert output_type(sig) == T.StructType([
-        T.StructField("emb", T.ArrayType(T.DoubleType())), T.StructField("label", T.LongType())
-    ])
+    assert output_type(sig) == T.StructType(
+        [T.StructField("emb", T.ArrayType(T.DoubleType())), T.StructField("label", T.LongType())]
+    )
 
 
 def test_output_type_result_type_string_wins_over_the_signature() -> None:
@@ -146,18 +167,41 @@ def test_parse_type_refuses_what_is_not_a_type(text: str) -> None:
 SHAPES = [
     *CASES,
     pytest.param(outputs({"type": "long"}, {"type": "double"}), None, None, id="unnamed-colspecs"),
-    pytest.param(outputs(tensor("float64", [-1, 2], "emb"), tensor("int64", [-1], "label")),
-                 None, None, id="named-tensors"),
-    pytest.param(outputs({"type": "object", "properties": {
-        "label": {"type": "string"}, "score": {"type": "double", "required": False}}}),
-        None, None, id="colspec-object"),
-    pytest.param(outputs({"type": "map", "values": {"type": "array", "items": {"type": "long"}}}),
-                 None, None, id="colspec-map"),
+    pytest.param(
+        outputs(tensor("float64", [-1, 2], "emb"), tensor("int64", [-1], "label")),
+        None,
+        None,
+        id="named-tensors",
+    ),
+    pytest.param(
+        outputs(
+            {
+                "type": "object",
+                "properties": {
+                    "label": {"type": "string"},
+                    "score": {"type": "double", "required": False},
+                },
+            }
+        ),
+        None,
+        None,
+        id="colspec-object",
+    ),
+    pytest.param(
+        outputs({"type": "map", "values": {"type": "array", "items": {"type": "long"}}}),
+        None,
+        None,
+        id="colspec-map",
+    ),
     pytest.param(outputs({"type": "any"}), None, None, id="colspec-any"),
-    *[pytest.param(outputs({"type": t.value}), None, None, id=f"colspec-{t.value}")
-      for t in DataType],
-    *[pytest.param(outputs(tensor(d, [-1, 3])), None, None, id=f"tensor-{d}")
-      for d in ("int8", "int16", "uint8", "uint16", "uint32", "float16", "datetime64[ns]")],
+    *[
+        pytest.param(outputs({"type": t.value}), None, None, id=f"colspec-{t.value}")
+        for t in DataType
+    ],
+    *[
+        pytest.param(outputs(tensor(d, [-1, 3])), None, None, id=f"tensor-{d}")
+        for d in ("int8", "int16", "uint8", "uint16", "uint32", "float16", "datetime64[ns]")
+    ],
 ]
 
 
@@ -175,10 +219,21 @@ def test_prediction_type_is_what_carries_the_udf_return_type(signature, spark, a
     assert spark_type(job_type) == udf_type
 
 
-@pytest.mark.parametrize("ddl", [
-    "double", "timestamp", "timestamp_ntz", "date", "decimal(10, 2)", "void", "tinyint",
-    "map<string,array<double>>", "struct<label:string,score:double>", "label string, n bigint",
-])
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "double",
+        "timestamp",
+        "timestamp_ntz",
+        "date",
+        "decimal(10, 2)",
+        "void",
+        "tinyint",
+        "map<string,array<double>>",
+        "struct<label:string,score:double>",
+        "label string, n bigint",
+    ],
+)
 def test_prediction_type_of_a_result_type_is_what_carries_its_spark_type(ddl: str) -> None:
     job_type = prediction_type(outputs({"type": "long"}), ddl)
 
@@ -192,12 +247,19 @@ def test_prediction_types_take_a_spark_result_type_as_it_is() -> None:
     assert prediction_types(None, wanted) == (wanted, pa.map_(pa.string(), pa.int64()))
 
 
-@pytest.mark.parametrize(("t", "spark"), [
-    (DataType.boolean, T.BooleanType()), (DataType.integer, T.IntegerType()),
-    (DataType.long, T.LongType()), (DataType.float, T.FloatType()),
-    (DataType.double, T.DoubleType()), (DataType.string, T.StringType()),
-    (DataType.binary, T.BinaryType()), (DataType.datetime, T.TimestampType()),
-])
+@pytest.mark.parametrize(
+    ("t", "spark"),
+    [
+        (DataType.boolean, T.BooleanType()),
+        (DataType.integer, T.IntegerType()),
+        (DataType.long, T.LongType()),
+        (DataType.float, T.FloatType()),
+        (DataType.double, T.DoubleType()),
+        (DataType.string, T.StringType()),
+        (DataType.binary, T.BinaryType()),
+        (DataType.datetime, T.TimestampType()),
+    ],
+)
 def test_spark_type_of_each_signature_type(t: DataType, spark: T.DataType) -> None:
     assert parse_type(TYPES[t].spark) == spark
     assert output_type(outputs({"type": t.value})) == spark

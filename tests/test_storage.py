@@ -27,7 +27,8 @@ def s3() -> Iterator[pafs.S3FileSystem]:
         port = s.getsockname()[1]
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     mp = pytest.MonkeyPatch()
     try:
@@ -40,13 +41,22 @@ def s3() -> Iterator[pafs.S3FileSystem]:
             except OSError:
                 assert time.monotonic() < deadline, "moto_server did not start"
                 time.sleep(0.2)
-        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
         for k, v in env.items():
             mp.setenv(k, v)
-        fs = pafs.S3FileSystem(endpoint_override=endpoint, access_key="testing",
-                               secret_key="testing", region="us-east-1", scheme="http",
-                               allow_bucket_creation=True)
+        fs = pafs.S3FileSystem(
+            endpoint_override=endpoint,
+            access_key="testing",
+            secret_key="testing",
+            region="us-east-1",
+            scheme="http",
+            allow_bucket_creation=True,
+        )
         fs.create_dir("models")
         fs.create_dir("data")
         pafs.copy_files(str(EXAMPLE / "model"), "models/diabetes", destination_filesystem=fs)
@@ -59,11 +69,17 @@ def s3() -> Iterator[pafs.S3FileSystem]:
 
 
 def test_storage_job_reads_model_and_input_and_writes_output_on_s3(spark, s3):
-    summary = sparkscore.score(spark, "s3://models/diabetes", "s3://data/visits",
-                               "s3://data/scored", passthrough_columns=["patient_id"])
+    summary = sparkscore.score(
+        spark,
+        "s3://models/diabetes",
+        "s3://data/visits",
+        "s3://data/scored",
+        passthrough_columns=["patient_id"],
+    )
     assert (summary["files_total"], summary["rows_scored"]) == (4, 300)
-    listing = sorted(i.path for i in s3.get_file_info(pafs.FileSelector("data/scored",
-                                                                         recursive=True)))
+    listing = sorted(
+        i.path for i in s3.get_file_info(pafs.FileSelector("data/scored", recursive=True))
+    )
     assert "data/scored/_summary.json" in listing
     table = pq.read_table("data/scored/predictions", filesystem=s3).to_pandas()
     local = sparkscore.load_model(EXAMPLE / "model")
@@ -74,8 +90,7 @@ def test_storage_job_reads_model_and_input_and_writes_output_on_s3(spark, s3):
     assert got["patient_id"].tolist() == expected["patient_id"].tolist()
     # Rows of several files share one predict call; BLAS may round the last bit differently
     # for another batch shape, as with any batching scorer.
-    assert got["prediction"].tolist() == pytest.approx(local.predict(expected).tolist(),
-                                                       rel=1e-12)
+    assert got["prediction"].tolist() == pytest.approx(local.predict(expected).tolist(), rel=1e-12)
     assert summary["model"]["uri"] == "s3://models/diabetes"
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
 
@@ -85,8 +100,12 @@ def test_storage_uri_options_survive_and_credentials_are_never_recorded(spark, s
     options = f"?endpoint_override={endpoint}&scheme=http&region=us-east-1"
     given = f"s3://testing:sekrit-value@data/visits/*.csv{options}"
     with caplog.at_level("INFO", logger="sparkscore"):
-        summary = sparkscore.score(spark, "s3://models/diabetes", given,
-                                   f"s3://testing:sekrit-value@data/redacted{options}")
+        summary = sparkscore.score(
+            spark,
+            "s3://models/diabetes",
+            given,
+            f"s3://testing:sekrit-value@data/redacted{options}",
+        )
     assert (summary["files_total"], summary["rows_scored"]) == (2, 150)  # the two CSVs
     text = s3.open_input_stream("data/redacted/_summary.json").read().decode()
     assert "sekrit" not in text and "sekrit" not in repr(summary)

@@ -21,9 +21,12 @@ def test_udf_return_type_comes_from_signature(spark, zoo):
     cases = {
         zoo.lr_skops: T.LongType(),
         zoo.lr_proba: T.ArrayType(T.DoubleType()),
-        zoo.python_model: T.StructType([
-            T.StructField("doubled", T.DoubleType()), T.StructField("label", T.StringType()),
-        ]),
+        zoo.python_model: T.StructType(
+            [
+                T.StructField("doubled", T.DoubleType()),
+                T.StructField("label", T.StringType()),
+            ]
+        ),
         zoo.regressor_nosig: T.DoubleType(),
     }
     for path, expected in cases.items():
@@ -130,9 +133,9 @@ def test_udf_scores_binary_file_images_as_the_job_does_equal_mlflow(spark, zoo, 
     pixels = pillow_arrays(paths)
     assert [r.path.rsplit("/", 1)[1] for r in rows] == [p.name for p in paths]
     assert [r.scores for r in rows] == mlflow_predict(
-        zoo.digit_scores, pixels.astype(np.float32)).tolist()
-    assert [r.label for r in rows] == list(mlflow_predict(zoo.digit_labels,
-                                                          pixels.reshape(12, 64)))
+        zoo.digit_scores, pixels.astype(np.float32)
+    ).tolist()
+    assert [r.label for r in rows] == list(mlflow_predict(zoo.digit_labels, pixels.reshape(12, 64)))
 
 
 def test_udf_scores_array_columns_with_the_same_reshape_rules(spark, zoo):
@@ -141,10 +144,14 @@ def test_udf_scores_array_columns_with_the_same_reshape_rules(spark, zoo):
     digits = digit_images(6)
     df = spark.createDataFrame(
         [(i, d.tolist(), d.reshape(64).tolist()) for i, d in enumerate(digits)],
-        "id long, nested array<array<int>>, flat array<int>")
+        "id long, nested array<array<int>>, flat array<int>",
+    )
     predict = sparkscore.spark_udf(spark, zoo.digit_labels)
-    rows = df.select("id", predict("nested").alias("a"), predict("flat").alias("b")) \
-        .orderBy("id").collect()
+    rows = (
+        df.select("id", predict("nested").alias("a"), predict("flat").alias("b"))
+        .orderBy("id")
+        .collect()
+    )
     want = list(mlflow_predict(zoo.digit_labels, digits.reshape(6, 64)))
     assert [r.a for r in rows] == want
     assert [r.b for r in rows] == want
@@ -161,10 +168,15 @@ def test_udf_images_of_several_sizes_each_get_their_own_shape(spark, zoo, tmp_pa
     for i, (h, w) in enumerate(sizes):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     df = spark.read.format("binaryFile").load(str(folder)).coalesce(1)
-    rows = df.select("path", sparkscore.spark_udf(spark, zoo.channel_means)("content").alias("m")) \
-        .orderBy("path").collect()
-    want = [mlflow_predict(zoo.channel_means, pillow_arrays([folder / f"{i}.png"]))[0].tolist()
-            for i in range(len(sizes))]
+    rows = (
+        df.select("path", sparkscore.spark_udf(spark, zoo.channel_means)("content").alias("m"))
+        .orderBy("path")
+        .collect()
+    )
+    want = [
+        mlflow_predict(zoo.channel_means, pillow_arrays([folder / f"{i}.png"]))[0].tolist()
+        for i in range(len(sizes))
+    ]
     assert [r.m for r in rows] == want
 
 
@@ -176,5 +188,7 @@ def test_udf_corrupt_image_names_the_column(spark, zoo, tmp_path):
     df = spark.read.format("binaryFile").load(str(tmp_path / "in"))
     with pytest.raises(PythonException) as err:
         df.select(sparkscore.spark_udf(spark, zoo.digit_labels)("content")).collect()
-    assert ("ReadError: column 'content': a value is not a readable image: Pillow recognizes no "
-            "image format in it." in str(err.value))
+    assert (
+        "ReadError: column 'content': a value is not a readable image: Pillow recognizes no "
+        "image format in it." in str(err.value)
+    )

@@ -26,16 +26,19 @@ from sparkscore.writers import (
 )
 
 LOCAL = pafs.LocalFileSystem()
-SCHEMA = pa.schema([
-    pa.field("file_name", pa.string(), nullable=False),
-    pa.field("row", pa.int64(), nullable=False),
-    pa.field("prediction", pa.int64()),
-])
+SCHEMA = pa.schema(
+    [
+        pa.field("file_name", pa.string(), nullable=False),
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("prediction", pa.int64()),
+    ]
+)
 
 
 def batch(name: str, rows: list[int], schema: pa.Schema = SCHEMA) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(
-        [{"file_name": name, "row": r, "prediction": r % 2} for r in rows], schema=schema)
+        [{"file_name": name, "row": r, "prediction": r % 2} for r in rows], schema=schema
+    )
 
 
 def rows_of(path: Path | str) -> list[dict]:
@@ -113,7 +116,10 @@ def test_write_part_gathers_one_row_batches_into_one_row_group(tmp_path, monkeyp
     monkeypatch.setattr(writers, "ROW_GROUP_ROWS", 1000)
     write_part(LOCAL, path, SCHEMA, iter(images))
     assert [pq.ParquetFile(path).metadata.row_group(i).num_rows for i in range(3)] == [
-        1000, 1000, 500]
+        1000,
+        1000,
+        500,
+    ]
 
 
 def test_write_part_that_fails_midway_leaves_the_old_part_and_no_temporary(tmp_path):
@@ -135,27 +141,47 @@ def test_commit_batch_writes_good_files_errors_then_manifest(tmp_path):
     good, bad = SpillBuffer(SCHEMA), SpillBuffer(SCHEMA)
     good.add(batch("a.csv", [0, 1]))
     bad.add(batch("b.csv", [0]))
-    error = {"file_name": "b.csv", "row": 4, "stage": "validate",
-             "error_type": "SchemaEnforcementError", "message": "b.csv, row 4: ..."}
-    result = BatchResult(2, [
-        FileResult("a.csv", rows_read=2, rows_scored=2),
-        FileResult("b.csv", rows_read=5, rows_failed=5, failed=True, errors=[error]),
-    ])
-    manifest = commit_batch(LOCAL, layout, result, [good, bad], SCHEMA,
-                            TaskRun(attempt=1)).to_json()
+    error = {
+        "file_name": "b.csv",
+        "row": 4,
+        "stage": "validate",
+        "error_type": "SchemaEnforcementError",
+        "message": "b.csv, row 4: ...",
+    }
+    result = BatchResult(
+        2,
+        [
+            FileResult("a.csv", rows_read=2, rows_scored=2),
+            FileResult("b.csv", rows_read=5, rows_failed=5, failed=True, errors=[error]),
+        ],
+    )
+    manifest = commit_batch(
+        LOCAL, layout, result, [good, bad], SCHEMA, TaskRun(attempt=1)
+    ).to_json()
     out = tmp_path / "out"
     assert rows_of(out / "predictions" / "part-00002.parquet") == [
         {"file_name": "a.csv", "row": 0, "prediction": 0},
-        {"file_name": "a.csv", "row": 1, "prediction": 1}]
+        {"file_name": "a.csv", "row": 1, "prediction": 1},
+    ]
     assert rows_of(out / "errors" / "part-00002.parquet") == [error]
     assert pq.read_schema(out / "errors" / "part-00002.parquet").names == ERROR_SCHEMA.names
     assert manifest == {
         "batch": 2,
         "files": [
-            {"file_name": "a.csv", "status": "succeeded", "rows_read": 2, "rows_scored": 2,
-             "rows_failed": 0},
-            {"file_name": "b.csv", "status": "failed", "rows_read": 5, "rows_scored": 0,
-             "rows_failed": 5},
+            {
+                "file_name": "a.csv",
+                "status": "succeeded",
+                "rows_read": 2,
+                "rows_scored": 2,
+                "rows_failed": 0,
+            },
+            {
+                "file_name": "b.csv",
+                "status": "failed",
+                "rows_read": 5,
+                "rows_scored": 0,
+                "rows_failed": 5,
+            },
         ],
         "prediction_rows": 2,
         "error_records": 1,
@@ -172,24 +198,42 @@ def test_read_manifests_returns_committed_batches_by_index(tmp_path):
         write_json(LOCAL, layout.manifest(index), {"batch": index, "files": []})
     (tmp_path / "out" / "_manifest" / ".batch-00003.json.abc.tmp").write_text("{")
     (tmp_path / "out" / "_manifest" / "notes.json").write_text("{}")
-    assert read_manifests(LOCAL, layout) == {0: {"batch": 0, "files": []},
-                                             11: {"batch": 11, "files": []}}
+    assert read_manifests(LOCAL, layout) == {
+        0: {"batch": 0, "files": []},
+        11: {"batch": 11, "files": []},
+    }
 
 
 def test_write_csv_orders_columns_and_writes_nested_predictions_as_json(tmp_path):
     layout = OutputLayout.at(str(tmp_path / "out"), "csv", "scores.csv")
     assert layout.predictions == f"{tmp_path}/out/_staging/predictions"
-    schema = pa.schema([
-        pa.field("file_name", pa.string()), pa.field("row", pa.int64()),
-        pa.field("prediction", pa.struct([("label", pa.string()), ("p", pa.list_(pa.float64()))])),
-        pa.field("id", pa.int64()),
-    ])
+    schema = pa.schema(
+        [
+            pa.field("file_name", pa.string()),
+            pa.field("row", pa.int64()),
+            pa.field(
+                "prediction", pa.struct([("label", pa.string()), ("p", pa.list_(pa.float64()))])
+            ),
+            pa.field("id", pa.int64()),
+        ]
+    )
 
     def part(index: int, name: str, rows: list[int]) -> None:
-        records = [{"file_name": name, "row": r, "id": 10 * index + r,
-                    "prediction": {"label": f"c{r}", "p": [0.25, 0.75]}} for r in rows]
-        write_part(LOCAL, layout.part(layout.predictions, index), schema,
-                   iter([pa.RecordBatch.from_pylist(records, schema=schema)]))
+        records = [
+            {
+                "file_name": name,
+                "row": r,
+                "id": 10 * index + r,
+                "prediction": {"label": f"c{r}", "p": [0.25, 0.75]},
+            }
+            for r in rows
+        ]
+        write_part(
+            LOCAL,
+            layout.part(layout.predictions, index),
+            schema,
+            iter([pa.RecordBatch.from_pylist(records, schema=schema)]),
+        )
 
     part(0, "a.csv", [0, 1])
     part(2, "c.csv", [0])  # mini-batch 1 had no predictions
@@ -208,7 +252,8 @@ def test_write_csv_with_no_predictions_writes_the_same_header(tmp_path):
     (tmp_path / "out").mkdir()
     assert write_csv(LOCAL, layout, [0], ["id"]) == 0
     assert (tmp_path / "out" / "predictions.csv").read_text() == (
-        '"row","prediction","file_name","id"\n')
+        '"row","prediction","file_name","id"\n'
+    )
 
 
 def test_prepare_output_refuses_a_non_empty_folder_or_a_file(tmp_path):
@@ -225,4 +270,3 @@ def test_prepare_output_refuses_a_non_empty_folder_or_a_file(tmp_path):
     assert (out / "x").exists()
     with pytest.raises(OutputError, match="is a file; --output must be a folder"):
         prepare_output(LOCAL, OutputLayout.at(str(out / "x")), overwrite=True, resume=False)
-

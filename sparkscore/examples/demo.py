@@ -19,12 +19,22 @@ HERE = Path(__file__).parent / "diabetes"
 def main(out: str = "out/demo") -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     summary = json.loads(Path(out, "_summary.json").read_text())
-    keys = ["status", "files_total", "files_succeeded", "files_failed", "rows_scored",
-            "rows_failed", "duration_s", "rows_per_s", "model_loads"]
+    keys = [
+        "status",
+        "files_total",
+        "files_succeeded",
+        "files_failed",
+        "rows_scored",
+        "rows_failed",
+        "duration_s",
+        "rows_per_s",
+        "model_loads",
+    ]
     print("== the job's _summary.json (excerpt) ==")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
-    table = pq.read_table(Path(out, "predictions")).sort_by([("file_name", "ascending"),
-                                                               ("row", "ascending")])
+    table = pq.read_table(Path(out, "predictions")).sort_by(
+        [("file_name", "ascending"), ("row", "ascending")]
+    )
     print(f"== {out}/predictions: {table.num_rows} rows, schema {table.schema.to_string()!r} ==")
     print(table.slice(0, 5).to_pandas().to_string(index=False))
 
@@ -32,8 +42,12 @@ def main(out: str = "out/demo") -> None:
 
     import sparkscore
 
-    spark = (SparkSession.builder.master("local[*]").appName("sparkscore-demo")
-             .config("spark.ui.showConsoleProgress", "false").getOrCreate())
+    spark = (
+        SparkSession.builder.master("local[*]")
+        .appName("sparkscore-demo")
+        .config("spark.ui.showConsoleProgress", "false")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     predict = sparkscore.spark_udf(spark, str(HERE / "model"))
     df = spark.read.csv(str(HERE / "input" / "visits-2024-01.csv"), header=True, inferSchema=True)
