@@ -31,11 +31,10 @@ from sparkscore.launch import run_tasks
 from sparkscore.layout import (
     OutputLayout,
     abandoned_staging,
-    is_empty,
-    prepare_output,
+    claim_output,
     remove_dir,
     replace_dir,
-    staging,
+    run_layout,
     sweep_temporary,
 )
 from sparkscore.listing import check_output_apart
@@ -154,7 +153,14 @@ def prepare(
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
     out_fs = final.filesystem()
     abandoned = abandoned_staging(out_fs, final)
-    layout = _output_layout(out_fs, final, settings, job_id, abandoned)
+    layout = run_layout(
+        out_fs,
+        final,
+        overwrite=settings.overwrite,
+        resume=settings.resume,
+        job_id=job_id,
+        abandoned=abandoned,
+    )
     previous = previous_run(out_fs, layout) if settings.resume else None
     if previous is not None and previous.parallelism is not None:
         parallelism = previous.parallelism
@@ -166,7 +172,14 @@ def prepare(
         parallelism=parallelism,
     )
     scoring = _scoring_spec(spec, settings, the_plan)
-    _claim_output(out_fs, final, layout, settings, abandoned)
+    claim_output(
+        out_fs,
+        final,
+        layout,
+        overwrite=settings.overwrite,
+        resume=settings.resume,
+        abandoned=abandoned,
+    )
     committed = committed_batches(
         out_fs,
         layout,
@@ -202,51 +215,6 @@ def prepare(
         environment=environment,
         probe=probe,
     )
-
-
-def _output_layout(
-    fs: pafs.FileSystem,
-    final: OutputLayout,
-    settings: Settings,
-    job_id: str,
-    abandoned: list[OutputLayout],
-) -> OutputLayout:
-    """Where this run writes: the output itself; with overwrite, a staging folder beside it
-    that replaces it once this run has succeeded (a failed run leaves the old output intact);
-    with resume, the staging folder of an overwrite run that was interrupted, if there is one,
-    since that run is the one to finish."""
-    if settings.resume and abandoned:
-        log.warning(
-            "resuming the overwrite run that was interrupted in %s; its output "
-            "replaces %s when it succeeds",
-            abandoned[-1].root,
-            final.uri,
-        )
-        return abandoned[-1]
-    if settings.overwrite and not settings.resume and not is_empty(fs, final.root):
-        return staging(final, job_id)
-    return final
-
-
-def _claim_output(
-    fs: pafs.FileSystem,
-    final: OutputLayout,
-    layout: OutputLayout,
-    settings: Settings,
-    abandoned: list[OutputLayout],
-) -> None:
-    """Refuse an output that is not this run's to write; else clear what interrupted overwrite
-    runs left beside it (all but the one this run finishes) and make the folder it writes."""
-    prepare_output(
-        fs, final, overwrite=settings.overwrite, resume=settings.resume, interrupted=bool(abandoned)
-    )
-    for old in abandoned:
-        if old.root != layout.root:
-            remove_dir(fs, old.root)
-            log.warning(
-                "removed %s: the staging folder of an overwrite run that did not finish", old.root
-            )
-    fs.create_dir(layout.root, recursive=True)
 
 
 def _model_environment(

@@ -15,6 +15,7 @@ written into the folder, and how, is sparkscore.writers.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 from pyarrow import fs as pafs
@@ -25,13 +26,18 @@ from sparkscore.storage import resolve
 __all__ = [
     "OutputLayout",
     "abandoned_staging",
+    "claim_output",
     "is_empty",
     "prepare_output",
     "remove_dir",
     "replace_dir",
+    "run_layout",
     "staging",
     "sweep_temporary",
 ]
+
+
+log = logging.getLogger("sparkscore")
 
 
 @dataclass(frozen=True)
@@ -164,3 +170,50 @@ def sweep_temporary(fs: pafs.FileSystem, layout: OutputLayout) -> None:
         for entry in fs.get_file_info(pafs.FileSelector(directory)):
             if entry.base_name.startswith(".") and entry.base_name.endswith(".tmp"):
                 fs.delete_file(entry.path)
+
+
+def run_layout(
+    fs: pafs.FileSystem,
+    final: OutputLayout,
+    *,
+    overwrite: bool,
+    resume: bool,
+    job_id: str,
+    abandoned: list[OutputLayout],
+) -> OutputLayout:
+    """Where this run writes: the output itself; with overwrite, a staging folder beside it
+    that replaces it once this run has succeeded (a failed run leaves the old output intact);
+    with resume, the staging folder of an overwrite run that was interrupted, if there is one,
+    since that run is the one to finish."""
+    if resume and abandoned:
+        log.warning(
+            "resuming the overwrite run that was interrupted in %s; its output "
+            "replaces %s when it succeeds",
+            abandoned[-1].root,
+            final.uri,
+        )
+        return abandoned[-1]
+    if overwrite and not resume and not is_empty(fs, final.root):
+        return staging(final, job_id)
+    return final
+
+
+def claim_output(
+    fs: pafs.FileSystem,
+    final: OutputLayout,
+    layout: OutputLayout,
+    *,
+    overwrite: bool,
+    resume: bool,
+    abandoned: list[OutputLayout],
+) -> None:
+    """Refuse an output that is not this run's to write; else clear what interrupted overwrite
+    runs left beside it (all but the one this run finishes) and make the folder it writes."""
+    prepare_output(fs, final, overwrite=overwrite, resume=resume, interrupted=bool(abandoned))
+    for old in abandoned:
+        if old.root != layout.root:
+            remove_dir(fs, old.root)
+            log.warning(
+                "removed %s: the staging folder of an overwrite run that did not finish", old.root
+            )
+    fs.create_dir(layout.root, recursive=True)

@@ -27,7 +27,8 @@ from sparkscore.errors import (
     UntrustedTypeError,
     one_line,
 )
-from sparkscore.model import ModelSpec, is_inside, read_spec
+from sparkscore.model import ModelSpec, read_spec
+from sparkscore.modelfiles import is_inside
 from sparkscore.requirements import (
     describe_pins,
     distribution_of,

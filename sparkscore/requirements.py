@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from sparkscore.errors import ModelFormatError
-from sparkscore.model import ModelSpec, is_inside
+from sparkscore.model import ModelSpec
+from sparkscore.modelfiles import is_inside
 
 __all__ = [
     "Mismatch",

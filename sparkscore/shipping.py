@@ -29,7 +29,8 @@ from pyspark.sql import SparkSession
 from sparkscore.environment import BuiltEnvironment, packed
 from sparkscore.errors import ModelEnvironmentError, python_version
 from sparkscore.loader import Model
-from sparkscore.model import ModelSpec, directory_sha256, read_spec
+from sparkscore.model import ModelSpec, read_spec
+from sparkscore.modelfiles import directory_sha256
 from sparkscore.scratch import process_dir
 from sparkscore.worker import WORKER
 

@@ -14,14 +14,12 @@ import pytest
 import sparkscore.model
 from sparkscore.errors import ModelFormatError
 from sparkscore.model import (
-    ModelFile,
     ModelSpec,
     PyFuncFlavor,
     SklearnFlavor,
-    directory_sha256,
-    model_files,
     read_spec,
 )
+from sparkscore.modelfiles import ModelFile, directory_sha256, model_files
 from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec
 
 HAND_WRITTEN = """\

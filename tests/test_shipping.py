@@ -15,7 +15,7 @@ from pyspark import SparkFiles
 import sparkscore
 from sparkscore import shipping
 from sparkscore.errors import ModelFormatError
-from sparkscore.model import directory_sha256, model_files
+from sparkscore.modelfiles import directory_sha256, model_files
 from sparkscore.scratch import process_dir
 from sparkscore.shipping import SHIP_PREFIX, ship_model
 
