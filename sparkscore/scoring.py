@@ -77,18 +77,6 @@ class FileResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
     rows_unknown: bool = False
 
-    def record(self) -> dict[str, Any]:
-        record = {
-            "file_name": self.name,
-            "status": "failed" if self.failed else "succeeded",
-            "rows_read": self.rows_read,
-            "rows_scored": self.rows_scored,
-            "rows_failed": self.rows_failed,
-        }
-        if self.rows_unknown:
-            record["rows_unknown"] = True
-        return record
-
 
 class Sink:
     """Where a file's prediction batches go while it is scored; `discard` forgets them.

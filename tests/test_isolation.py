@@ -14,6 +14,7 @@ from pyarrow import fs as pafs
 import sparkscore
 from sparkscore.isolation import score_isolated
 from sparkscore.listing import InputFile
+from sparkscore.manifest import FileRecord
 from sparkscore.planner import MiniBatch
 from sparkscore.readers import csv_column_types
 from sparkscore.scoring import ScoringSpec, score_batch
@@ -116,7 +117,9 @@ def test_isolation_gives_what_score_batch_gives_when_nothing_dies(tmp_path):
 
     result, rows = run(model, files)
 
-    assert [f.record() for f in result.files] == [f.record() for f in expected.files]
+    assert [FileRecord.of(f).to_json() for f in result.files] == [
+        FileRecord.of(f).to_json() for f in expected.files
+    ]
     assert rows == sorted(
         (r["file_name"], r["row"], r["prediction"])
         for s in sinks

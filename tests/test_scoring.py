@@ -17,6 +17,7 @@ from pyarrow import fs as pafs
 import sparkscore
 from sparkscore import csvfiles
 from sparkscore.listing import InputFile
+from sparkscore.manifest import FileRecord
 from sparkscore.planner import MiniBatch
 from sparkscore.readers import csv_column_types
 from sparkscore.scoring import FileResult, ScoringSpec, score_batch
@@ -110,7 +111,7 @@ def test_score_file_keeps_row_numbers_across_batches(model, mlflow_model, tmp_pa
     assert rows == [
         {"file_name": "eight.csv", "row": i, "prediction": want[i], "id": i} for i in range(8)
     ]
-    assert result.record() == {
+    assert FileRecord.of(result).to_json() == {
         "file_name": "eight.csv",
         "status": "succeeded",
         "rows_read": 8,
@@ -149,7 +150,7 @@ def test_score_file_bad_value_fails_the_file_naming_row_column_and_value(model, 
     result, rows = score(model, path, batch_rows=3)
     assert rows == []
     assert result.errors == [bad_value_record("bad.csv")]
-    assert result.record() == {
+    assert FileRecord.of(result).to_json() == {
         "file_name": "bad.csv",
         "status": "failed",
         "rows_read": 10,
@@ -185,7 +186,7 @@ def test_score_file_skip_scores_other_rows_with_original_numbers(model, mlflow_m
     want = [int(v) for v in mlflow_model.predict(df.iloc[kept])]
     assert [(r["row"], r["prediction"], r["id"]) for r in rows] == list(zip(kept, want, kept))
     assert result.errors == [bad_value_record("bad.csv")]
-    assert result.record() == {
+    assert FileRecord.of(result).to_json() == {
         "file_name": "bad.csv",
         "status": "succeeded",
         "rows_read": 10,
@@ -247,7 +248,7 @@ def test_score_file_wide_parquet_decodes_only_signature_and_passthrough_columns(
     sink = SpillBuffer(spec.output_schema)
     result = score_alone(input_file(path), model, spec, sink)
     rows = pa.Table.from_batches(list(sink.batches()), schema=spec.output_schema).to_pylist()
-    assert result.record()["rows_scored"] == 6
+    assert FileRecord.of(result).to_json()["rows_scored"] == 6
     preds = [int(v) for v in mlflow_model.predict(df)]
     assert rows == [
         {"file_name": "wide.parquet", "row": i, "prediction": preds[i], "id": i} for i in range(6)
@@ -276,7 +277,7 @@ def test_score_file_passthrough_value_of_another_type_fails_the_file(model, tmp_
     assert record["message"].startswith(
         "strid.csv: the passthrough column 'id' cannot be written as int64"
     )
-    assert result.record()["rows_failed"] == 1
+    assert FileRecord.of(result).to_json()["rows_failed"] == 1
 
 
 def test_score_file_passthrough_is_never_truncated(model, tmp_path):
@@ -310,7 +311,7 @@ def test_score_batch_scores_each_file_into_its_own_sink(model, tmp_path):
     batch = MiniBatch(index=3, files=(input_file(good), input_file(bad)))
     result = score_batch(LOCAL, batch, model, spec, sink_for)
     assert result.index == 3
-    assert [f.record() for f in result.files] == [
+    assert [FileRecord.of(f).to_json() for f in result.files] == [
         {
             "file_name": "a.csv",
             "status": "succeeded",
@@ -423,7 +424,7 @@ def test_score_batch_small_files_share_calls_and_keep_each_file_row_and_error(
             for i, p in zip(keep, preds)
         ]
     assert rows == want
-    records = {f.name: f.record() for f in result.files}
+    records = {f.name: FileRecord.of(f).to_json() for f in result.files}
     bad_record = (
         {"status": "failed", "rows_scored": 0, "rows_failed": 5}
         if bad_rows == "fail_file"
@@ -465,7 +466,9 @@ def test_score_batch_small_files_same_outcome_as_each_file_alone(
     result, rows = score_many(model, paths, batch_rows=batch_rows, bad_rows=bad_rows)
     alone, alone_rows = scored_alone(model, paths, batch_rows=batch_rows, bad_rows=bad_rows)
     assert rows == alone_rows
-    assert [f.record() for f in result.files] == [r.record() for r in alone]
+    assert [FileRecord.of(f).to_json() for f in result.files] == [
+        FileRecord.of(r).to_json() for r in alone
+    ]
     assert result.errors == [e for r in alone for e in r.errors]
     assert len(rows) + sum(f.rows_failed for f in result.files) == sum(
         f.rows_read for f in result.files
@@ -490,7 +493,7 @@ def test_score_batch_small_files_failed_shared_call_is_charged_per_file(model, t
     refusing = RefusesRow7()
     result, rows = score_many(refusing, paths, batch_rows=None)
     assert refusing.calls == [12, 3, 3, 3, 3]  # the shared call, then each file alone
-    assert [f.record()["status"] for f in result.files] == [
+    assert [FileRecord.of(f).to_json()["status"] for f in result.files] == [
         "succeeded",
         "succeeded",
         "failed",
@@ -577,7 +580,7 @@ def test_score_batch_images_one_row_per_file_in_one_predict_call_equal_mlflow(zo
     # seed 002 predicts each file alone; the batched call gives the same scores
     assert [theirs.predict(pixels[i : i + 1])[0].tolist() for i in range(12)] == want.tolist()
     assert model.calls == [(12, 8, 8)]
-    assert [f.record() for f in result.files] == [
+    assert [FileRecord.of(f).to_json() for f in result.files] == [
         {
             "file_name": p.name,
             "status": "succeeded",
@@ -661,7 +664,7 @@ def test_score_batch_image_failures_are_records_and_other_images_are_scored(zoo,
             "in it.",
         ),
     ]
-    records = {f.name: f.record() for f in result.files}
+    records = {f.name: FileRecord.of(f).to_json() for f in result.files}
     assert records["cut.png"] == {
         "file_name": "cut.png",
         "status": "failed",
@@ -783,7 +786,7 @@ def test_score_batch_mixed_folder_fails_each_file_the_model_cannot_take(zoo, tmp
             "the signature's tensor shape [-1, 64] (-1 is any size).",
         }
     ]
-    assert [f.record()["rows_failed"] for f in result.files] == [0, 3]
+    assert [FileRecord.of(f).to_json()["rows_failed"] for f in result.files] == [0, 3]
 
 
 def test_score_batch_table_rows_reach_a_tensor_model_as_that_tensor(zoo, tmp_path):
@@ -842,7 +845,7 @@ def test_score_file_ragged_rows_fail_the_file_naming_each_row(model, tmp_path):
         ragged_record("ragged.csv", 6, lines[6], 2),
         ragged_record("ragged.csv", 9, lines[9], 4),
     ]
-    assert result.record() == {
+    assert FileRecord.of(result).to_json() == {
         "file_name": "ragged.csv",
         "status": "failed",
         "rows_read": 10,
@@ -874,7 +877,7 @@ def test_score_file_ragged_rows_are_bad_rows_under_skip(model, mlflow_model, tmp
         ragged_record("ragged.csv", 6, lines[6], 2),
         ragged_record("ragged.csv", 9, lines[9], 4),
     ]
-    assert result.record() == {
+    assert FileRecord.of(result).to_json() == {
         "file_name": "ragged.csv",
         "status": "succeeded",
         "rows_read": 10,
@@ -893,7 +896,7 @@ def test_score_file_ragged_rows_across_many_blocks_keep_every_row_number(
     kept = [i for i in range(40) if i not in (*short, 20)]
     assert [(r["row"], r["id"]) for r in rows] == [(i, i) for i in kept]
     assert [e["row"] for e in result.errors] == [0, 3, 4, 17, 20, 39]
-    assert result.record() == {
+    assert FileRecord.of(result).to_json() == {
         "file_name": "long.csv",
         "status": "succeeded",
         "rows_read": 40,
@@ -910,7 +913,7 @@ def test_score_file_column_changing_type_after_the_first_block_counts_its_rows(
     path.write_text("note,a,b\n" + "".join(f"{i},0.5,1\n" for i in range(40)) + "zz,0.5,1\n")
     result, rows = score(model, path, passthrough=(), batch_rows=1000)
     assert rows == []
-    assert result.record() == {
+    assert FileRecord.of(result).to_json() == {
         "file_name": "mixed.csv",
         "status": "failed",
         "rows_read": 41,
@@ -923,7 +926,7 @@ def test_score_file_failing_in_its_first_batch_still_counts_every_row(model, tmp
     path = write_csv(tmp_path / "noid.csv", data(10).drop(columns="id"))
     result, _ = score(model, path, batch_rows=3)
     assert [e["error_type"] for e in result.errors] == ["MissingPassthroughError"]
-    assert result.record() == {
+    assert FileRecord.of(result).to_json() == {
         "file_name": "noid.csv",
         "status": "failed",
         "rows_read": 10,
@@ -947,7 +950,7 @@ def test_score_file_quoted_newlines_in_a_csv_larger_than_a_block(model, mlflow_m
     assert [(r["row"], r["prediction"], r["id"]) for r in rows] == [
         (i, want[i], i) for i in range(n)
     ]
-    assert result.record() == {
+    assert FileRecord.of(result).to_json() == {
         "file_name": "notes.csv",
         "status": "succeeded",
         "rows_read": n,
@@ -1013,7 +1016,7 @@ def test_score_batch_files_that_fail_while_read_say_why_and_account_their_rows(m
     ]
     failed = {"status": "failed", "rows_scored": 0}
     unknown = {**failed, "rows_read": 0, "rows_failed": 0, "rows_unknown": True}
-    assert [f.record() for f in result.files] == [
+    assert [FileRecord.of(f).to_json() for f in result.files] == [
         {
             "file_name": "a_good.csv",
             "status": "succeeded",
@@ -1047,7 +1050,7 @@ def test_score_batch_timed_out_files_count_their_rows_or_say_they_are_unknown(mo
     spec = spec_for(model, batch_rows=None)
     batch = MiniBatch(index=0, files=(input_file(good), input_file(tmp_path / "gz.csv")))
     result = score_batch(LOCAL, batch, Stuck(), spec, lambda f: SpillBuffer(spec.output_schema))
-    assert [f.record() for f in result.files] == [
+    assert [FileRecord.of(f).to_json() for f in result.files] == [
         {
             "file_name": "good.csv",
             "status": "failed",
@@ -1093,7 +1096,7 @@ def test_score_file_passthrough_keeps_nested_types_and_writes_ints_as_text(model
         ("id", pa.string()),
     )
     result, rows = score(model, path, passthrough=passthrough, bad_rows="skip")
-    assert result.record()["rows_scored"] == 3
+    assert FileRecord.of(result).to_json()["rows_scored"] == 3
     assert [{k: r[k] for k in ("row", "tags", "meta", "codes", "id")} for r in rows] == [
         {
             "row": i,
@@ -1291,7 +1294,7 @@ def test_score_batch_decimals_reach_the_model_exactly_or_fail_their_row(
         if bad_rows == "skip"
         else file_record("ledger.parquet", "failed", 5, 0)
     )
-    assert [f.record() for f in result.files] == [
+    assert [FileRecord.of(f).to_json() for f in result.files] == [
         ledger_record,
         file_record("more.parquet", "succeeded", 1, 1),
     ]
@@ -1353,13 +1356,13 @@ def test_score_batch_timestamp_beyond_nanoseconds_fails_only_its_row(
                 "ts": dt.datetime(2262, 4, 11),
             },
         ]
-        assert [f.record() for f in result.files] == [
+        assert [FileRecord.of(f).to_json() for f in result.files] == [
             file_record("events.parquet", "succeeded", 3, 2),
             file_record("later.parquet", "succeeded", 2, 1),
         ]
     else:
         assert rows == []
-        assert [f.record() for f in result.files] == [
+        assert [FileRecord.of(f).to_json() for f in result.files] == [
             file_record("events.parquet", "failed", 3, 0),
             file_record("later.parquet", "failed", 2, 0),
         ]
@@ -1392,4 +1395,6 @@ def test_score_batch_timestamps_the_signature_does_not_type_pass_as_they_are(mod
     spec = ScoringSpec(prediction_type=pa.int64(), passthrough=(("ts", pa.timestamp("us")),))
     result, rows = score_parquet(model, spec, {"t.parquet": table}, folder)
     assert [r["ts"] for r in rows] == when
-    assert [f.record() for f in result.files] == [file_record("t.parquet", "succeeded", 2, 2)]
+    assert [FileRecord.of(f).to_json() for f in result.files] == [
+        file_record("t.parquet", "succeeded", 2, 2)
+    ]
