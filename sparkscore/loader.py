@@ -88,6 +88,13 @@ class Model:
 
     def predict_conformed(self, data: Any, params: dict[str, Any] | None) -> Any:
         """Predict on data that already satisfies the signature."""
+        schema = self.input_schema
+        if schema is not None and schema.is_tensor and schema.has_names and len(schema.specs) == 1:
+            # The job and the UDF stack image tensors as arrays; a named tensor reaches the model
+            # by name wherever it came from, as mlflow hands it.
+            name = schema.specs[0].name
+            if not isinstance(data, Mapping) and name is not None:
+                data = {name: data}
         fn = getattr(self.impl, self.spec.pyfunc.predict_fn, None)
         if fn is None:
             raise ModelLoadError(

@@ -319,3 +319,36 @@ def test_spark_udf_takes_mlflows_arguments_by_their_names(spark: Any, zoo: Any) 
         sparkscore.spark_udf(spark, str(zoo.lr_skops), extra_env={"A": "1"})
     assert str(caught.value).startswith("extra_env")
     assert "does not have" in str(caught.value)
+
+
+class _PixelSums(mlflow.pyfunc.PythonModel):
+    """Indexes its input by the tensor's name: a bare array would fail it."""
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        pixels = model_input["pixels"]
+        return pixels.reshape(len(pixels), -1).astype(np.int64).sum(axis=1)
+
+
+def test_a_named_image_tensor_reaches_the_model_by_name_in_the_job_as_in_mlflow(
+    spark: Any, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+    from model_zoo import digit_images, write_pngs
+
+    import sparkscore
+
+    images = digit_images(4)
+    write_pngs(tmp_path / "in", images)
+    path = tmp_path / "sums"
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, 8, 8), "pixels")]),
+        outputs=Schema([TensorSpec(np.dtype(np.int64), (-1,))]),
+    )
+    mlflow.pyfunc.save_model(
+        str(path), python_model=_PixelSums(), signature=signature, pip_requirements=["mlflow"]
+    )
+    theirs = mlflow.pyfunc.load_model(str(path)).predict({"pixels": images})
+    sparkscore.score(spark, path, tmp_path / "in", tmp_path / "out", trust_model=True)
+    rows = pq.read_table(tmp_path / "out" / "predictions").sort_by("file_name").to_pylist()
+    assert [r["prediction"] for r in rows] == theirs.tolist()
+    assert load_model(path, trust_model=True).predict(images).tolist() == theirs.tolist()
