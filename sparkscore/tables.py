@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -210,7 +211,9 @@ def commit_run(
     settings: Settings,
     summary: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Commit the run's parts to its two tables, errors first; what the summary records."""
+    """Commit the run's parts to its two tables, errors first; what the summary records
+    (`seconds`: what committing took, the cost a table output adds to a folder output)."""
+    started = time.perf_counter()
     fmt = table_format(settings.output_format)
     tables = (
         ("errors", layout.errors, ERROR_SCHEMA, "error_records"),
@@ -230,6 +233,7 @@ def commit_run(
             summary=summary,
         )
         record[name] = commit_table(fs, fmt, commit, settings.schema_mode).to_json()
+    record["seconds"] = round(time.perf_counter() - started, 3)
     return record
 
 
