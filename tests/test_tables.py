@@ -20,6 +20,7 @@ from deltalake import DeltaTable
 from model_zoo import chaos_model
 
 import sparkscore
+from sparkscore.console import summary_line
 from sparkscore.delta import FORMAT
 from sparkscore.tables import TableCommit, TablePart, commit_table
 
@@ -89,6 +90,10 @@ def test_delta_output_holds_every_row_once_and_its_errors(spark, model, tmp_path
     }
     written = json.loads((out / "_sparkscore" / job / "_summary.json").read_text())
     assert written == summary
+    assert summary_line(summary).endswith(
+        f"summary in {out}/_sparkscore/{job}/_summary.json; rows in the delta tables {out} "
+        f"(version 0) and {out}_errors"
+    )
     commit = DeltaTable(str(out)).history(1)[0]
     assert (commit["sparkscore"]["job_id"], commit["sparkscore"]["rows_scored"]) == (job, 10)
 
@@ -117,6 +122,25 @@ def test_delta_second_run_appends_its_own_rows_and_a_retried_commit_is_skipped(
     }
     assert DeltaTable(str(out)).version() == 1
     assert len(rows(out)) == 2 * len(expected)
+    # overwrite: the run's one commit replaces the table's rows.
+    third = sparkscore.score(
+        spark, model, tmp_path / "in", out, output_format="delta", overwrite=True
+    )
+    assert by_row(out, third["job_id"]) == expected
+    assert (len(rows(out)), DeltaTable(str(out)).version()) == (len(expected), 2)
+
+
+def test_delta_refuses_a_location_that_holds_something_else(spark, model, tmp_path):
+    write_inputs(tmp_path / "in", files=1, rows=2)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(sparkscore.OutputError) as refused:
+        sparkscore.score(spark, model, tmp_path / "in", tmp_path / "out", output_format="delta")
+    assert str(refused.value) == (
+        f"{tmp_path / 'out'}: holds notes.txt, which no table there accounts for; nothing was "
+        "touched. Choose an empty location or an existing table."
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]
 
 
 def test_delta_refuses_a_changed_prediction_type_unless_merge(spark, model, tmp_path):
