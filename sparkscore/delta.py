@@ -5,7 +5,9 @@ A run's parts are added in one Delta transaction that carries an application tra
 the table's log is asked whether that job id committed already, so a resumed or retried commit
 is skipped, never made twice. Other writers appending to the same table race through delta-rs's
 optimistic concurrency: a commit that loses is retried on the new version (blind appends do not
-conflict), so neither corrupts the table nor loses the other's rows.
+conflict), so neither corrupts the table nor loses the other's rows. Two attempts of the same job
+committing at once may both pass the check, but they add the same part paths, and a Delta table
+holds a path once (the last add of a path wins), so its rows are still there once.
 
 The table is partitioned by `job_id`: the column is in the log, not in the parts, which is why
 tasks write the same parts as for a folder output.
@@ -22,7 +24,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.schema import Field
-from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from sparkscore.layout import JOB_ID
 from sparkscore.storage import URI_SCHEME, split_query
@@ -110,7 +112,7 @@ class DeltaFormat:
                 table = DeltaTable(uri)
         mode = "overwrite" if commit.overwrite else "append"
         table.create_write_transaction(
-            list[AddAction | RemoveAction](actions),
+            [*actions],
             mode,
             schema,
             partition_by=[JOB_ID],

@@ -268,15 +268,23 @@ def commit_table(
     table = fmt.schema(commit.uri)
     if table is None or commit.overwrite:
         full = commit.schema.append(pa.field(JOB_ID, pa.string()))
+    else:
+        target = fit_schema(commit.uri, table, commit.schema, mode)
+        new = [f for f in target if f.name not in table.names]
+        if new:
+            fmt.add_columns(commit.uri, new)
+        if target != commit.schema:
+            commit = _conformed(fs, commit, target)
+        full = pa.schema([*table, *new])
+    try:
         return Committed(commit.uri, fmt.commit(commit, full), already=False)
-    target = fit_schema(commit.uri, table, commit.schema, mode)
-    new = [f for f in target if f.name not in table.names]
-    if new:
-        fmt.add_columns(commit.uri, new)
-    if target != commit.schema:
-        commit = _conformed(fs, commit, target)
-    full = pa.schema([*table, *new])
-    return Committed(commit.uri, fmt.commit(commit, full), already=False)
+    except Exception:
+        # Another attempt of this same job committed first and the format refused this one as
+        # a conflict on the transaction id: the rows are there once, which is what was asked.
+        done, version = fmt.committed(commit.uri, commit.job_id)
+        if done:
+            return Committed(commit.uri, version, already=True)
+        raise
 
 
 def _conformed(fs: pafs.FileSystem, commit: TableCommit, target: pa.Schema) -> TableCommit:
