@@ -36,6 +36,12 @@ __all__ = ["FORMAT", "SUMMARY_KEY", "DeltaFormat", "location"]
 SUMMARY_KEY = "sparkscore"
 # The application transaction's version: a job commits once, so any fixed number serves.
 _TXN_VERSION = 1
+_UNSIGNED = {
+    pa.uint8(): pa.int16(),
+    pa.uint16(): pa.int32(),
+    pa.uint32(): pa.int64(),
+    pa.uint64(): pa.int64(),
+}
 # How far back the log is read for the version a job committed, when it is asked again.
 _HISTORY = 100
 
@@ -74,6 +80,12 @@ class DeltaFormat:
             if isinstance(summary, dict) and summary.get("job_id") == job_id:
                 return True, int(entry["version"])
         return True, None
+
+    def stored(self, schema: pa.Schema) -> pa.Schema:
+        # Delta has no unsigned integers (delta-rs would read uint8 as int8): each takes the
+        # next wider signed type. Large strings and binaries are Delta's one string and binary.
+        widened = pa.schema([pa.field(f.name, _UNSIGNED.get(f.type, f.type)) for f in schema])
+        return pa.schema(Schema.from_arrow(widened).to_arrow())
 
     def add_columns(self, uri: str, fields: Sequence[pa.Field]) -> None:
         DeltaTable(location(uri)).alter.add_columns([Field.from_arrow(f) for f in fields])

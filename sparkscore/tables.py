@@ -101,6 +101,10 @@ class TableFormat(Protocol):
         """The table's columns, JOB_ID among them; None when there is no table yet."""
         ...
 
+    def stored(self, schema: pa.Schema) -> pa.Schema:
+        """`schema` with the types the format stores its columns as."""
+        ...
+
     def committed(self, uri: str, job_id: str) -> tuple[bool, int | None]:
         """Whether `job_id` committed to the table, and the version that holds it if known."""
         ...
@@ -196,7 +200,7 @@ def claim(
     for uri, run in ((layout.uri, schema), (errors_table(layout.uri), ERROR_SCHEMA)):
         held = fmt.schema(uri)
         if held is not None:
-            fit_schema(uri, held, run, settings.schema_mode)
+            fit_schema(uri, held, fmt.stored(run), settings.schema_mode)
 
 
 def _finished(fs: pafs.FileSystem, layout: OutputLayout) -> bool:
@@ -266,16 +270,17 @@ def commit_table(
     if done:
         return Committed(commit.uri, version, already=True)
     table = fmt.schema(commit.uri)
+    target = fmt.stored(commit.schema)
     if table is None or commit.overwrite:
-        full = commit.schema.append(pa.field(JOB_ID, pa.string()))
+        full = target.append(pa.field(JOB_ID, pa.string()))
     else:
-        target = fit_schema(commit.uri, table, commit.schema, mode)
+        target = fit_schema(commit.uri, table, target, mode)
         new = [f for f in target if f.name not in table.names]
         if new:
             fmt.add_columns(commit.uri, new)
-        if target != commit.schema:
-            commit = _conformed(fs, commit, target)
         full = pa.schema([*table, *new])
+    if _types(target) != _types(commit.schema):
+        commit = _conformed(fs, commit, target)
     try:
         return Committed(commit.uri, fmt.commit(commit, full), already=False)
     except Exception:
@@ -287,9 +292,15 @@ def commit_table(
         raise
 
 
+def _types(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
+    """What a part must hold to be read as the table says: names and types (nullability aside,
+    which a table's log records as it likes)."""
+    return [(f.name, f.type) for f in schema]
+
+
 def _conformed(fs: pafs.FileSystem, commit: TableCommit, target: pa.Schema) -> TableCommit:
-    """The parts rewritten with the table's types (schema_mode: merge), each cast safely or the
-    run refused naming the column."""
+    """The parts rewritten with the types the table stores (a type the format lacks, or under
+    schema_mode: merge the table's), each cast safely or the run refused naming the column."""
     parts = []
     for part in commit.parts:
         path = f"{commit.root}/{part.path}"

@@ -239,6 +239,34 @@ def race(fs: pa.fs.FileSystem, commits: list[TableCommit]) -> list[bool]:
     return sorted(already)
 
 
+def test_delta_stores_types_it_lacks_as_the_next_it_has(tmp_path):
+    """Delta has no unsigned integers: a uint8 part is cast to int16 before its commit, so
+    200 reads back as 200 (delta-rs would read the uint8 column as int8)."""
+    table = tmp_path / "t"
+    (table / "job_id=j").mkdir(parents=True)
+    data = pa.table(
+        {"id": pa.array([1, 200], pa.uint8()), "s": pa.array(["a", "b"], pa.large_string())}
+    )
+    pq.write_table(data, table / "job_id=j" / "part-00000.parquet")
+    stat = os.stat(table / "job_id=j" / "part-00000.parquet")
+    commit = TableCommit(
+        uri=str(table),
+        root=str(table),
+        job_id="j",
+        schema=data.schema,
+        parts=(TablePart("job_id=j/part-00000.parquet", 2, stat.st_size, 0),),
+        overwrite=False,
+        summary={"job_id": "j"},
+    )
+    commit_table(pa.fs.LocalFileSystem(), FORMAT, commit, "strict")
+    back = DeltaTable(str(table)).to_pyarrow_table()
+    assert back.to_pylist() == [
+        {"id": 1, "s": "a", "job_id": "j"},
+        {"id": 200, "s": "b", "job_id": "j"},
+    ]
+    assert (back.schema.field("id").type, back.schema.field("s").type) == (pa.int16(), pa.string())
+
+
 def test_delta_run_killed_before_its_commit_resumes_to_every_row_once(spark, tmp_path):
     expected = write_inputs(tmp_path / "in", files=4, rows=5)
     model = chaos_model(tmp_path, sleep=1.0)
