@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from sparkscore.errors import SettingsError, TableSchemaError
+from sparkscore.errors import OutputError, SettingsError, TableSchemaError
 from sparkscore.failures import ERROR_SCHEMA
 from sparkscore.layout import (
     JOB_ID,
@@ -219,23 +219,27 @@ def commit_run(
     (`seconds`: what committing took, the cost a table output adds to a folder output)."""
     started = time.perf_counter()
     fmt = table_format(settings.output_format)
+    # summary_only: the predictions were dropped, and the predictions table gets none.
+    kept = [] if settings.output_action == "summary_only" else manifests
     tables = (
-        ("errors", layout.errors, ERROR_SCHEMA, "error_records"),
-        ("predictions", layout.predictions, schema, "prediction_rows"),
+        ("errors", errors_table(layout.uri), layout.errors, ERROR_SCHEMA, manifests),
+        ("predictions", layout.uri, layout.predictions, schema, kept),
     )
-    record: dict[str, Any] = {"format": settings.output_format, "job_id": layout.run}
-    for name, folder, run_schema, count in tables:
-        parts = _parts(fs, layout, folder, manifests, count)
-        root = folder.rsplit("/", 1)[0]
-        commit = TableCommit(
-            uri=layout.uri if name == "predictions" else errors_table(layout.uri),
-            root=root,
+    # Every part found before either commit: a missing one commits neither table.
+    commits = {
+        name: TableCommit(
+            uri=uri,
+            root=folder.rsplit("/", 1)[0],
             job_id=layout.run,
             schema=run_schema,
-            parts=parts,
+            parts=_parts(fs, layout, folder, batches, name),
             overwrite=settings.overwrite,
             summary=summary,
         )
+        for name, uri, folder, run_schema, batches in tables
+    }
+    record: dict[str, Any] = {"format": settings.output_format, "job_id": layout.run}
+    for name, commit in commits.items():
         record[name] = commit_table(fs, fmt, commit, settings.schema_mode).to_json()
     record["seconds"] = round(time.perf_counter() - started, 3)
     return record
@@ -246,18 +250,27 @@ def _parts(
     layout: OutputLayout,
     folder: str,
     manifests: Sequence[Manifest],
-    count: str,
+    table: str,
 ) -> tuple[TablePart, ...]:
-    """The parts in `folder` that the manifests say hold rows."""
+    """The parts in `folder` that the manifests say hold rows of `table`; each must be there."""
     partition = folder.rsplit("/", 1)[1]
     parts = []
     for m in manifests:
-        rows = getattr(m, count)
+        rows = m.prediction_rows if table == "predictions" else m.error_records
+        if not rows:
+            continue
         info = fs.get_file_info(layout.part(folder, m.batch))
-        if rows and info.type == pafs.FileType.File:
-            modified = int(info.mtime.timestamp() * 1000) if info.mtime else 0
-            path = f"{partition}/{info.base_name}"
-            parts.append(TablePart(path, rows, int(info.size or 0), modified))
+        if info.type != pafs.FileType.File:
+            raise OutputError(
+                path=info.path,
+                reason=f"is missing, though mini-batch {m.batch} wrote {rows} rows of the "
+                f"{table} there (was the table vacuumed before this run was resumed?); nothing "
+                "was committed. Run again without resume.",
+            )
+        modified = int(info.mtime.timestamp() * 1000) if info.mtime else 0
+        parts.append(
+            TablePart(f"{partition}/{info.base_name}", rows, int(info.size or 0), modified)
+        )
     return tuple(parts)
 
 

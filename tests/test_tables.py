@@ -22,7 +22,10 @@ from model_zoo import chaos_model
 import sparkscore
 from sparkscore.console import summary_line
 from sparkscore.delta import FORMAT
-from sparkscore.tables import TableCommit, TablePart, commit_table
+from sparkscore.layout import OutputLayout, table_run
+from sparkscore.manifest import Manifest
+from sparkscore.settings import Settings
+from sparkscore.tables import TableCommit, TablePart, commit_run, commit_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_SUBMIT = Path(sys.executable).parent / "spark-submit"
@@ -265,6 +268,25 @@ def test_delta_stores_types_it_lacks_as_the_next_it_has(tmp_path):
         {"id": 200, "s": "b", "job_id": "j"},
     ]
     assert (back.schema.field("id").type, back.schema.field("s").type) == (pa.int16(), pa.string())
+
+
+def test_delta_commits_nothing_when_a_committed_part_is_missing(tmp_path):
+    """A part a manifest counts but the table location lacks (vacuumed before a resume) stops
+    both commits, naming the part."""
+    final = OutputLayout.at(str(tmp_path / "out"), "delta")
+    layout = table_run(final, "j")
+    fs = pa.fs.LocalFileSystem()
+    manifests = [Manifest(batch=0, files=(), prediction_rows=3, error_records=0)]
+    schema = pa.schema([("file_name", pa.string())])
+    with pytest.raises(sparkscore.OutputError) as refused:
+        commit_run(fs, layout, manifests, schema, Settings(output_format="delta"), {})
+    part = tmp_path / "out" / "job_id=j" / "part-00000.parquet"
+    assert str(refused.value) == (
+        f"{part}: is missing, though mini-batch 0 wrote 3 rows of the predictions there (was "
+        "the table vacuumed before this run was resumed?); nothing was committed. Run again "
+        "without resume."
+    )
+    assert not DeltaTable.is_deltatable(str(tmp_path / "out_errors"))
 
 
 def test_delta_run_killed_before_its_commit_resumes_to_every_row_once(spark, tmp_path):
