@@ -215,15 +215,17 @@ def commit_run(
     settings: Settings,
     summary: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Commit the run's parts to its two tables, errors first; what the summary records
+    """Commit the run's parts to its two tables; what the summary records
     (`seconds`: what committing took, the cost a table output adds to a folder output)."""
     started = time.perf_counter()
     fmt = table_format(settings.output_format)
     # summary_only: the predictions were dropped, and the predictions table gets none.
     kept = [] if settings.output_action == "summary_only" else manifests
+    # Predictions first: only their values can fail a cast (schema_mode: merge), and then no
+    # table has the run.
     tables = (
-        ("errors", errors_table(layout.uri), layout.errors, ERROR_SCHEMA, manifests),
         ("predictions", layout.uri, layout.predictions, schema, kept),
+        ("errors", errors_table(layout.uri), layout.errors, ERROR_SCHEMA, manifests),
     )
     # Every part found before either commit: a missing one commits neither table.
     commits = {
