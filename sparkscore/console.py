@@ -186,7 +186,7 @@ class _Signals:
 def _staged(job: Job | None) -> bool:
     """Whether the interrupted run was an overwrite run that wrote beside the output it was to
     replace (and had not yet swapped it in): resume finishes it."""
-    if job is None or job.layout is job.final:
+    if job is None or job.layout is job.final or job.final.is_table:
         return False
     fs = job.layout.filesystem()
     return bool(fs.get_file_info(job.layout.root).type == pa.fs.FileType.Directory)
@@ -228,10 +228,18 @@ def _not_from_py4j(record: logging.LogRecord) -> bool:
 def summary_line(result: dict[str, Any]) -> str:
     """The last line of a run that ended: what `_summary.json` says, in one line."""
     unknown = result.get("files_rows_unknown") or 0
+    where = f"{result['output']}/_summary.json"
+    table = result.get("table")
+    if table:
+        where = (
+            f"{result['output']}/_sparkscore/{result['job_id']}/_summary.json; rows in the "
+            f"{table['format']} tables {table['predictions']['uri']} (version "
+            f"{table['predictions']['version']}) and {table['errors']['uri']}"
+        )
     return (
         f"sparkscore: {result['status']}: {result['files_succeeded']} of {result['files_total']} "
         f"files scored, {result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped, {result['duration_s']}s "
-        f"({result['rows_per_s']} rows/s); summary in {result['output']}/_summary.json"
+        f"({result['rows_per_s']} rows/s); summary in {where}"
     )

@@ -30,6 +30,7 @@ Our exception hierarchy:
     * EnvironmentBuildError   - installing the model's pinned packages failed
   * ModelProcessError       - the process scoring in the model's environment died
   * AccountingError         - the rows written do not add up to the rows read (a bug, reported)
+  * TableSchemaError        - a run's columns do not fit the table it appends to
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -64,6 +65,7 @@ __all__ = [
     "SchemaEnforcementError",
     "SettingsError",
     "SparkscoreError",
+    "TableSchemaError",
     "TensorShapeError",
     "UnsupportedInputError",
     "UntrustedTypeError",
@@ -468,4 +470,15 @@ class AccountingError(SparkscoreError):
         super().__init__(
             f"{where}: {detail}; the output is inconsistent, so the run is not "
             "reported as succeeded. Run again with overwrite: true, and report it."
+        )
+
+
+class TableSchemaError(SparkscoreError):
+    """A run's output columns do not fit the table it would append to (output_format: delta)."""
+
+    def __init__(self, *, table: str, column: str, in_table: str, in_run: str, fix: str) -> None:
+        self.table, self.column, self.in_table, self.in_run = table, column, in_table, in_run
+        super().__init__(
+            f"{table}: column '{column}' is {in_table} in the table but {in_run} in this run; "
+            f"nothing was committed. {fix}"
         )

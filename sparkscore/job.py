@@ -25,6 +25,7 @@ from pyarrow import fs as pafs
 from pyspark.sql import SparkSession
 
 from sparkscore import summary as summaries
+from sparkscore import tables
 from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
 from sparkscore.errors import ErrorThresholdExceeded
 from sparkscore.launch import run_tasks
@@ -32,6 +33,7 @@ from sparkscore.layout import (
     OutputLayout,
     abandoned_staging,
     claim_output,
+    errors_table,
     remove_dir,
     replace_dir,
     run_layout,
@@ -152,15 +154,21 @@ def prepare(
     sha = packed.sha256
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
     out_fs = final.filesystem()
-    abandoned = abandoned_staging(out_fs, final)
-    layout = run_layout(
-        out_fs,
-        final,
-        overwrite=settings.overwrite,
-        resume=settings.resume,
-        job_id=job_id,
-        abandoned=abandoned,
-    )
+    if final.is_table:
+        check_output_apart(input_uri, errors_table(output_uri), recursive=settings.recursive)
+        # A resumed run finishes the run it resumes, under its job id: the id of the commit.
+        layout = tables.run_into(out_fs, final, job_id, settings)
+        job_id, abandoned = layout.run, []
+    else:
+        abandoned = abandoned_staging(out_fs, final)
+        layout = run_layout(
+            out_fs,
+            final,
+            overwrite=settings.overwrite,
+            resume=settings.resume,
+            job_id=job_id,
+            abandoned=abandoned,
+        )
     previous = previous_run(out_fs, layout) if settings.resume else None
     if previous is not None and previous.parallelism is not None:
         parallelism = previous.parallelism
@@ -172,14 +180,17 @@ def prepare(
         parallelism=parallelism,
     )
     scoring = _scoring_spec(spec, settings, the_plan)
-    claim_output(
-        out_fs,
-        final,
-        layout,
-        overwrite=settings.overwrite,
-        resume=settings.resume,
-        abandoned=abandoned,
-    )
+    if final.is_table:
+        tables.claim(out_fs, layout, scoring.output_schema, settings)
+    else:
+        claim_output(
+            out_fs,
+            final,
+            layout,
+            overwrite=settings.overwrite,
+            resume=settings.resume,
+            abandoned=abandoned,
+        )
     committed = committed_batches(
         out_fs,
         layout,
@@ -291,8 +302,14 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
         files_skipped=len({f.file_name for m in job.committed.values() for f in m.files}),
     )
     summary: dict[str, Any] = redact_record(record.to_json())
+    if job.final.is_table:
+        # The commit carries the summary; the summary then says which versions hold the rows.
+        committed = tables.commit_run(
+            out_fs, job.layout, manifests, job.scoring.output_schema, job.settings, summary
+        )
+        summary = redact_record(replace(record, table=committed).to_json())
     write_json(out_fs, job.layout.summary, summary)
-    if job.layout is not job.final:
+    if job.layout is not job.final and not job.final.is_table:
         replace_dir(out_fs, job.layout.root, job.final.root)
     if failed:
         raise failed

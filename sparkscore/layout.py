@@ -8,6 +8,14 @@ Layout of OUT/:
   _summary.json                   the run record
   <output_file_name>              with output_format: csv, consolidated from _staging/
 
+A table output (output_format: delta) is two tables, OUT and OUT_errors; each run writes its
+parts into its own partition folder of each, and its own records into a folder Delta readers and
+VACUUM leave alone:
+  OUT/job_id=<job id>/part-NNNNN.parquet         the run's prediction parts
+  OUT_errors/job_id=<job id>/part-NNNNN.parquet  the run's error parts
+  OUT/_sparkscore/<job id>/                      _run.json, _manifest/, _summary.json
+The parts become rows only when the driver commits them to the tables (sparkscore.tables).
+
 An overwrite run writes into a staging folder beside OUT, `.OUT.sparkscore-<job id>`, which
 replaces OUT once the run has succeeded; one left behind is a run a resume can finish. What is
 written into the folder, and how, is sparkscore.writers.
@@ -21,12 +29,17 @@ from dataclasses import dataclass, replace
 from pyarrow import fs as pafs
 
 from sparkscore.errors import OutputError
-from sparkscore.storage import resolve
+from sparkscore.storage import resolve, split_query
 
 __all__ = [
+    "JOB_ID",
+    "RUNS_FOLDER",
+    "TABLE_FORMATS",
     "OutputLayout",
     "abandoned_staging",
     "claim_output",
+    "claim_table",
+    "errors_table",
     "is_empty",
     "prepare_output",
     "remove_dir",
@@ -34,7 +47,16 @@ __all__ = [
     "run_layout",
     "staging",
     "sweep_temporary",
+    "table_run",
+    "table_runs",
 ]
+
+TABLE_FORMATS = ("delta",)
+# Where a table output keeps each run's records: a folder whose name starts with `_`, which Delta
+# readers and VACUUM leave alone.
+RUNS_FOLDER = "_sparkscore"
+# The partition column naming the run that wrote a row: each run's parts are its own partition.
+JOB_ID = "job_id"
 
 
 log = logging.getLogger("sparkscore")
@@ -49,6 +71,8 @@ class OutputLayout:
     root: str
     output_format: str = "parquet"
     output_file_name: str = "predictions.csv"
+    table: str = ""  # a table output's location; root is then its run's records folder
+    run: str = ""  # the job id of the run whose parts a table layout holds
 
     @classmethod
     def at(
@@ -61,13 +85,21 @@ class OutputLayout:
         return resolve(self.uri)[0]
 
     @property
+    def is_table(self) -> bool:
+        return self.output_format in TABLE_FORMATS
+
+    @property
     def predictions(self) -> str:
+        if self.table:
+            return f"{self.table}/{JOB_ID}={self.run}"
         if self.output_format == "csv":
             return f"{self.root}/_staging/predictions"
         return f"{self.root}/predictions"
 
     @property
     def errors(self) -> str:
+        if self.table:
+            return f"{errors_table(self.table)}/{JOB_ID}={self.run}"
         return f"{self.root}/errors"
 
     @property
@@ -87,6 +119,28 @@ class OutputLayout:
 
     def manifest(self, index: int) -> str:
         return f"{self.manifests}/batch-{index:05d}.json"
+
+
+def errors_table(location: str) -> str:
+    """Where a table output's errors table is: beside the predictions table, `OUT_errors`."""
+    base, query = split_query(location)
+    return f"{base.rstrip('/')}_errors{query}"
+
+
+def table_run(final: OutputLayout, job_id: str) -> OutputLayout:
+    """The layout of one run into the table output `final`."""
+    root = f"{final.root}/{RUNS_FOLDER}/{job_id}"
+    return replace(final, root=root, table=final.root, run=job_id)
+
+
+def table_runs(fs: pafs.FileSystem, final: OutputLayout) -> list[str]:
+    """The job ids of the runs that wrote into the table output `final`, oldest first (job ids
+    start with their start time)."""
+    folder = f"{final.root}/{RUNS_FOLDER}"
+    if fs.get_file_info(folder).type != pafs.FileType.Directory:
+        return []
+    entries = fs.get_file_info(pafs.FileSelector(folder))
+    return sorted(e.base_name for e in entries if e.type == pafs.FileType.Directory)
 
 
 def prepare_output(
@@ -116,6 +170,30 @@ def prepare_output(
             f"output folder, or {finish}, or overwrite: true to replace it once this run "
             "succeeds.",
         )
+    fs.create_dir(layout.root, recursive=True)
+
+
+def claim_table(
+    fs: pafs.FileSystem, final: OutputLayout, layout: OutputLayout, metadata: str
+) -> None:
+    """Refuse a table location that holds anything but a table and sparkscore's runs into it
+    (`metadata`: the format's own folder, `_delta_log`); else make this run's folder."""
+    info = fs.get_file_info(final.root)
+    if info.type == pafs.FileType.File:
+        raise OutputError(path=final.uri, reason="is a file; --output must be a table location.")
+    if info.type == pafs.FileType.Directory:
+        ours = (metadata, RUNS_FOLDER)
+        foreign = sorted(
+            e.base_name
+            for e in fs.get_file_info(pafs.FileSelector(final.root))
+            if e.base_name not in ours and not e.base_name.startswith(f"{JOB_ID}=")
+        )
+        if foreign:
+            raise OutputError(
+                path=final.uri,
+                reason=f"holds {', '.join(foreign[:3])}, which no table there accounts for; "
+                "nothing was touched. Choose an empty location or an existing table.",
+            )
     fs.create_dir(layout.root, recursive=True)
 
 

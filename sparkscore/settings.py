@@ -28,11 +28,13 @@ __all__ = [
     "LoggingLevel",
     "OutputAction",
     "OutputFormat",
+    "SchemaMode",
     "Settings",
 ]
 
 OutputAction = Literal["append_row", "summary_only"]
-OutputFormat = Literal["parquet", "csv"]
+OutputFormat = Literal["parquet", "csv", "delta"]
+SchemaMode = Literal["strict", "merge"]
 LoggingLevel = Literal["debug", "info", "warning", "error"]
 BadRows = Literal["fail_file", "skip"]
 EnvManager = Literal["local", "virtualenv", "uv"]
@@ -171,6 +173,7 @@ _CHECKS: dict[str, Check] = {
     "env_manager": _choice(EnvManager),
     "env_cache": _directory,
     "trust_model": _flag,
+    "schema_mode": _choice(SchemaMode),
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -272,7 +275,8 @@ class Settings:
     max_retries: int = 3  # retries of a failed Spark task before its files count as failed
     timeout: float | None = None  # seconds one mini-batch may run; None = no limit
     output_action: OutputAction = "append_row"  # write prediction rows, or only the summary
-    output_format: OutputFormat = "parquet"  # parquet keeps types and tensors; csv reads anywhere
+    # parquet keeps types and tensors; csv reads anywhere; delta appends to a Delta Lake table
+    output_format: OutputFormat = "parquet"
     output_file_name: str = "predictions.csv"  # name for appended rows, inside the output dir
     passthrough_columns: tuple[str, ...] = ()  # input columns copied next to each prediction
     result_type: str | None = None  # Spark DDL type of predictions; None = from the signature
@@ -290,6 +294,9 @@ class Settings:
     env_cache: str | None = None  # where built model envs are kept; None = ~/.cache/sparkscore/envs
     # loading a pickled model runs its code: true says the model is trusted (no warning)
     trust_model: bool = False
+    # appending to a table: strict refuses a run whose columns differ from the table's; merge
+    # adds the run's new columns and casts its values to the table's types where that is safe
+    schema_mode: SchemaMode = "strict"
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""

@@ -149,12 +149,19 @@ class RunRecord:
     files_skipped: int  # committed by an earlier run, which this one resumed
     spark_version: str
     environment: EnvironmentRecord
+    table: Mapping[str, Any] | None = None  # a table output's commits (sparkscore.tables)
 
     @property
     def status(self) -> Literal["succeeded", "failed"]:
         return "failed" if self.error else "succeeded"
 
     def to_json(self) -> dict[str, Any]:
+        doc = self._counted()
+        if self.table is not None:
+            doc["table"] = dict(self.table)
+        return doc
+
+    def _counted(self) -> dict[str, Any]:
         duration = (self.ended - self.started).total_seconds()
         c = counts(self.manifests)
         loads, workers = model_loads(self.manifests)

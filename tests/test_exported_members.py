@@ -32,6 +32,7 @@ def test_exported_members_are_pinned():
         "Settings",
         "SettingsError",
         "SparkscoreError",
+        "TableSchemaError",
         "TensorShapeError",
         "UnsupportedInputError",
         "UntrustedTypeError",

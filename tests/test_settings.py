@@ -17,7 +17,8 @@ ALL_NAMES = (
     "bad_rows, batch_rows, env_cache, env_manager, error_threshold, ignore_unsupported, "
     "logging_level, "
     "max_retries, mini_batch_size, output_action, output_file_name, output_format, overwrite, "
-    "params, passthrough_columns, recursive, result_type, resume, timeout, trust_model"
+    "params, passthrough_columns, recursive, result_type, resume, schema_mode, timeout, "
+    "trust_model"
 )
 
 
@@ -234,7 +235,7 @@ def test_settings_rejects_unknown_enum_value(tmp_path: Path) -> None:
 
     err = excinfo.value
     assert (err.key, err.value, err.source) == ("output_format", "json", str(path))
-    assert str(err) == f"output_format must be one of parquet, csv, got 'json' (from {path})"
+    assert str(err) == f"output_format must be one of parquet, csv, delta, got 'json' (from {path})"
 
 
 @pytest.mark.parametrize(
