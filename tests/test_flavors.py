@@ -1,0 +1,111 @@
+"""The popular flavors, saved by mlflow through their own flavor, scored by the batch job and by
+`spark_udf`: every prediction equals `mlflow.pyfunc.load_model(path).predict` on the same rows.
+
+The models are tree ensembles, a logistic regression run by onnxruntime and a weighted sum:
+each row's prediction is computed from that row alone, with no reduction across rows, so the
+values are equal to the last bit whatever the batch (the comparisons are exact).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from flavor_zoo import FlavorZoo, features
+
+import sparkscore
+
+for package in ("mlflow", "xgboost", "lightgbm", "onnxruntime", "skl2onnx"):
+    pytest.importorskip(package, reason="the flavors extra: pip install 'sparkscore[flavors]'")
+
+FLAVORS = [
+    "xgb_booster",
+    "xgb_classifier",
+    "xgb_regressor",
+    "lgbm_classifier",
+    "lgbm_booster",
+    "onnx_classifier",
+    "python_model",
+]
+
+# file name -> rows; one CSV among Parquet files, each read back by pandas as mlflow is given it.
+INPUTS = {
+    "one.parquet": features(7, seed=1),
+    "two.csv": features(5, seed=2),
+    "three.parquet": features(6, seed=3),
+}
+
+
+@pytest.fixture(scope="session")
+def flavors(tmp_path_factory: pytest.TempPathFactory) -> FlavorZoo:
+    return FlavorZoo(tmp_path_factory.mktemp("flavors"))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("flavor_inputs")
+    for name, df in INPUTS.items():
+        if name.endswith(".csv"):
+            df.to_csv(folder / name, index=False)
+        else:
+            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), folder / name)
+    return folder
+
+
+def plain(prediction: Any) -> list[Any]:
+    """mlflow's prediction as one Python value per row: a scalar, or a dict for a frame."""
+    if isinstance(prediction, pd.DataFrame):
+        return [
+            {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+            for row in prediction.to_dict("records")
+        ]
+    return np.asarray(prediction).tolist()
+
+
+def mlflow_predict(path: Path, data: pd.DataFrame) -> list[Any]:
+    import mlflow.pyfunc
+
+    return plain(mlflow.pyfunc.load_model(str(path)).predict(data))
+
+
+def read_back(folder: Path, name: str) -> pd.DataFrame:
+    path = folder / name
+    return pd.read_csv(path) if name.endswith(".csv") else pd.read_parquet(path)
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_job_scores_each_flavor_as_mlflow_predicts(
+    spark: Any, flavors: FlavorZoo, inputs: Path, tmp_path: Path, flavor: str
+) -> None:
+    model = getattr(flavors, flavor)
+    summary = sparkscore.score(spark, model, inputs, tmp_path / "out", mini_batch_size=2)
+    got = pq.read_table(tmp_path / "out" / "predictions").to_pylist()
+    got.sort(key=lambda r: (r["file_name"], r["row"]))
+    expected = [
+        {"file_name": name, "row": i, "prediction": p}
+        for name in sorted(INPUTS)
+        for i, p in enumerate(mlflow_predict(model, read_back(inputs, name)))
+    ]
+    assert (summary["status"], summary["rows_scored"], summary["rows_failed"]) == (
+        "succeeded",
+        18,
+        0,
+    )
+    assert got == expected
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_spark_udf_scores_each_flavor_as_mlflow_predicts(
+    spark: Any, flavors: FlavorZoo, flavor: str
+) -> None:
+    model = getattr(flavors, flavor)
+    X = features(12, seed=4)
+    df = spark.createDataFrame(X.assign(id=range(len(X))))
+    rows = df.withColumn("p", sparkscore.spark_udf(spark, model)()).orderBy("id").collect()
+    got = [r.p.asDict() if hasattr(r.p, "asDict") else r.p for r in rows]
+    assert got == mlflow_predict(model, X)
