@@ -8,6 +8,7 @@ values are equal to the last bit whatever the batch (the comparisons are exact).
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from flavor_zoo import FlavorZoo, features
+from hiding import load_error_without
 
 import sparkscore
 
@@ -109,3 +111,42 @@ def test_spark_udf_scores_each_flavor_as_mlflow_predicts(
     rows = df.withColumn("p", sparkscore.spark_udf(spark, model)()).orderBy("id").collect()
     got = [r.p.asDict() if hasattr(r.p, "asDict") else r.p for r in rows]
     assert got == mlflow_predict(model, X)
+
+
+def test_a_missing_flavor_package_is_named_with_the_version_the_model_pins(
+    flavors: FlavorZoo, tmp_path: Path
+) -> None:
+    import lightgbm
+    import onnxruntime
+    import xgboost
+
+    models = {
+        flavors.xgb_booster: ("xgboost", xgboost.__version__),
+        flavors.xgb_classifier: ("xgboost", xgboost.__version__),
+        flavors.lgbm_classifier: ("lightgbm", lightgbm.__version__),
+        flavors.lgbm_booster: ("lightgbm", lightgbm.__version__),
+        flavors.onnx_classifier: ("onnxruntime", onnxruntime.__version__),
+    }
+    python = platform.python_version()
+    found = load_error_without(("xgboost", "lightgbm", "onnxruntime"), list(models), tmp_path)
+    for (model, (package, pinned)), error in zip(models.items(), found):
+        pins = f"{package}=={pinned} (requirements.txt), {package}=={pinned} (conda.yaml)"
+        assert error == {
+            "package": package,
+            "pinned": pins,
+            "installed": None,
+            "python": python,
+            "message": f"Cannot load the model at {model}: it needs the package '{package}'; "
+            f"the model pins {pins}; not installed here; the model was saved with Python "
+            f"{python} (No module named '{package}'). Install the version the model pins, or "
+            "score it with env_manager: virtualenv so that sparkscore builds the model's own "
+            "environment.",
+        }
+
+
+def test_xgboost_and_lightgbm_models_load_in_a_python_without_mlflow(
+    flavors: FlavorZoo, tmp_path: Path
+) -> None:
+    boosters = ["xgb_booster", "xgb_classifier", "xgb_regressor", "lgbm_classifier", "lgbm_booster"]
+    models = [getattr(flavors, name) for name in boosters]
+    assert load_error_without(("mlflow",), models, tmp_path) == [None] * len(models)
