@@ -1,6 +1,6 @@
 """xgboost and lightgbm models loaded by their own library, without importing mlflow.
 
-Importing mlflow costs each Python worker about 1.5 s before its first prediction
+Importing mlflow costs each Python worker 1 to 3.5 s before its first prediction
 (bench/flavors.py). These flavors' files are read here as mlflow's loaders read them, and
 `predict` makes the calls mlflow's pyfunc wrappers make, so the predictions are the same to the
 last bit. A model class other than xgboost's and lightgbm's own is left to mlflow's loader.

@@ -72,15 +72,13 @@ class FlavorZoo:
         )
         return path
 
-    @cached_property
-    def xgb_classifier(self) -> Path:
-        """xgboost's scikit-learn API: an XGBClassifier, int64 labels."""
+    def _xgb_sklearn(self, name: str, estimator: str, target: pd.Series) -> Path:
         import mlflow.xgboost
         import xgboost as xgb
 
         X = features()
-        model = xgb.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1).fit(X, labels(X))
-        path = self.root / "xgb_classifier"
+        model = getattr(xgb, estimator)(n_estimators=5, max_depth=2, n_jobs=1).fit(X, target)
+        path = self.root / name
         mlflow.xgboost.save_model(
             model,
             str(path),
@@ -88,23 +86,17 @@ class FlavorZoo:
             pip_requirements=_pins("xgboost", "scikit-learn"),
         )
         return path
+
+    @cached_property
+    def xgb_classifier(self) -> Path:
+        """xgboost's scikit-learn API: an XGBClassifier, int64 labels."""
+        return self._xgb_sklearn("xgb_classifier", "XGBClassifier", labels(features()))
 
     @cached_property
     def xgb_regressor(self) -> Path:
         """An XGBRegressor: float32 values."""
-        import mlflow.xgboost
-        import xgboost as xgb
-
         X = features()
-        model = xgb.XGBRegressor(n_estimators=5, max_depth=2, n_jobs=1).fit(X, X["a"] * 2 - X["b"])
-        path = self.root / "xgb_regressor"
-        mlflow.xgboost.save_model(
-            model,
-            str(path),
-            signature=self._signature(model.predict(X)),
-            pip_requirements=_pins("xgboost", "scikit-learn"),
-        )
-        return path
+        return self._xgb_sklearn("xgb_regressor", "XGBRegressor", X["a"] * 2 - X["b"])
 
     @cached_property
     def lgbm_classifier(self) -> Path:

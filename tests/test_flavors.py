@@ -150,3 +150,26 @@ def test_xgboost_and_lightgbm_models_load_in_a_python_without_mlflow(
     boosters = ["xgb_booster", "xgb_classifier", "xgb_regressor", "lgbm_classifier", "lgbm_booster"]
     models = [getattr(flavors, name) for name in boosters]
     assert load_error_without(("mlflow",), models, tmp_path) == [None] * len(models)
+
+
+def test_booster_files_run_no_model_code_and_their_library_is_preloaded(
+    flavors: FlavorZoo,
+) -> None:
+    from sparkscore import daemon
+    from sparkscore.loader import runs_model_code
+    from sparkscore.model import read_spec
+
+    expected = {
+        "xgb_booster": (None, ("sparkscore.tasks", "xgboost")),
+        "xgb_classifier": (None, ("sparkscore.tasks", "xgboost")),
+        "lgbm_booster": (None, ("sparkscore.tasks", "lightgbm")),
+        "lgbm_classifier": (None, ("sparkscore.tasks", "lightgbm", "skops.io")),
+        "onnx_classifier": (
+            "its loader module 'mlflow.onnx' unpickles or imports the model's files",
+            ("sparkscore.tasks", "mlflow.onnx"),
+        ),
+    }
+    for name, (how, modules) in expected.items():
+        path = getattr(flavors, name)
+        assert runs_model_code(read_spec(path)) == how, name
+        assert daemon.preload_modules(str(path), "local") == modules, name
