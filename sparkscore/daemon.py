@@ -45,6 +45,7 @@ def preload_modules(model_uri: str, env_manager: str) -> tuple[str, ...]:
     """
     # Imported here, not at the top: the daemon imports this module before it forks, and must
     # start without sparkscore's dependencies when there is nothing to preload.
+    from sparkscore.boosters import library_modules
     from sparkscore.errors import SparkscoreError
     from sparkscore.loader import SKLEARN_LOADER, defined_by_model
     from sparkscore.model import read_spec
@@ -61,6 +62,11 @@ def preload_modules(model_uri: str, env_manager: str) -> tuple[str, ...]:
             return BASE_MODULES
         skops = spec.sklearn is not None and spec.sklearn.serialization_format == "skops"
         return (*BASE_MODULES, "sklearn", *(("skops.io",) if skops else ()))
+    libraries = library_modules(spec)
+    if libraries is not None:
+        if any(defined_by_model(spec, m) for m in libraries):
+            return BASE_MODULES
+        return (*BASE_MODULES, *libraries)
     if not loader.startswith("mlflow.") or defined_by_model(spec, loader):
         return BASE_MODULES
     return (*BASE_MODULES, loader)

@@ -1,8 +1,9 @@
 """Turn a parsed model directory into something that predicts, as mlflow.pyfunc does.
 
-scikit-learn models load here without importing mlflow (pickle, cloudpickle and skops); any
-other `loader_module` is imported after putting the model's `code` on `sys.path`, and its
-`_load_pyfunc(data_path)` is called, which is how custom flavors and mlflow's own load.
+scikit-learn models load here without importing mlflow (pickle, cloudpickle and skops), and
+xgboost and lightgbm models in `boosters.py`; any other `loader_module` is imported after
+putting the model's `code` on `sys.path`, and its `_load_pyfunc(data_path)` is called, which is
+how custom flavors and mlflow's own load.
 """
 
 from __future__ import annotations
@@ -12,21 +13,21 @@ import importlib.util
 import inspect
 import logging
 import os
-import pickle
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sparkscore.boosters import library_modules, load_booster, runs_booster_code
 from sparkscore.enforcement import enforce
 from sparkscore.errors import (
     MissingDependencyError,
     ModelFormatError,
     ModelLoadError,
-    UntrustedTypeError,
     one_line,
 )
+from sparkscore.estimators import deserialize
 from sparkscore.model import ModelSpec, read_spec
 from sparkscore.modelfiles import is_inside
 from sparkscore.requirements import (
@@ -149,6 +150,8 @@ def runs_model_code(spec: ModelSpec) -> str | None:
             return None
         file = spec.pyfunc.model_path or (spec.sklearn.pickled_model if spec.sklearn else None)
         return f"its estimator{f' {file}' if file else ''} is unpickled with {fmt}"
+    if library_modules(spec) is not None:
+        return runs_booster_code(spec)
     if defined_by_model(spec, loader):
         where = f"its {spec.pyfunc.code} folder" if spec.pyfunc.code else "the model directory"
         return f"its loader module {loader!r} is Python code from {where}"
@@ -194,7 +197,22 @@ def warn_untrusted(spec: ModelSpec, *, trusted: bool) -> None:
 def _load_impl(spec: ModelSpec) -> Any:
     if spec.pyfunc.loader_module == SKLEARN_LOADER:
         return _load_sklearn(spec)
+    booster = load_booster(spec)
+    if booster is not None:
+        return _explained(spec, booster)
     return _load_module(spec)
+
+
+def _explained(spec: ModelSpec, load: Callable[[], Any]) -> Any:
+    """Run `load`; a failure names the package behind it (see `_explain_load_failure`)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return load()
+        except (ModelLoadError, ModelFormatError):
+            raise
+        except Exception as e:
+            raise _explain_load_failure(spec, e, caught) from None
 
 
 class _SklearnPredictor:
@@ -223,14 +241,11 @@ def _load_sklearn(spec: ModelSpec) -> Any:
     fmt = spec.sklearn.serialization_format if spec.sklearn else "pickle"
     if spec.sklearn and spec.sklearn.code:
         _add_to_path(spec.file(spec.sklearn.code))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            estimator = _deserialize(file, fmt, spec)
-        except (ModelLoadError, ModelFormatError):
-            raise
-        except Exception as e:
-            raise _explain_load_failure(spec, e, caught) from None
+    trusted = spec.sklearn.skops_trusted_types if spec.sklearn else None
+    field = "flavors.sklearn.serialization_format"
+    estimator = _explained(
+        spec, lambda: deserialize(file, fmt, path=spec.path, field=field, trusted=trusted)
+    )
     predict_fn = spec.pyfunc.predict_fn
     if predict_fn not in SKLEARN_PREDICT_FNS or not hasattr(estimator, predict_fn):
         raise ModelLoadError(
@@ -240,32 +255,6 @@ def _load_sklearn(spec: ModelSpec) -> Any:
             f"{', '.join(f for f in SKLEARN_PREDICT_FNS if hasattr(estimator, f))}.",
         )
     return _SklearnPredictor(estimator, predict_fn)
-
-
-def _deserialize(file: str, fmt: str, spec: ModelSpec) -> Any:
-    if fmt == "skops":
-        import skops.io
-        from skops.io.exceptions import UntrustedTypesFoundException
-
-        trusted = list(spec.sklearn.skops_trusted_types or []) if spec.sklearn else []
-        try:
-            return skops.io.load(file, trusted=trusted or None)
-        except UntrustedTypesFoundException:
-            untrusted = [t for t in skops.io.get_untrusted_types(file=file) if t not in trusted]
-            raise UntrustedTypeError(path=spec.path, types=untrusted) from None
-    if fmt == "cloudpickle":
-        import cloudpickle
-
-        with open(file, "rb") as f:
-            return cloudpickle.load(f)
-    if fmt == "pickle":
-        with open(file, "rb") as f:
-            return pickle.load(f)
-    raise ModelFormatError(
-        path=spec.file("MLmodel"),
-        field="flavors.sklearn.serialization_format",
-        reason=f"is {fmt!r}; sparkscore reads pickle, cloudpickle and skops.",
-    )
 
 
 def _load_module(spec: ModelSpec) -> Any:
@@ -288,16 +277,10 @@ def _load_module(spec: ModelSpec) -> Any:
             reason=f"the loader module {conf.loader_module!r} has neither _load_pyfunc nor "
             "load_pyfunc.",
         )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            if conf.model_config:
-                return load(data_path, dict(conf.model_config))
-            return load(data_path)
-        except (ModelLoadError, ModelFormatError):
-            raise
-        except Exception as e:
-            raise _explain_load_failure(spec, e, caught) from None
+    if conf.model_config:
+        config = dict(conf.model_config)
+        return _explained(spec, lambda: load(data_path, config))
+    return _explained(spec, lambda: load(data_path))
 
 
 def _add_to_path(code_dir: str) -> None:
