@@ -21,6 +21,7 @@ from sparkscore.errors import BatchTimeoutError, ModelProcessError, PredictError
 from sparkscore.failures import FileState
 from sparkscore.loader import Model
 from sparkscore.outputs import to_arrow
+from sparkscore.profile import Profile
 from sparkscore.readers import BATCH_BYTES, MAX_AUTO_ROWS
 
 if TYPE_CHECKING:  # scoring.py, the public surface, imports this module
@@ -129,7 +130,10 @@ class Predictor:
             n = sum(len(q.rows) for q in run)
             sink = run[0].state.sink
             assert sink is not None  # a file scored in a task has a sink
-            sink.add(_output_batch(self.spec, run, values.slice(offset, n)))
+            predicted = values.slice(offset, n)
+            sink.add(_output_batch(self.spec, run, predicted))
+            if self.spec.profile:  # profiled as its output is kept: by the run's first file
+                run[0].state.profiled(Profile.of(_inputs(run), predicted))
             for q in run:
                 q.state.result.rows_scored += len(q.rows)
             offset += n

@@ -30,6 +30,8 @@ Our exception hierarchy:
     * EnvironmentBuildError   - installing the model's pinned packages failed
   * ModelProcessError       - the process scoring in the model's environment died
   * AccountingError         - the rows written do not add up to the rows read (a bug, reported)
+  * ReferenceProfileError   - the `reference` run's profile cannot be read
+  * DriftError              - columns drifted from the reference, with `fail_on_drift: true`
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -42,6 +44,7 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "AccountingError",
     "BatchTimeoutError",
+    "DriftError",
     "EnvironmentBuildError",
     "ErrorThresholdExceeded",
     "ImageShapeError",
@@ -60,6 +63,7 @@ __all__ = [
     "PredictError",
     "PythonVersionError",
     "ReadError",
+    "ReferenceProfileError",
     "ResumeError",
     "SchemaEnforcementError",
     "SettingsError",
@@ -468,4 +472,27 @@ class AccountingError(SparkscoreError):
         super().__init__(
             f"{where}: {detail}; the output is inconsistent, so the run is not "
             "reported as succeeded. Run again with overwrite: true, and report it."
+        )
+
+
+class ReferenceProfileError(SparkscoreError):
+    """The `reference` setting names no profile that can be read."""
+
+    def __init__(self, *, reference: str, reason: str) -> None:
+        self.reference, self.reason = reference, reason
+        super().__init__(
+            f"reference {reference}: {reason}; set reference to an earlier run's output folder "
+            "or to its _profile.json."
+        )
+
+
+class DriftError(SparkscoreError):
+    """Columns drifted from the reference, and `fail_on_drift` makes that a failed run."""
+
+    def __init__(self, *, columns: Sequence[str], reference: str) -> None:
+        self.columns, self.reference = list(columns), reference
+        super().__init__(
+            f"fail_on_drift: {len(self.columns)} column(s) drifted from the reference "
+            f"{reference}: {', '.join(self.columns)}. The output is written; see the drift "
+            "section of _summary.json."
         )

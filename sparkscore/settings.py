@@ -135,6 +135,30 @@ def _params(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
+def _reference(value: Any) -> str | None:
+    """An earlier run's output folder or its _profile.json, as a path or URI; None: no drift."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("must be an output folder or a _profile.json, or null")
+    return value
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
+        raise _Invalid("must be a number > 0")
+    return float(value)
+
+
+def _share(value: Any) -> float:
+    """A change in a share of rows: 0 flags any change, 1 would flag none."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _Invalid("must be a number from 0 up to 1")
+    if not 0 <= float(value) < 1:
+        raise _Invalid("must be a number from 0 up to 1")
+    return float(value)
+
+
 def _or_auto(check: Check) -> Check:
     """`auto` lets sparkscore size it; a number is the user's explicit choice."""
 
@@ -171,6 +195,11 @@ _CHECKS: dict[str, Check] = {
     "env_manager": _choice(EnvManager),
     "env_cache": _directory,
     "trust_model": _flag,
+    "profile": _flag,
+    "reference": _reference,
+    "drift_psi_threshold": _positive_number,
+    "drift_null_threshold": _share,
+    "fail_on_drift": _flag,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -290,6 +319,12 @@ class Settings:
     env_cache: str | None = None  # where built model envs are kept; None = ~/.cache/sparkscore/envs
     # loading a pickled model runs its code: true says the model is trusted (no warning)
     trust_model: bool = False
+    profile: bool = True  # profile the scored rows into _profile.json (sparkscore.profile)
+    # an earlier run's output folder or _profile.json to compare with (sparkscore.drift)
+    reference: str | None = None
+    drift_psi_threshold: float = 0.25  # PSI that flags a column: the rule of thumb's "major"
+    drift_null_threshold: float = 0.05  # change in a column's null share that flags it
+    fail_on_drift: bool = False  # a flagged column fails the run (after writing everything)
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""
