@@ -319,7 +319,9 @@ class Settings:
     env_cache: str | None = None  # where built model envs are kept; None = ~/.cache/sparkscore/envs
     # loading a pickled model runs its code: true says the model is trusted (no warning)
     trust_model: bool = False
-    profile: bool = True  # profile the scored rows into _profile.json (sparkscore.profile)
+    # profile the scored rows into _profile.json (sparkscore.profile); off by default: it costs
+    # 175% of the LR Parquet job today (bench/profile_cost.py)
+    profile: bool = False
     # an earlier run's output folder or _profile.json to compare with (sparkscore.drift)
     reference: str | None = None
     drift_psi_threshold: float = 0.25  # PSI that flags a column: the rule of thumb's "major"

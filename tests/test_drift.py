@@ -75,7 +75,9 @@ def shifted_copy(folder: Path, column: str, by: float) -> Path:
 
 
 def score(spark, input: Path, output: Path, **settings) -> dict:
-    return sparkscore.score(spark, EXAMPLE / "model", input, output, trust_model=True, **settings)
+    return sparkscore.score(
+        spark, EXAMPLE / "model", input, output, trust_model=True, profile=True, **settings
+    )
 
 
 @pytest.fixture(scope="module")
