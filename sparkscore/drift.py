@@ -156,7 +156,7 @@ def check(
     if not settings.profile:
         return None
     profile = Profile.of_manifests([m.profile for m in manifests])
-    write_json(fs, layout.profile, profile.to_json())
+    write_json(fs, layout.profile, profile.to_json(), indent=None)  # thousands of bins: one line
     if reference is None or settings.reference is None:
         return None
     drift = compare(

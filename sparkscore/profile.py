@@ -6,17 +6,20 @@ profile travels to the driver in the mini-batch's manifest, and the driver merge
 exact: counts add, minima and maxima compare, sums add (up to float rounding in the last bits).
 
 Numeric columns: count, nulls (NaN counts as null, as in pandas), min, max, mean and a
-histogram over a grid fixed once for all data, not per run. A finite value's bin is its
-binary exponent and the first three bits of its mantissa: `|v|` in
-`[2**e * (8 + j) / 16, 2**e * (9 + j) / 16)` for `j` in 0..7, mirrored for negative values,
-and zero in a bin of its own. So every bin is at most 12.5% wide relative to its values, its
-edges are exact floats, and two tasks, two runs or a run and its reference a year later put a
-value in the same bin, with no pass over the data first and nothing decided on the driver.
-Bins decided from the first file (or the plan's metadata) would instead differ between runs,
-and a comparison would have to re-bin one histogram into the other's edges, inexactly; a
-grid fixed by the number's own bits needs neither. Only the bins holding values are kept:
-a column spanning six orders of magnitude holds about 160 of them. Infinite values are
-counted (`infinite`) and left out of min, max, mean and bins, so the JSON stays JSON.
+histogram on a grid fixed once for all data (sparkscore.bins), so that two tasks, two runs or a
+run and its reference a year later put a value in the same bin, and merging adds counts.
+Infinite values are counted (`infinite`) and left out of min, max, mean and bins.
+
+The sample: every statistic but `rows` is over the rows whose row in their file, modulo
+SAMPLE_PERIOD (1024), is below SAMPLE_BLOCK (64): the first 64 rows of every 1024, all the
+rows of a file of up to 64. Chosen by the row's place in its file, not in its batch, it is the
+same however the files are split into batches and tasks, so merging stays exact and a rerun
+over the same files samples the same rows; blocks of consecutive rows keep the reads
+cache-friendly. Why sample: the LR benchmark's predict costs about 10 ns a row for its 10
+columns, so three numpy reductions over every value (sum, min, max) already cost 5% of its
+tasks, and binning every value several times that. On the sample (1 row in 16) the cost is
+mostly a fixed 0.1-0.3 ms a column per predict call: 14% of the LR tasks' CPU time
+(bench/profile_cost.py), still above the 3% aimed at, so `profile` is off by default.
 
 String and boolean columns: count, nulls and the counts of their TOP_K most frequent values;
 the rows of the other values add up in `other`. Merging keeps the TOP_K largest of the summed
@@ -30,7 +33,6 @@ the manifest and `_profile.json` both hold it. docs/batch-job.md#the-profile has
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -40,31 +42,33 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sparkscore.bins import bin_edges, bin_key, count_bins
+
 __all__ = [
     "PREDICTION",
     "PROFILE_FILE",
-    "SUB_BINS",
+    "SAMPLE_BLOCK",
+    "SAMPLE_PERIOD",
     "TOP_K",
     "ColumnProfile",
     "Profile",
-    "bin_edges",
-    "bin_key",
     "profile_values",
+    "sample_of",
 ]
 
 TOP_K = 50  # distinct values kept per string column
-SUB_BINS = 8  # bins per power of two: each bin is at most 1/SUB_BINS of its values wide
+SAMPLE_BLOCK = 64  # the sample: the first SAMPLE_BLOCK rows of every SAMPLE_PERIOD of a file
+SAMPLE_PERIOD = 1024
 PREDICTION = "prediction"  # the prediction's key beside the input columns (in drift)
 PROFILE_FILE = "_profile.json"  # in the output folder
 FORMAT = 1  # `format` of the JSON: bumped when a key changes meaning
-_EXPONENT_BIAS = 1075  # frexp's exponent of the smallest subnormal is -1073: keys stay >= 1
 
 Kind = Literal["numeric", "categorical", "other"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class ColumnProfile:
-    """One column over some rows. `bins`: grid key -> rows (numeric, see bin_edges); `top`:
+    """One column over some rows. `bins`: grid key -> rows (numeric, sparkscore.bins); `top`:
     value -> rows (categorical). `total` and `finite`: the sum and count of finite values."""
 
     kind: Kind
@@ -156,23 +160,28 @@ class Profile:
     profile (committed by an earlier version, or with `profile: false`), so in no count here."""
 
     rows: int = 0
+    sampled: int = 0
     batches: int = 0
     unprofiled: int = 0
     inputs: Mapping[str, ColumnProfile] = field(default_factory=dict)
     prediction: ColumnProfile | None = None
 
     @classmethod
-    def of(cls, inputs: Sequence[pd.DataFrame | np.ndarray], prediction: pa.Array) -> Profile:
-        """One predict call's rows: its input pieces (a tensor's columns are not profiled) and
-        its predictions."""
+    def of(
+        cls, model_input: pd.DataFrame | np.ndarray, prediction: pa.Array, sample: np.ndarray
+    ) -> Profile:
+        """One predict call's rows: what the model was given (a tensor's columns are not
+        profiled) and its predictions, over the rows at `sample` (see sample_of)."""
         columns: dict[str, ColumnProfile] = {}
-        for piece in inputs:
-            if isinstance(piece, pd.DataFrame):
-                for name in piece.columns:
-                    column = profile_values(piece[name])
-                    key = str(name)
-                    columns[key] = columns[key].merge(column) if key in columns else column
-        return cls(rows=len(prediction), inputs=columns, prediction=profile_values(prediction))
+        if isinstance(model_input, pd.DataFrame):
+            for name in model_input.columns:
+                columns[str(name)] = profile_values(model_input[name], sample)
+        return cls(
+            rows=len(prediction),
+            sampled=len(sample),
+            inputs=columns,
+            prediction=profile_values(prediction, sample),
+        )
 
     def merge(self, other: Profile) -> Profile:
         inputs = dict(self.inputs)
@@ -180,6 +189,7 @@ class Profile:
             inputs[name] = inputs[name].merge(column) if name in inputs else column
         return Profile(
             rows=self.rows + other.rows,
+            sampled=self.sampled + other.sampled,
             batches=self.batches + other.batches,
             unprofiled=self.unprofiled + other.unprofiled,
             inputs=inputs,
@@ -209,7 +219,9 @@ class Profile:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
+            "sample": {"block": SAMPLE_BLOCK, "period": SAMPLE_PERIOD},
             "rows": self.rows,
+            "sampled": self.sampled,
             "batches": self.batches,
             "batches_unprofiled": self.unprofiled,
             "inputs": {name: c.to_json() for name, c in self.inputs.items()},
@@ -221,6 +233,7 @@ class Profile:
         prediction = doc.get("prediction")
         return cls(
             rows=doc["rows"],
+            sampled=doc["sampled"],
             batches=doc["batches"],
             unprofiled=doc["batches_unprofiled"],
             inputs={name: ColumnProfile.from_json(c) for name, c in doc["inputs"].items()},
@@ -228,92 +241,95 @@ class Profile:
         )
 
 
-def profile_values(values: pd.Series | pa.Array | pa.ChunkedArray) -> ColumnProfile:
-    """One column's profile, from pandas (as predict was given it) or Arrow (its output)."""
-    try:
-        array = pa.array(values, from_pandas=True) if isinstance(values, pd.Series) else values
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # an object column of mixed values
-        return ColumnProfile(kind="other", count=len(values), nulls=int(values.isna().sum()))
-    t = array.type
+def sample_of(rows: np.ndarray, *, increasing: bool) -> np.ndarray:
+    """The positions, among a predict call's rows, of those in the sample: rows whose row in
+    their file, modulo SAMPLE_PERIOD, is below SAMPLE_BLOCK. `increasing`: `rows` are one
+    file's, in order; with no row skipped, the blocks are found without a pass over them."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64)
+    first, last = int(rows[0]), int(rows[-1])
+    if not increasing or last - first != len(rows) - 1:  # several files, or bad rows left out
+        return np.flatnonzero(rows % SAMPLE_PERIOD < SAMPLE_BLOCK)
+    starts = np.arange(first // SAMPLE_PERIOD, last // SAMPLE_PERIOD + 1) * SAMPLE_PERIOD
+    sampled = (starts[:, None] + np.arange(SAMPLE_BLOCK)).ravel()
+    return sampled[(sampled >= first) & (sampled <= last)] - first
+
+
+def profile_values(values: pd.Series | pa.Array, sample: np.ndarray) -> ColumnProfile:
+    """One column's profile over the sampled rows, from pandas (as predict was given it) or
+    Arrow (what it returned)."""
+    if isinstance(values, pd.Series):
+        return _from_pandas(values, sample)
+    sampled = values.take(sample)
+    t = sampled.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return _numeric(array)
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_boolean(t):
-        return _categorical(array)
+        return _numeric(sampled.to_numpy(zero_copy_only=False))  # nulls become NaN
     if pa.types.is_dictionary(t):
-        return _categorical(array.cast(t.value_type) if isinstance(array, pa.Array) else array)
-    return ColumnProfile(kind="other", count=len(array), nulls=array.null_count)
+        sampled = sampled.cast(t.value_type)
+        t = sampled.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_boolean(t):
+        return _categorical(sampled)
+    return ColumnProfile(kind="other", count=len(sampled), nulls=sampled.null_count)
 
 
-def _numeric(array: pa.Array | pa.ChunkedArray) -> ColumnProfile:
-    values = pc.drop_null(array).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+def _from_pandas(series: pd.Series, sample: np.ndarray) -> ColumnProfile:
+    dtype = series.dtype
+    if dtype.kind in "fiu":
+        if isinstance(dtype, np.dtype):
+            return _numeric(series.to_numpy()[sample])
+        return _numeric(series.to_numpy(dtype=np.float64, na_value=np.nan)[sample])
+    values = series.to_numpy()[sample]
+    if dtype.kind == "b" or pd.api.types.is_string_dtype(dtype):
+        try:
+            sampled = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # an object column of mixed values
+            sampled = None
+        if sampled is not None and (
+            pa.types.is_string(sampled.type)
+            or pa.types.is_boolean(sampled.type)
+            or pa.types.is_null(sampled.type)
+        ):
+            return _categorical(sampled)
+    return ColumnProfile(kind="other", count=len(values), nulls=int(pd.isna(values).sum()))
+
+
+def _numeric(values: np.ndarray) -> ColumnProfile:
+    if values.dtype.kind != "f":
+        values = values.astype(np.float64)
     nan = np.isnan(values)
-    nulls = array.null_count + int(nan.sum())
     finite_mask = np.isfinite(values)
     finite = values if finite_mask.all() else values[finite_mask]
-    if not len(finite):
-        infinite = len(values) - int(nan.sum())
-        return ColumnProfile(kind="numeric", count=len(array), nulls=nulls, infinite=infinite)
-    keys = _keys(finite)
-    low = int(keys.min())
-    counts = np.bincount(keys - low)
-    present = np.flatnonzero(counts)
-    return ColumnProfile(
+    nulls = int(nan.sum())
+    profile = ColumnProfile(
         kind="numeric",
-        count=len(array),
+        count=len(values),
         nulls=nulls,
-        infinite=len(values) - len(finite) - int(nan.sum()),
+        infinite=len(values) - nulls - len(finite),
         finite=len(finite),
-        minimum=float(finite.min()),
-        maximum=float(finite.max()),
+    )
+    if not len(finite):
+        return profile
+    return replace(
+        profile,
+        minimum=finite.min().item(),
+        maximum=finite.max().item(),
         total=float(finite.sum()),
-        bins=dict(zip((present + low).tolist(), counts[present].tolist())),
+        bins=count_bins(finite),
     )
 
 
-def _keys(finite: np.ndarray) -> np.ndarray:
-    """Each finite value's grid key (see the module docstring): 0 for zero, the sign of the
-    value, and ordered as the values are."""
-    mantissa, exponent = np.frexp(np.abs(finite))  # |v| = mantissa * 2**exponent, in [0.5, 1)
-    sub = ((mantissa - 0.5) * (2 * SUB_BINS)).astype(np.int64)
-    keys = (exponent.astype(np.int64) + _EXPONENT_BIAS) * SUB_BINS + sub
-    keys[finite == 0] = 0
-    signed: np.ndarray = np.where(finite < 0, -keys, keys)
-    return signed
-
-
-def bin_edges(key: int) -> tuple[float, float]:
-    """The values a grid key holds, [lo, hi) (for a negative key, (lo, hi]); zero is [0, 0]."""
-    if key == 0:
-        return 0.0, 0.0
-    exponent, sub = divmod(abs(key), SUB_BINS)
-    exponent -= _EXPONENT_BIAS
-    lo = math.ldexp((2 * SUB_BINS + 2 * sub) / (4 * SUB_BINS), exponent)
-    try:
-        hi = math.ldexp((2 * SUB_BINS + 2 * sub + 2) / (4 * SUB_BINS), exponent)
-    except OverflowError:  # the last bin below float's largest value
-        hi = np.finfo(np.float64).max.item()
-    return (lo, hi) if key > 0 else (-hi, -lo)
-
-
-def bin_key(lo: float, hi: float) -> int:
-    """The grid key of a bin written as its edges: the inverse of bin_edges."""
-    if lo == 0 and hi == 0:
-        return 0
-    if lo > 0:
-        return int(_keys(np.array([lo]))[0])
-    return int(_keys(np.array([hi]))[0])
-
-
-def _categorical(array: pa.Array | pa.ChunkedArray) -> ColumnProfile:
-    counts = pc.value_counts(pc.drop_null(array))
+def _categorical(sampled: pa.Array) -> ColumnProfile:
+    counts = pc.value_counts(pc.drop_null(sampled))
     values = counts.field("values")
     if pa.types.is_boolean(values.type):
         values = pc.if_else(values, "true", "false")
+    if pa.types.is_null(values.type):
+        values = values.cast(pa.string())
     top, dropped = _merged_top(
         dict(zip(values.to_pylist(), counts.field("counts").to_pylist())), {}
     )
     return ColumnProfile(
-        kind="categorical", count=len(array), nulls=array.null_count, top=top, other=dropped
+        kind="categorical", count=len(sampled), nulls=sampled.null_count, top=top, other=dropped
     )
 
 

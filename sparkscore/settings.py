@@ -319,8 +319,8 @@ class Settings:
     env_cache: str | None = None  # where built model envs are kept; None = ~/.cache/sparkscore/envs
     # loading a pickled model runs its code: true says the model is trusted (no warning)
     trust_model: bool = False
-    # profile the scored rows into _profile.json (sparkscore.profile); off by default: it costs
-    # 175% of the LR Parquet job today (bench/profile_cost.py)
+    # profile the scored rows into _profile.json (sparkscore.profile); off by default until it
+    # costs under 3% of the LR benchmark's tasks (14% today: bench/profile_cost.py)
     profile: bool = False
     # an earlier run's output folder or _profile.json to compare with (sparkscore.drift)
     reference: str | None = None

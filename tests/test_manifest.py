@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -47,7 +48,7 @@ def test_manifest_round_trips_the_json_earlier_runs_wrote():
 
 
 def test_manifest_carries_its_profile_through_json():
-    profile = Profile.of([pd.DataFrame({"x": [1.0, 2.0]})], pa.array(["a", "b"]))
+    profile = Profile.of(pd.DataFrame({"x": [1.0, 2.0]}), pa.array(["a", "b"]), np.arange(2))
     manifest = Manifest(batch=0, files=(), prediction_rows=2, error_records=0, profile=profile)
     assert json.loads(manifest.dumps())["profile"]["inputs"]["x"]["bins"] == [
         [1.0, 1.125, 1],
