@@ -153,7 +153,7 @@ def check(
     reference: Profile | None,
 ) -> Drift | None:
     """Write the run's profile, and compare it with the reference when there is one."""
-    if not settings.profile:
+    if not settings.profiling:
         return None
     profile = Profile.of_manifests([m.profile for m in manifests])
     write_json(fs, layout.profile, profile.to_json(), indent=None)  # thousands of bins: one line

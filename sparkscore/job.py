@@ -27,7 +27,7 @@ from pyspark.sql import SparkSession
 from sparkscore import drift as drifts
 from sparkscore import summary as summaries
 from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
-from sparkscore.errors import DriftError, ErrorThresholdExceeded, SettingsError
+from sparkscore.errors import DriftError, ErrorThresholdExceeded
 from sparkscore.launch import run_tasks
 from sparkscore.layout import (
     OutputLayout,
@@ -226,12 +226,6 @@ def _reference(settings: Settings) -> Profile | None:
     """The reference profile, read before anything costs time: one that is missing fails now."""
     if settings.reference is None:
         return None
-    if not settings.profile:
-        raise SettingsError(
-            key="reference",
-            value=settings.reference,
-            reason="compares this run's profile, so it needs profile: true",
-        )
     return drifts.read_reference(settings.reference)
 
 
@@ -435,5 +429,5 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         bad_rows=settings.bad_rows,
         params=spec.params(settings.params),
         read_columns=read_columns,
-        profile=settings.profile,
+        profile=settings.profiling,
     )

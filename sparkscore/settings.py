@@ -321,6 +321,7 @@ class Settings:
     trust_model: bool = False
     # profile the scored rows into _profile.json (sparkscore.profile); off by default until it
     # costs under 3% of the LR benchmark's tasks (14% today: bench/profile_cost.py)
+    # (a run with a reference profiles whatever this says: Settings.profiling)
     profile: bool = False
     # an earlier run's output folder or _profile.json to compare with (sparkscore.drift)
     reference: str | None = None
@@ -364,6 +365,11 @@ class Settings:
                 source=source,
             )
         return cls(**_checked_layers((key, value, source) for key, value in mapping.items()))
+
+    @property
+    def profiling(self) -> bool:
+        """Whether the run profiles its rows: asked for, or needed to compare with a reference."""
+        return self.profile or self.reference is not None
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed, checked like any other argument."""

@@ -76,15 +76,13 @@ def shifted_copy(folder: Path, column: str, by: float) -> Path:
 
 
 def score(spark, input: Path, output: Path, **settings) -> dict:
-    return sparkscore.score(
-        spark, EXAMPLE / "model", input, output, trust_model=True, profile=True, **settings
-    )
+    return sparkscore.score(spark, EXAMPLE / "model", input, output, trust_model=True, **settings)
 
 
 @pytest.fixture(scope="module")
 def reference_run(spark, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("drift") / "reference"
-    score(spark, EXAMPLE / "input", out)
+    score(spark, EXAMPLE / "input", out, profile=True)
     return out
 
 
