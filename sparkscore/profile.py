@@ -18,7 +18,7 @@ over the same files samples the same rows; blocks of consecutive rows keep the r
 cache-friendly. Why sample: the LR benchmark's predict costs about 10 ns a row for its 10
 columns, so three numpy reductions over every value (sum, min, max) already cost 5% of its
 tasks, and binning every value several times that. On the sample (1 row in 16) the cost is
-mostly a fixed 0.1-0.3 ms a column per predict call: 14% of the LR tasks' CPU time
+mostly a fixed 0.1-0.3 ms a column per predict call: 14 to 18% of the LR tasks' CPU time
 (bench/profile_cost.py), still above the 3% aimed at, so `profile` is off by default.
 
 String and boolean columns: count, nulls and the counts of their TOP_K most frequent values;

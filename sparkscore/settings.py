@@ -320,7 +320,7 @@ class Settings:
     # loading a pickled model runs its code: true says the model is trusted (no warning)
     trust_model: bool = False
     # profile the scored rows into _profile.json (sparkscore.profile); off by default until it
-    # costs under 3% of the LR benchmark's tasks (14% today: bench/profile_cost.py)
+    # costs under 3% of the LR benchmark's tasks (14-18% today: bench/profile_cost.py)
     # (a run with a reference profiles whatever this says: Settings.profiling)
     profile: bool = False
     # an earlier run's output folder or _profile.json to compare with (sparkscore.drift)
