@@ -18,7 +18,9 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
 demo: $(STAMP)
-	$(VENV)/bin/spark-submit --master 'local[*]' jobs/score.py --model $(DEMO_MODEL) \
+	$(VENV)/bin/spark-submit --master 'local[*]' \
+		--driver-java-options -Dlog4j2.configurationFile=sparkscore/log4j2-quiet.properties \
+		jobs/score.py --model $(DEMO_MODEL) \
 		--input $(DEMO_INPUT) --output out/demo --set overwrite=true \
 		--set passthrough_columns=[patient_id]
 	$(PY) -m sparkscore.examples.demo out/demo

@@ -21,6 +21,7 @@ from sparkscore.errors import BatchTimeoutError, ModelProcessError, PredictError
 from sparkscore.failures import FileState
 from sparkscore.loader import Model
 from sparkscore.outputs import to_arrow
+from sparkscore.profile import Profile, sample_of
 from sparkscore.readers import BATCH_BYTES, MAX_AUTO_ROWS
 
 if TYPE_CHECKING:  # scoring.py, the public surface, imports this module
@@ -129,7 +130,10 @@ class Predictor:
             n = sum(len(q.rows) for q in run)
             sink = run[0].state.sink
             assert sink is not None  # a file scored in a task has a sink
-            sink.add(_output_batch(self.spec, run, values.slice(offset, n)))
+            predicted = values.slice(offset, n)
+            sink.add(_output_batch(self.spec, run, predicted))
+            if self.spec.profile:  # profiled as its output is kept: by the run's first file
+                run[0].state.profiled(_profile(run, predicted))
             for q in run:
                 q.state.result.rows_scored += len(q.rows)
             offset += n
@@ -151,6 +155,16 @@ def _runs(queue: list[Queued]) -> Iterator[list[Queued]]:
         run.append(q)
     if run:
         yield run
+
+
+def _profile(run: list[Queued], predicted: pa.Array) -> Profile:
+    """The profile of a run's rows: what the model was given, and what it returned."""
+    inputs = _inputs(run)
+    model_input = inputs[0] if len(inputs) == 1 else _concat(inputs)
+    if len(run) == 1:
+        return Profile.of(model_input, predicted, sample_of(run[0].rows, increasing=True))
+    rows = np.concatenate([q.rows for q in run])
+    return Profile.of(model_input, predicted, sample_of(rows, increasing=False))
 
 
 def _inputs(queue: list[Queued]) -> list[ModelInput]:

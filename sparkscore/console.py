@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from sparkscore import daemon
-from sparkscore.errors import ErrorThresholdExceeded, SparkscoreError
+from sparkscore.errors import DriftError, ErrorThresholdExceeded, SparkscoreError
 from sparkscore.job import Job, execute, prepare
 from sparkscore.preflight import preflight
 from sparkscore.session import (
@@ -140,7 +140,9 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
 def _error_line(e: Exception) -> tuple[str, int]:
     """The last line and exit status of a run that failed."""
     if isinstance(e, SparkscoreError):
-        return f"error: {e}", 3 if isinstance(e, ErrorThresholdExceeded) else 2
+        # 3: the run failed after writing its output; 2: it was refused
+        failed_after = isinstance(e, (ErrorThresholdExceeded, DriftError))
+        return f"error: {e}", 3 if failed_after else 2
     return f"error: {failure_line(e)}", 1  # Spark or the model failed in a way we did not foresee
 
 

@@ -31,6 +31,8 @@ Our exception hierarchy:
   * ModelProcessError       - the process scoring in the model's environment died
   * AccountingError         - the rows written do not add up to the rows read (a bug, reported)
   * TableSchemaError        - a run's columns do not fit the table it appends to
+  * ReferenceProfileError   - the `reference` run's profile cannot be read
+  * DriftError              - columns drifted from the reference, with `fail_on_drift: true`
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -43,6 +45,7 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "AccountingError",
     "BatchTimeoutError",
+    "DriftError",
     "EnvironmentBuildError",
     "ErrorThresholdExceeded",
     "ImageShapeError",
@@ -61,6 +64,7 @@ __all__ = [
     "PredictError",
     "PythonVersionError",
     "ReadError",
+    "ReferenceProfileError",
     "ResumeError",
     "SchemaEnforcementError",
     "SettingsError",
@@ -481,4 +485,27 @@ class TableSchemaError(SparkscoreError):
         super().__init__(
             f"{table}: column '{column}' is {in_table} in the table but {in_run} in this run; "
             f"nothing was committed. {fix}"
+        )
+
+
+class ReferenceProfileError(SparkscoreError):
+    """The `reference` setting names no profile that can be read."""
+
+    def __init__(self, *, reference: str, reason: str) -> None:
+        self.reference, self.reason = reference, reason
+        super().__init__(
+            f"reference {reference}: {reason}; set reference to an earlier run's output folder "
+            "or to its _profile.json."
+        )
+
+
+class DriftError(SparkscoreError):
+    """Columns drifted from the reference, and `fail_on_drift` makes that a failed run."""
+
+    def __init__(self, *, columns: Sequence[str], reference: str) -> None:
+        self.columns, self.reference = list(columns), reference
+        super().__init__(
+            f"fail_on_drift: {len(self.columns)} column(s) drifted from the reference "
+            f"{reference}: {', '.join(self.columns)}. The output is written; see the drift "
+            "section of _summary.json."
         )

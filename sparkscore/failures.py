@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow as pa
 
 from sparkscore.errors import ReadError
+from sparkscore.profile import Profile
 
 if TYPE_CHECKING:  # scoring.py, the public surface, imports this module
     from sparkscore.scoring import FileResult, Sink
@@ -54,12 +55,14 @@ class FileState:
 
     `sink`: where its predictions go (None for a file failed from outside its own reading).
     `position`: its place in its mini-batch. `queue`: where its rows wait for predict.
+    `profile`: the rows predicted so far, kept or forgotten with the sink's batches.
     """
 
     result: FileResult
     sink: Sink | None = None
     position: int = 0
     queue: Queue | None = None
+    profile: Profile | None = None
 
     @property
     def failed(self) -> bool:
@@ -71,6 +74,7 @@ class FileState:
             self.queue.drop(self)
         if self.sink is not None:
             self.sink.discard()
+        self.profile = None
 
     def fail(self, error: BaseException | None = None, stage: str | None = None) -> None:
         """The file fails whole: nothing of it is kept, and all its rows count as failed.
@@ -89,6 +93,10 @@ class FileState:
             if stage is None:
                 stage = "read" if isinstance(error, ReadError) else "validate"
             result.errors.append(error_record(result.name, None, stage, error))
+
+    def profiled(self, rows: Profile) -> None:
+        """Add predicted rows to the file's profile."""
+        self.profile = rows if self.profile is None else self.profile.merge(rows)
 
     def finish(self) -> FileResult:
         """The file's result once all its rows are read and predicted."""

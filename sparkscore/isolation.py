@@ -33,6 +33,7 @@ from sparkscore.listing import InputFile
 from sparkscore.loader import Model
 from sparkscore.modelprocess import RemoteImpl
 from sparkscore.planner import MiniBatch
+from sparkscore.profile import Profile
 from sparkscore.scoring import BatchResult, FileResult, ScoringSpec, Sink, failed_file, score_batch
 from sparkscore.writers import spill_buffers
 
@@ -66,10 +67,18 @@ def score_isolated(
     and fails every file of the mini-batch, as it would have without isolation.
     """
     results: list[FileResult] = []
+    profiles: list[Profile] = []
     sinks: list[Sink] = []
     folder = tempfile.mkdtemp(prefix="sparkscore-isolate-")
 
-    def deliver(files: Sequence[InputFile], group: list[FileResult], parts: list[str]) -> None:
+    def deliver(
+        files: Sequence[InputFile],
+        group: list[FileResult],
+        profile: Profile | None,
+        parts: list[str],
+    ) -> None:
+        if profile is not None:
+            profiles.append(profile)
         for file, result, part in zip(files, group, parts):
             sink = sink_for(file)
             sinks.append(sink)
@@ -101,10 +110,11 @@ def score_isolated(
     except BatchTimeoutError as e:
         for sink in sinks:
             sink.discard()
-        return BatchResult(batch.index, [failed_file(fs, f, e, "timeout") for f in batch.files])
+        failed = [failed_file(fs, f, e, "timeout") for f in batch.files]
+        return BatchResult(batch.index, failed, Profile() if spec.profile else None)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return BatchResult(batch.index, results)
+    return BatchResult(batch.index, results, Profile.merged(profiles) if spec.profile else None)
 
 
 def _forget_process(model: Model) -> None:
@@ -117,9 +127,9 @@ def _forget_process(model: Model) -> None:
 
 def _in_child(
     fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: ScoringSpec, folder: str
-) -> tuple[list[FileResult], list[str]] | _Died:
-    """Score `batch` in a forked child: its file results and one Arrow file of output per file,
-    or how the child died."""
+) -> tuple[list[FileResult], Profile | None, list[str]] | _Died:
+    """Score `batch` in a forked child: its file results, their profile and one Arrow file of
+    output per file, or how the child died."""
     where = tempfile.mkdtemp(dir=folder)
     pid = os.fork()
     if pid == 0:  # the child: score, write, and leave without running the worker's exit code
@@ -142,8 +152,8 @@ def _in_child(
     result = os.path.join(where, "result.pickle")
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and os.path.exists(result):
         with open(result, "rb") as f:
-            files: list[FileResult] = pickle.load(f)
-        return files, [os.path.join(where, f"part-{i}.arrow") for i in range(len(files))]
+            files, profile = pickle.load(f)
+        return files, profile, [os.path.join(where, f"part-{i}.arrow") for i in range(len(files))]
     return _Died(_how(status, os.path.join(where, "raised.txt")))
 
 
@@ -168,7 +178,7 @@ def _score_and_write(
                 writer.write_batch(b)
         buffer.discard()
     with open(os.path.join(where, "result.pickle"), "wb") as f:
-        pickle.dump(result.files, f)
+        pickle.dump((result.files, result.profile), f)
 
 
 def _how(status: int, raised: str) -> str:

@@ -24,10 +24,11 @@ import pyarrow as pa
 from pyarrow import fs as pafs
 from pyspark.sql import SparkSession
 
+from sparkscore import drift as drifts
 from sparkscore import summary as summaries
 from sparkscore import tables
 from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
-from sparkscore.errors import ErrorThresholdExceeded
+from sparkscore.errors import DriftError, ErrorThresholdExceeded
 from sparkscore.launch import run_tasks
 from sparkscore.layout import (
     OutputLayout,
@@ -47,6 +48,7 @@ from sparkscore.modelprocess import ModelProcess
 from sparkscore.passthrough import passthrough_types
 from sparkscore.planner import MiniBatch, Plan, plan
 from sparkscore.predictiontype import prediction_type
+from sparkscore.profile import Profile
 from sparkscore.progress import Progress
 from sparkscore.readers import csv_column_types
 from sparkscore.registry import local_model_dir
@@ -122,6 +124,7 @@ class Job:
     mismatched: tuple[Mismatch, ...] = ()  # the model's pins that differ from what runs here
     environment: BuiltEnvironment | None = None  # the model's own, when not env_manager: local
     probe: Probe | None = None  # the model loaded in that environment
+    reference: Profile | None = None  # the profile to compare with (settings.reference)
 
     @property
     def sha256(self) -> str:
@@ -148,6 +151,7 @@ def prepare(
     started = summaries.now()
     job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     check_output_apart(input_uri, output_uri, recursive=settings.recursive)
+    reference = _reference(settings)
     model_path, located = local_model_dir(model_uri)
     spec, environment, probe, mismatched = _model_environment(model_path, settings)
     packed = pack_model(model_path)  # zipped and hashed in one read, while the session starts
@@ -225,7 +229,15 @@ def prepare(
         mismatched=mismatched,
         environment=environment,
         probe=probe,
+        reference=reference,
     )
+
+
+def _reference(settings: Settings) -> Profile | None:
+    """The reference profile, read before anything costs time: one that is missing fails now."""
+    if settings.reference is None:
+        return None
+    return drifts.read_reference(settings.reference)
 
 
 def _model_environment(
@@ -275,14 +287,16 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
     """Score the mini-batches not yet committed as Spark tasks, then account and summarize.
 
     Returns the run record as written to `_summary.json`; raises ErrorThresholdExceeded after
-    writing everything when more files failed than `error_threshold` allows.
+    writing everything when more files failed than `error_threshold` allows, or DriftError when
+    a column drifted from the reference under `fail_on_drift`.
     """
     out_fs = job.layout.filesystem()
     todo = [b for b in job.plan.batches if b.index not in job.committed]
     fresh, environment = _score(spark, job, todo)
     manifests = _account(out_fs, job, fresh)
     _finish_output(out_fs, job, rescored=bool(todo))
-    failed = _threshold_error(job, manifests)
+    drift = drifts.check(out_fs, job.layout, manifests, job.settings, job.reference)
+    failed = _threshold_error(job, manifests) or _drift_error(job, drift)
     record = RunRecord(
         job_id=job.job_id,
         started=job.started,
@@ -300,6 +314,7 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
         spark_version=spark.version,
         environment=environment,
         files_skipped=len({f.file_name for m in job.committed.values() for f in m.files}),
+        drift=drift,
     )
     summary: dict[str, Any] = redact_record(record.to_json())
     if job.final.is_table:
@@ -391,6 +406,12 @@ def _threshold_error(job: Job, manifests: Sequence[Manifest]) -> ErrorThresholdE
     return None
 
 
+def _drift_error(job: Job, drift: drifts.Drift | None) -> DriftError | None:
+    if drift is None or not drift.flagged or not job.settings.fail_on_drift:
+        return None
+    return DriftError(columns=drift.flagged, reference=drift.reference)
+
+
 def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> ScoringSpec:
     schema = spec.signature.inputs if spec.signature else None
     column_types = csv_column_types(schema)
@@ -425,4 +446,5 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         bad_rows=settings.bad_rows,
         params=spec.params(settings.params),
         read_columns=read_columns,
+        profile=settings.profiling,
     )

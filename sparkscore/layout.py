@@ -6,6 +6,7 @@ Layout of OUT/:
   _manifest/batch-NNNNN.json      written last: a mini-batch is committed when this exists
   _run.json                       the run that started this output (sparkscore.resume)
   _summary.json                   the run record
+  _profile.json                   the scored rows' profile (sparkscore.profile)
   <output_file_name>              with output_format: csv, consolidated from _staging/
 
 A table output (output_format: delta) is two tables, OUT and OUT_errors; each run writes its
@@ -29,6 +30,7 @@ from dataclasses import dataclass, replace
 from pyarrow import fs as pafs
 
 from sparkscore.errors import OutputError
+from sparkscore.profile import PROFILE_FILE
 from sparkscore.storage import resolve, split_query
 
 __all__ = [
@@ -109,6 +111,10 @@ class OutputLayout:
     @property
     def summary(self) -> str:
         return f"{self.root}/_summary.json"
+
+    @property
+    def profile(self) -> str:
+        return f"{self.root}/{PROFILE_FILE}"
 
     @property
     def csv(self) -> str:

@@ -7,7 +7,11 @@ wrote, since a resume reads their manifests and other tools read them too.
 
     {"batch": 3, "files": [{"file_name": "a.csv", "status": "succeeded", "rows_read": 5,
      "rows_scored": 5, "rows_failed": 0}, ...], "prediction_rows": 5, "error_records": 0,
-     "attempt": 0, "worker": "host:4242", "model_loads": 1, "isolated": false}
+     "attempt": 0, "worker": "host:4242", "model_loads": 1, "isolated": false,
+     "profile": {...}}
+
+`profile` (sparkscore.profile) is the scored rows' profile; a manifest written without one (by
+an earlier version, or with `profile: false`) reads as None.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+
+from sparkscore.profile import Profile
 
 if TYPE_CHECKING:
     from sparkscore.scoring import FileResult
@@ -115,15 +121,19 @@ class Manifest:
     prediction_rows: int
     error_records: int
     task: TaskRun = TaskRun()
+    profile: Profile | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "batch": self.batch,
             "files": [f.to_json() for f in self.files],
             "prediction_rows": self.prediction_rows,
             "error_records": self.error_records,
             **self.task.to_json(),
         }
+        if self.profile is not None:
+            doc["profile"] = self.profile.to_json()
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Manifest:
@@ -133,6 +143,7 @@ class Manifest:
             prediction_rows=doc["prediction_rows"],
             error_records=doc["error_records"],
             task=TaskRun.from_json(doc),
+            profile=Profile.from_json(doc["profile"]) if "profile" in doc else None,
         )
 
     def dumps(self) -> str:

@@ -30,6 +30,7 @@ from sparkscore.images import ImageInput, batch_key, read_bytes
 from sparkscore.listing import InputFile
 from sparkscore.loader import Model
 from sparkscore.planner import MiniBatch
+from sparkscore.profile import Profile
 from sparkscore.readers import count_rows, read_batches
 
 __all__ = ["BatchResult", "FileResult", "ScoringSpec", "Sink", "failed_file", "score_batch"]
@@ -47,6 +48,7 @@ class ScoringSpec:
     params: Mapping[str, Any] | None = None
     # The columns to read from each file (the signature's and passthrough's); None: all.
     read_columns: tuple[str, ...] | None = None
+    profile: bool = True  # profile the scored rows (sparkscore.profile)
 
     @cached_property
     def output_schema(self) -> pa.Schema:
@@ -94,10 +96,12 @@ class Sink:
 
 @dataclass
 class BatchResult:
-    """What happened to each file of one mini-batch, in file order."""
+    """What happened to each file of one mini-batch, in file order, and the profile of the rows
+    it scored (None: not profiled)."""
 
     index: int
     files: list[FileResult]
+    profile: Profile | None = None
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -129,8 +133,17 @@ def score_batch(
     except BatchTimeoutError as e:
         for state in states:
             state.forget()
-        return BatchResult(batch.index, [failed_file(fs, f, e, "timeout") for f in batch.files])
-    return BatchResult(batch.index, [state.finish() for state in states])
+        failed = [failed_file(fs, f, e, "timeout") for f in batch.files]
+        return BatchResult(batch.index, failed, Profile() if spec.profile else None)
+    files = [state.finish() for state in states]
+    return BatchResult(batch.index, files, _kept_profile(spec, states))
+
+
+def _kept_profile(spec: ScoringSpec, states: list[FileState]) -> Profile | None:
+    """The profile of the rows kept: those of the files that did not fail."""
+    if not spec.profile:
+        return None
+    return Profile.merged(s.profile for s in states if s.profile is not None and not s.failed)
 
 
 def failed_file(

@@ -1,7 +1,9 @@
 """The Spark edge of a run: starting and stopping the session, and its task slots.
 
 A classic job needs only a SparkContext; a console run starts it on a thread while the driver
-plans, and stops it (and the JVM it launched) before the last line is printed. What a failed
+plans, and stops it (and the JVM it launched) before the last line is printed. Spark's own
+INFO and WARN lines are off unless `logging_level: debug`: a JVM launched here reads
+log4j2-quiet.properties from its first line, and every session logs errors only. What a failed
 Spark job says is read in sparkscore.failures.
 """
 
@@ -33,6 +35,7 @@ __all__ = [
     "JobSession",
     "forward_storage_env",
     "local_parallelism",
+    "quiet",
     "session",
     "submitted_master",
     "task_slots",
@@ -40,6 +43,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("sparkscore")
+
+# errors only, for a JVM this module launches (see quiet)
+QUIET_LOG4J = os.path.join(os.path.dirname(os.path.abspath(__file__)), "log4j2-quiet.properties")
 
 
 _STORAGE_ENV = (
@@ -249,6 +255,8 @@ def session(
     fresh = SparkContext._active_spark_context is None
     if fresh:
         conf = daemon.configure(conf, preload)
+        if settings.logging_level != "debug" and SparkContext._gateway is None:
+            conf = quiet(conf)
         _launch_jvm(conf)
         if abandoned is not None and abandoned.is_set():
             raise _Abandoned()
@@ -259,6 +267,15 @@ def session(
         forward_storage_env(sc)
         daemon.warm_up(sc)
     return sc
+
+
+def quiet(conf: SparkConf) -> SparkConf:
+    """Spark's INFO and WARN lines off from the JVM's first line: the JVM we launch reads our
+    log4j2 file (a JVM spark-submit started before us has logged already; only setLogLevel
+    reaches it)."""
+    option = f"-Dlog4j2.configurationFile=file:{QUIET_LOG4J}"
+    given = conf.get("spark.driver.extraJavaOptions", None)
+    return conf.set("spark.driver.extraJavaOptions", f"{given} {option}" if given else option)
 
 
 def _launch_jvm(conf: SparkConf) -> None:

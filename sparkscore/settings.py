@@ -137,6 +137,30 @@ def _params(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
+def _reference(value: Any) -> str | None:
+    """An earlier run's output folder or its _profile.json, as a path or URI; None: no drift."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid("must be an output folder or a _profile.json, or null")
+    return value
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
+        raise _Invalid("must be a number > 0")
+    return float(value)
+
+
+def _share(value: Any) -> float:
+    """A change in a share of rows: 0 flags any change, 1 would flag none."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _Invalid("must be a number from 0 up to 1")
+    if not 0 <= float(value) < 1:
+        raise _Invalid("must be a number from 0 up to 1")
+    return float(value)
+
+
 def _or_auto(check: Check) -> Check:
     """`auto` lets sparkscore size it; a number is the user's explicit choice."""
 
@@ -174,6 +198,11 @@ _CHECKS: dict[str, Check] = {
     "env_cache": _directory,
     "trust_model": _flag,
     "schema_mode": _choice(SchemaMode),
+    "profile": _flag,
+    "reference": _reference,
+    "drift_psi_threshold": _positive_number,
+    "drift_null_threshold": _share,
+    "fail_on_drift": _flag,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -297,6 +326,15 @@ class Settings:
     # appending to a table: strict refuses a run whose columns differ from the table's; merge
     # adds the run's new columns and casts its values to the table's types where that is safe
     schema_mode: SchemaMode = "strict"
+    # profile the scored rows into _profile.json (sparkscore.profile); off by default until it
+    # costs under 3% of the LR benchmark's tasks (14-18% today: bench/profile_cost.py)
+    # (a run with a reference profiles whatever this says: Settings.profiling)
+    profile: bool = False
+    # an earlier run's output folder or _profile.json to compare with (sparkscore.drift)
+    reference: str | None = None
+    drift_psi_threshold: float = 0.25  # PSI that flags a column: the rule of thumb's "major"
+    drift_null_threshold: float = 0.05  # change in a column's null share that flags it
+    fail_on_drift: bool = False  # a flagged column fails the run (after writing everything)
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""
@@ -334,6 +372,11 @@ class Settings:
                 source=source,
             )
         return cls(**_checked_layers((key, value, source) for key, value in mapping.items()))
+
+    @property
+    def profiling(self) -> bool:
+        """Whether the run profiles its rows: asked for, or needed to compare with a reference."""
+        return self.profile or self.reference is not None
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed, checked like any other argument."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from sparkscore.drift import Drift
 from sparkscore.environment import BuiltEnvironment
 from sparkscore.errors import AccountingError, python_version
 from sparkscore.manifest import Manifest
@@ -130,8 +131,8 @@ class EnvironmentRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class RunRecord:
-    """One run as `_summary.json` tells it. `error` says why it failed (the error threshold);
-    None when it succeeded."""
+    """One run as `_summary.json` tells it. `error` says why it failed (the error threshold, or
+    drift under fail_on_drift); None when it succeeded."""
 
     job_id: str
     started: datetime
@@ -150,6 +151,7 @@ class RunRecord:
     spark_version: str
     environment: EnvironmentRecord
     table: Mapping[str, Any] | None = None  # a table output's commits (sparkscore.tables)
+    drift: Drift | None = None  # against settings.reference; None: no reference
 
     @property
     def status(self) -> Literal["succeeded", "failed"]:
@@ -191,6 +193,7 @@ class RunRecord:
             "spark_version": self.spark_version,
             "python_version": python_version(),
             "environment": {"env_manager": self.settings.env_manager, **self.environment.to_json()},
+            "drift": None if self.drift is None else self.drift.to_json(),
         }
 
     def _model(self) -> dict[str, Any]:

@@ -254,6 +254,7 @@ def commit_batch(
         prediction_rows=rows,
         error_records=len(errors),
         task=task,
+        profile=None if result.profile is None else replace(result.profile, batches=1),
     )
     write_manifest(fs, layout, manifest)
     return manifest

@@ -284,6 +284,20 @@ def test_cli_resume_after_an_interrupt_scores_every_row_once(runs, inputs, name)
     assert summary["files_skipped"] == interrupted.committed_at_exit
 
 
+def test_cli_run_prints_sparkscore_lines_and_no_spark_info_or_warn_lines(runs):
+    """Spark's own lines are off unless logging_level: debug: every line but the JVM's one
+    notice is sparkscore's (its log lines, its summary line)."""
+    text = runs["sigint-resumed"].text
+    lines = [line for line in text.splitlines() if line.strip()]
+    others = [
+        line
+        for line in lines
+        if not re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} sparkscore ", line)
+        and not line.startswith("sparkscore: ")
+    ]
+    assert others == ["WARNING: Using incubator modules: jdk.incubator.vector"], text
+
+
 def test_cli_interrupted_overwrite_keeps_the_old_output_and_says_resume_finishes_it(runs):
     run, resumed = runs["overwrite"], runs["overwrite-resumed"]
     assert run.returncode == 130, run.text

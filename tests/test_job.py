@@ -378,7 +378,11 @@ def test_job_summary_only_csv_writes_no_predictions_at_all(spark, zoo, with_unsu
         output_action="summary_only",
     )
     assert summary["rows_scored"] == 5
-    assert sorted(p.name for p in out.iterdir()) == ["_manifest", "_run.json", "_summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_manifest",
+        "_run.json",
+        "_summary.json",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

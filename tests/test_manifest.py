@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
 from sparkscore.manifest import FileRecord, Manifest, TaskRun
+from sparkscore.profile import Profile
 
 
 def test_manifest_round_trips_the_json_earlier_runs_wrote():
@@ -38,7 +43,18 @@ def test_manifest_round_trips_the_json_earlier_runs_wrote():
     manifest = Manifest.loads(json.dumps(doc))
     assert manifest.task == TaskRun(attempt=0, worker="host:42", model_loads=1, isolated=False)
     assert [f.failed for f in manifest.files] == [False, True]
+    assert manifest.profile is None  # written before profiles: resumed runs still read it
     assert manifest.dumps() == json.dumps(doc)
+
+
+def test_manifest_carries_its_profile_through_json():
+    profile = Profile.of(pd.DataFrame({"x": [1.0, 2.0]}), pa.array(["a", "b"]), np.arange(2))
+    manifest = Manifest(batch=0, files=(), prediction_rows=2, error_records=0, profile=profile)
+    assert json.loads(manifest.dumps())["profile"]["inputs"]["x"]["bins"] == [
+        [1.0, 1.125, 1],
+        [2.0, 2.25, 1],
+    ]
+    assert Manifest.loads(manifest.dumps()) == manifest
 
 
 def test_manifest_file_record_failed_whole_counts_its_rows_failed():

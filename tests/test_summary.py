@@ -151,6 +151,7 @@ def test_summary_run_record_writes_each_key_once_in_its_order():
         "spark_version",
         "python_version",
         "environment",
+        "drift",
     ]
     assert {
         k: record[k] for k in ("status", "duration_s", "rows_per_s", "files_total", "rows_scored")
