@@ -41,11 +41,14 @@ def main(out: str = "out/demo") -> None:
     from pyspark.sql import SparkSession
 
     import sparkscore
+    from sparkscore.session import QUIET_LOG4J
 
     spark = (
         SparkSession.builder.master("local[*]")
         .appName("sparkscore-demo")
         .config("spark.ui.showConsoleProgress", "false")
+        # Spark's own start-up lines off, as the job has them: only the demo's lines show.
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{QUIET_LOG4J}")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
