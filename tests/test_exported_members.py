@@ -8,6 +8,7 @@ def test_exported_members_are_pinned():
     assert sparkscore.__all__ == [
         "AccountingError",
         "BatchTimeoutError",
+        "DriftError",
         "EnvironmentBuildError",
         "ErrorThresholdExceeded",
         "ImageShapeError",
@@ -27,6 +28,7 @@ def test_exported_members_are_pinned():
         "PredictError",
         "PythonVersionError",
         "ReadError",
+        "ReferenceProfileError",
         "ResumeError",
         "SchemaEnforcementError",
         "Settings",
