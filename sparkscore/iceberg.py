@@ -6,7 +6,9 @@ SQL catalog at OUT/catalog.db with its warehouse at OUT/warehouse), as `iceberg_
 carries the job id (`sparkscore.job_id`) and the run summary (`sparkscore.summary`). Before
 committing, the table's snapshots are searched for that job id, so a resumed or retried commit is
 skipped, never made twice. A commit that loses a race with another writer (the catalog refuses a
-stale metadata pointer) is tried again on the new metadata, the job id checked again first.
+stale metadata pointer) is tried again on the new metadata, the job id checked again first, so
+two attempts of one job racing commit once; pyiceberg's own retries, which skip that check, are
+off on the tables created here.
 
 The parts' rows are appended as Arrow data, not added with `add_files`: the job id is not in the
 parts (for Delta it is the partition value, kept in the log), and `add_files` can only take a
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import time
 from collections.abc import Mapping, Sequence
 from typing import cast
 
@@ -26,8 +30,10 @@ import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, schema_to_pyarrow, visit_pyarrow
-from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.partitioning import PARTITION_FIELD_ID_START, PartitionField, PartitionSpec
+from pyiceberg.schema import Schema, assign_fresh_schema_ids
+from pyiceberg.table import Table, TableProperties
+from pyiceberg.transforms import IdentityTransform
 
 from sparkscore.errors import SettingsError
 from sparkscore.layout import JOB_ID, errors_table
@@ -41,8 +47,9 @@ __all__ = ["DEFAULT_TABLE", "JOB_KEY", "SUMMARY_KEY", "IcebergFormat", "for_outp
 JOB_KEY = "sparkscore.job_id"
 SUMMARY_KEY = "sparkscore.summary"
 DEFAULT_TABLE = "sparkscore.predictions"
-# Commits lost to another writer that are tried again before the run fails.
-_RETRIES = 5
+# Commits lost to other writers that are tried again before the run fails: each other writer
+# can make a commit lose once, so this many writers at once all commit.
+_RETRIES = 10
 
 
 class IcebergFormat:
@@ -94,33 +101,44 @@ class IcebergFormat:
     def commit(self, commit: TableCommit, schema: pa.Schema) -> int | None:
         data = _rows(commit, schema)
         properties = {JOB_KEY: commit.job_id, SUMMARY_KEY: json.dumps(commit.summary, default=str)}
-        for attempt in range(_RETRIES + 1):
-            table = self._load(commit.uri) or self._create(commit.uri, schema)
-            done, snapshot = _snapshot(table, commit.job_id)
-            if done:
-                return snapshot
+        table = self._load(commit.uri) or self._create(commit.uri, schema)
+        attempt = 0
+        while True:
             try:
                 if commit.overwrite:
                     table.overwrite(data, snapshot_properties=properties)
                 else:
                     table.append(data, snapshot_properties=properties)
+                return _snapshot(table, commit.job_id)[1]
             except CommitFailedException:
-                if attempt == _RETRIES:
+                # Lost to another writer. If that was an attempt of this same job, raising lets
+                # the caller find its snapshot and skip; else try again on the new metadata.
+                attempt += 1
+                table = self.catalog().load_table(self.name(commit.uri))
+                if attempt > _RETRIES or _snapshot(table, commit.job_id)[0]:
                     raise
-                continue
-            return _snapshot(table, commit.job_id)[1]
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(1.0, 1.5))
 
     def _create(self, uri: str, schema: pa.Schema) -> Table:
-        """The table, partitioned by job id, so each run's rows are files of their own."""
+        """The table, partitioned by job id so each run's rows are files of their own, with
+        pyiceberg's own commit retries off: they would append again without checking the job
+        id, so `commit` retries instead."""
         name = self.name(uri)
         catalog = self.catalog()
         catalog.create_namespace_if_not_exists(name.rsplit(".", 1)[0])
-        created = catalog.create_table_if_not_exists(name, schema=schema)
-        if not created.spec().fields:
-            with created.update_spec() as update:
-                update.add_identity(JOB_ID)
-        return catalog.load_table(name)
+        fields = assign_fresh_schema_ids(
+            cast(Schema, visit_pyarrow(schema, _ConvertToIcebergWithoutIDs()))
+        )
+        job = fields.find_field(JOB_ID)
+        spec = PartitionSpec(
+            PartitionField(job.field_id, PARTITION_FIELD_ID_START, IdentityTransform(), JOB_ID)
+        )
+        return catalog.create_table_if_not_exists(
+            name,
+            schema=fields,
+            partition_spec=spec,
+            properties={TableProperties.COMMIT_NUM_RETRIES: "0"},
+        )
 
 
 def _snapshot(table: Table, job_id: str) -> tuple[bool, int | None]:

@@ -4,6 +4,7 @@ retried or resumed."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -163,3 +164,55 @@ def test_iceberg_refuses_a_changed_prediction_type(spark, model, tmp_path):
         "types, or choose a new table."
     )
     assert len(catalog(out).load_table("sparkscore.predictions").snapshots()) == 1
+
+
+def test_iceberg_commits_racing_on_one_table_keep_every_run_once(tmp_path):
+    """Runs committing at once: the catalog refuses all but one each round, the rest try again
+    on the new metadata; an attempt of a job already committed is skipped."""
+    out = tmp_path / "out"
+    fmt = for_output(Settings(output_format="iceberg"), str(out))
+    data = pa.table({"file_name": ["f.csv"], "prediction": [0.5]})
+
+    def commit(job_id: str) -> TableCommit:
+        (out / f"job_id={job_id}").mkdir(parents=True)
+        pq.write_table(data, out / f"job_id={job_id}" / "part-00000.parquet")
+        return TableCommit(
+            uri=str(out),
+            root=str(out),
+            job_id=job_id,
+            schema=data.schema,
+            parts=(TablePart(f"job_id={job_id}/part-00000.parquet", 1, 0, 0),),
+            overwrite=False,
+            summary={"job_id": job_id},
+        )
+
+    fs = pa.fs.LocalFileSystem()
+    commit_table(fs, fmt, commit("first"), "strict")
+    racing = [commit(f"run-{i}") for i in range(6)]
+    assert race(fs, out, racing) == [False] * 6  # a thread that raised appended nothing
+    assert sorted(r["job_id"] for r in rows(out)) == ["first", *(c.job_id for c in racing)]
+    assert commit_table(fs, fmt, racing[0], "strict").already
+    # Three attempts of one job at once: one commits, the others find its snapshot.
+    same = commit("again")
+    assert race(fs, out, [same, same, same]) == [False, True, True]
+    assert [r["job_id"] for r in rows(out)].count("again") == 1
+    assert len(catalog(out).load_table("sparkscore.predictions").snapshots()) == 8
+
+
+def race(fs: pa.fs.FileSystem, out, commits: list[TableCommit]) -> list[bool]:
+    """Commit each at once, each on its own thread with its own catalog; whether each found it
+    already committed."""
+    start = threading.Barrier(len(commits))
+    already: list[bool] = []
+
+    def one(c: TableCommit) -> None:
+        own = for_output(Settings(output_format="iceberg"), str(out))
+        start.wait()
+        already.append(commit_table(fs, own, c, "strict").already)
+
+    threads = [threading.Thread(target=one, args=(c,)) for c in commits]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(already)
