@@ -149,8 +149,8 @@ def test_iceberg_commit_of_a_committed_job_is_skipped(tmp_path):
     ]
 
 
-def test_iceberg_refuses_a_changed_prediction_type(spark, model, tmp_path):
-    write_inputs(tmp_path / "in", files=1, rows=3)
+def test_iceberg_refuses_a_changed_prediction_type_unless_merge(spark, model, tmp_path):
+    expected = write_inputs(tmp_path / "in", files=1, rows=3)
     out = tmp_path / "out"
     sparkscore.score(spark, model, tmp_path / "in", out, output_format="iceberg")
     with pytest.raises(sparkscore.TableSchemaError) as refused:
@@ -164,6 +164,28 @@ def test_iceberg_refuses_a_changed_prediction_type(spark, model, tmp_path):
         "types, or choose a new table."
     )
     assert len(catalog(out).load_table("sparkscore.predictions").snapshots()) == 1
+    merged = sparkscore.score(
+        spark,
+        model,
+        tmp_path / "in",
+        out,
+        output_format="iceberg",
+        result_type="float",
+        schema_mode="merge",
+        passthrough_columns=["b"],
+    )
+    table = catalog(out).load_table("sparkscore.predictions").scan().to_arrow()
+    assert table.schema.field("prediction").type == pa.float64()
+    assert table.schema.field("b").type == pa.int64()
+    assert by_row(out, merged["job_id"]) == expected
+    assert sorted((r["job_id"] == merged["job_id"], r["b"]) for r in rows(out)) == [
+        (False, None),
+        (False, None),
+        (False, None),
+        (True, 0),
+        (True, 1),
+        (True, 2),
+    ]
 
 
 def test_iceberg_commits_racing_on_one_table_keep_every_run_once(tmp_path):
