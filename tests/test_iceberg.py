@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from model_zoo import chaos_model
-from pyiceberg.catalog import Catalog, load_catalog
+from test_tables import iceberg_catalog as catalog
 from test_tables import write_inputs
 
 import sparkscore
@@ -19,15 +19,6 @@ from sparkscore.iceberg import JOB_KEY, for_output
 from sparkscore.layout import OutputLayout, table_run
 from sparkscore.settings import Settings
 from sparkscore.tables import TableCommit, TablePart, commit_table
-
-
-def catalog(out) -> Catalog:
-    return load_catalog(
-        "sparkscore",
-        type="sql",
-        uri=f"sqlite:///{out}/catalog.db",
-        warehouse=f"file://{out}/warehouse",
-    )
 
 
 def rows(out, table: str = "sparkscore.predictions") -> list[dict]:
