@@ -27,10 +27,11 @@ from deltalake.schema import Field
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from sparkscore.layout import JOB_ID
+from sparkscore.settings import Settings
 from sparkscore.storage import URI_SCHEME, split_query
 from sparkscore.tables import TableCommit
 
-__all__ = ["FORMAT", "SUMMARY_KEY", "DeltaFormat", "location"]
+__all__ = ["FORMAT", "SUMMARY_KEY", "DeltaFormat", "for_output", "location"]
 
 # The commit info key that holds the run summary (`DeltaTable.history()` returns it).
 SUMMARY_KEY = "sparkscore"
@@ -65,7 +66,10 @@ def _open(uri: str) -> DeltaTable | None:
 class DeltaFormat:
     """The Delta Lake `TableFormat`."""
 
-    metadata = "_delta_log"
+    metadata = ("_delta_log",)
+
+    def name(self, uri: str) -> str:
+        return uri
 
     def schema(self, uri: str) -> pa.Schema | None:
         table = _open(uri)
@@ -139,3 +143,8 @@ def _plain(value: Any) -> Any:
 
 
 FORMAT = DeltaFormat()
+
+
+def for_output(settings: Settings, output: str) -> DeltaFormat:
+    """The format of a Delta output: the same for every one, since `--output` is the table."""
+    return FORMAT

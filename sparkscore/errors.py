@@ -478,7 +478,7 @@ class AccountingError(SparkscoreError):
 
 
 class TableSchemaError(SparkscoreError):
-    """A run's output columns do not fit the table it would append to (output_format: delta)."""
+    """A run's output columns do not fit the table it would append to (Delta or Iceberg)."""
 
     def __init__(self, *, table: str, column: str, in_table: str, in_run: str, fix: str) -> None:
         self.table, self.column, self.in_table, self.in_run = table, column, in_table, in_run

@@ -9,7 +9,8 @@ Layout of OUT/:
   _profile.json                   the scored rows' profile (sparkscore.profile)
   <output_file_name>              with output_format: csv, consolidated from _staging/
 
-A table output (output_format: delta) is two tables, OUT and OUT_errors; each run writes its
+A table output (output_format: delta, iceberg) is two tables, OUT and OUT_errors (for Iceberg,
+tables in a catalog that these folders stand for); each run writes its
 parts into its own partition folder of each, and its own records into a folder Delta readers and
 VACUUM leave alone:
   OUT/job_id=<job id>/part-NNNNN.parquet         the run's prediction parts
@@ -53,7 +54,7 @@ __all__ = [
     "table_runs",
 ]
 
-TABLE_FORMATS = ("delta",)
+TABLE_FORMATS = ("delta", "iceberg")
 # Where a table output keeps each run's records: a folder whose name starts with `_`, which Delta
 # readers and VACUUM leave alone.
 RUNS_FOLDER = "_sparkscore"
@@ -180,15 +181,15 @@ def prepare_output(
 
 
 def claim_table(
-    fs: pafs.FileSystem, final: OutputLayout, layout: OutputLayout, metadata: str
+    fs: pafs.FileSystem, final: OutputLayout, layout: OutputLayout, metadata: tuple[str, ...]
 ) -> None:
     """Refuse a table location that holds anything but a table and sparkscore's runs into it
-    (`metadata`: the format's own folder, `_delta_log`); else make this run's folder."""
+    (`metadata`: the format's own entries, `_delta_log`); else make this run's folder."""
     info = fs.get_file_info(final.root)
     if info.type == pafs.FileType.File:
         raise OutputError(path=final.uri, reason="is a file; --output must be a table location.")
     if info.type == pafs.FileType.Directory:
-        ours = (metadata, RUNS_FOLDER)
+        ours = (*metadata, RUNS_FOLDER)
         foreign = sorted(
             e.base_name
             for e in fs.get_file_info(pafs.FileSelector(final.root))

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 OutputAction = Literal["append_row", "summary_only"]
-OutputFormat = Literal["parquet", "csv", "delta"]
+OutputFormat = Literal["parquet", "csv", "delta", "iceberg"]
 SchemaMode = Literal["strict", "merge"]
 LoggingLevel = Literal["debug", "info", "warning", "error"]
 BadRows = Literal["fail_file", "skip"]
@@ -137,6 +137,26 @@ def _params(value: Any) -> dict[str, Any] | None:
     return dict(value)
 
 
+def _catalog(value: Any) -> dict[str, str] | None:
+    """pyiceberg catalog properties, copied: every key and value a string, as pyiceberg reads
+    them (a number from YAML becomes its text)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise _Invalid("must be a mapping of pyiceberg catalog property to value, or null")
+    return {key: str(item) for key, item in value.items()}
+
+
+def _table_name(value: Any) -> str | None:
+    """An Iceberg table identifier, `namespace.table` (a namespace may have levels: a.b.table)."""
+    if value is None:
+        return None
+    parts = value.split(".") if isinstance(value, str) else []
+    if len(parts) < 2 or not all(p.strip() for p in parts):
+        raise _Invalid("must be namespace.table, or null")
+    return str(value)
+
+
 def _reference(value: Any) -> str | None:
     """An earlier run's output folder or its _profile.json, as a path or URI; None: no drift."""
     if value is None:
@@ -198,6 +218,8 @@ _CHECKS: dict[str, Check] = {
     "env_cache": _directory,
     "trust_model": _flag,
     "schema_mode": _choice(SchemaMode),
+    "iceberg_catalog": _catalog,
+    "iceberg_table": _table_name,
     "profile": _flag,
     "reference": _reference,
     "drift_psi_threshold": _positive_number,
@@ -304,7 +326,8 @@ class Settings:
     max_retries: int = 3  # retries of a failed Spark task before its files count as failed
     timeout: float | None = None  # seconds one mini-batch may run; None = no limit
     output_action: OutputAction = "append_row"  # write prediction rows, or only the summary
-    # parquet keeps types and tensors; csv reads anywhere; delta appends to a Delta Lake table
+    # parquet keeps types and tensors; csv reads anywhere; delta and iceberg append to
+    # a Delta Lake or Iceberg table
     output_format: OutputFormat = "parquet"
     output_file_name: str = "predictions.csv"  # name for appended rows, inside the output dir
     passthrough_columns: tuple[str, ...] = ()  # input columns copied next to each prediction
@@ -326,6 +349,10 @@ class Settings:
     # appending to a table: strict refuses a run whose columns differ from the table's; merge
     # adds the run's new columns and casts its values to the table's types where that is safe
     schema_mode: SchemaMode = "strict"
+    # output_format: iceberg: the pyiceberg catalog's properties; None = a SQLite catalog at
+    # OUT/catalog.db with its warehouse at OUT/warehouse
+    iceberg_catalog: dict[str, str] | None = field(default=None, hash=False)
+    iceberg_table: str | None = None  # namespace.table; None = sparkscore.predictions
     # profile the scored rows into _profile.json (sparkscore.profile); off by default until it
     # costs under 3% of the LR benchmark's tasks (14-18% today: bench/profile_cost.py)
     # (a run with a reference profiles whatever this says: Settings.profiling)

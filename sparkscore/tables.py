@@ -5,7 +5,8 @@ own partition folder of each table (sparkscore.layout); no reader sees them unti
 once every mini-batch is accounted for, adds them to the table in one commit carrying the job
 id. A commit that an earlier attempt of the same job already made is skipped.
 
-Each table format is a module beside this one, behind `TableFormat` (sparkscore.delta); what is
+Each table format is a module beside this one, behind `TableFormat` (sparkscore.delta,
+sparkscore.iceberg); what is
 the same for every format is here: which parts a run adds, whether the run's columns fit the
 table's (`fit_schema`, and under `schema_mode: merge` the parts cast to the table's types), and
 what the run summary says of the commit.
@@ -54,7 +55,7 @@ __all__ = [
 log = logging.getLogger("sparkscore")
 
 # Each format's module, imported only when a run writes that format.
-_FORMATS = {"delta": "sparkscore.delta"}
+_FORMATS = {"delta": "sparkscore.delta", "iceberg": "sparkscore.iceberg"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class TableCommit:
 class Committed:
     """One table's commit of a run, as the run summary records it."""
 
-    uri: str
+    uri: str  # the table's name (sparkscore.iceberg) or location (sparkscore.delta)
     version: int | None  # the table version that added the run's rows, where the log says
     already: bool  # an earlier attempt of this job had committed it; this one was skipped
 
@@ -95,7 +96,12 @@ class Committed:
 class TableFormat(Protocol):
     """What a table format does for a run; the rest of the commit is the same for all."""
 
-    metadata: str  # the format's own folder at a table location, e.g. `_delta_log`
+    # the format's own entries at a table location, e.g. `_delta_log`
+    metadata: tuple[str, ...]
+
+    def name(self, uri: str) -> str:
+        """What the run summary and errors call the table at the output location `uri`."""
+        ...
 
     def schema(self, uri: str) -> pa.Schema | None:
         """The table's columns, JOB_ID among them; None when there is no table yet."""
@@ -117,8 +123,10 @@ class TableFormat(Protocol):
         ...
 
 
-def table_format(name: str) -> TableFormat:
-    """The format's module, imported now: its library is an extra (`sparkscore[tables]`)."""
+def table_format(settings: Settings, output: str) -> TableFormat:
+    """The format of the table output at `output`, its module imported now: its library is an
+    extra (`sparkscore[tables]`)."""
+    name = settings.output_format
     try:
         module = importlib.import_module(_FORMATS[name])
     except ImportError as e:
@@ -128,7 +136,7 @@ def table_format(name: str) -> TableFormat:
             reason=f"needs a package that is not installed ({e}); "
             "install it with: pip install 'sparkscore[tables]'",
         ) from None
-    fmt: TableFormat = module.FORMAT
+    fmt: TableFormat = module.for_output(settings, output)
     return fmt
 
 
@@ -192,7 +200,7 @@ def claim(
 ) -> None:
     """Refuse, before Spark starts, a table location that holds something else, or tables the
     run's columns do not fit; else make the run's folder."""
-    fmt = table_format(settings.output_format)
+    fmt = table_format(settings, layout.uri)
     final = replace(layout, root=layout.table)
     claim_table(fs, final, layout, fmt.metadata)
     if settings.overwrite:
@@ -200,7 +208,7 @@ def claim(
     for uri, run in ((layout.uri, schema), (errors_table(layout.uri), ERROR_SCHEMA)):
         held = fmt.schema(uri)
         if held is not None:
-            fit_schema(uri, held, fmt.stored(run), settings.schema_mode)
+            fit_schema(fmt.name(uri), held, fmt.stored(run), settings.schema_mode)
 
 
 def _finished(fs: pafs.FileSystem, layout: OutputLayout) -> bool:
@@ -218,7 +226,7 @@ def commit_run(
     """Commit the run's parts to its two tables; what the summary records
     (`seconds`: what committing took, the cost a table output adds to a folder output)."""
     started = time.perf_counter()
-    fmt = table_format(settings.output_format)
+    fmt = table_format(settings, layout.uri)
     # summary_only: the predictions were dropped, and the predictions table gets none.
     kept = [] if settings.output_action == "summary_only" else manifests
     # Predictions first: only their values can fail a cast (schema_mode: merge), and then no
@@ -283,13 +291,13 @@ def commit_table(
     gains the run's new columns and the parts take the table's types first."""
     done, version = fmt.committed(commit.uri, commit.job_id)
     if done:
-        return Committed(commit.uri, version, already=True)
+        return Committed(fmt.name(commit.uri), version, already=True)
     table = fmt.schema(commit.uri)
     target = fmt.stored(commit.schema)
     if table is None or commit.overwrite:
         full = target.append(pa.field(JOB_ID, pa.string()))
     else:
-        target = fit_schema(commit.uri, table, target, mode)
+        target = fit_schema(fmt.name(commit.uri), table, target, mode)
         new = [f for f in target if f.name not in table.names]
         if new:
             fmt.add_columns(commit.uri, new)
@@ -297,13 +305,13 @@ def commit_table(
     if _types(target) != _types(commit.schema):
         commit = _conformed(fs, commit, target)
     try:
-        return Committed(commit.uri, fmt.commit(commit, full), already=False)
+        return Committed(fmt.name(commit.uri), fmt.commit(commit, full), already=False)
     except Exception:
         # Another attempt of this same job committed first and the format refused this one as
         # a conflict on the transaction id: the rows are there once, which is what was asked.
         done, version = fmt.committed(commit.uri, commit.job_id)
         if done:
-            return Committed(commit.uri, version, already=True)
+            return Committed(fmt.name(commit.uri), version, already=True)
         raise
 
 

@@ -15,7 +15,8 @@ DEFAULT_YAML = Path(__file__).parents[1] / "conf" / "default.yaml"
 
 ALL_NAMES = (
     "bad_rows, batch_rows, drift_null_threshold, drift_psi_threshold, env_cache, env_manager, "
-    "error_threshold, fail_on_drift, ignore_unsupported, logging_level, "
+    "error_threshold, fail_on_drift, iceberg_catalog, iceberg_table, ignore_unsupported, "
+    "logging_level, "
     "max_retries, mini_batch_size, output_action, output_file_name, output_format, overwrite, "
     "params, passthrough_columns, profile, recursive, reference, result_type, resume, schema_mode, "
     "timeout, "
@@ -236,7 +237,10 @@ def test_settings_rejects_unknown_enum_value(tmp_path: Path) -> None:
 
     err = excinfo.value
     assert (err.key, err.value, err.source) == ("output_format", "json", str(path))
-    assert str(err) == f"output_format must be one of parquet, csv, delta, got 'json' (from {path})"
+    assert (
+        str(err)
+        == f"output_format must be one of parquet, csv, delta, iceberg, got 'json' (from {path})"
+    )
 
 
 @pytest.mark.parametrize(
@@ -367,6 +371,26 @@ def test_settings_params_are_copied_from_the_caller() -> None:
     params["alpha"] = 2
 
     assert settings.params == {"alpha": 1}
+
+
+def test_settings_iceberg_catalog_takes_properties_as_strings() -> None:
+    settings = Settings.load(
+        overrides=["iceberg_catalog={type: sql, uri: 'sqlite:///c.db', pool: 5}"]
+    )
+    assert settings.iceberg_catalog == {"type": "sql", "uri": "sqlite:///c.db", "pool": "5"}
+    with pytest.raises(SettingsError) as excinfo:
+        Settings(iceberg_catalog=["type", "sql"])  # type: ignore[arg-type]
+    assert excinfo.value.reason == (
+        "must be a mapping of pyiceberg catalog property to value, or null"
+    )
+
+
+@pytest.mark.parametrize("value", ["predictions", "a..b", ".b", "a.", 3])
+def test_settings_iceberg_table_must_be_namespace_dot_table(value: Any) -> None:
+    with pytest.raises(SettingsError) as excinfo:
+        Settings(iceberg_table=value)
+    assert excinfo.value.reason == "must be namespace.table, or null"
+    assert Settings(iceberg_table="lake.scores.lr").iceberg_table == "lake.scores.lr"
 
 
 def test_settings_are_frozen_and_hashable() -> None:

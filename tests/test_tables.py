@@ -1,5 +1,5 @@
-"""Delta Lake outputs: every input row once in the table, read back with deltalake, whatever is
-retried, resumed, killed or raced."""
+"""Table outputs: every input row once in the table, read back with deltalake (and pyiceberg for
+what every format shares), whatever is retried, resumed, killed or raced."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from model_zoo import chaos_model
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import NoSuchTableError
 
 import sparkscore
 from sparkscore.console import summary_line
 from sparkscore.delta import FORMAT
+from sparkscore.iceberg import DEFAULT_TABLE
 from sparkscore.layout import OutputLayout, table_run
 from sparkscore.manifest import Manifest
 from sparkscore.settings import Settings
@@ -46,6 +49,27 @@ def write_inputs(folder: Path, files: int, rows: int, bad: int | None = None) ->
         if i != bad:
             expected.update({(name, r): a[r] * 2 + r for r in range(rows)})
     return expected
+
+
+def iceberg_catalog(out: Path) -> Catalog:
+    """The default catalog of an Iceberg output at `out`."""
+    return load_catalog(
+        "sparkscore",
+        type="sql",
+        uri=f"sqlite:///{out}/catalog.db",
+        warehouse=f"file://{out}/warehouse",
+    )
+
+
+def table_rows(out: Path, fmt: str) -> list[dict] | None:
+    """The rows of the predictions table of a Delta or Iceberg output; None while it has none."""
+    if fmt == "delta":
+        return rows(out) if DeltaTable.is_deltatable(str(out)) else None
+    try:
+        table = iceberg_catalog(out).load_table(DEFAULT_TABLE)
+    except NoSuchTableError:
+        return None
+    return table.scan().to_arrow().to_pylist()
 
 
 def rows(table: Path) -> list[dict]:
@@ -289,12 +313,13 @@ def test_delta_commits_nothing_when_a_committed_part_is_missing(tmp_path):
     assert not DeltaTable.is_deltatable(str(tmp_path / "out_errors"))
 
 
-def test_delta_run_killed_before_its_commit_resumes_to_every_row_once(spark, tmp_path):
+@pytest.mark.parametrize("fmt", ["delta", "iceberg"])
+def test_table_run_killed_before_its_commit_resumes_to_every_row_once(spark, tmp_path, fmt):
     expected = write_inputs(tmp_path / "in", files=4, rows=5)
     model = chaos_model(tmp_path, sleep=1.0)
     out = tmp_path / "out"
     args = ["--model", str(model), "--input", str(tmp_path / "in"), "--output", str(out)]
-    args += ["--set", "mini_batch_size=1", "--set", "output_format=delta"]
+    args += ["--set", "mini_batch_size=1", "--set", f"output_format={fmt}"]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     cmd = [str(SPARK_SUBMIT), "--master", "local[1]", str(ROOT / "jobs" / "score.py"), *args]
     job = subprocess.Popen(
@@ -308,13 +333,15 @@ def test_delta_run_killed_before_its_commit_resumes_to_every_row_once(spark, tmp
     job.wait(timeout=30)
     parts = list(out.glob("job_id=*/part-*.parquet"))
     assert 1 <= len(parts) < 4, "the kill came too late to test resume"
-    assert not DeltaTable.is_deltatable(str(out)), "the killed run committed"
+    assert table_rows(out, fmt) is None, "the killed run committed"
     (killed,) = [p.name for p in (out / "_sparkscore").iterdir()]
 
     resumed = sparkscore.score(
-        spark, model, tmp_path / "in", out, output_format="delta", resume=True, mini_batch_size=1
+        spark, model, tmp_path / "in", out, output_format=fmt, resume=True, mini_batch_size=1
     )
     assert resumed["job_id"] == killed
     assert resumed["files_skipped"] >= len(parts)
-    assert by_row(out, killed) == expected
-    assert len(rows(out)) == len(expected)
+    found = table_rows(out, fmt) or []
+    assert sorted((r["file_name"], r["row"], r["prediction"], r["job_id"]) for r in found) == [
+        (*key, value, killed) for key, value in sorted(expected.items())
+    ]
