@@ -51,7 +51,7 @@ _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]+://)(?P<userinfo>[^
 # (pyarrow's S3 options, Azure SAS signatures, GCS and generic tokens).
 _PAIR = re.compile(r"(?P<name>(?<![\w.-])[A-Za-z_][\w.-]*)=(?P<value>[^&\s'\"#,;)]+)")
 _SECRET_NAME = re.compile(
-    r"secret|password|passwd|token|credential|signature|access_?key|account_?key|api_?key"
+    r"secret|password|passwd|token|credential|signature|access[-_]?key|account[-_]?key|api[-_]?key"
     r"|^sig$|^key$|^sas$",
     re.IGNORECASE,
 )
@@ -144,11 +144,18 @@ def redact(text: str) -> str:
 
 
 def redact_record(value: Any) -> Any:
-    """A JSON-like record with `redact` applied to every string in it (keys stay)."""
+    """A JSON-like record with `redact` applied to every string in it (keys stay), and the text
+    under a key that names a secret (`password`, `s3.secret-access-key`, as catalog properties
+    carry them) replaced whole."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):
-        return {k: redact_record(v) for k, v in value.items()}
+        return {
+            k: REDACTED
+            if isinstance(k, str) and isinstance(v, str) and _SECRET_NAME.search(k)
+            else redact_record(v)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [redact_record(v) for v in value]
     return value

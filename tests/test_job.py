@@ -546,6 +546,26 @@ def test_job_summary_never_records_credentials_of_a_uri(spark, zoo, mixed, tmp_p
 
     record = {"input": {"uri": "s3://AKIA:hunter2@bucket/in?secret_key=hunter2&region=x"}}
     assert redact_record(record) == {"input": {"uri": "s3://***@bucket/in?secret_key=***&region=x"}}
+    catalog = {
+        "iceberg_catalog": {
+            "uri": "postgresql://scorer:hunter2@db/catalog",
+            "password": "hunter2",
+            "s3.secret-access-key": "hunter2",
+            "s3.access-key-id": "AKIA",
+            "warehouse": "s3://bucket/wh",
+        },
+        "model": {"signature": {"inputs": [{"type": "double", "name": "a"}]}},
+    }
+    assert redact_record(catalog) == {
+        "iceberg_catalog": {
+            "uri": "postgresql://***@db/catalog",
+            "password": "***",
+            "s3.secret-access-key": "***",
+            "s3.access-key-id": "***",
+            "warehouse": "s3://bucket/wh",
+        },
+        "model": {"signature": {"inputs": [{"type": "double", "name": "a"}]}},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
