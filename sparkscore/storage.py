@@ -55,6 +55,12 @@ _SECRET_NAME = re.compile(
     r"|^sig$|^key$|^sas$",
     re.IGNORECASE,
 )
+# The keys of a record whose text is a secret (catalog properties): narrower than a URI's query
+# names, since a record's `key` or `signature` (a cache key, a model signature) is no secret.
+_SECRET_KEY = re.compile(
+    r"secret|password|passwd|token|credential|access[-_]?key|account[-_]?key|api[-_]?key",
+    re.IGNORECASE,
+)
 REDACTED = "***"
 
 
@@ -152,7 +158,7 @@ def redact_record(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {
             k: REDACTED
-            if isinstance(k, str) and isinstance(v, str) and _SECRET_NAME.search(k)
+            if isinstance(k, str) and isinstance(v, str) and _SECRET_KEY.search(k)
             else redact_record(v)
             for k, v in value.items()
         }

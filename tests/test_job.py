@@ -555,6 +555,7 @@ def test_job_summary_never_records_credentials_of_a_uri(spark, zoo, mixed, tmp_p
             "warehouse": "s3://bucket/wh",
         },
         "model": {"signature": {"inputs": [{"type": "double", "name": "a"}]}},
+        "environment": {"key": "5f1c0e", "signature": "abc"},
     }
     assert redact_record(catalog) == {
         "iceberg_catalog": {
@@ -565,6 +566,7 @@ def test_job_summary_never_records_credentials_of_a_uri(spark, zoo, mixed, tmp_p
             "warehouse": "s3://bucket/wh",
         },
         "model": {"signature": {"inputs": [{"type": "double", "name": "a"}]}},
+        "environment": {"key": "5f1c0e", "signature": "abc"},
     }
 
 
