@@ -27,7 +27,8 @@ from pyspark.sql import SparkSession
 from sparkscore import drift as drifts
 from sparkscore import summary as summaries
 from sparkscore import tables
-from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
+from sparkscore.envbuild import BuiltEnvironment, ensure_environment
+from sparkscore.environment import read_environment
 from sparkscore.errors import DriftError, ErrorThresholdExceeded
 from sparkscore.launch import run_tasks
 from sparkscore.layout import (

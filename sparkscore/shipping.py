@@ -26,7 +26,7 @@ from typing import TypeVar
 from pyspark import SparkContext, SparkFiles
 from pyspark.sql import SparkSession
 
-from sparkscore.environment import BuiltEnvironment, packed
+from sparkscore.envbuild import BuiltEnvironment, packed
 from sparkscore.errors import ModelEnvironmentError, python_version
 from sparkscore.loader import Model
 from sparkscore.model import ModelSpec, read_spec

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sparkscore.drift import Drift
-from sparkscore.environment import BuiltEnvironment
+from sparkscore.envbuild import BuiltEnvironment
 from sparkscore.errors import AccountingError, python_version
 from sparkscore.manifest import Manifest
 from sparkscore.model import ModelSpec

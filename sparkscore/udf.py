@@ -16,7 +16,8 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.functions import pandas_udf
 
 from sparkscore.enforcement import enforce
-from sparkscore.environment import ensure_environment, read_environment
+from sparkscore.envbuild import ensure_environment
+from sparkscore.environment import read_environment
 from sparkscore.errors import SchemaEnforcementError, SettingsError
 from sparkscore.images import ImageInput, row_tensors, stack_runs
 from sparkscore.loader import Model, warn_untrusted

@@ -23,13 +23,8 @@ import pytest
 from model_zoo import PINNED_SKLEARN, chaos_model, lr_frame, versioned_frame
 
 import sparkscore
-from sparkscore.environment import (
-    EnvironmentSpec,
-    check_python,
-    ensure_environment,
-    packed,
-    read_environment,
-)
+from sparkscore.envbuild import ensure_environment, packed
+from sparkscore.environment import EnvironmentSpec, check_python, read_environment
 from sparkscore.errors import (
     EnvironmentBuildError,
     ModelEnvironmentError,
@@ -736,9 +731,9 @@ def test_ensure_environment_reuses_what_an_earlier_build_left(light_chaos, env_c
 
 
 def test_env_manager_uv_without_uv_says_how_to_get_it(tmp_path, monkeypatch):
-    from sparkscore import environment
+    from sparkscore import envbuild
 
-    monkeypatch.setattr(environment, "_find_uv", lambda: None)
+    monkeypatch.setattr(envbuild, "_find_uv", lambda: None)
     env = EnvironmentSpec(str(tmp_path), None, "requirements.txt", ("numpy",))
 
     with pytest.raises(
@@ -751,21 +746,21 @@ def test_env_manager_uv_without_uv_says_how_to_get_it(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("tool", ["uv", "pip"])
 def test_a_build_failure_names_the_pin_and_leaves_nothing_in_the_cache(tmp_path, tool):
-    from sparkscore import environment
+    from sparkscore import envbuild
 
     env = EnvironmentSpec(
         str(tmp_path), None, "requirements.txt", ("numpy", "scikit-learn==0.20.0")
     )
     builder = (
-        environment._Tool("uv", (environment._find_uv(),))
+        envbuild._Tool("uv", (envbuild._find_uv(),))
         if tool == "uv"
-        else environment._Tool("pip", (sys.executable,))
+        else envbuild._Tool("pip", (sys.executable,))
     )
     cache = tmp_path / "cache"
     cache.mkdir()
 
     with pytest.raises(EnvironmentBuildError) as e:
-        environment._build(env, builder, str(cache), str(cache / env.key))
+        envbuild._build(env, builder, str(cache), str(cache / env.key))
 
     assert (e.value.requirement, e.value.tool) == ("scikit-learn==0.20.0", tool)
     assert "scikit-learn==0.20.0" in e.value.detail
