@@ -56,7 +56,7 @@ from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.resume import RunIdentity, committed_batches, previous_run
 from sparkscore.scoring import ScoringSpec
-from sparkscore.session import forward_storage_env, task_slots
+from sparkscore.session import forward_storage_env, task_cpus, task_slots
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
     PackedModel,
@@ -69,6 +69,7 @@ from sparkscore.shipping import (
 from sparkscore.storage import redact_record, resolve
 from sparkscore.summary import EnvironmentRecord, Probe, RunRecord
 from sparkscore.tasks import run_batches
+from sparkscore.threads import budget_for
 from sparkscore.writers import fail_split_files, write_csv, write_json
 
 __all__ = ["Job", "execute", "prepare", "run", "score"]
@@ -293,7 +294,8 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
     """
     out_fs = job.layout.filesystem()
     todo = [b for b in job.plan.batches if b.index not in job.committed]
-    fresh, environment = _score(spark, job, todo)
+    threads = budget_for(job.settings.threads, task_cpus(spark))
+    fresh, environment = _score(spark, job, todo, threads)
     manifests = _account(out_fs, job, fresh)
     _finish_output(out_fs, job, rescored=bool(todo))
     drift = drifts.check(out_fs, job.layout, manifests, job.settings, job.reference)
@@ -316,6 +318,7 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
         environment=environment,
         files_skipped=len({f.file_name for m in job.committed.values() for f in m.files}),
         drift=drift,
+        threads=threads,
     )
     summary: dict[str, Any] = redact_record(record.to_json())
     if job.final.is_table:
@@ -333,9 +336,10 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
 
 
 def _score(
-    spark: Spark, job: Job, todo: list[MiniBatch]
+    spark: Spark, job: Job, todo: list[MiniBatch], threads: int | None
 ) -> tuple[list[Manifest], EnvironmentRecord]:
-    """Ship the model and run `todo` as Spark tasks; their manifests, and where the model ran."""
+    """Ship the model and run `todo` as Spark tasks, each worker held to `threads` native
+    threads; their manifests, and where the model ran."""
     environment = EnvironmentRecord(
         mismatches=job.mismatched, built=job.environment, probe=job.probe
     )
@@ -354,7 +358,7 @@ def _score(
             shipped,
             job.layout,
             job.input_uri,
-            job.scoring,
+            replace(job.scoring, threads=threads),
             job.settings.timeout,
             progress.counters,
         )

@@ -98,6 +98,7 @@ class TaskRun:
     worker: str | None = None
     model_loads: int | None = None
     isolated: bool | None = None  # its files were scored in forked children (isolation)
+    threads: int | None = None  # the most threads a native pool in the worker could start
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -109,6 +110,7 @@ class TaskRun:
             worker=doc.get("worker"),
             model_loads=doc.get("model_loads"),
             isolated=doc.get("isolated"),
+            threads=doc.get("threads"),
         )
 
 

@@ -49,6 +49,7 @@ class ScoringSpec:
     # The columns to read from each file (the signature's and passthrough's); None: all.
     read_columns: tuple[str, ...] | None = None
     profile: bool = True  # profile the scored rows (sparkscore.profile)
+    threads: int | None = None  # each worker's native thread budget (sparkscore.threads)
 
     @cached_property
     def output_schema(self) -> pa.Schema:

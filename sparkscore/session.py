@@ -38,6 +38,7 @@ __all__ = [
     "quiet",
     "session",
     "submitted_master",
+    "task_cpus",
     "task_slots",
     "with_retries",
 ]
@@ -220,6 +221,12 @@ def task_slots(spark: Spark) -> int:
         return sc.defaultParallelism
     configured = spark.conf.get("spark.default.parallelism", None)  # type: ignore[union-attr]
     return int(configured) if configured else os.cpu_count() or 1
+
+
+def task_cpus(spark: Spark) -> int:
+    """The cores Spark gives each task (`spark.task.cpus`): a worker's thread budget."""
+    configured = spark.conf.get("spark.task.cpus", None)  # type: ignore[union-attr]
+    return int(configured) if configured else 1
 
 
 def session(

@@ -195,6 +195,20 @@ def _or_auto(check: Check) -> Check:
     return either
 
 
+def _threads(value: Any) -> int | str:
+    """`auto` (the task's cores), `off` (the libraries' defaults), or a number per worker.
+
+    YAML reads a bare `off` as false: both mean off."""
+    if value is False or value == "off":
+        return "off"
+    if value == "auto":
+        return "auto"
+    try:
+        return int(_integer(minimum=1)(value))
+    except _Invalid as e:
+        raise _Invalid(f"{e}, auto or off") from None
+
+
 # One check per field, used by direct construction and by every loader alike.
 _CHECKS: dict[str, Check] = {
     "mini_batch_size": _or_auto(_integer(minimum=1)),
@@ -225,6 +239,7 @@ _CHECKS: dict[str, Check] = {
     "drift_psi_threshold": _positive_number,
     "drift_null_threshold": _share,
     "fail_on_drift": _flag,
+    "threads": _threads,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -362,6 +377,9 @@ class Settings:
     drift_psi_threshold: float = 0.25  # PSI that flags a column: the rule of thumb's "major"
     drift_null_threshold: float = 0.05  # change in a column's null share that flags it
     fail_on_drift: bool = False  # a flagged column fails the run (after writing everything)
+    # native threads per Python worker (OpenMP, BLAS, a model's n_jobs/nthread): auto = the
+    # cores Spark gives each task (spark.task.cpus), off = each library's own default
+    threads: int | Literal["auto", "off"] = "auto"
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""

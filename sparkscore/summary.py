@@ -152,6 +152,7 @@ class RunRecord:
     environment: EnvironmentRecord
     table: Mapping[str, Any] | None = None  # a table output's commits (sparkscore.tables)
     drift: Drift | None = None  # against settings.reference; None: no reference
+    threads: int | None = None  # each worker's native thread budget; None: libraries' defaults
 
     @property
     def status(self) -> Literal["succeeded", "failed"]:
@@ -190,11 +191,18 @@ class RunRecord:
             "error_records": c["error_records"],
             "model_loads": loads,
             "python_workers": workers,
+            "threads": self._threads(),
             "spark_version": self.spark_version,
             "python_version": python_version(),
             "environment": {"env_manager": self.settings.env_manager, **self.environment.to_json()},
             "drift": None if self.drift is None else self.drift.to_json(),
         }
+
+    def _threads(self) -> dict[str, Any]:
+        """The budget each worker was given, and the most threads a native pool in any worker
+        could start once held to it (threadpoolctl's view: what a test or a user checks)."""
+        pools = [m.task.threads for m in self.manifests if m.task.threads is not None]
+        return {"budget": self.threads, "native_pool_max": max(pools) if pools else None}
 
     def _model(self) -> dict[str, Any]:
         """What MLmodel says (its free-form `metadata` too), where the model was found, and the

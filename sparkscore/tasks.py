@@ -72,6 +72,7 @@ def run_batches(
     out_fs = layout.filesystem()
     for batch in batches:
         model = shipped.load()
+        threads = WORKER.hold_threads(model, shipped.sha256, spec.threads)
         buffers, sink_for = spill_buffers(spec.output_schema)
         with alarm(timeout, batch):
             if batch.index in isolated:
@@ -84,6 +85,7 @@ def run_batches(
             worker=f"{os.uname().nodename}:{os.getpid()}",
             model_loads=WORKER.loads.get(shipped.sha256, 0),
             isolated=batch.index in isolated,
+            threads=threads,
         )
         manifest = commit_batch(out_fs, layout, result, buffers, spec.output_schema, task)
         if counters is not None:

@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -23,9 +23,13 @@ from sparkscore.images import ImageInput, row_tensors, stack_runs
 from sparkscore.loader import Model, warn_untrusted
 from sparkscore.model import read_spec
 from sparkscore.outputs import as_pandas, to_arrow, to_pandas
+from sparkscore.session import task_cpus
+from sparkscore.settings import Settings
 from sparkscore.shipping import ShippedModel, ship_model
 from sparkscore.signature import Signature
 from sparkscore.sparktypes import prediction_types
+from sparkscore.threads import budget_for
+from sparkscore.worker import WORKER
 
 if TYPE_CHECKING:
     from pyspark.sql._typing import UserDefinedFunctionLike
@@ -44,6 +48,7 @@ def spark_udf(
     params: Mapping[str, Any] | None = None,
     env_cache: str | None = None,
     trust_model: bool = False,
+    threads: int | Literal["auto", "off"] = "auto",
     **mlflow_options: Any,
 ) -> Callable[..., Column]:
     """A Spark function that scores the model, typed by its signature.
@@ -65,7 +70,8 @@ def spark_udf(
     "virtualenv" or "uv" builds the model's own environment from its pins (cached in
     `env_cache`), ships it to the executors and predicts in a process running in it.
     `trust_model=True` says the model is trusted: loading a pickled model runs code from it,
-    which is otherwise said once, in a warning.
+    which is otherwise said once, in a warning. `threads` is each Python worker's native thread
+    budget, as the job's `threads` setting: `auto`, the cores Spark gives each task.
 
     Examples
     --------
@@ -87,7 +93,9 @@ def spark_udf(
     if env_manager != "local":
         built = ensure_environment(read_environment(spec), env_manager, env_cache)
     shipped = ship_model(spark, path, environment=built, spec=spec)
-    return _caller(_Scoring.of(spec.signature, shipped, checked_params, pa_type), return_type)
+    budget = budget_for(Settings(threads=threads).threads, task_cpus(spark))
+    scoring = _Scoring.of(spec.signature, shipped, checked_params, pa_type, budget)
+    return _caller(scoring, return_type)
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,7 @@ class _Scoring:
     names: tuple[str, ...]  # the signature's columns (unnamed ones too: "0", "1", ...)
     named: tuple[str, ...]  # the same, when the signature names them
     optional: tuple[str, ...]
+    threads: int | None  # each worker's native thread budget (sparkscore.threads)
 
     @classmethod
     def of(
@@ -108,28 +117,34 @@ class _Scoring:
         shipped: ShippedModel,
         params: dict[str, Any] | None,
         pa_type: pa.DataType,
+        threads: int | None,
     ) -> _Scoring:
         schema = signature.inputs if signature else None
         if schema is None or schema.is_tensor:
-            return cls(shipped, params, pa_type, (), (), ())
+            return cls(shipped, params, pa_type, (), (), (), threads)
         names = tuple(schema.names())
         if not schema.has_names:
-            return cls(shipped, params, pa_type, names, (), ())
+            return cls(shipped, params, pa_type, names, (), (), threads)
         required = set(schema.required_names())
-        return cls(
-            shipped, params, pa_type, names, names, tuple(n for n in names if n not in required)
-        )
+        optional = tuple(n for n in names if n not in required)
+        return cls(shipped, params, pa_type, names, names, optional, threads)
+
+    def _model(self) -> Model:
+        """The shipped model, loaded once per worker and held to the thread budget."""
+        model = self.shipped.load()
+        WORKER.hold_threads(model, self.shipped.sha256, self.threads)
+        return model
 
     def given(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         """Called with columns: those, matched to the signature."""
-        model = self.shipped.load()
+        model = self._model()
         for batch in batches:
             frame = _as_model_input(batch, list(self.names) or None)
             yield _score(model, frame, self.params, self.pa_type)
 
     def every(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         """Called with no columns: the signature's columns that the DataFrame has."""
-        model = self.shipped.load()
+        model = self._model()
         for batch in batches:
             frame = _unwrapped(batch)
             _say_left_out([n for n in self.optional if n not in frame.columns])

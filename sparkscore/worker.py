@@ -3,8 +3,9 @@
 A Spark task is short, a worker process lives for many (spark.python.worker.reuse), and loading
 a model costs seconds: each worker loads the model once and keeps it. `WORKER`, the only
 instance, holds all of it: the models loaded in this process, the models served by a child
-process in their own environment (sparkscore.modelprocess), and how many times each model was
-loaded here, which each mini-batch's manifest reports (`model_loads`). No other module of
+process in their own environment (sparkscore.modelprocess), how many times each model was
+loaded here, which each mini-batch's manifest reports (`model_loads`), and the thread budget
+each was held to (sparkscore.threads). No other module of
 sparkscore keeps state for a worker; the driver uses none of this.
 
 A fresh load also freezes what the worker holds then (its modules, the model) out of Python's
@@ -25,6 +26,7 @@ import threading
 from sparkscore.loader import Model, load_model, load_parsed
 from sparkscore.model import ModelSpec, read_spec
 from sparkscore.modelprocess import ModelProcess, RemoteImpl
+from sparkscore.threads import apply_budget, pool_threads
 
 __all__ = ["WORKER", "WorkerState"]
 
@@ -37,6 +39,7 @@ class WorkerState:
         self.loads: dict[str, int] = {}
         self._models: dict[str, Model] = {}
         self._served: dict[tuple[str, str], Model] = {}
+        self._budgets: dict[str, int] = {}  # model key -> the thread budget applied to it
         self._lock = threading.Lock()
 
     def load_cached(
@@ -83,6 +86,14 @@ class WorkerState:
             self._served[(key, site_packages)] = model
             self._loaded(key)
         return model
+
+    def hold_threads(self, model: Model, key: str, threads: int | None) -> int | None:
+        """Hold this process and `model` to `threads` native threads (sparkscore.threads), once
+        per model and budget; the most threads a native pool here may now start."""
+        if threads is not None and self._budgets.get(key) != threads:
+            apply_budget(model.impl, threads)
+            self._budgets[key] = threads
+        return pool_threads()
 
     def _loaded(self, key: str) -> None:
         self.loads[key] = self.loads.get(key, 0) + 1

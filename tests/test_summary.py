@@ -148,6 +148,7 @@ def test_summary_run_record_writes_each_key_once_in_its_order():
         "error_records",
         "model_loads",
         "python_workers",
+        "threads",
         "spark_version",
         "python_version",
         "environment",
