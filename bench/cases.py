@@ -172,15 +172,18 @@ def predictions_check(folder: Path) -> tuple[int, float]:
 def limit(model: Path, seconds: float, log: Callable[..., None] = print) -> dict[str, Any]:
     """Best single-thread rows/s of the raw scikit-learn model over batches of 10k/50k/200k rows.
 
-    The estimator is loaded with mlflow.sklearn.load_model, every `n_jobs` set to 1 and BLAS /
-    OpenMP pinned to one thread (threadpoolctl); the 200,000 rows are an in-memory pandas frame,
+    The estimator is loaded with mlflow.sklearn.load_model (mlflow.lightgbm's for LightGBM),
+    every `n_jobs` set to 1 and BLAS / OpenMP pinned to one thread (threadpoolctl); the 200,000
+    rows are an in-memory pandas frame,
     sliced into contiguous batches before timing. Per batch size: passes over all rows, repeated
     for at least `seconds` (and 3 passes), median pass rate.
     """
+    import mlflow.lightgbm
     import mlflow.sklearn
     from threadpoolctl import threadpool_limits
 
-    estimator = mlflow.sklearn.load_model(str(model))
+    flavor = mlflow.lightgbm if "lightgbm:" in (model / "MLmodel").read_text() else mlflow.sklearn
+    estimator = flavor.load_model(str(model))
     jobs = {k: 1 for k in estimator.get_params() if k == "n_jobs" or k.endswith("__n_jobs")}
     if jobs:
         estimator.set_params(**jobs)
@@ -211,12 +214,24 @@ def limit(model: Path, seconds: float, log: Callable[..., None] = print) -> dict
 # In-process cases (the benchmark process is the Spark driver)
 
 
-def job_case(result: Result, spark: Any, model: Path, ds: Dataset, out: Path, **kw: Any) -> Result:
-    """sparkscore.score(spark, model, input, out, overwrite=True): default settings."""
+def job_case(
+    result: Result,
+    spark: Any,
+    model: Path,
+    ds: Dataset,
+    out: Path,
+    *,
+    threads: Any = "auto",
+    **kw: Any,
+) -> Result:
+    """sparkscore.score(spark, model, input, out, overwrite=True): default settings, but for
+    `threads` where a case compares the thread budget with each library's default."""
     import sparkscore
 
     def once(_peak: PeakRss) -> None:
-        summary = sparkscore.score(spark, str(model), str(ds.path), str(out), overwrite=True)
+        summary = sparkscore.score(
+            spark, str(model), str(ds.path), str(out), overwrite=True, threads=threads
+        )
         _job_summary(result, summary, ds)
 
     measure(result, once, fresh(out), **kw)

@@ -193,12 +193,13 @@ def _write_big_csv(path: Path, spec: Spec) -> int:
 # Models
 
 
-MODELS_VERSION = 1
+MODELS_VERSION = 2
 
 
 def ensure_models(root: Path, log=print) -> dict[str, Path]:
-    """A LogisticRegression ("lr") and a StandardScaler + 100-tree RandomForest pipeline ("rf"),
-    both saved by the real mlflow (skops format), signature inputs x0..x9 double."""
+    """A LogisticRegression ("lr"), a StandardScaler + 100-tree RandomForest pipeline ("rf"),
+    both saved by the real mlflow (skops format), and a 200-tree LightGBM classifier ("gbm",
+    saved by mlflow.lightgbm), signature inputs x0..x9 double."""
     import mlflow
     import sklearn
 
@@ -209,7 +210,7 @@ def ensure_models(root: Path, log=print) -> dict[str, Path]:
         "sklearn": sklearn.__version__,
         "mlflow": mlflow.__version__,
     }
-    paths = {"lr": folder / "lr", "rf": folder / "rf"}
+    paths = {"lr": folder / "lr", "rf": folder / "rf", "gbm": folder / "gbm"}
     if (
         marker.exists()
         and json.loads(marker.read_text()) == params
@@ -255,6 +256,12 @@ def ensure_models(root: Path, log=print) -> dict[str, Path]:
         signature=infer_signature(X, rf.predict(X)),
         skops_trusted_types=["sklearn.tree._tree.Tree"],
     )
+    import lightgbm
+    import mlflow.lightgbm
+
+    # lightgbm's defaults but the tree count: one OpenMP thread per core when it predicts.
+    gbm = lightgbm.LGBMClassifier(n_estimators=200, verbose=-1).fit(X, y)
+    mlflow.lightgbm.save_model(gbm, str(paths["gbm"]), signature=infer_signature(X, gbm.predict(X)))
     marker.write_text(json.dumps(params))
     return paths
 

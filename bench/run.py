@@ -56,11 +56,17 @@ from rss import PeakRss  # noqa: E402
 
 OUT = HERE / "out"
 MODELS = ("lr", "rf")
+# Models measured alone as LIMIT: gbm (LightGBM, one OpenMP thread per core by default) is the
+# thread-budget figure's model.
+LIMIT_MODELS = (*MODELS, "gbm")
 FORMATS = {"parquet": "parquet16", "csv": "csv16"}
 KINDS = ("job", "submit", "spark_udf", "pbudf", "loop")
 # session-bare and fixed-10rows take seconds whatever the scale, and figure 7 subtracts one from
 # the other: at least this many timed runs each, so one noisy start does not decide it.
 FIXED_MIN_RUNS = 3
+
+
+OFF = (("threads", "off"),)
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,11 @@ class Case:
     model: str | None = None
     dataset: str | None = None
     single_run: bool = False  # no warm-up, one timed run (the memory cases)
+    settings: tuple[tuple[str, Any], ...] = ()  # the job's settings beyond the defaults
 
 
 def all_cases(memory: bool) -> list[Case]:
-    out = [Case(f"limit-{m}", "limit", m) for m in MODELS]
+    out = [Case(f"limit-{m}", "limit", m) for m in LIMIT_MODELS]
     out.append(Case("session-bare", "bare"))
     for m in MODELS:
         for fmt, ds in FORMATS.items():
@@ -85,6 +92,11 @@ def all_cases(memory: bool) -> list[Case]:
         Case("small-20files", "job", "lr", "small20"),
         Case("small-20000files-read", "read", None, "small20000"),
         Case("fixed-10rows", "fixed", "lr", "tiny"),
+        # The thread budget (figure 8): each worker held to its task's cores, the default,
+        # against each library's own default (threads: off), on a model that starts threads.
+        Case("gbm-parquet-job", "job", "gbm", "parquet16"),
+        Case("gbm-parquet-job-threads_off", "job", "gbm", "parquet16", settings=OFF),
+        Case("rf-parquet-job-threads_off", "job", "rf", "parquet16", settings=OFF),
     ]
     if memory:
         # Through spark-submit: a new JVM and new Python workers, so the worker peak is this
@@ -110,7 +122,7 @@ def select(cases_: list[Case], only: str | None) -> list[Case]:
     # What the selected cases need: LIMIT for the RF job figure, the bare session for spark-submit.
     if any(c.id in chosen and c.kind == "submit" for c in cases_):
         chosen.add("session-bare")  # fixed-10rows measures its own bare starts, in pairs
-    for m in MODELS:
+    for m in LIMIT_MODELS:
         if any(c.id in chosen and c.kind == "job" and c.id.startswith(f"{m}-") for c in cases_):
             chosen.add(f"limit-{m}")
     return [c for c in cases_ if c.id in chosen]
@@ -302,7 +314,7 @@ def main(argv: list[str]) -> int:
         r = Result(c.id, rows=ds.rows)
         try:
             if c.kind == "job":
-                cases.job_case(r, spark, model, ds, out, **kw)
+                cases.job_case(r, spark, model, ds, out, **dict(c.settings), **kw)
             elif c.kind == "spark_udf":
                 cases.spark_udf_case(r, spark, model, ds, out, **kw)
             elif c.kind == "pbudf":
@@ -622,6 +634,47 @@ def figures(
                 None,
             )
         )
+    figs += thread_figures(ok, limits, rate, ratio, verdict)
+    return figs
+
+
+def thread_figures(ok, limits, rate, ratio, verdict) -> list[Figure]:
+    """Figure 8: the thread budget, on LightGBM (threads of its own) and the RF (none)."""
+    cores = os.cpu_count() or 1
+    lim = limits.get("gbm")
+    base = (
+        f"{cores} cores x LIMIT {lim['rate']:,.0f} = {cores * lim['rate']:,.0f} rows/s"
+        if lim
+        else "LIMIT not run"
+    )
+    figs = []
+    for case, target in (("gbm-parquet-job", 0.9), ("gbm-parquet-job-threads_off", None)):
+        value = ok[case].rate / (cores * lim["rate"]) if case in ok and lim else None
+        figs.append(
+            Figure(
+                8,
+                f"threads: LightGBM job ({'budget' if target else 'threads: off'}) "
+                "/ (cores x LIMIT)",
+                rate(case),
+                base,
+                value,
+                f">= {target:g}" if target else "(today's default, for comparison)",
+                verdict(value, lambda v, t=target: v >= t) if target else None,
+                bound=target is None,
+            )
+        )
+    v = ratio("rf-parquet-job", "rf-parquet-job-threads_off")
+    figs.append(
+        Figure(
+            8,
+            "threads: RF job with the budget / with threads: off",
+            rate("rf-parquet-job"),
+            rate("rf-parquet-job-threads_off"),
+            v,
+            ">= 0.97 (no worse)",
+            verdict(v, lambda x: x >= 0.97),
+        )
+    )
     return figs
 
 

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.functions import pandas_udf
 
+from sparkscore.batching import full
 from sparkscore.enforcement import enforce
 from sparkscore.envbuild import ensure_environment
 from sparkscore.environment import read_environment
@@ -49,6 +50,7 @@ def spark_udf(
     env_cache: str | None = None,
     trust_model: bool = False,
     threads: int | Literal["auto", "off"] = "auto",
+    batch_rows: int | Literal["auto"] = "auto",
     **mlflow_options: Any,
 ) -> Callable[..., Column]:
     """A Spark function that scores the model, typed by its signature.
@@ -72,6 +74,10 @@ def spark_udf(
     `trust_model=True` says the model is trusted: loading a pickled model runs code from it,
     which is otherwise said once, in a warning. `threads` is each Python worker's native thread
     budget, as the job's `threads` setting: `auto`, the cores Spark gives each task.
+    `batch_rows` is the job's setting too: Spark hands the UDF Arrow batches of 10,000 rows
+    (`spark.sql.execution.arrow.maxRecordsPerBatch`), gathered here into one `predict` call of
+    `batch_rows` rows (`auto`: about 32 MiB of input, at most 200,000 rows), so that predict's
+    cost per call is paid as rarely as in the job.
 
     Examples
     --------
@@ -93,8 +99,15 @@ def spark_udf(
     if env_manager != "local":
         built = ensure_environment(read_environment(spec), env_manager, env_cache)
     shipped = ship_model(spark, path, environment=built, spec=spec)
-    budget = budget_for(Settings(threads=threads).threads, task_cpus(spark))
-    scoring = _Scoring.of(spec.signature, shipped, checked_params, pa_type, budget)
+    checked = Settings(threads=threads, batch_rows=batch_rows)
+    scoring = _Scoring.of(
+        spec.signature,
+        shipped,
+        checked_params,
+        pa_type,
+        budget_for(checked.threads, task_cpus(spark)),
+        None if checked.batch_rows == "auto" else checked.batch_rows,
+    )
     return _caller(scoring, return_type)
 
 
@@ -109,6 +122,7 @@ class _Scoring:
     named: tuple[str, ...]  # the same, when the signature names them
     optional: tuple[str, ...]
     threads: int | None  # each worker's native thread budget (sparkscore.threads)
+    batch_rows: int | None  # rows per predict call; None: about BATCH_BYTES of input
 
     @classmethod
     def of(
@@ -118,16 +132,17 @@ class _Scoring:
         params: dict[str, Any] | None,
         pa_type: pa.DataType,
         threads: int | None,
+        batch_rows: int | None,
     ) -> _Scoring:
         schema = signature.inputs if signature else None
         if schema is None or schema.is_tensor:
-            return cls(shipped, params, pa_type, (), (), (), threads)
+            return cls(shipped, params, pa_type, (), (), (), threads, batch_rows)
         names = tuple(schema.names())
         if not schema.has_names:
-            return cls(shipped, params, pa_type, names, (), (), threads)
+            return cls(shipped, params, pa_type, names, (), (), threads, batch_rows)
         required = set(schema.required_names())
         optional = tuple(n for n in names if n not in required)
-        return cls(shipped, params, pa_type, names, names, optional, threads)
+        return cls(shipped, params, pa_type, names, names, optional, threads, batch_rows)
 
     def _model(self) -> Model:
         """The shipped model, loaded once per worker and held to the thread budget."""
@@ -138,18 +153,44 @@ class _Scoring:
     def given(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         """Called with columns: those, matched to the signature."""
         model = self._model()
-        for batch in batches:
-            frame = _as_model_input(batch, list(self.names) or None)
+        names = list(self.names) or None
+        frames = (_as_model_input(batch, names) for batch in batches)
+        for frame in _gathered(frames, self.batch_rows):
             yield _score(model, frame, self.params, self.pa_type)
 
     def every(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         """Called with no columns: the signature's columns that the DataFrame has."""
         model = self._model()
-        for batch in batches:
-            frame = _unwrapped(batch)
-            _say_left_out([n for n in self.optional if n not in frame.columns])
-            frame = frame[[n for n in self.named if n in frame.columns]]
-            yield _score(model, frame.reset_index(drop=True), self.params, self.pa_type)
+        for frame in _gathered(map(self._present, batches), self.batch_rows):
+            yield _score(model, frame, self.params, self.pa_type)
+
+    def _present(self, batch: pd.DataFrame) -> pd.DataFrame:
+        frame = _unwrapped(batch)
+        _say_left_out([n for n in self.optional if n not in frame.columns])
+        return frame[[n for n in self.named if n in frame.columns]].reset_index(drop=True)
+
+
+def _gathered(frames: Iterator[pd.DataFrame], batch_rows: int | None) -> Iterator[pd.DataFrame]:
+    """Spark's Arrow batches gathered into predict calls of the job's size.
+
+    Spark pairs the UDF's output with its input row by row, not batch by batch, so one
+    prediction series may answer several input batches; it only must not run ahead of them.
+    """
+    waiting: list[pd.DataFrame] = []
+    rows = nbytes = 0
+    for frame in frames:
+        waiting.append(frame)
+        rows += len(frame)
+        nbytes += int(frame.memory_usage(index=False, deep=False).sum())
+        if full(rows, nbytes, batch_rows):
+            yield _joined(waiting)
+            waiting, rows, nbytes = [], 0, 0
+    if waiting:
+        yield _joined(waiting)
+
+
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def _caller(scoring: _Scoring, return_type: T.DataType) -> Callable[..., Column]:
@@ -195,7 +236,16 @@ def _refuse(mlflow_options: Mapping[str, Any]) -> None:
         )
 
 
-_OPTIONS = ("model_uri", "result_type", "env_manager", "params", "env_cache", "trust_model")
+_OPTIONS = (
+    "model_uri",
+    "result_type",
+    "env_manager",
+    "params",
+    "env_cache",
+    "trust_model",
+    "threads",
+    "batch_rows",
+)
 _NO_NAMES = (
     "this model's signature names no input columns; pass the columns to score, "
     "e.g. predict('a', 'b')."

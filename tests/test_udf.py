@@ -194,3 +194,60 @@ def test_udf_corrupt_image_names_the_column(spark, zoo, tmp_path):
         "ReadError: column 'content': a value is not a readable image: Pillow recognizes no "
         "image format in it." in str(err.value)
     )
+
+
+def call_size_model(where):
+    """A hand-written flavor whose prediction is the number of rows its predict call got."""
+    import textwrap
+
+    path = where / "call_size_model"
+    (path / "code").mkdir(parents=True)
+    (path / "code" / "call_size.py").write_text(
+        textwrap.dedent("""
+        import numpy as np
+
+
+        class CallSize:
+            def predict(self, data):
+                return np.full(len(data), len(data), dtype=np.int64)
+
+
+        def _load_pyfunc(path):
+            return CallSize()
+        """)
+    )
+    (path / "MLmodel").write_text(
+        textwrap.dedent("""
+        flavors:
+          python_function:
+            loader_module: call_size
+            code: code
+        signature:
+          inputs: '[{"type": "double", "name": "a"}]'
+          outputs: '[{"type": "long"}]'
+        """)
+    )
+    return path
+
+
+def test_udf_gathers_sparks_arrow_batches_into_predict_calls_of_batch_rows(spark, tmp_path):
+    # Spark hands the UDF 5-row Arrow batches here; predict sees batch_rows rows at a time
+    # (auto: all 100, far under 32 MiB), and every row still gets its own call's answer.
+    model = call_size_model(tmp_path)
+    df = spark.range(100).select(F.col("id").cast("double").alias("a")).coalesce(1)
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "5")
+    try:
+        sizes = {
+            rows: [
+                r.p
+                for r in df.withColumn(
+                    "p", sparkscore.spark_udf(spark, model, batch_rows=rows)("a")
+                )
+                .orderBy("a")
+                .collect()
+            ]
+            for rows in (40, "auto")
+        }
+    finally:
+        spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
+    assert sizes == {40: [40] * 80 + [20] * 20, "auto": [100] * 100}
