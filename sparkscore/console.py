@@ -230,12 +230,13 @@ def _not_from_py4j(record: logging.LogRecord) -> bool:
 def summary_line(result: dict[str, Any]) -> str:
     """The last line of a run that ended: what `_summary.json` says, in one line."""
     unknown = result.get("files_rows_unknown") or 0
-    where = f"{result['output']}/_summary.json"
+    records = result["output"]
+    rows = ""
     table = result.get("table")
     if table:
-        where = (
-            f"{result['output']}/_sparkscore/{result['job_id']}/_summary.json; rows in the "
-            f"{table['format']} tables {table['predictions']['uri']} (version "
+        records = f"{result['output']}/_sparkscore/{result['job_id']}"
+        rows = (
+            f"; rows in the {table['format']} tables {table['predictions']['uri']} (version "
             f"{table['predictions']['version']}) and {table['errors']['uri']}"
         )
     return (
@@ -243,5 +244,6 @@ def summary_line(result: dict[str, Any]) -> str:
         f"files scored, {result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped, {result['duration_s']}s "
-        f"({result['rows_per_s']} rows/s); summary in {where}"
+        f"({result['rows_per_s']} rows/s); summary in {records}/_summary.json, report in "
+        f"{records}/report.html{rows}"
     )
