@@ -213,12 +213,25 @@ def _interrupted_line(sig: signal.Signals, output: str, *, dry_run: bool, staged
 
 def _configure_logging(level: str) -> None:
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     if level != "debug":
         handler.addFilter(_not_from_py4j)
     logging.basicConfig(handlers=[handler])
     log.setLevel(level.upper())
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stdout as it is at each line: while the live progress bar shows, rich has
+    it print above the bar rather than through it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """StreamHandler sets its stream once; this one has none of its own."""
 
 
 def _not_from_py4j(record: logging.LogRecord) -> bool:

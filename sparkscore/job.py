@@ -351,7 +351,7 @@ def _score(
     sc = context_of(spark)
     if sc is not None:
         forward_storage_env(sc)
-    with Progress(sc, len(todo)) as progress:
+    with Progress(sc, len(todo), job.layout, job.committed) as progress:
         task = functools.partial(
             run_batches,
             shipped,
