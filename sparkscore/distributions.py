@@ -18,8 +18,9 @@ their shares, i.e. the share of a file's rows that would have to move to look li
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_CLASSES",
     "Distribution",
     "FileDistribution",
+    "Predictions",
     "of_columns",
     "of_predictions",
 ]
@@ -97,43 +99,49 @@ def of_columns(
     return None, None
 
 
-def of_predictions(
-    dataset: ds.Dataset,
-) -> tuple[Distribution | None, str | None, tuple[FileDistribution, ...]]:
-    """The prediction's distribution over every row of `dataset`, a note when it cannot be
-    drawn, and the DIFFERING_FILES files farthest from it."""
+@dataclass(frozen=True, kw_only=True)
+class Predictions:
+    """The prediction over every row written, the reference's on the same buckets, and the
+    files farthest from the whole run; `note` says why there is nothing to draw."""
+
+    overall: Distribution | None = None
+    reference: Distribution | None = None
+    differing: tuple[FileDistribution, ...] = ()
+    note: str | None = None
+
+
+def of_predictions(dataset: ds.Dataset, reference: ColumnProfile | None = None) -> Predictions:
+    """The prediction's distribution over every row of `dataset` (and the `reference` run's
+    profiled prediction on its buckets), and the DIFFERING_FILES files farthest from it."""
     t = dataset.schema.field("prediction").type
     if pa.types.is_dictionary(t):
         t = t.value_type
     numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
     if not numeric and not (pa.types.is_string(t) or pa.types.is_boolean(t)):
-        return None, f"a prediction of type {t} is not drawn", ()
+        return Predictions(note=f"a prediction of type {t} is not drawn")
     tally = _Tally(integer=pa.types.is_integer(t), numeric=numeric)
     for batch in dataset.to_batches(columns=["file_name", "prediction"]):
         tally.add(batch.column(0), batch.column(1))
-    if not tally.files:
-        return None, "no predictions were written", ()
-    per_file = tally.distributions()
-    overall = Distribution(
-        kind=per_file[0][1].kind,
-        counts=tuple(np.sum([d.counts for _, d in per_file], axis=0).tolist()),
-        edges=per_file[0][1].edges,
-        labels=per_file[0][1].labels,
-    )
-    if len(per_file) < 2:
-        return overall, None, ()
+    per_file, theirs = tally.distributions(reference)
+    if not per_file:
+        return Predictions(note=tally.empty_note())
+    first = per_file[0][1]
+    overall = replace(first, counts=tuple(np.sum([d.counts for _, d in per_file], axis=0).tolist()))
     share = overall.shares()
     ranked = [
         FileDistribution(
             file_name=name,
-            rows=int(d.rows),
+            rows=tally.rows[name],
             distance=round(float(np.abs(d.shares() - share).sum() / 2), 4),
             distribution=d,
         )
         for name, d in per_file
     ]
     ranked.sort(key=lambda f: (-f.distance, f.file_name))
-    return overall, None, tuple(f for f in ranked[:DIFFERING_FILES] if f.distance > 0)
+    differing = tuple(f for f in ranked[:DIFFERING_FILES] if f.distance > 0)
+    return Predictions(
+        overall=overall, reference=theirs, differing=differing if len(ranked) > 1 else ()
+    )
 
 
 @dataclass
@@ -148,6 +156,7 @@ class _Tally:
     values: dict[str, dict[str, int]] | None = field(default_factory=dict)
     seen: set[str] = field(default_factory=set)
     files: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # predictions written, nulls too
 
     def add(self, names: pa.Array, predictions: pa.Array) -> None:
         encoded = pc.dictionary_encode(names)
@@ -157,6 +166,8 @@ class _Tally:
             if name not in self.bins:
                 self.files.append(name)
                 self.bins[name] = {}
+                self.rows[name] = 0
+            self.rows[name] += len(picked)
             if self.numeric:
                 self._add_numbers(name, picked)
             if self.values is not None and (self.integer or not self.numeric):
@@ -183,23 +194,76 @@ class _Tally:
         if len(self.seen) > (MAX_CLASSES if self.integer else MAX_LABELS):
             self.values = None  # too many to be classes: numbers are binned, strings not drawn
 
-    def distributions(self) -> list[tuple[str, Distribution]]:
+    def empty_note(self) -> str:
+        if not self.files:
+            return "no predictions were written"
+        if not self.numeric:
+            return f"more than {MAX_LABELS} distinct predictions: too many to draw as classes"
+        return "no prediction has a finite value"
+
+    def distributions(
+        self, reference: ColumnProfile | None
+    ) -> tuple[list[tuple[str, Distribution]], Distribution | None]:
+        """Each file's predictions on the same buckets, and the reference's on them too."""
         if self.values is not None and (self.integer or not self.numeric):
-            tops = [self.values.get(n, {}) for n in self.files]
-            labels = _top_labels(tops)
-            if self.integer:
-                labels = tuple(sorted(labels, key=int))
-            other = any(_rest(top, labels, 0) for top in tops)
-            return [
-                (n, _classes(top, labels, 0, with_other=other)) for n, top in zip(self.files, tops)
-            ]
+            return self._classes(reference)
         if not self.numeric or not self.low:
-            return []
-        edges = _edges(min(self.low.values()), max(self.high.values()))
-        return [
+            return [], None
+        sides = [(min(self.low.values()), max(self.high.values()))]
+        if reference is not None and reference.kind == "numeric" and reference.finite:
+            sides.append((reference.minimum or 0.0, reference.maximum or 0.0))
+        else:
+            reference = None
+        edges = _edges(min(lo for lo, _ in sides), max(hi for _, hi in sides))
+        per_file = [
             (n, _numeric(self.bins[n], edges, self.low.get(n, 0.0), self.high.get(n, 0.0)))
             for n in self.files
         ]
+        theirs = None
+        if reference is not None:
+            theirs = _numeric(reference.bins, edges, *sides[1])
+        return per_file, theirs
+
+    def _classes(
+        self, reference: ColumnProfile | None
+    ) -> tuple[list[tuple[str, Distribution]], Distribution | None]:
+        assert self.values is not None
+        tops = [self.values.get(n, {}) for n in self.files]
+        their_top, their_other = _reference_classes(reference, integer=self.integer)
+        labels = _top_labels([*tops, their_top] if their_top is not None else tops)
+        if self.integer:
+            labels = tuple(sorted(labels, key=int))
+        other = any(_rest(top, labels, 0) for top in tops) or (
+            their_top is not None and bool(_rest(their_top, labels, their_other))
+        )
+        per_file = [
+            (n, _classes(top, labels, 0, with_other=other)) for n, top in zip(self.files, tops)
+        ]
+        if their_top is None:
+            return per_file, None
+        return per_file, _classes(their_top, labels, their_other, with_other=other)
+
+
+def _reference_classes(
+    reference: ColumnProfile | None, *, integer: bool
+) -> tuple[dict[str, int] | None, int]:
+    """The reference's prediction as class counts: its top values, or (integer classes, which a
+    profile holds as numbers) the rows of each grid bin that holds one integer only."""
+    if reference is None or not reference.valued:
+        return None, 0
+    if reference.kind == "categorical" and not integer:
+        return dict(reference.top), reference.other
+    if reference.kind != "numeric" or not integer:
+        return None, 0
+    top: dict[str, int] = {}
+    for key, n in reference.bins.items():
+        lo, hi = bin_edges(key)  # [lo, hi), or (lo, hi] for a negative key
+        value = math.ceil(lo) if key >= 0 else math.floor(hi)
+        alone = lo <= value < hi < value + 1 if key >= 0 else value - 1 <= lo < value <= hi
+        if not alone:  # a bin of two integers, or of none
+            return None, 0
+        top[str(value)] = n
+    return top, 0
 
 
 def _edges(low: float, high: float) -> np.ndarray:

@@ -91,7 +91,7 @@ def text_lines(facts: RunFacts) -> list[str]:
     ]
     if facts.duration_s is not None:
         lines.append(f"duration: {facts.duration_s}s ({facts.rows_per_s} rows/s)")
-    lines.append(f"errors: {c.error_records} records" if facts.errors else "errors: none")
+    lines.append(f"errors: {_n(c.error_records, 'record')}" if facts.errors else "errors: none")
     for g in facts.errors:
         top = ", ".join(f"{name} ({n})" for name, n in g.top_files)
         more = f" and {g.files - len(g.top_files)} more" if g.files > len(g.top_files) else ""
@@ -182,13 +182,16 @@ def _throughput(facts: RunFacts) -> list[str]:
 
 def _prediction(facts: RunFacts) -> list[str]:
     out = ["<h2>The prediction</h2>"]
-    if facts.prediction is None:
-        return [*out, f"<p class=note>{_e(facts.prediction_note or 'no predictions')}.</p>"]
-    overall = facts.prediction
+    prediction = facts.prediction
+    overall = prediction.overall
+    if overall is None:
+        return [*out, f"<p class=note>{_e(prediction.note or 'no predictions')}.</p>"]
 
     def figures() -> list[str]:
-        drawn = [_figure(f"prediction: all {overall.rows:,.0f} rows", overall)]
-        for f in facts.differing:
+        drawn = [
+            _figure(f"prediction: all {overall.rows:,.0f} rows", overall, prediction.reference)
+        ]
+        for f in prediction.differing:
             drawn.append(
                 _figure(
                     f"prediction in {f.file_name} ({f.rows:,} rows, distance {f.distance:.2f})",
@@ -199,14 +202,15 @@ def _prediction(facts: RunFacts) -> list[str]:
             )
         return drawn
 
-    note = (
-        (
-            "<p class=note>Beside all rows: the files whose predictions differ most from the "
-            "whole run's (total variation distance).</p>"
+    notes = []
+    if prediction.reference is not None:
+        notes.append("All rows against the reference's profiled rows.")
+    if prediction.differing:
+        notes.append(
+            "Beside them: the files whose predictions differ most from the whole "
+            "run's (total variation distance)."
         )
-        if facts.differing
-        else ""
-    )
+    note = f"<p class=note>{' '.join(notes)}</p>" if notes else ""
     return [*out, note, _charts(figures)]
 
 

@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
 from sparkscore import distributions
-from sparkscore.distributions import Distribution, FileDistribution
+from sparkscore.distributions import Distribution, Predictions
 from sparkscore.drift import read_reference
 from sparkscore.errors import NoRunError, ReferenceProfileError
 from sparkscore.layout import RUNS_FOLDER, OutputLayout, table_run, table_runs
@@ -106,9 +106,7 @@ class RunFacts:
     errors: tuple[ErrorGroup, ...]
     commits: tuple[tuple[float, int], ...]  # (seconds since the start, rows) per mini-batch
     mini_batches: int | None  # planned
-    prediction: Distribution | None
-    prediction_note: str | None  # why there is no prediction chart
-    differing: tuple[FileDistribution, ...]  # the files whose predictions differ most
+    prediction: Predictions  # overall, the reference's, the files that differ most
     profiled: bool
     reference: str | None
     reference_note: str | None  # why the reference could not be read
@@ -135,11 +133,11 @@ def gather_at(fs: pafs.FileSystem, layout: OutputLayout, *, output: str) -> RunF
     if summary is None and not manifests and not _exists(fs, f"{layout.root}/_run.json"):
         raise NoRunError(path=output)
     started = _started(fs, layout, summary, manifests)
-    prediction, note, differing = _predictions(fs, layout, summary)
     profile_doc = _read_optional(fs, layout.profile)
     drift = (summary or {}).get("drift") or {}
     reference_uri = ((summary or {}).get("settings") or {}).get("reference")
     reference, reference_note = _reference(reference_uri)
+    prediction = _predictions(fs, layout, summary, reference)
     profile = None if profile_doc is None else Profile.from_json(profile_doc)
     return RunFacts(
         output=output,
@@ -157,8 +155,6 @@ def gather_at(fs: pafs.FileSystem, layout: OutputLayout, *, output: str) -> RunF
         ),
         mini_batches=((summary or {}).get("input") or {}).get("mini_batches"),
         prediction=prediction,
-        prediction_note=note,
-        differing=differing,
         profiled=profile is not None,
         reference=reference_uri,
         reference_note=reference_note,
@@ -272,12 +268,16 @@ def _errors(fs: pafs.FileSystem, layout: OutputLayout) -> tuple[ErrorGroup, ...]
 
 
 def _predictions(
-    fs: pafs.FileSystem, layout: OutputLayout, summary: Mapping[str, Any] | None
-) -> tuple[Distribution | None, str | None, tuple[FileDistribution, ...]]:
-    """The prediction's distribution over every row written, and the files that differ most."""
+    fs: pafs.FileSystem,
+    layout: OutputLayout,
+    summary: Mapping[str, Any] | None,
+    reference: Profile | None,
+) -> Predictions:
+    """The prediction's distribution over every row written (and the reference's), and the
+    files that differ most."""
     settings = (summary or {}).get("settings") or {}
     if settings.get("output_action") == "summary_only":
-        return None, "no predictions were written (output_action: summary_only)", ()
+        return Predictions(note="no predictions were written (output_action: summary_only)")
     if settings.get("output_format") == "csv":
         name = settings.get("output_file_name") or "predictions.csv"
         path, fmt = f"{layout.root}/{name}", "csv"
@@ -286,9 +286,11 @@ def _predictions(
         path, fmt = layout.predictions, "parquet"
         present = fs.get_file_info(path).type == pafs.FileType.Directory
     if not present:
-        return None, "no predictions were written", ()
+        return Predictions(note="no predictions were written")
     dataset = ds.dataset(path, filesystem=fs, format=fmt)
-    return distributions.of_predictions(dataset)
+    return distributions.of_predictions(
+        dataset, None if reference is None else reference.prediction
+    )
 
 
 def _reference(uri: str | None) -> tuple[Profile | None, str | None]:

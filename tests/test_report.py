@@ -79,7 +79,7 @@ def test_report_show_prints_status_counts_errors_and_drift(runs):
     ]
     assert re.fullmatch(r"duration: [0-9.]+s \([0-9.]+ rows/s\)", lines[5])
     assert lines[6:] == [
-        "errors: 1 records",
+        "errors: 1 record",
         "  validate SchemaEnforcementError: 1 record in 1 file: bad.csv (1)",
         f"drift against {runs['reference']}: flagged age",
         "  age: PSI 1.867, flagged",
