@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["THIS_RUN", "available", "distribution_svg", "throughput_svg"]
+__all__ = ["available", "distribution_svg", "throughput_svg"]
 
 THIS_RUN, OTHER_SIDE = "#2b6cb0", "#dd6b20"  # this run; the reference or the whole run
 SIZE = (5.6, 2.6)  # inches at 72 dpi: about 400 x 190 px

@@ -75,7 +75,7 @@ class Progress:
         self._started = time.monotonic()
         if self._live:
             self._bar = LiveBar(self.snapshot)
-            self._bar.__enter__()
+            self._bar.start()
         else:
             self._thread.start()
         return self
@@ -89,7 +89,7 @@ class Progress:
         if self._tally is not None:
             self._tally.poll(now=True)  # the last mini-batches, before the last line or bar
         if self._bar is not None:
-            self._bar.__exit__(kind, value, tb)
+            self._bar.stop()
             return
         self._stop.set()
         self._thread.join()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from types import TracebackType
 
 from pyarrow import fs as pafs
 from rich.console import Console
@@ -83,7 +82,7 @@ def render(snapshot: Snapshot) -> Table:
 
 
 class LiveBar:
-    """The bar redrawn in place on stderr while the block runs, from `snapshot` each time; its
+    """The bar redrawn in place on stderr from start to stop, from `snapshot` each time; its
     last state stays on the terminal."""
 
     def __init__(self, snapshot: Callable[[], Snapshot], *, console: Console | None = None) -> None:
@@ -94,16 +93,11 @@ class LiveBar:
             redirect_stderr=False,
         )
 
-    def __enter__(self) -> LiveBar:
+    def start(self) -> None:
         self._live.start()
-        return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
+        """Draw the last state once more, and leave it."""
         self._live.stop()
 
 

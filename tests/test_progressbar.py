@@ -100,7 +100,9 @@ def test_progressbar_live_bar_leaves_its_last_state_on_the_terminal():
             done=state["done"], total=2, rows=10 * state["done"], failed_files=0, elapsed=1.0
         )
 
-    with LiveBar(snapshot, console=console):
-        time.sleep(0.2)
-        state["done"] = 2
+    bar = LiveBar(snapshot, console=console)
+    bar.start()
+    time.sleep(0.2)
+    state["done"] = 2
+    bar.stop()
     assert "2/2 mini-batches · 20 rows · 20 rows/s · ETA 0s · 0 files failed" in out.getvalue()
