@@ -76,7 +76,10 @@ def throughput_svg(title: str, commits: Sequence[tuple[float, int]], planned: in
 def _figure(title: str) -> tuple[Figure, Axes]:
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=SIZE, dpi=72, layout="constrained")
+    # Fixed margins, room for the tick labels and an axis label: a layout engine would draw
+    # each figure twice, and fit it to its text, at twice the cost.
+    figure = Figure(figsize=SIZE, dpi=72)
+    figure.subplots_adjust(left=0.12, right=0.97, top=0.88, bottom=0.2)
     axes = figure.add_subplot()
     axes.set_title(title, fontsize=10, loc="left")
     axes.tick_params(labelsize=8)
