@@ -23,8 +23,11 @@ __all__ = ["USAGE", "main", "parser", "submit"]
 
 USAGE = (
     "usage: sparkscore score --model MODEL --input INPUT --output OUT [options]\n"
-    "       sparkscore plan --model MODEL --input INPUT [--set key=value ...]"
+    "       sparkscore plan --model MODEL --input INPUT [--set key=value ...]\n"
+    "       sparkscore report OUT\n"
+    "       sparkscore show OUT"
 )
+COMMANDS = ("score", "plan", "report", "show")
 
 
 def parser(prog: str, *, with_master: bool, plan: bool = False) -> argparse.ArgumentParser:
@@ -70,13 +73,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "commands:\n"
             "  score   score a model over a folder of files (see sparkscore score -h)\n"
-            "  plan    show the plan and check every file against the signature, scoring nothing"
+            "  plan    show the plan and check every file against the signature, scoring nothing\n"
+            "  report  write OUT/report.html again from a run's output folder\n"
+            "  show    print what a run's output folder says: status, counts, errors, drift"
         )
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    if command not in ("score", "plan"):
-        print(f"error: unknown command {command!r}; the commands are: score, plan", flush=True)
+    if command not in COMMANDS:
+        print(
+            f"error: unknown command {command!r}; the commands are: {', '.join(COMMANDS)}",
+            flush=True,
+        )
         return 2
+    if command in ("report", "show"):
+        return _present(command, rest)
     return _run(
         parser(f"sparkscore {command}", with_master=True, plan=command == "plan").parse_args(rest)
     )
@@ -107,6 +117,32 @@ def _run(args: argparse.Namespace) -> int:
     )
     status: int = console.run(command)
     return status
+
+
+def _present(command: str, argv: list[str]) -> int:
+    """`sparkscore report OUT` and `sparkscore show OUT`: a finished run's output folder,
+    read again (no Spark)."""
+    p = argparse.ArgumentParser(
+        prog=f"sparkscore {command}",
+        description="Write report.html again from a run's output folder."
+        if command == "report"
+        else "Print what a run's output folder says: status, counts, errors, drift.",
+    )
+    p.add_argument("output", metavar="OUT", help="the --output folder of a run")
+    args = p.parse_args(argv)
+    from sparkscore import report
+    from sparkscore.errors import SparkscoreError
+    from sparkscore.runfacts import gather
+
+    try:
+        if command == "report":
+            print(f"report written to {report.rebuild(args.output).report}")
+        else:
+            print("\n".join(report.text_lines(gather(args.output))))
+    except SparkscoreError as e:
+        print(f"error: {e}", flush=True)
+        return 2
+    return 0
 
 
 def _import_console() -> ModuleType | signal.Signals:

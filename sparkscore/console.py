@@ -213,12 +213,25 @@ def _interrupted_line(sig: signal.Signals, output: str, *, dry_run: bool, staged
 
 def _configure_logging(level: str) -> None:
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     if level != "debug":
         handler.addFilter(_not_from_py4j)
     logging.basicConfig(handlers=[handler])
     log.setLevel(level.upper())
+
+
+class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stdout as it is at each line: while the live progress bar shows, rich has
+    it print above the bar rather than through it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """StreamHandler sets its stream once; this one has none of its own."""
 
 
 def _not_from_py4j(record: logging.LogRecord) -> bool:
@@ -230,12 +243,13 @@ def _not_from_py4j(record: logging.LogRecord) -> bool:
 def summary_line(result: dict[str, Any]) -> str:
     """The last line of a run that ended: what `_summary.json` says, in one line."""
     unknown = result.get("files_rows_unknown") or 0
-    where = f"{result['output']}/_summary.json"
+    records = result["output"]
+    rows = ""
     table = result.get("table")
     if table:
-        where = (
-            f"{result['output']}/_sparkscore/{result['job_id']}/_summary.json; rows in the "
-            f"{table['format']} tables {table['predictions']['uri']} (version "
+        records = f"{result['output']}/_sparkscore/{result['job_id']}"
+        rows = (
+            f"; rows in the {table['format']} tables {table['predictions']['uri']} (version "
             f"{table['predictions']['version']}) and {table['errors']['uri']}"
         )
     return (
@@ -243,5 +257,6 @@ def summary_line(result: dict[str, Any]) -> str:
         f"files scored, {result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped, {result['duration_s']}s "
-        f"({result['rows_per_s']} rows/s); summary in {where}"
+        f"({result['rows_per_s']} rows/s); summary in {records}/_summary.json, report in "
+        f"{records}/report.html{rows}"
     )

@@ -509,3 +509,17 @@ class DriftError(SparkscoreError):
             f"{reference}: {', '.join(self.columns)}. The output is written; see the drift "
             "section of _summary.json."
         )
+
+
+class NoRunError(SparkscoreError):
+    """`sparkscore report` or `show` was pointed at a folder that holds no run.
+
+    (A SparkscoreError; listed in the tree above once errors.py is next reorganised.)
+    """
+
+    def __init__(self, *, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path}: no sparkscore run here (no _summary.json, _run.json or _manifest/); give "
+            "the --output folder of a run (or the location of a table output)."
+        )

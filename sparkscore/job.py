@@ -53,6 +53,7 @@ from sparkscore.profile import Profile
 from sparkscore.progress import Progress
 from sparkscore.readers import csv_column_types
 from sparkscore.registry import local_model_dir
+from sparkscore.report import write_report
 from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.resume import RunIdentity, committed_batches, previous_run
 from sparkscore.scoring import ScoringSpec
@@ -288,9 +289,10 @@ def _model_environment(
 def execute(spark: Spark, job: Job) -> dict[str, Any]:
     """Score the mini-batches not yet committed as Spark tasks, then account and summarize.
 
-    Returns the run record as written to `_summary.json`; raises ErrorThresholdExceeded after
-    writing everything when more files failed than `error_threshold` allows, or DriftError when
-    a column drifted from the reference under `fail_on_drift`.
+    Returns the run record as written to `_summary.json` (`report.html` is written beside it);
+    raises ErrorThresholdExceeded after writing everything when more files failed than
+    `error_threshold` allows, or DriftError when a column drifted from the reference under
+    `fail_on_drift`.
     """
     out_fs = job.layout.filesystem()
     todo = [b for b in job.plan.batches if b.index not in job.committed]
@@ -328,6 +330,8 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
         )
         summary = redact_record(replace(record, table=committed).to_json())
     write_json(out_fs, job.layout.summary, summary)
+    records = job.output_uri.rstrip("/") + job.layout.root[len(job.final.root) :]
+    write_report(out_fs, job.layout, output=records if job.final.is_table else job.output_uri)
     if job.layout is not job.final and not job.final.is_table:
         replace_dir(out_fs, job.layout.root, job.final.root)
     if failed:
@@ -352,7 +356,7 @@ def _score(
     sc = context_of(spark)
     if sc is not None:
         forward_storage_env(sc)
-    with Progress(sc, len(todo)) as progress:
+    with Progress(sc, len(todo), job.layout, job.committed) as progress:
         task = functools.partial(
             run_batches,
             shipped,

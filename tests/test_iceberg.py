@@ -77,7 +77,8 @@ def test_iceberg_output_holds_every_row_once_and_its_errors(spark, model, tmp_pa
     written = json.loads((out / "_sparkscore" / job / "_summary.json").read_text())
     assert written == summary
     assert summary_line(summary).endswith(
-        f"summary in {out}/_sparkscore/{job}/_summary.json; rows in the iceberg tables "
+        f"summary in {out}/_sparkscore/{job}/_summary.json, report in "
+        f"{out}/_sparkscore/{job}/report.html; rows in the iceberg tables "
         f"sparkscore.predictions (version {snapshot.snapshot_id}) and "
         "sparkscore.predictions_errors"
     )

@@ -303,6 +303,7 @@ def test_job_csv_output_leaves_no_parquet_or_staging(csv_run):
         "_run.json",
         "_summary.json",
         "predictions.csv",
+        "report.html",
     ]
 
 
@@ -382,6 +383,7 @@ def test_job_summary_only_csv_writes_no_predictions_at_all(spark, zoo, with_unsu
         "_manifest",
         "_run.json",
         "_summary.json",
+        "report.html",
     ]
 
 

@@ -118,7 +118,8 @@ def test_delta_output_holds_every_row_once_and_its_errors(spark, model, tmp_path
     written = json.loads((out / "_sparkscore" / job / "_summary.json").read_text())
     assert written == summary
     assert summary_line(summary).endswith(
-        f"summary in {out}/_sparkscore/{job}/_summary.json; rows in the delta tables {out} "
+        f"summary in {out}/_sparkscore/{job}/_summary.json, report in "
+        f"{out}/_sparkscore/{job}/report.html; rows in the delta tables {out} "
         f"(version 0) and {out}_errors"
     )
     commit = DeltaTable(str(out)).history(1)[0]

@@ -1,7 +1,8 @@
 """`make demo`: show what the job wrote, then the same model as a notebook UDF.
 
-The Makefile first runs the job with spark-submit into out/demo; this prints its summary and
-first predictions, then scores one sample file through `sparkscore.spark_udf`.
+The Makefile first runs the job with spark-submit into out/demo; this prints its summary, its
+first predictions and where its report is, then scores one sample file through
+`sparkscore.spark_udf`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main(out: str = "out/demo") -> None:
     )
     print(f"== {out}/predictions: {table.num_rows} rows, schema {table.schema.to_string()!r} ==")
     print(table.slice(0, 5).to_pandas().to_string(index=False))
+    print(f"== the report: {out}/report.html (open it in a browser; `sparkscore show {out}`) ==")
 
     from pyspark.sql import SparkSession
 
