@@ -33,6 +33,7 @@ Our exception hierarchy:
   * TableSchemaError        - a run's columns do not fit the table it appends to
   * ReferenceProfileError   - the `reference` run's profile cannot be read
   * DriftError              - columns drifted from the reference, with `fail_on_drift: true`
+  * NoRunError              - `sparkscore report`/`show` pointed at a folder with no run
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -57,6 +58,7 @@ __all__ = [
     "ModelFormatError",
     "ModelLoadError",
     "ModelProcessError",
+    "NoRunError",
     "OutputError",
     "ParamError",
     "PassthroughConflictError",
@@ -512,10 +514,7 @@ class DriftError(SparkscoreError):
 
 
 class NoRunError(SparkscoreError):
-    """`sparkscore report` or `show` was pointed at a folder that holds no run.
-
-    (A SparkscoreError; listed in the tree above once errors.py is next reorganised.)
-    """
+    """`sparkscore report` or `show` was pointed at a folder that holds no run."""
 
     def __init__(self, *, path: str) -> None:
         self.path = path

@@ -21,6 +21,7 @@ def test_exported_members_are_pinned():
         "ModelFormatError",
         "ModelLoadError",
         "ModelProcessError",
+        "NoRunError",
         "OutputError",
         "ParamError",
         "PassthroughConflictError",
