@@ -21,6 +21,7 @@ from sparkscore.listing import InputFile, list_input
 
 __all__ = [
     "MAX_TASK_BYTES",
+    "MIN_FILE_BYTES",
     "MIN_IMAGE_BYTES",
     "MIN_TASK_BYTES",
     "TASKS_PER_CORE",
@@ -92,9 +93,12 @@ def group(files: Sequence[InputFile], mini_batch_size: int) -> tuple[MiniBatch, 
 TASKS_PER_CORE = 4
 MIN_TASK_BYTES = 4 << 20
 MAX_TASK_BYTES = 256 << 20
-# An image costs far more to decode and predict than its compressed bytes suggest (a 2 KB PNG
-# becomes a tensor, and a model call), so for balancing it weighs at least this much: a folder of
-# thousands of small images still spreads over every core.
+# Opening, reading and accounting for a file costs a fixed time whatever its size (a 100-row
+# Parquet file costs what reading ~100 KB of a large one does, bench/: small-20000files-read), so
+# for balancing a file weighs at least this much: a folder of thousands of tiny files still
+# spreads over every core. An image costs more again (a 2 KB PNG becomes a tensor, and a model
+# call).
+MIN_FILE_BYTES = 16 << 10
 MIN_IMAGE_BYTES = 64 << 10
 
 
@@ -117,12 +121,13 @@ def balance(fs: FileSystem, files: Sequence[InputFile], parallelism: int) -> tup
     units: list[InputFile] = []
     for f in files:
         units.extend(_slices(fs, f, target) if f.kind == "parquet" and f.size > target else [f])
-    # Each unit goes to the batch its middle byte falls in: equal shares of the bytes, in order.
+    # Each unit goes to the batch its middle byte falls in: equal shares of the bytes, in order
+    # (of the units' weights: a slice of a file weighs at least what a tiny file does).
     batches: dict[int, list[InputFile]] = {}
-    before = 0
+    before, weights = 0, sum(_weight(u) for u in units)
     for unit in units:
         weight = _weight(unit)
-        at = min(count - 1, (before + weight // 2) * count // max(1, total))
+        at = min(count - 1, (before + weight // 2) * count // max(1, weights))
         batches.setdefault(at, []).append(unit)
         before += weight
     return tuple(
@@ -131,8 +136,8 @@ def balance(fs: FileSystem, files: Sequence[InputFile], parallelism: int) -> tup
 
 
 def _weight(file: InputFile) -> int:
-    """Bytes a file counts for when balancing mini-batches (its size; more for a small image)."""
-    return max(file.size, MIN_IMAGE_BYTES) if file.kind == "image" else file.size
+    """Bytes a file counts for when balancing mini-batches: its size, more for a tiny file."""
+    return max(file.size, MIN_IMAGE_BYTES if file.kind == "image" else MIN_FILE_BYTES)
 
 
 def _slices(fs: FileSystem, file: InputFile, target: int) -> list[InputFile]:

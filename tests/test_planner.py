@@ -330,6 +330,7 @@ def test_planner_auto_splits_a_large_parquet_file_at_row_groups_with_exact_first
     write_csv(tmp_path / "small.csv")
     size = (tmp_path / "big.parquet").stat().st_size
     monkeypatch.setattr(planner, "MIN_TASK_BYTES", size // 4)
+    monkeypatch.setattr(planner, "MIN_FILE_BYTES", 0)  # bytes alone, at this small scale
     the_plan = plan(str(tmp_path), parallelism=1)
     slices = [f for b in the_plan.batches for f in b.files if f.name == "big.parquet"]
     assert [f.row_groups for f in slices] == [(0, 1, 2), (3, 4, 5), (6, 7, 8), (9,)]
@@ -520,3 +521,15 @@ def test_planner_keeps_uri_query_options_and_does_not_take_them_for_a_glob() -> 
     assert split_glob(path) == ("s3://bucket/in", "*.csv")
     assert split_query("s3://bucket/in/data?.csv") == ("s3://bucket/in/data?.csv", "")
     assert split_query("/local/a?b=c") == ("/local/a?b=c", "")
+
+
+def test_planner_auto_spreads_a_folder_of_tiny_files_over_every_core(tmp_path: Path) -> None:
+    # 400 files of 14 bytes: 5.6 KB in all, one task by bytes alone (one core idle), but each
+    # file costs a fixed time to open and read, so they are shared as if each weighed
+    # MIN_FILE_BYTES (6.4 MB: two tasks of at least MIN_TASK_BYTES).
+    for i in range(400):
+        write_csv(tmp_path / f"f{i:03d}.csv")
+    the_plan = plan(str(tmp_path), parallelism=2)
+    assert [len(b.files) for b in the_plan.batches] == [200, 200]
+    names = [f.name for b in the_plan.batches for f in b.files]
+    assert names == [f"f{i:03d}.csv" for i in range(400)]
