@@ -169,6 +169,63 @@ def predictions_check(folder: Path) -> tuple[int, float]:
 # LIMIT: the model's own single-core predict rate
 
 
+def _estimator(model: Path) -> Any:
+    """The raw model, one thread: every `n_jobs` set to 1 (threadpoolctl limits the pools)."""
+    import mlflow.lightgbm
+    import mlflow.sklearn
+
+    flavor = mlflow.lightgbm if "lightgbm:" in (model / "MLmodel").read_text() else mlflow.sklearn
+    estimator = flavor.load_model(str(model))
+    jobs = {k: 1 for k in estimator.get_params() if k == "n_jobs" or k.endswith("__n_jobs")}
+    if jobs:
+        estimator.set_params(**jobs)
+    return estimator
+
+
+def _predict_share(model: Path, rows: int, batch: int, seed: int, barrier: Any, out: Any) -> None:
+    """One process of parallel_limit: load, wait for the others, predict `rows` in batches."""
+    from threadpoolctl import threadpool_limits
+
+    estimator = _estimator(model)
+    frame = table(seed, rows).to_pandas()[FEATURES]
+    batches = [frame.iloc[i : i + batch].copy() for i in range(0, len(frame), batch)]
+    with threadpool_limits(limits=1):
+        estimator.predict(batches[0])
+        barrier.wait()
+        start = time.time()
+        for b in batches:
+            estimator.predict(b)
+        out.put((start, time.time()))
+
+
+def parallel_limit(
+    model: Path, processes: int, rows: int, batch: int, log: Callable[..., None] = print
+) -> dict[str, Any]:
+    """The predict limit of `processes` plain processes at once, no Spark: each loads the model
+    (one thread) and predicts its share of `rows` in batches of `batch` rows (the job's auto
+    batch), all starting together; rows / (last end - first start). Processes predicting at
+    once slow each other (shared caches, memory bandwidth): cores x one process's LIMIT does not
+    see that, this does."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(processes), ctx.Queue()
+    share = rows // processes
+    procs = [
+        ctx.Process(target=_predict_share, args=(model, share, batch, 7 + i, barrier, out))
+        for i in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    spans = [out.get(timeout=3600) for _ in procs]
+    for proc in procs:
+        proc.join()
+    wall = max(end for _, end in spans) - min(start for start, _ in spans)
+    rate = share * processes / wall
+    log(f"    parallel LIMIT {model.name}: {processes} processes, {rate:,.0f} rows/s", flush=True)
+    return {"rate": rate, "processes": processes, "batch": batch}
+
+
 def limit(model: Path, seconds: float, log: Callable[..., None] = print) -> dict[str, Any]:
     """Best single-thread rows/s of the raw scikit-learn model over batches of 10k/50k/200k rows.
 
@@ -178,15 +235,9 @@ def limit(model: Path, seconds: float, log: Callable[..., None] = print) -> dict
     sliced into contiguous batches before timing. Per batch size: passes over all rows, repeated
     for at least `seconds` (and 3 passes), median pass rate.
     """
-    import mlflow.lightgbm
-    import mlflow.sklearn
     from threadpoolctl import threadpool_limits
 
-    flavor = mlflow.lightgbm if "lightgbm:" in (model / "MLmodel").read_text() else mlflow.sklearn
-    estimator = flavor.load_model(str(model))
-    jobs = {k: 1 for k in estimator.get_params() if k == "n_jobs" or k.endswith("__n_jobs")}
-    if jobs:
-        estimator.set_params(**jobs)
+    estimator = _estimator(model)
     frame = table(7, 200_000).to_pandas()[FEATURES]
     rates: dict[int, float] = {}
     with threadpool_limits(limits=1):
@@ -296,6 +347,38 @@ def _write_with_udf(
     measure(result, once, fresh(out), **kw)
     if not result.error:
         result.check = predictions_check(out)
+    return result
+
+
+def sparkscore_udf_case(
+    result: Result, spark: Any, model: Path, ds: Dataset, out: Path, **kw: Any
+) -> Result:
+    """sparkscore.spark_udf (defaults: batch_rows and threads auto) over spark.read into
+    Spark's `noop` sink: the notebook path, the UDF's own cost with no write."""
+    import sparkscore
+
+    return _noop_with_udf(result, spark, sparkscore.spark_udf(spark, str(model)), ds, **kw)
+
+
+def mlflow_udf_noop_case(
+    result: Result, spark: Any, model: Path, ds: Dataset, out: Path, **kw: Any
+) -> Result:
+    """mlflow.pyfunc.spark_udf(env_manager="local") over spark.read into the `noop` sink."""
+    import mlflow.pyfunc
+
+    udf = mlflow.pyfunc.spark_udf(spark, str(model), env_manager="local")
+    return _noop_with_udf(result, spark, udf, ds, **kw)
+
+
+def _noop_with_udf(result: Result, spark: Any, udf: Any, ds: Dataset, **kw: Any) -> Result:
+    from pyspark.sql import functions as F
+
+    def once(_peak: PeakRss) -> None:
+        df = spark_read(spark, ds)
+        scored = df.withColumn("prediction", udf(*[F.col(c) for c in FEATURES]))
+        scored.select("id", "prediction").write.format("noop").mode("overwrite").save()
+
+    measure(result, once, lambda: None, **kw)
     return result
 
 

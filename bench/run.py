@@ -64,9 +64,12 @@ KINDS = ("job", "submit", "spark_udf", "pbudf", "loop")
 # session-bare and fixed-10rows take seconds whatever the scale, and figure 7 subtracts one from
 # the other: at least this many timed runs each, so one noisy start does not decide it.
 FIXED_MIN_RUNS = 3
+# The parallel predict limit's batch: the job's auto batch on the perf data's ten doubles.
+PLIMIT_BATCH = 200_000
 
 
 OFF = (("threads", "off"),)
+NOTEBOOK = ("udf", "spark_udf_noop")  # sparkscore.spark_udf, mlflow's, into the noop sink
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,11 @@ def all_cases(memory: bool) -> list[Case]:
         Case("gbm-parquet-job", "job", "gbm", "parquet16"),
         Case("gbm-parquet-job-threads_off", "job", "gbm", "parquet16", settings=OFF),
         Case("rf-parquet-job-threads_off", "job", "rf", "parquet16", settings=OFF),
+        # The notebook path (figure 10): each UDF over spark.read into Spark's noop sink.
+        *(Case(f"{m}-parquet-{k}", k, m, "parquet16") for m in MODELS for k in NOTEBOOK),
     ]
+    # The real predict limit (figures 9 and 10): the models in cores plain processes at once.
+    out += [Case(f"plimit-{m}", "plimit", m, "parquet16") for m in MODELS]
     if memory:
         # Through spark-submit: a new JVM and new Python workers, so the worker peak is this
         # input's alone (in our session, workers would hold models cached by earlier cases).
@@ -125,6 +132,9 @@ def select(cases_: list[Case], only: str | None) -> list[Case]:
     for m in LIMIT_MODELS:
         if any(c.id in chosen and c.kind == "job" and c.id.startswith(f"{m}-") for c in cases_):
             chosen.add(f"limit-{m}")
+        wanted = any(c.id in chosen and c.kind in ("job", "udf") and c.model == m for c in cases_)
+        if wanted and m in MODELS:
+            chosen.add(f"plimit-{m}")
     return [c for c in cases_ if c.id in chosen]
 
 
@@ -239,6 +249,16 @@ def main(argv: list[str]) -> int:
             except Exception as e:
                 cases.record_error(Result(c.id), e)
 
+    for c in chosen:
+        if c.kind == "plimit":
+            print(f"[{c.id}]", flush=True)
+            try:
+                limits[c.id] = cases.parallel_limit(
+                    models[c.model], os.cpu_count() or 1, data[c.dataset].rows, PLIMIT_BATCH
+                )
+            except Exception as e:
+                cases.record_error(Result(c.id), e)
+
     # 3. Everything through spark-submit (no session of ours is up yet, so no idle JVM around).
     for c in chosen:
         if c.kind == "bare":
@@ -288,7 +308,9 @@ def main(argv: list[str]) -> int:
             log_result(r)
 
     # 4. In this process's local[*] session: the job, spark_udf, predict_batch_udf, and the loop.
-    inproc = [c for c in chosen if c.kind in ("job", "spark_udf", "pbudf", "loop", "read")]
+    inproc = [
+        c for c in chosen if c.kind in ("job", "spark_udf", "pbudf", "loop", "read", *NOTEBOOK)
+    ]
     spark = None
     if inproc:
         spark, session_starts["in-process"] = start_session()
@@ -319,6 +341,10 @@ def main(argv: list[str]) -> int:
                 cases.spark_udf_case(r, spark, model, ds, out, **kw)
             elif c.kind == "pbudf":
                 cases.pbudf_case(r, spark, model, ds, out, **kw)
+            elif c.kind == "udf":
+                cases.sparkscore_udf_case(r, spark, model, ds, out, **kw)
+            elif c.kind == "spark_udf_noop":
+                cases.mlflow_udf_noop_case(r, spark, model, ds, out, **kw)
             elif c.kind == "read":
                 cases.read_case(r, ds, **kw)
             else:
@@ -635,6 +661,47 @@ def figures(
             )
         )
     figs += thread_figures(ok, limits, rate, ratio, verdict)
+    figs += parallel_figures(ok, limits, rate, ratio, verdict)
+    return figs
+
+
+def parallel_figures(ok, limits, rate, ratio, verdict) -> list[Figure]:
+    """Figures 9 and 10: the jobs and the notebook path against the real predict limit, the
+    model predicting in cores plain processes at once."""
+    figs = []
+    for number, case, target in (
+        (9, "rf-parquet-job", 0.95),
+        (9, "rf-csv-job", 0.9),
+        (10, "rf-parquet-udf", 0.8),
+    ):
+        lim = limits.get("plimit-rf")
+        value = ok[case].rate / lim["rate"] if case in ok and lim else None
+        figs.append(
+            Figure(
+                number,
+                f"{'notebook path' if number == 10 else 'real predict limit'}: {case} "
+                "/ parallel LIMIT",
+                rate(case),
+                f"{lim['processes']} processes: {lim['rate']:,.0f} rows/s (plimit-rf)"
+                if lim
+                else "plimit-rf: not run",
+                value,
+                f">= {target:g}",
+                verdict(value, lambda v, t=target: v >= t),
+            )
+        )
+    v = ratio("lr-parquet-udf", "lr-parquet-spark_udf_noop")
+    figs.append(
+        Figure(
+            10,
+            "notebook path: LR sparkscore.spark_udf / mlflow spark_udf (noop sink)",
+            rate("lr-parquet-udf"),
+            rate("lr-parquet-spark_udf_noop"),
+            v,
+            ">= 4",
+            verdict(v, lambda x: x >= 4),
+        )
+    )
     return figs
 
 
@@ -814,10 +881,14 @@ def report(
     ]
     rows = []
     for key, lim in limits.items():
-        by = ", ".join(f"{s // 1000}k: {r:,.0f}" for s, r in lim["by_batch"].items())
+        if "processes" in lim:
+            note = f"{lim['processes']} plain processes at once, batches of {lim['batch']:,} rows"
+        else:
+            by = ", ".join(f"{s // 1000}k: {r:,.0f}" for s, r in lim["by_batch"].items())
+            note = f"single thread, best batch {lim['batch']:,} rows ({by})"
         rows.append(
             [
-                f"limit-{key}",
+                key if key.startswith("plimit-") else f"limit-{key}",
                 "",
                 fmt_num(lim["rate"]),
                 "",
@@ -827,7 +898,7 @@ def report(
                 "",
                 "",
                 "",
-                f"single thread, best batch {lim['batch']:,} rows ({by})",
+                note,
             ]
         )
     for c in chosen:
