@@ -11,6 +11,7 @@ when an image cannot be decoded or does not fit the model's input tensor.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -33,7 +34,20 @@ from sparkscore.settings import Settings
 from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec
 from sparkscore.storage import resolve
 
-__all__ = ["FileCheck", "check_file", "check_files", "check_image", "preflight", "render"]
+__all__ = [
+    "SHOWN_FILES",
+    "FileCheck",
+    "check_file",
+    "check_files",
+    "check_image",
+    "preflight",
+    "render",
+]
+
+# Past this many files the plan names only the files with something to say: a landing folder of
+# a hundred thousand files would otherwise print a hundred thousand "ok" lines.
+SHOWN_FILES = 50
+_CHECK_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -52,7 +66,12 @@ class FileCheck:
 def check_files(
     fs: pafs.FileSystem, files: Sequence[InputFile], schema: Schema | None
 ) -> list[FileCheck]:
-    return [check_file(fs, f, schema) for f in files]
+    """Each file checked, on threads: a check is a small read that mostly waits on storage
+    (pyarrow releases the GIL), and a landing folder can hold a hundred thousand files."""
+    if len(files) < 2:
+        return [check_file(fs, f, schema) for f in files]
+    with ThreadPoolExecutor(max_workers=_CHECK_THREADS) as pool:
+        return list(pool.map(lambda f: check_file(fs, f, schema), files))
 
 
 def check_file(fs: pafs.FileSystem, file: InputFile, schema: Schema | None) -> FileCheck:
@@ -165,6 +184,12 @@ def _fits(actual: pa.DataType, declared: DataType) -> str:
     return "maybe"
 
 
+def _part(f: InputFile) -> str:
+    if f.row_groups is None:
+        return f.name
+    return f"{f.name} [row groups {f.row_groups[0]}-{f.row_groups[-1]}, from row {f.first_row}]"
+
+
 def _type_label(spec: ColSpec | TensorSpec) -> str:
     """A spec's type as the signature names it (`double`, `array`, `tensor`)."""
     if isinstance(spec, ColSpec) and isinstance(spec.type, DataType):
@@ -173,23 +198,22 @@ def _type_label(spec: ColSpec | TensorSpec) -> str:
 
 
 def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None) -> str:
-    """The plan as a user reads it before running the job."""
+    """The plan as a user reads it before running the job.
+
+    Every file is named up to SHOWN_FILES of them; past that, a mini-batch shows its first and
+    last file and how many, and only the files with something to say are listed.
+    """
     lines = [f"input: {plan.uri} ({len(plan.files)} files, {plan.total_bytes:,} bytes)"]
     if plan.skipped:
         lines.append(f"unsupported files skipped: {', '.join(plan.skipped)}")
     if plan.broken_links:
         lines.append(f"symbolic links to nothing skipped: {', '.join(plan.broken_links)}")
     lines.append(f"mini-batches (Spark tasks): {len(plan.batches)}")
+    many = len(plan.files) > SHOWN_FILES
     for batch in plan.batches:
-        parts = []
-        for f in batch.files:
-            if f.row_groups is not None:
-                parts.append(
-                    f"{f.name} [row groups {f.row_groups[0]}-{f.row_groups[-1]}, "
-                    f"from row {f.first_row}]"
-                )
-            else:
-                parts.append(f.name)
+        parts = [_part(f) for f in batch.files]
+        if many and len(parts) > 2:
+            parts = [parts[0], f"... {parts[-1]} ({len(parts):,} files)"]
         lines.append(f"  {batch.index}: {batch.bytes:,} bytes: {', '.join(parts)}")
     inputs = signature.inputs if signature else None
     if inputs is None:
@@ -203,17 +227,19 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
         )
         lines.append(f"signature inputs: {described}")
     lines.append("files:")
-    for c in checks:
+    said = [c for c in checks if not c.ok or c.notes] if many else list(checks)
+    for c in said:
         verdict = "ok" if c.ok else "WOULD FAIL"
         lines.append(f"  {c.file.name} ({c.file.size:,} bytes): {verdict}")
         lines.extend(f"    - {p}" for p in c.problems)
         lines.extend(f"    - note: {n}" for n in c.notes)
+    if len(said) < len(checks):
+        lines.append(f"  {len(checks) - len(said):,} {'other ' if said else ''}files: ok")
     failing = [c for c in checks if not c.ok]
     if failing:
-        lines.append(
-            f"{len(failing)} of {len(checks)} files would fail: "
-            + "; ".join(f"{c.file.name}: {c.problems[0]}" for c in failing)
-        )
+        named = "; ".join(f"{c.file.name}: {c.problems[0]}" for c in failing[:SHOWN_FILES])
+        more = f"; and {len(failing) - SHOWN_FILES:,} more" if len(failing) > SHOWN_FILES else ""
+        lines.append(f"{len(failing)} of {len(checks)} files would fail: {named}{more}")
     else:
         lines.append(f"all {len(checks)} files satisfy the signature")
     return "\n".join(lines)

@@ -50,6 +50,28 @@ def test_preflight_names_each_file_that_would_fail_and_why(tmp_path):
     ]
 
 
+def test_preflight_of_many_files_names_only_those_with_something_to_say(tmp_path):
+    # Past SHOWN_FILES files a landing folder's plan stays a screenful: each mini-batch by its
+    # first and last file, and only the files that would fail (or have a note).
+    good = pd.read_csv(EXAMPLE / "input" / "visits-2024-01.csv").head(2)
+    (tmp_path / "in").mkdir()
+    for i in range(60):
+        frame = good.drop(columns="bmi") if i == 7 else good
+        frame.to_csv(tmp_path / "in" / f"f{i:02d}.csv", index=False)
+    report, ok = preflight(str(EXAMPLE / "model"), str(tmp_path / "in"), Settings(), parallelism=1)
+    lines = report.splitlines()
+    size = (tmp_path / "in" / "f07.csv").stat().st_size
+    assert not ok
+    assert lines[2].endswith(": f00.csv, ... f59.csv (60 files)")
+    assert lines[4:] == [
+        "files:",
+        f"  f07.csv ({size:,} bytes): WOULD FAIL",
+        "    - missing column 'bmi' (double)",
+        "  59 other files: ok",
+        "1 of 60 files would fail: f07.csv: missing column 'bmi' (double)",
+    ]
+
+
 def test_preflight_command_exits_non_zero_without_starting_spark(tmp_path):
     cli = Path(sys.executable).parent / "sparkscore"
     done = subprocess.run(

@@ -1,0 +1,137 @@
+"""Files on the driver: listing, planning, a full run and a resume over many tiny files.
+
+    python bench/files.py [--counts 10000,100000,1000000] [--run 100000]
+
+For each count, a folder of that many one-row CSV files (the perf data's ten columns, made once
+under bench/data/files/) is planned in a fresh Python process: `planner.plan` with two task
+slots, its seconds and the process's peak RSS (what the driver pays to list and plan).
+`sparkscore plan` (which also reads each file's header against the signature) runs on the
+counts up to --run. On the --run count, `sparkscore score` scores every file (local[2]), then
+`job.prepare` with `resume: true` measures the resume check: listing, planning and reading the
+committed manifests, with no Spark. Targets (issue 22): planning linear in files and under 60 s
+for 1M local files, driver peak RSS under 1 GiB for 1M files, resume's check under 10 s for
+100k committed files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import datasets  # noqa: E402
+
+PLAN = """
+import json, resource, sys, time
+from sparkscore.planner import plan
+t = time.perf_counter()
+p = plan(sys.argv[1], parallelism=2)
+print(json.dumps({"seconds": time.perf_counter() - t, "files": len(p.files),
+                  "batches": len(p.batches),
+                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+RESUME = """
+import json, resource, sys, time
+from sparkscore.job import prepare
+from sparkscore.settings import Settings
+model, folder, out = sys.argv[1:]
+t = time.perf_counter()
+job = prepare(model, folder, out, Settings(resume=True), parallelism=2)
+todo = [b for b in job.plan.batches if b.index not in job.committed]
+print(json.dumps({"seconds": time.perf_counter() - t, "committed": len(job.committed),
+                  "todo": len(todo),
+                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def tiny_files(count: int) -> Path:
+    """`count` one-row CSV files of the perf data's columns, written once."""
+    folder = datasets.DATA / "files" / str(count)
+    done = folder / "_complete"
+    if done.exists():
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    header = ",".join(["id", *datasets.FEATURES]) + "\n"
+    print(f"  writing {count:,} files in {folder} ...", flush=True)
+    for i in range(count):
+        values = ",".join(f"{((i * 7 + j) % 13) / 13:.3f}" for j in range(10))
+        (folder / f"f{i:07d}.csv").write_text(f"{header}{i},{values}\n")
+    done.touch()
+    return folder
+
+
+def child(code: str, *args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def timed(command: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="bench/files.py", description=__doc__.split("\n")[0])
+    p.add_argument("--counts", default="10000,100000,1000000")
+    p.add_argument("--run", type=int, default=100_000, help="the count scored and resumed")
+    args = p.parse_args(argv)
+    counts = [int(c) for c in args.counts.split(",")]
+    model = datasets.ensure_models(datasets.DATA)["lr"]
+    sparkscore = str(Path(sys.executable).parent / "sparkscore")
+    rows = []
+    for count in counts:
+        folder = tiny_files(count)
+        planned = child(PLAN, str(folder))
+        line = (
+            f"plan {count:>9,} files: {planned['seconds']:7.2f} s "
+            f"({planned['seconds'] / count * 1e6:5.1f} us/file), {planned['batches']} "
+            f"mini-batches, peak RSS {planned['rss_mib']:,.0f} MiB"
+        )
+        if count <= args.run:
+            cli = timed([sparkscore, "plan", "--model", str(model), "--input", str(folder)])
+            line += f"; sparkscore plan {cli:.1f} s"
+        print(line, flush=True)
+        rows.append(line)
+    if args.run:
+        folder = tiny_files(args.run)
+        out = HERE / "out" / f"files-{args.run}"
+        shutil.rmtree(out, ignore_errors=True)
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+        t = time.perf_counter()
+        subprocess.run(
+            [sparkscore, "score", "--master", "local[2]", "--model", str(model), "--input",
+             str(folder), "--output", str(out)],
+            check=True, capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        scored = time.perf_counter() - t
+        summary = json.loads((out / "_summary.json").read_text())
+        resumed = child(RESUME, str(model), str(folder), str(out))
+        line = (
+            f"score {args.run:,} files: {scored:.1f} s end to end, {summary['rows_scored']:,} "
+            f"rows, {summary['input']['mini_batches']} mini-batches; resume check "
+            f"{resumed['seconds']:.2f} s ({resumed['committed']} committed, {resumed['todo']} "
+            f"to do), peak RSS {resumed['rss_mib']:,.0f} MiB"
+        )
+        print(line, flush=True)
+        rows.append(line)
+    (HERE / "out").mkdir(exist_ok=True)
+    (HERE / "out" / "files.txt").write_text("\n".join(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
