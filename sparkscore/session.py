@@ -225,7 +225,11 @@ def task_slots(spark: Spark) -> int:
 
 def task_cpus(spark: Spark) -> int:
     """The cores Spark gives each task (`spark.task.cpus`): a worker's thread budget."""
-    configured = spark.conf.get("spark.task.cpus", None)  # type: ignore[union-attr]
+    sc = context_of(spark)
+    if sc is not None:
+        configured = sc.getConf().get("spark.task.cpus", None)
+    else:
+        configured = spark.conf.get("spark.task.cpus", None)  # type: ignore[union-attr]
     return int(configured) if configured else 1
 
 

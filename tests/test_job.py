@@ -913,6 +913,9 @@ def test_console_command_scores_a_file(commands):
     assert code == 0, stdout + stderr
     assert last_line(stdout).startswith("sparkscore: succeeded: 1 of 1 files scored, 5 rows scored")
     assert predictions(out)["row"].tolist() == [0, 1, 2, 3, 4]
+    # The command line's session is a bare SparkContext: the budget is read from it too.
+    summary = json.loads((out / "_summary.json").read_text())
+    assert summary["threads"] == {"budget": 1, "native_pool_max": 1}
 
 
 def test_job_splits_a_large_parquet_file_with_exact_lineage(spark, zoo, tmp_path, monkeypatch):
