@@ -33,6 +33,7 @@ Our exception hierarchy:
   * TableSchemaError        - a run's columns do not fit the table it appends to
   * ReferenceProfileError   - the `reference` run's profile cannot be read
   * DriftError              - columns drifted from the reference, with `fail_on_drift: true`
+  * LedgerModelError        - an incremental output was scored by another model (`rescore`)
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -50,6 +51,7 @@ __all__ = [
     "ErrorThresholdExceeded",
     "ImageShapeError",
     "InputError",
+    "LedgerModelError",
     "MissingColumnError",
     "MissingDependencyError",
     "MissingPassthroughError",
@@ -508,4 +510,17 @@ class DriftError(SparkscoreError):
             f"fail_on_drift: {len(self.columns)} column(s) drifted from the reference "
             f"{reference}: {', '.join(self.columns)}. The output is written; see the drift "
             "section of _summary.json."
+        )
+
+
+class LedgerModelError(SparkscoreError):
+    """An incremental run's model is not the one its output's ledger says scored the files."""
+
+    def __init__(self, *, output: str, ledger_sha256: str, model_sha256: str) -> None:
+        self.output, self.ledger_sha256, self.model_sha256 = output, ledger_sha256, model_sha256
+        super().__init__(
+            f"{output}: its ledger says its files were scored by the model with sha256 "
+            f"{ledger_sha256}, but this model's sha256 is {model_sha256}; nothing was scored. "
+            "Score with that model, or set rescore: true to score every file again with this "
+            "one (its rows then supersede the earlier ones)."
         )
