@@ -330,25 +330,12 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
     _finish_output(out_fs, job, rescored=bool(todo))
     drift = drifts.check(out_fs, job.layout, manifests, job.settings, job.reference)
     failed = _threshold_error(job, manifests) or _drift_error(job, drift)
-    record = RunRecord(
-        job_id=job.job_id,
-        started=job.started,
-        ended=summaries.now(),
+    record = replace(
+        _record(job, spark.version, environment),
         error=str(failed) if failed else None,
-        model=job.model,
-        model_uri=job.model_uri,
-        model_sha256=job.sha256,
-        model_located=job.located,
-        input_uri=job.input_uri,
-        plan=job.plan,
-        output_uri=job.output_uri,
-        settings=job.settings,
         manifests=tuple(manifests),
-        spark_version=spark.version,
-        environment=environment,
         files_skipped=len({f.file_name for m in job.committed.values() for f in m.files}),
         drift=drift,
-        incremental=_incremental(job),
     )
     summary: dict[str, Any] = redact_record(record.to_json())
     if job.final.is_table:
@@ -375,7 +362,14 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
 def nothing_new(job: Job, spark_version: str) -> dict[str, Any]:
     """The record of an incremental run that found nothing new: it scored no file and wrote
     nothing (a run every few minutes over a quiet folder leaves no trace)."""
-    record = RunRecord(
+    record = _record(job, spark_version, EnvironmentRecord(mismatches=job.mismatched))
+    summary: dict[str, Any] = redact_record(record.to_json())
+    return summary
+
+
+def _record(job: Job, spark_version: str, environment: EnvironmentRecord) -> RunRecord:
+    """The run record of `job` before it scored anything."""
+    return RunRecord(
         job_id=job.job_id,
         started=job.started,
         ended=summaries.now(),
@@ -390,12 +384,10 @@ def nothing_new(job: Job, spark_version: str) -> dict[str, Any]:
         settings=job.settings,
         manifests=(),
         spark_version=spark_version,
-        environment=EnvironmentRecord(mismatches=job.mismatched),
+        environment=environment,
         files_skipped=0,
         incremental=_incremental(job),
     )
-    summary: dict[str, Any] = redact_record(record.to_json())
-    return summary
 
 
 def _incremental(job: Job) -> dict[str, Any] | None:
