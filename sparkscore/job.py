@@ -41,6 +41,7 @@ from sparkscore.layout import (
     sweep_temporary,
 )
 from sparkscore.ledger import Ledger, admit, claim_folder
+from sparkscore.ledger import run_into as incremental_run
 from sparkscore.listing import check_output_apart
 from sparkscore.loader import load_model, warn_untrusted
 from sparkscore.manifest import Manifest
@@ -156,7 +157,9 @@ def prepare(
     first run planned with, so it sees the same mini-batches.
     """
     started = summaries.now()
-    job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    # Job ids sort by start time, to the microsecond: which run is the latest is read from them
+    # (sparkscore.ledger, sparkscore.tables), and two runs may start within a second.
+    job_id = f"{started:%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex[:8]}"
     check_output_apart(input_uri, output_uri, recursive=settings.recursive)
     reference = _reference(settings)
     model_path, located = local_model_dir(model_uri)
@@ -170,7 +173,10 @@ def prepare(
         if final.is_table:
             check_output_apart(input_uri, errors_table(output_uri), recursive=settings.recursive)
         # A resumed run finishes the run it resumes, under its job id: the id of the commit.
-        layout = tables.run_into(out_fs, final, job_id, settings)
+        if ledger is not None:
+            layout = incremental_run(out_fs, final, job_id, settings, ledger)
+        else:
+            layout = tables.run_into(out_fs, final, job_id, settings)
         job_id, abandoned = layout.run, []
     else:
         abandoned = abandoned_staging(out_fs, final)

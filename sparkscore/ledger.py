@@ -17,6 +17,7 @@ error rows are superseded like any others.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -26,7 +27,14 @@ import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
 from sparkscore.errors import LedgerModelError, OutputError, SettingsError
-from sparkscore.layout import RUNS_FOLDER, OutputLayout, claim_table, ledger_path
+from sparkscore.layout import (
+    RUNS_FOLDER,
+    OutputLayout,
+    claim_table,
+    ledger_path,
+    table_run,
+    table_runs,
+)
 from sparkscore.listing import InputFile, list_input
 from sparkscore.manifest import Manifest
 from sparkscore.settings import Settings
@@ -39,7 +47,10 @@ __all__ = [
     "admit",
     "claim_folder",
     "pending",
+    "run_into",
 ]
+
+log = logging.getLogger("sparkscore")
 
 SCHEMA = pa.schema(
     [
@@ -179,6 +190,28 @@ def _refuse_plain_run(
             f"without incremental: true would repeat; nothing was touched. Set incremental: "
             f"true to add to it, or {fix}.",
         )
+
+
+def run_into(
+    fs: pafs.FileSystem, final: OutputLayout, job_id: str, settings: Settings, ledger: Ledger
+) -> OutputLayout:
+    """The run this one is into the incremental output `final`: with resume, the latest run
+    if the ledger does not name it (it was stopped before its last step), under its job id;
+    else a new one, `job_id`. A finished run is never resumed: resume: true on every run of a
+    schedule scores what is new."""
+    runs = table_runs(fs, final)
+    named = {e.job_id for e in ledger.entries.values()}
+    if runs and runs[-1] not in named:
+        if settings.resume:
+            log.info("resuming run %s into %s", runs[-1], final.uri)
+            return table_run(final, runs[-1])
+        log.warning(
+            "run %s into %s did not finish; this run scores its files again (resume: true "
+            "would finish it instead)",
+            runs[-1],
+            final.uri,
+        )
+    return table_run(final, job_id)
 
 
 def claim_folder(fs: pafs.FileSystem, final: OutputLayout, layout: OutputLayout) -> None:

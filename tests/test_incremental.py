@@ -161,7 +161,16 @@ def test_incremental_refuses_a_changed_model_and_rescore_supersedes_every_row(
         "earlier ones)."
     )
     assert DeltaTable(str(out)).version() == 0
-    rescored = incremental(spark, other, inp, out, "delta", rescore=True)
+    rescored = incremental(
+        spark,
+        other,
+        inp,
+        out,
+        "delta",
+        rescore=True,
+        passthrough_columns=["b"],
+        schema_mode="merge",
+    )
     job = rescored["job_id"]
     expected |= write_file(inp, "c.csv", 20, 1)
     assert rescored["incremental"] == {
@@ -172,7 +181,10 @@ def test_incremental_refuses_a_changed_model_and_rescore_supersedes_every_row(
     }
     jobs = dict.fromkeys(["a.csv", "b.csv", "c.csv"], job)
     assert current(out, "delta") == expect(expected, jobs)
-    assert DeltaTable(str(out)).version() == 1
+    # schema_mode: merge added the column b in a commit of its own, before the run's one.
+    assert DeltaTable(str(out)).version() == 2
+    passed = DeltaTable(str(out)).to_pyarrow_table().column("b").to_pylist()
+    assert sorted(passed) == [0, 0, 0, 1, 1, 2]
     # The new model is the ledger's now: the old one is refused in turn.
     with pytest.raises(sparkscore.LedgerModelError):
         incremental(spark, model, inp, out, "delta")
@@ -190,8 +202,7 @@ def test_incremental_run_killed_before_its_ledger_update_resumes_to_every_row_on
     a = write_file(inp, "a.csv", 5, 3)
     b = write_file(inp, "b.csv", 10, 2)
     second = incremental(spark, model, inp, out, fmt)
-    # Killed after its parts (and its table commit) but before its summary and its ledger.
-    (out / "_sparkscore" / second["job_id"] / "_summary.json").unlink()
+    # Killed after its parts, its table commit and its summary, before its ledger update.
     ledger.write_bytes(before)
     resumed = incremental(spark, model, inp, out, fmt, resume=True)
     assert resumed["job_id"] == second["job_id"]
@@ -201,6 +212,12 @@ def test_incremental_run_killed_before_its_ledger_update_resumes_to_every_row_on
     jobs = dict.fromkeys(["a.csv", "b.csv"], second["job_id"])
     assert current(out, fmt) == expect({**a, **b}, jobs)
     assert first["job_id"] not in pd.read_parquet(ledger)["job_id"].tolist()
+    # resume: true on a run after a finished one starts a new run, of what is new.
+    c = write_file(inp, "c.csv", 20, 1)
+    third = incremental(spark, model, inp, out, fmt, resume=True)
+    assert (third["files_total"], third["incremental"]["files_unchanged"]) == (1, 2)
+    jobs["c.csv"] = third["job_id"]
+    assert current(out, fmt) == expect({**a, **b, **c}, jobs)
 
 
 def test_incremental_refuses_outputs_it_cannot_add_to(spark, model, tmp_path):
