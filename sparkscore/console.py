@@ -130,19 +130,21 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
         )
         if state.job.nothing_new:
             return nothing_new_line(nothing_new(state.job, pyspark.__version__)), 0
+        # A file arrived since the ledger was read: this job scores it, as planned.
     preload = daemon.preload_modules(command.model, settings.env_manager)
     # The session starts while the driver plans and loads the model: both take seconds, and
     # neither needs the other. On a cluster, the plan needs its slots.
     spark.start(
         functools.partial(session, command.master, settings, remote=command.remote, preload=preload)
     )
-    state.job = prepare(
-        command.model,
-        command.input,
-        command.output,
-        settings,
-        parallelism=slots or task_slots(spark.result()),
-    )
+    if state.job is None:
+        state.job = prepare(
+            command.model,
+            command.input,
+            command.output,
+            settings,
+            parallelism=slots or task_slots(spark.result()),
+        )
     return summary_line(execute(spark.result(), state.job)), 0
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import pyarrow as pa
@@ -130,7 +130,7 @@ class Ledger:
 
     def write(self, fs: pafs.FileSystem) -> None:
         """Replace the ledger whole (a temporary file moved into place)."""
-        rows = [vars(self.entries[name]) for name in sorted(self.entries)]
+        rows = [asdict(self.entries[name]) for name in sorted(self.entries)]
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         write_part(fs, self.path, SCHEMA, iter(table.to_batches()))
 
