@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyspark
 
 from sparkscore import daemon
 from sparkscore.errors import DriftError, ErrorThresholdExceeded, SparkscoreError
-from sparkscore.job import Job, execute, prepare
+from sparkscore.job import Job, execute, nothing_new, prepare
+from sparkscore.ledger import pending
 from sparkscore.preflight import preflight
 from sparkscore.session import (
     JobSession,
@@ -40,7 +42,7 @@ from sparkscore.settings import Settings
 from sparkscore.sparkerrors import failure_line
 from sparkscore.storage import redact
 
-__all__ = ["Command", "run", "summary_line"]
+__all__ = ["Command", "nothing_new_line", "run", "summary_line"]
 
 log = logging.getLogger("sparkscore")
 
@@ -121,19 +123,28 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
             command.model, command.input, settings, parallelism=slots or os.cpu_count() or 1
         )
         return report, 0 if ok else 2
+    if settings.incremental and not pending(command.input, command.output, settings):
+        # Nothing new by the ledger: the model is still checked against it, with no session.
+        state.job = prepare(
+            command.model, command.input, command.output, settings, parallelism=slots or 1
+        )
+        if state.job.nothing_new:
+            return nothing_new_line(nothing_new(state.job, pyspark.__version__)), 0
+        # A file arrived since the ledger was read: this job scores it, as planned.
     preload = daemon.preload_modules(command.model, settings.env_manager)
     # The session starts while the driver plans and loads the model: both take seconds, and
     # neither needs the other. On a cluster, the plan needs its slots.
     spark.start(
         functools.partial(session, command.master, settings, remote=command.remote, preload=preload)
     )
-    state.job = prepare(
-        command.model,
-        command.input,
-        command.output,
-        settings,
-        parallelism=slots or task_slots(spark.result()),
-    )
+    if state.job is None:
+        state.job = prepare(
+            command.model,
+            command.input,
+            command.output,
+            settings,
+            parallelism=slots or task_slots(spark.result()),
+        )
     return summary_line(execute(spark.result(), state.job)), 0
 
 
@@ -188,7 +199,7 @@ class _Signals:
 def _staged(job: Job | None) -> bool:
     """Whether the interrupted run was an overwrite run that wrote beside the output it was to
     replace (and had not yet swapped it in): resume finishes it."""
-    if job is None or job.layout is job.final or job.final.is_table:
+    if job is None or job.layout is job.final or job.layout.run:
         return False
     fs = job.layout.filesystem()
     return bool(fs.get_file_info(job.layout.root).type == pa.fs.FileType.Directory)
@@ -252,11 +263,22 @@ def summary_line(result: dict[str, Any]) -> str:
             f"; rows in the {table['format']} tables {table['predictions']['uri']} (version "
             f"{table['predictions']['version']}) and {table['errors']['uri']}"
         )
+    incremental = result.get("incremental")
+    unchanged = f", {incremental['files_unchanged']} unchanged" if incremental else ""
     return (
         f"sparkscore: {result['status']}: {result['files_succeeded']} of {result['files_total']} "
         f"files scored, {result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
-        f"{result['files_skipped']} files skipped, {result['duration_s']}s "
+        f"{result['files_skipped']} files skipped{unchanged}, {result['duration_s']}s "
         f"({result['rows_per_s']} rows/s); summary in {records}/_summary.json, report in "
         f"{records}/report.html{rows}"
+    )
+
+
+def nothing_new_line(result: dict[str, Any]) -> str:
+    """The last line of an incremental run that found every file unchanged."""
+    unchanged = result["incremental"]["files_unchanged"]
+    return (
+        f"sparkscore: nothing new: the {unchanged} files of {result['input']['uri']} are "
+        f"unchanged since they were scored into {result['output']}; no Spark task ran."
     )

@@ -9,6 +9,11 @@ conflict), so neither corrupts the table nor loses the other's rows. Two attempt
 committing at once may both pass the check, but they add the same part paths, and a Delta table
 holds a path once (the last add of a path wins), so its rows are still there once.
 
+An incremental run's commit that supersedes files (TableCommit.replaces) is a predicate overwrite
+instead: one transaction that deletes the table's rows of those files (rewriting the data files
+that hold them) and writes the run's rows, read from its parts, as the table's own files beside
+them (the parts stay, outside the log, until VACUUM). It carries the same transaction id.
+
 The table is partitioned by `job_id`: the column is in the log, not in the parts, which is why
 tasks write the same parts as for a folder output.
 """
@@ -21,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Schema, Transaction
+from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.schema import Field
 from deltalake.transaction import AddAction, create_table_with_add_actions
@@ -29,7 +34,7 @@ from deltalake.transaction import AddAction, create_table_with_add_actions
 from sparkscore.layout import JOB_ID
 from sparkscore.settings import Settings
 from sparkscore.storage import URI_SCHEME, split_query
-from sparkscore.tables import TableCommit
+from sparkscore.tables import TableCommit, run_rows
 
 __all__ = ["FORMAT", "SUMMARY_KEY", "DeltaFormat", "for_output", "location"]
 
@@ -126,6 +131,16 @@ class DeltaFormat:
             except CommitFailedError:
                 # Another writer created the table first: append to it like any other.
                 table = DeltaTable(uri)
+        if commit.replaces and not commit.overwrite:
+            write_deltalake(
+                table,
+                run_rows(commit, schema),
+                mode="overwrite",
+                predicate=_among(commit.replaces),
+                partition_by=[JOB_ID],
+                commit_properties=properties,
+            )
+            return self.committed(commit.uri, commit.job_id)[1]
         mode = "overwrite" if commit.overwrite else "append"
         table.create_write_transaction(
             [*actions],
@@ -135,6 +150,12 @@ class DeltaFormat:
             commit_properties=properties,
         )
         return self.committed(commit.uri, commit.job_id)[1]
+
+
+def _among(names: Sequence[str]) -> str:
+    """The SQL predicate of the rows of these input files."""
+    quoted = ", ".join("'" + name.replace("'", "''") + "'" for name in names)
+    return f"file_name IN ({quoted})"
 
 
 def _plain(value: Any) -> Any:

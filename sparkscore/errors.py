@@ -34,6 +34,7 @@ Our exception hierarchy:
   * ReferenceProfileError   - the `reference` run's profile cannot be read
   * DriftError              - columns drifted from the reference, with `fail_on_drift: true`
   * NoRunError              - `sparkscore report`/`show` pointed at a folder with no run
+  * LedgerModelError        - an incremental output was scored by another model (`rescore`)
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -51,6 +52,7 @@ __all__ = [
     "ErrorThresholdExceeded",
     "ImageShapeError",
     "InputError",
+    "LedgerModelError",
     "MissingColumnError",
     "MissingDependencyError",
     "MissingPassthroughError",
@@ -521,4 +523,17 @@ class NoRunError(SparkscoreError):
         super().__init__(
             f"{path}: no sparkscore run here (no _summary.json, _run.json or _manifest/); give "
             "the --output folder of a run (or the location of a table output)."
+        )
+
+
+class LedgerModelError(SparkscoreError):
+    """An incremental run's model is not the one its output's ledger says scored the files."""
+
+    def __init__(self, *, output: str, ledger_sha256: str, model_sha256: str) -> None:
+        self.output, self.ledger_sha256, self.model_sha256 = output, ledger_sha256, model_sha256
+        super().__init__(
+            f"{output}: its ledger says its files were scored by the model with sha256 "
+            f"{ledger_sha256}, but this model's sha256 is {model_sha256}; nothing was scored. "
+            "Score with that model, or set rescore: true to score every file again with this "
+            "one (its rows then supersede the earlier ones)."
         )

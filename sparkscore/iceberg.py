@@ -8,7 +8,9 @@ committing, the table's snapshots are searched for that job id, so a resumed or 
 skipped, never made twice. A commit that loses a race with another writer (the catalog refuses a
 stale metadata pointer) is tried again on the new metadata, the job id checked again first, so
 two attempts of one job racing commit once; pyiceberg's own retries, which skip that check, are
-off on the tables created here.
+off on the tables created here. An incremental run's commit that supersedes files
+(TableCommit.replaces) is one overwrite with a filter on those files: in one transaction, their
+rows are deleted (the data files that hold them rewritten) and the run's appended.
 
 The parts' rows are appended as Arrow data, not added with `add_files`: the job id is not in the
 parts (for Delta it is the partition value, kept in the log), and `add_files` can only take a
@@ -22,13 +24,14 @@ import json
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.expressions import BooleanExpression, In
 from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, schema_to_pyarrow, visit_pyarrow
 from pyiceberg.partitioning import PARTITION_FIELD_ID_START, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema, assign_fresh_schema_ids
@@ -38,8 +41,8 @@ from pyiceberg.transforms import IdentityTransform
 from sparkscore.errors import SettingsError
 from sparkscore.layout import JOB_ID, errors_table
 from sparkscore.settings import Settings
-from sparkscore.storage import URI_SCHEME, resolve
-from sparkscore.tables import TableCommit
+from sparkscore.storage import URI_SCHEME
+from sparkscore.tables import TableCommit, run_rows
 
 __all__ = ["DEFAULT_TABLE", "JOB_KEY", "SUMMARY_KEY", "IcebergFormat", "for_output"]
 
@@ -99,14 +102,23 @@ class IcebergFormat:
             update.union_by_name(pa.schema(fields))
 
     def commit(self, commit: TableCommit, schema: pa.Schema) -> int | None:
-        data = _rows(commit, schema)
+        data = run_rows(commit, schema)
         properties = {JOB_KEY: commit.job_id, SUMMARY_KEY: json.dumps(commit.summary, default=str)}
-        table = self._load(commit.uri) or self._create(commit.uri, schema)
+        existing = self._load(commit.uri)
+        table = existing or self._create(commit.uri, schema)
         attempt = 0
         while True:
             try:
                 if commit.overwrite:
                     table.overwrite(data, snapshot_properties=properties)
+                elif commit.replaces and existing is not None:
+                    # One transaction: the files' rows deleted (their data files rewritten
+                    # without them), then the run's appended.
+                    superseded = _among(commit.replaces)
+                    with warnings.catch_warnings():
+                        # A run whose files have no rows in this table yet: nothing to delete.
+                        warnings.filterwarnings("ignore", "Delete operation did not match")
+                        table.overwrite(data, superseded, snapshot_properties=properties)
                 else:
                     table.append(data, snapshot_properties=properties)
                 return _snapshot(table, commit.job_id)[1]
@@ -142,24 +154,19 @@ class IcebergFormat:
 
 
 def _snapshot(table: Table, job_id: str) -> tuple[bool, int | None]:
-    """Whether a snapshot of `table` carries `job_id`, and its id."""
-    for snapshot in table.snapshots():
+    """Whether a snapshot of `table` carries `job_id`, and the id of the last that does (an
+    overwrite's commit makes a delete snapshot, then the one that adds the run's rows)."""
+    for snapshot in reversed(table.snapshots()):
         if snapshot.summary is not None and snapshot.summary.get(JOB_KEY) == job_id:
             return True, snapshot.snapshot_id
     return False, None
 
 
-def _rows(commit: TableCommit, schema: pa.Schema) -> pa.Table:
-    """The parts' rows with the job id, in the table's column order and types."""
-    fs, root = resolve(commit.root)
-    parts = [pq.read_table(f"{root}/{p.path}", filesystem=fs) for p in commit.parts]
-    data = pa.concat_tables(parts) if parts else commit.schema.empty_table()
-    data = data.append_column(JOB_ID, pa.array([commit.job_id] * data.num_rows, pa.string()))
-    columns = [
-        data[f.name].cast(f.type) if f.name in data.column_names else pa.nulls(len(data), f.type)
-        for f in schema
-    ]
-    return pa.table(columns, schema=pa.schema([pa.field(f.name, f.type) for f in schema]))
+def _among(names: Sequence[str]) -> BooleanExpression:
+    """The rows of these input files. `In`'s pydantic fields are not its constructor's
+    arguments, which mypy's reading of it cannot tell."""
+    among = cast(Callable[[str, Sequence[str]], BooleanExpression], In)
+    return among("file_name", names)
 
 
 def _arrow(schema: Schema) -> pa.Schema:

@@ -41,6 +41,8 @@ from sparkscore.layout import (
     run_layout,
     sweep_temporary,
 )
+from sparkscore.ledger import Ledger, admit, claim_folder
+from sparkscore.ledger import run_into as incremental_run
 from sparkscore.listing import check_output_apart
 from sparkscore.loader import load_model, warn_untrusted
 from sparkscore.manifest import Manifest
@@ -73,7 +75,7 @@ from sparkscore.tasks import run_batches
 from sparkscore.threads import budget_for
 from sparkscore.writers import fail_split_files, write_csv, write_json
 
-__all__ = ["Job", "execute", "prepare", "run", "score"]
+__all__ = ["Job", "execute", "nothing_new", "prepare", "run", "score"]
 
 log = logging.getLogger("sparkscore")
 
@@ -128,10 +130,16 @@ class Job:
     environment: BuiltEnvironment | None = None  # the model's own, when not env_manager: local
     probe: Probe | None = None  # the model loaded in that environment
     reference: Profile | None = None  # the profile to compare with (settings.reference)
+    ledger: Ledger | None = None  # an incremental run's, as it was before this run
 
     @property
     def sha256(self) -> str:
         return self.packed.sha256
+
+    @property
+    def nothing_new(self) -> bool:
+        """An incremental run that found every file unchanged: it claims and writes nothing."""
+        return self.ledger is not None and not self.plan.files
 
 
 def run(
@@ -152,7 +160,9 @@ def prepare(
     first run planned with, so it sees the same mini-batches.
     """
     started = summaries.now()
-    job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    # Job ids sort by start time, to the microsecond: which run is the latest is read from them
+    # (sparkscore.ledger, sparkscore.tables), and two runs may start within a second.
+    job_id = f"{started:%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex[:8]}"
     check_output_apart(input_uri, output_uri, recursive=settings.recursive)
     reference = _reference(settings)
     model_path, located = local_model_dir(model_uri)
@@ -161,10 +171,15 @@ def prepare(
     sha = packed.sha256
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
     out_fs = final.filesystem()
-    if final.is_table:
-        check_output_apart(input_uri, errors_table(output_uri), recursive=settings.recursive)
+    ledger = admit(out_fs, final, settings, sha)
+    if final.is_table or ledger is not None:
+        if final.is_table:
+            check_output_apart(input_uri, errors_table(output_uri), recursive=settings.recursive)
         # A resumed run finishes the run it resumes, under its job id: the id of the commit.
-        layout = tables.run_into(out_fs, final, job_id, settings)
+        if ledger is not None:
+            layout = incremental_run(out_fs, final, job_id, settings, ledger)
+        else:
+            layout = tables.run_into(out_fs, final, job_id, settings)
         job_id, abandoned = layout.run, []
     else:
         abandoned = abandoned_staging(out_fs, final)
@@ -185,33 +200,27 @@ def prepare(
         recursive=settings.recursive,
         ignore_unsupported=settings.ignore_unsupported,
         parallelism=parallelism,
+        keep=None if ledger is None else ledger.to_score(settings),
     )
     scoring = _scoring_spec(spec, settings, the_plan)
-    if final.is_table:
-        tables.claim(out_fs, layout, scoring.output_schema, settings)
-    else:
-        claim_output(
+    committed: Mapping[int, Manifest] = {}
+    if ledger is None or the_plan.files:
+        _claim(out_fs, final, layout, scoring, settings, abandoned, incremental=ledger is not None)
+        committed = committed_batches(
             out_fs,
-            final,
             layout,
-            overwrite=settings.overwrite,
-            resume=settings.resume,
-            abandoned=abandoned,
+            RunIdentity.of(
+                sha256=sha, plan=the_plan, settings=settings, job_id=job_id, parallelism=parallelism
+            ),
+            previous,
         )
-    committed = committed_batches(
-        out_fs,
-        layout,
-        RunIdentity.of(
-            sha256=sha, plan=the_plan, settings=settings, job_id=job_id, parallelism=parallelism
-        ),
-        previous,
-    )
     log.info(
-        "planned %d files (%d bytes) into %d mini-batches; %d already committed",
+        "planned %d files (%d bytes) into %d mini-batches; %d already committed%s",
         len(the_plan.files),
         the_plan.total_bytes,
         len(the_plan.batches),
         len(committed),
+        f"; {len(the_plan.unchanged)} unchanged since they were scored" if ledger else "",
     )
     return Job(
         job_id=job_id,
@@ -233,7 +242,34 @@ def prepare(
         environment=environment,
         probe=probe,
         reference=reference,
+        ledger=ledger,
     )
+
+
+def _claim(
+    fs: pafs.FileSystem,
+    final: OutputLayout,
+    layout: OutputLayout,
+    scoring: ScoringSpec,
+    settings: Settings,
+    abandoned: list[OutputLayout],
+    *,
+    incremental: bool,
+) -> None:
+    """Refuse an output this run may not write, else make the folder it writes."""
+    if final.is_table:
+        tables.claim(fs, layout, scoring.output_schema, settings)
+    elif incremental:
+        claim_folder(fs, final, layout)
+    else:
+        claim_output(
+            fs,
+            final,
+            layout,
+            overwrite=settings.overwrite,
+            resume=settings.resume,
+            abandoned=abandoned,
+        )
 
 
 def _reference(settings: Settings) -> Profile | None:
@@ -292,8 +328,11 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
     Returns the run record as written to `_summary.json` (`report.html` is written beside it);
     raises ErrorThresholdExceeded after writing everything when more files failed than
     `error_threshold` allows, or DriftError when a column drifted from the reference under
-    `fail_on_drift`.
+    `fail_on_drift`. An incremental run with nothing new returns its record at once, writing
+    nothing and running no task.
     """
+    if job.nothing_new:
+        return nothing_new(job, spark.version)
     out_fs = job.layout.filesystem()
     todo = [b for b in job.plan.batches if b.index not in job.committed]
     threads = budget_for(job.settings.threads, task_cpus(spark))
@@ -302,11 +341,53 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
     _finish_output(out_fs, job, rescored=bool(todo))
     drift = drifts.check(out_fs, job.layout, manifests, job.settings, job.reference)
     failed = _threshold_error(job, manifests) or _drift_error(job, drift)
-    record = RunRecord(
+    record = replace(
+        _record(job, spark.version, environment),
+        error=str(failed) if failed else None,
+        manifests=tuple(manifests),
+        files_skipped=len({f.file_name for m in job.committed.values() for f in m.files}),
+        drift=drift,
+        threads=threads,
+    )
+    summary: dict[str, Any] = redact_record(record.to_json())
+    if job.final.is_table:
+        # The commit carries the summary; the summary then says which versions hold the rows.
+        scored = [f.name for f in job.plan.files] if job.ledger is not None else []
+        committed = tables.commit_run(
+            out_fs, job.layout, manifests, job.scoring.output_schema, job.settings, summary, scored
+        )
+        summary = redact_record(replace(record, table=committed).to_json())
+    write_json(out_fs, job.layout.summary, summary)
+    records = job.output_uri.rstrip("/") + job.layout.root[len(job.final.root) :]
+    write_report(out_fs, job.layout, output=records if job.final.is_table else job.output_uri)
+    if job.layout is not job.final and not job.layout.run:
+        replace_dir(out_fs, job.layout.root, job.final.root)
+    if job.ledger is not None:
+        # Last: until the ledger names this run, no reader follows its rows and a later run
+        # plans as if it had not run.
+        job.ledger.after(
+            job_id=job.job_id, sha256=job.sha256, files=job.plan.files, manifests=manifests
+        ).write(out_fs)
+    if failed:
+        raise failed
+    return summary
+
+
+def nothing_new(job: Job, spark_version: str) -> dict[str, Any]:
+    """The record of an incremental run that found nothing new: it scored no file and wrote
+    nothing (a run every few minutes over a quiet folder leaves no trace)."""
+    record = _record(job, spark_version, EnvironmentRecord(mismatches=job.mismatched))
+    summary: dict[str, Any] = redact_record(record.to_json())
+    return summary
+
+
+def _record(job: Job, spark_version: str, environment: EnvironmentRecord) -> RunRecord:
+    """The run record of `job` before it scored anything."""
+    return RunRecord(
         job_id=job.job_id,
         started=job.started,
         ended=summaries.now(),
-        error=str(failed) if failed else None,
+        error=None,
         model=job.model,
         model_uri=job.model_uri,
         model_sha256=job.sha256,
@@ -315,28 +396,25 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
         plan=job.plan,
         output_uri=job.output_uri,
         settings=job.settings,
-        manifests=tuple(manifests),
-        spark_version=spark.version,
+        manifests=(),
+        spark_version=spark_version,
         environment=environment,
-        files_skipped=len({f.file_name for m in job.committed.values() for f in m.files}),
-        drift=drift,
-        threads=threads,
+        files_skipped=0,
+        incremental=_incremental(job),
     )
-    summary: dict[str, Any] = redact_record(record.to_json())
-    if job.final.is_table:
-        # The commit carries the summary; the summary then says which versions hold the rows.
-        committed = tables.commit_run(
-            out_fs, job.layout, manifests, job.scoring.output_schema, job.settings, summary
-        )
-        summary = redact_record(replace(record, table=committed).to_json())
-    write_json(out_fs, job.layout.summary, summary)
-    records = job.output_uri.rstrip("/") + job.layout.root[len(job.final.root) :]
-    write_report(out_fs, job.layout, output=records if job.final.is_table else job.output_uri)
-    if job.layout is not job.final and not job.final.is_table:
-        replace_dir(out_fs, job.layout.root, job.final.root)
-    if failed:
-        raise failed
-    return summary
+
+
+def _incremental(job: Job) -> dict[str, Any] | None:
+    """What the run summary says of an incremental run: the files it left alone, and the
+    files whose earlier rows its own supersede."""
+    if job.ledger is None:
+        return None
+    return {
+        "ledger": job.ledger.path,
+        "files_unchanged": len(job.plan.unchanged),
+        "files_superseded": sum(f.name in job.ledger.entries for f in job.plan.files),
+        "rescore": job.settings.rescore,
+    }
 
 
 def _score(

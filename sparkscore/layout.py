@@ -18,6 +18,13 @@ VACUUM leave alone:
   OUT/_sparkscore/<job id>/                      _run.json, _manifest/, _summary.json
 The parts become rows only when the driver commits them to the tables (sparkscore.tables).
 
+An incremental run (`incremental: true`, sparkscore.ledger) into a Parquet folder writes its
+parts the same way, each run its own partition folder, and its records beside them:
+  OUT/predictions/job_id=<job id>/part-NNNNN.parquet
+  OUT/errors/job_id=<job id>/part-NNNNN.parquet
+  OUT/_sparkscore/<job id>/                      _run.json, _manifest/, _summary.json
+  OUT/_sparkscore/ledger.parquet                 every input file scored, and by which run
+
 An overwrite run writes into a staging folder beside OUT, `.OUT.sparkscore-<job id>`, which
 replaces OUT once the run has succeeded; one left behind is a run a resume can finish. What is
 written into the folder, and how, is sparkscore.writers.
@@ -36,6 +43,7 @@ from sparkscore.storage import resolve, split_query
 
 __all__ = [
     "JOB_ID",
+    "LEDGER_FILE",
     "RUNS_FOLDER",
     "TABLE_FORMATS",
     "OutputLayout",
@@ -44,6 +52,7 @@ __all__ = [
     "claim_table",
     "errors_table",
     "is_empty",
+    "ledger_path",
     "prepare_output",
     "remove_dir",
     "replace_dir",
@@ -60,6 +69,8 @@ TABLE_FORMATS = ("delta", "iceberg")
 RUNS_FOLDER = "_sparkscore"
 # The partition column naming the run that wrote a row: each run's parts are its own partition.
 JOB_ID = "job_id"
+# An incremental output's ledger, in its runs folder (a file: only folders there are runs).
+LEDGER_FILE = "ledger.parquet"
 
 
 log = logging.getLogger("sparkscore")
@@ -74,8 +85,9 @@ class OutputLayout:
     root: str
     output_format: str = "parquet"
     output_file_name: str = "predictions.csv"
-    table: str = ""  # a table output's location; root is then its run's records folder
-    run: str = ""  # the job id of the run whose parts a table layout holds
+    # a table's or an incremental output's location; root is then its run's records folder
+    table: str = ""
+    run: str = ""  # the job id of the run whose parts this layout holds
 
     @classmethod
     def at(
@@ -93,16 +105,20 @@ class OutputLayout:
 
     @property
     def predictions(self) -> str:
-        if self.table:
+        if self.table and self.is_table:
             return f"{self.table}/{JOB_ID}={self.run}"
+        if self.table:
+            return f"{self.table}/predictions/{JOB_ID}={self.run}"
         if self.output_format == "csv":
             return f"{self.root}/_staging/predictions"
         return f"{self.root}/predictions"
 
     @property
     def errors(self) -> str:
-        if self.table:
+        if self.table and self.is_table:
             return f"{errors_table(self.table)}/{JOB_ID}={self.run}"
+        if self.table:
+            return f"{self.table}/errors/{JOB_ID}={self.run}"
         return f"{self.root}/errors"
 
     @property
@@ -134,8 +150,13 @@ def errors_table(location: str) -> str:
     return f"{base.rstrip('/')}_errors{query}"
 
 
+def ledger_path(final: OutputLayout) -> str:
+    """Where the incremental output `final` keeps its ledger (sparkscore.ledger)."""
+    return f"{final.root}/{RUNS_FOLDER}/{LEDGER_FILE}"
+
+
 def table_run(final: OutputLayout, job_id: str) -> OutputLayout:
-    """The layout of one run into the table output `final`."""
+    """The layout of one run into the table (or incremental) output `final`."""
     root = f"{final.root}/{RUNS_FOLDER}/{job_id}"
     return replace(final, root=root, table=final.root, run=job_id)
 
@@ -181,10 +202,17 @@ def prepare_output(
 
 
 def claim_table(
-    fs: pafs.FileSystem, final: OutputLayout, layout: OutputLayout, metadata: tuple[str, ...]
+    fs: pafs.FileSystem,
+    final: OutputLayout,
+    layout: OutputLayout,
+    metadata: tuple[str, ...],
+    *,
+    advice: str = "which no table there accounts for; nothing was touched. Choose an empty "
+    "location or an existing table.",
 ) -> None:
     """Refuse a table location that holds anything but a table and sparkscore's runs into it
-    (`metadata`: the format's own entries, `_delta_log`); else make this run's folder."""
+    (`metadata`: the format's own entries, `_delta_log`; for an incremental folder,
+    `predictions` and `errors`), saying `advice`; else make this run's folder."""
     info = fs.get_file_info(final.root)
     if info.type == pafs.FileType.File:
         raise OutputError(path=final.uri, reason="is a file; --output must be a table location.")
@@ -198,8 +226,7 @@ def claim_table(
         if foreign:
             raise OutputError(
                 path=final.uri,
-                reason=f"holds {', '.join(foreign[:3])}, which no table there accounts for; "
-                "nothing was touched. Choose an empty location or an existing table.",
+                reason=f"holds {', '.join(foreign[:3])}, {advice}",
             )
     fs.create_dir(layout.root, recursive=True)
 

@@ -52,6 +52,9 @@ class InputFile:
     # A slice of a large Parquet file: the row groups it reads, and the file row its first row is.
     row_groups: tuple[int, ...] | None = None
     first_row: int = 0
+    # When it was last written (an object store's last-modified), in ns; 0 when the filesystem
+    # does not say. With its size, what tells an incremental run the file changed.
+    modified_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,12 @@ def list_input(uri: str, *, recursive: bool = False, ignore_unsupported: bool = 
         if kind is None:
             unsupported.append(name)
         else:
-            files.append(InputFile(path=info.path, name=name, size=info.size, kind=kind))
+            modified = info.mtime_ns or 0
+            files.append(
+                InputFile(
+                    path=info.path, name=name, size=info.size, kind=kind, modified_ns=modified
+                )
+            )
     broken = sorted(_relative(root, p) for p in walker.broken)
     for name in broken:
         log.warning("skipped %s: it is a symbolic link to a file that does not exist", name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import pyarrow as pa
@@ -62,6 +62,8 @@ class Plan:
     skipped: tuple[str, ...]
     # Symbolic links whose target does not exist: named in the plan and the summary, not scored.
     broken_links: tuple[str, ...] = ()
+    # Listed but left out by an incremental run: scored before and unchanged (sparkscore.ledger).
+    unchanged: tuple[str, ...] = ()
 
     @property
     def total_bytes(self) -> int:
@@ -172,13 +174,20 @@ def plan(
     recursive: bool = False,
     ignore_unsupported: bool = False,
     parallelism: int = 1,
+    keep: Callable[[InputFile], bool] | None = None,
 ) -> Plan:
     """List the input and group it into mini-batches: all the driver decides before scoring.
 
     A number keeps Azure's meaning (files per task); `auto` balances bytes over `parallelism`.
+    `keep`: which listed files to score (an incremental run's); the others are `unchanged`.
     """
     listing = list_input(uri, recursive=recursive, ignore_unsupported=ignore_unsupported)
     files = listing.files
+    unchanged: tuple[str, ...] = ()
+    if keep is not None:
+        chosen = {f.name for f in files if keep(f)}
+        unchanged = tuple(f.name for f in files if f.name not in chosen)
+        files = tuple(f for f in files if f.name in chosen)
     batches = (
         balance(listing.fs, files, parallelism)
         if mini_batch_size == "auto"
@@ -191,4 +200,5 @@ def plan(
         batches=batches,
         skipped=listing.unsupported,
         broken_links=listing.broken_links,
+        unchanged=unchanged,
     )

@@ -228,6 +228,8 @@ _CHECKS: dict[str, Check] = {
     "bad_rows": _choice(BadRows),
     "resume": _flag,
     "overwrite": _flag,
+    "incremental": _flag,
+    "rescore": _flag,
     "env_manager": _choice(EnvManager),
     "env_cache": _directory,
     "trust_model": _flag,
@@ -357,6 +359,11 @@ class Settings:
     bad_rows: BadRows = "fail_file"  # a row failing the signature fails its file, or is skipped
     resume: bool = False  # score only the files an earlier run into this output did not finish
     overwrite: bool = False  # replace existing output instead of refusing to write
+    # score only the input files the output's ledger does not hold unchanged, and add their rows
+    # to the output, superseding a changed file's earlier rows (sparkscore.ledger)
+    incremental: bool = False
+    # incremental: rescore every file, with a model the ledger has not seen, instead of refusing
+    rescore: bool = False
     env_manager: EnvManager = "local"  # run the model here, or in an env built from its pins
     env_cache: str | None = None  # where built model envs are kept; None = ~/.cache/sparkscore/envs
     # loading a pickled model runs its code: true says the model is trusted (no warning)

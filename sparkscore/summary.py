@@ -153,6 +153,8 @@ class RunRecord:
     table: Mapping[str, Any] | None = None  # a table output's commits (sparkscore.tables)
     drift: Drift | None = None  # against settings.reference; None: no reference
     threads: int | None = None  # each worker's native thread budget; None: libraries' defaults
+    # an incremental run's ledger and the files it left alone (sparkscore.ledger); None: not one
+    incremental: Mapping[str, Any] | None = None
 
     @property
     def status(self) -> Literal["succeeded", "failed"]:
@@ -162,6 +164,8 @@ class RunRecord:
         doc = self._counted()
         if self.table is not None:
             doc["table"] = dict(self.table)
+        if self.incremental is not None:
+            doc["incremental"] = dict(self.incremental)
         return doc
 
     def _counted(self) -> dict[str, Any]:

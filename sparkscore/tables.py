@@ -10,6 +10,10 @@ sparkscore.iceberg); what is
 the same for every format is here: which parts a run adds, whether the run's columns fit the
 table's (`fit_schema`, and under `schema_mode: merge` the parts cast to the table's types), and
 what the run summary says of the commit.
+
+An incremental run (sparkscore.ledger) supersedes: its commit deletes every row the table holds
+of the files it scored, from whichever run, and adds its own, in the same commit (Delta: a
+predicate overwrite; Iceberg: an overwrite with a filter), so the table holds only current rows.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from sparkscore.layout import (
 )
 from sparkscore.manifest import Manifest
 from sparkscore.settings import SchemaMode, Settings
+from sparkscore.storage import resolve
 from sparkscore.writers import write_part
 
 __all__ = [
@@ -49,6 +54,7 @@ __all__ = [
     "commit_table",
     "fit_schema",
     "run_into",
+    "run_rows",
     "table_format",
 ]
 
@@ -78,6 +84,8 @@ class TableCommit:
     schema: pa.Schema  # the parts' columns; JOB_ID is not among them, the partition holds it
     parts: tuple[TablePart, ...]
     overwrite: bool  # the run's rows replace the table's, in the same commit
+    # the input files whose rows the run's rows replace, in the same commit (incremental runs)
+    replaces: tuple[str, ...] = ()
     summary: Mapping[str, Any]  # the run record, carried in the commit's metadata
 
 
@@ -222,9 +230,11 @@ def commit_run(
     schema: pa.Schema,
     settings: Settings,
     summary: Mapping[str, Any],
+    supersede: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Commit the run's parts to its two tables; what the summary records
-    (`seconds`: what committing took, the cost a table output adds to a folder output)."""
+    """Commit the run's parts to its two tables, each commit deleting the rows of the files in
+    `supersede`; what the summary records (`seconds`: what committing took, the cost a table
+    output adds to a folder output)."""
     started = time.perf_counter()
     fmt = table_format(settings, layout.uri)
     # summary_only: the predictions were dropped, and the predictions table gets none.
@@ -244,6 +254,7 @@ def commit_run(
             schema=run_schema,
             parts=_parts(fs, layout, folder, batches, name),
             overwrite=settings.overwrite,
+            replaces=tuple(sorted(set(supersede))),
             summary=summary,
         )
         for name, uri, folder, run_schema, batches in tables
@@ -313,6 +324,20 @@ def commit_table(
         if done:
             return Committed(fmt.name(commit.uri), version, already=True)
         raise
+
+
+def run_rows(commit: TableCommit, schema: pa.Schema) -> pa.Table:
+    """The parts' rows with the job id, in the table's column order and types: what a format
+    writes as its own copy where it cannot add the parts as they are."""
+    fs, root = resolve(commit.root)
+    parts = [pq.read_table(f"{root}/{p.path}", filesystem=fs) for p in commit.parts]
+    data = pa.concat_tables(parts) if parts else commit.schema.empty_table()
+    data = data.append_column(JOB_ID, pa.array([commit.job_id] * data.num_rows, pa.string()))
+    columns = [
+        data[f.name].cast(f.type) if f.name in data.column_names else pa.nulls(len(data), f.type)
+        for f in schema
+    ]
+    return pa.table(columns, schema=pa.schema([pa.field(f.name, f.type) for f in schema]))
 
 
 def _types(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:

@@ -13,6 +13,7 @@ def test_exported_members_are_pinned():
         "ErrorThresholdExceeded",
         "ImageShapeError",
         "InputError",
+        "LedgerModelError",
         "MissingColumnError",
         "MissingDependencyError",
         "MissingPassthroughError",

@@ -112,6 +112,17 @@ def test_iceberg_second_run_appends_its_own_rows_and_a_retried_commit_is_skipped
     }
     assert len(catalog(out).load_table("sparkscore.predictions").snapshots()) == 2
     assert len(rows(out)) == 2 * len(expected)
+    # overwrite: the run's one commit replaces the table's rows, its snapshot the current one.
+    third = sparkscore.score(
+        spark, model, tmp_path / "in", out, output_format="iceberg", overwrite=True
+    )
+    assert by_row(out, third["job_id"]) == expected
+    assert len(rows(out)) == len(expected)
+    table = catalog(out).load_table("sparkscore.predictions")
+    snapshot = table.current_snapshot()
+    assert snapshot is not None and snapshot.summary is not None
+    assert snapshot.summary.get(JOB_KEY) == third["job_id"]
+    assert third["table"]["predictions"]["version"] == snapshot.snapshot_id
 
 
 def test_iceberg_commit_of_a_committed_job_is_skipped(tmp_path):

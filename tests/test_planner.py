@@ -99,7 +99,10 @@ def test_planner_accepts_a_single_file(tmp_path: Path) -> None:
 
     assert root == str(tmp_path / "in")
     path = str(tmp_path / "in" / "only.parquet")
-    assert files == (InputFile(path=path, name="only.parquet", size=size, kind="parquet"),)
+    modified = os.stat(path).st_mtime_ns
+    assert files == (
+        InputFile(path=path, name="only.parquet", size=size, kind="parquet", modified_ns=modified),
+    )
 
 
 def test_planner_accepts_a_glob_relative_to_its_folder(tmp_path: Path) -> None:

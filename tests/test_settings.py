@@ -16,10 +16,10 @@ DEFAULT_YAML = Path(__file__).parents[1] / "conf" / "default.yaml"
 ALL_NAMES = (
     "bad_rows, batch_rows, drift_null_threshold, drift_psi_threshold, env_cache, env_manager, "
     "error_threshold, fail_on_drift, iceberg_catalog, iceberg_table, ignore_unsupported, "
-    "logging_level, "
+    "incremental, logging_level, "
     "max_retries, mini_batch_size, output_action, output_file_name, output_format, overwrite, "
-    "params, passthrough_columns, profile, recursive, reference, result_type, resume, schema_mode, "
-    "threads, timeout, "
+    "params, passthrough_columns, profile, recursive, reference, rescore, result_type, resume, "
+    "schema_mode, threads, timeout, "
     "trust_model"
 )
 
