@@ -62,3 +62,10 @@ def light_chaos(tmp_path_factory: pytest.TempPathFactory):
         return path
 
     return build
+
+
+@pytest.fixture(scope="session")
+def chaos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chaos model with no misbehaviour configured: a * 2 + b, one model for every table
+    test."""
+    return model_zoo.chaos_model(tmp_path_factory.mktemp("chaos"))

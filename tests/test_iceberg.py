@@ -9,7 +9,7 @@ import threading
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from model_zoo import chaos_model
+from table_rows import by_row
 from test_tables import iceberg_catalog as catalog
 from test_tables import write_inputs
 
@@ -25,17 +25,9 @@ def rows(out, table: str = "sparkscore.predictions") -> list[dict]:
     return catalog(out).load_table(table).scan().to_arrow().to_pylist()
 
 
-def by_row(out, job_id: str) -> dict:
-    """The table's predictions of one run by (file, row), checking none is there twice."""
-    found = [r for r in rows(out) if r["job_id"] == job_id]
-    keys = [(r["file_name"], r["row"]) for r in found]
-    assert len(keys) == len(set(keys)), "a row was committed twice"
-    return {(r["file_name"], r["row"]): r["prediction"] for r in found}
-
-
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return chaos_model(tmp_path_factory.mktemp("iceberg"))
+def model(chaos):
+    return chaos
 
 
 def test_iceberg_output_holds_every_row_once_and_its_errors(spark, model, tmp_path):
@@ -45,7 +37,7 @@ def test_iceberg_output_holds_every_row_once_and_its_errors(spark, model, tmp_pa
         spark, model, tmp_path / "in", out, output_format="iceberg", mini_batch_size=1
     )
     job = summary["job_id"]
-    assert by_row(out, job) == expected
+    assert by_row(rows(out), job) == expected
     table = catalog(out).load_table("sparkscore.predictions")
     assert table.schema().column_names == ["file_name", "row", "prediction", "job_id"]
     errors = rows(out, "sparkscore.predictions_errors")
@@ -92,7 +84,7 @@ def test_iceberg_second_run_appends_its_own_rows_and_a_retried_commit_is_skipped
     first = sparkscore.score(spark, model, tmp_path / "in", out, output_format="iceberg")
     second = sparkscore.score(spark, model, tmp_path / "in", out, output_format="iceberg")
     assert first["job_id"] != second["job_id"]
-    assert by_row(out, first["job_id"]) == by_row(out, second["job_id"]) == expected
+    assert by_row(rows(out), first["job_id"]) == by_row(rows(out), second["job_id"]) == expected
     assert len(rows(out)) == 2 * len(expected)
     snapshots = catalog(out).load_table("sparkscore.predictions").snapshots()
     assert [s.summary.get(JOB_KEY) for s in snapshots if s.summary] == [
@@ -116,7 +108,7 @@ def test_iceberg_second_run_appends_its_own_rows_and_a_retried_commit_is_skipped
     third = sparkscore.score(
         spark, model, tmp_path / "in", out, output_format="iceberg", overwrite=True
     )
-    assert by_row(out, third["job_id"]) == expected
+    assert by_row(rows(out), third["job_id"]) == expected
     assert len(rows(out)) == len(expected)
     table = catalog(out).load_table("sparkscore.predictions")
     snapshot = table.current_snapshot()
@@ -180,7 +172,7 @@ def test_iceberg_refuses_a_changed_prediction_type_unless_merge(spark, model, tm
     table = catalog(out).load_table("sparkscore.predictions").scan().to_arrow()
     assert table.schema.field("prediction").type == pa.float64()
     assert table.schema.field("b").type == pa.int64()
-    assert by_row(out, merged["job_id"]) == expected
+    assert by_row(rows(out), merged["job_id"]) == expected
     assert sorted((r["job_id"] == merged["job_id"], r["b"]) for r in rows(out)) == [
         (False, None),
         (False, None),

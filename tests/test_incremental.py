@@ -58,8 +58,8 @@ def expect(values: dict, jobs: dict) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return chaos_model(tmp_path_factory.mktemp("incremental"))
+def model(chaos):
+    return chaos
 
 
 def incremental(spark, model, inp: Path, out: Path, fmt: str, **settings) -> dict:

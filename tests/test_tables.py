@@ -20,6 +20,7 @@ from deltalake import DeltaTable
 from model_zoo import chaos_model
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import NoSuchTableError
+from table_rows import by_row
 
 import sparkscore
 from sparkscore.console import summary_line
@@ -76,17 +77,9 @@ def rows(table: Path) -> list[dict]:
     return DeltaTable(str(table)).to_pyarrow_table().to_pylist()
 
 
-def by_row(table: Path, job_id: str) -> dict:
-    """The table's predictions of one run by (file, row), checking none is there twice."""
-    found = [r for r in rows(table) if r["job_id"] == job_id]
-    keys = [(r["file_name"], r["row"]) for r in found]
-    assert len(keys) == len(set(keys)), "a row was committed twice"
-    return {(r["file_name"], r["row"]): r["prediction"] for r in found}
-
-
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return chaos_model(tmp_path_factory.mktemp("tables"))
+def model(chaos):
+    return chaos
 
 
 def test_delta_output_holds_every_row_once_and_its_errors(spark, model, tmp_path):
@@ -96,7 +89,7 @@ def test_delta_output_holds_every_row_once_and_its_errors(spark, model, tmp_path
         spark, model, tmp_path / "in", out, output_format="delta", mini_batch_size=1
     )
     job = summary["job_id"]
-    assert by_row(out, job) == expected
+    assert by_row(rows(out), job) == expected
     assert DeltaTable(str(out)).schema().to_arrow().names == [
         "file_name",
         "row",
@@ -134,7 +127,7 @@ def test_delta_second_run_appends_its_own_rows_and_a_retried_commit_is_skipped(
     first = sparkscore.score(spark, model, tmp_path / "in", out, output_format="delta")
     second = sparkscore.score(spark, model, tmp_path / "in", out, output_format="delta")
     assert first["job_id"] != second["job_id"]
-    assert by_row(out, first["job_id"]) == by_row(out, second["job_id"]) == expected
+    assert by_row(rows(out), first["job_id"]) == by_row(rows(out), second["job_id"]) == expected
     assert len(rows(out)) == 2 * len(expected)
     assert second["table"]["predictions"]["version"] == 1
     # Killed after its commit, before its summary: the resume commits nothing again.
@@ -154,7 +147,7 @@ def test_delta_second_run_appends_its_own_rows_and_a_retried_commit_is_skipped(
     third = sparkscore.score(
         spark, model, tmp_path / "in", out, output_format="delta", overwrite=True
     )
-    assert by_row(out, third["job_id"]) == expected
+    assert by_row(rows(out), third["job_id"]) == expected
     assert (len(rows(out)), DeltaTable(str(out)).version()) == (len(expected), 2)
 
 
@@ -199,7 +192,7 @@ def test_delta_refuses_a_changed_prediction_type_unless_merge(spark, model, tmp_
     table = DeltaTable(str(out)).to_pyarrow_table()
     assert table.schema.field("prediction").type == pa.float64()
     assert table.schema.field("b").type == pa.int64()
-    assert by_row(out, merged["job_id"]) == expected
+    assert by_row(rows(out), merged["job_id"]) == expected
     assert sorted(r["b"] for r in rows(out) if r["job_id"] == merged["job_id"]) == sorted(
         k[1] for k in expected
     )
