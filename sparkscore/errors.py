@@ -33,6 +33,7 @@ Our exception hierarchy:
   * TableSchemaError        - a run's columns do not fit the table it appends to
   * ReferenceProfileError   - the `reference` run's profile cannot be read
   * DriftError              - columns drifted from the reference, with `fail_on_drift: true`
+  * SparkPipelineError      - a Spark MLlib model cannot be scored as asked
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -68,6 +69,7 @@ __all__ = [
     "ResumeError",
     "SchemaEnforcementError",
     "SettingsError",
+    "SparkPipelineError",
     "SparkscoreError",
     "TableSchemaError",
     "TensorShapeError",
@@ -509,3 +511,12 @@ class DriftError(SparkscoreError):
             f"{reference}: {', '.join(self.columns)}. The output is written; see the drift "
             "section of _summary.json."
         )
+
+
+class SparkPipelineError(SparkscoreError):
+    """A Spark MLlib model (mlflow.spark) cannot be scored as asked: through a Python face
+    that cannot run its JVM pipeline, or with columns or rows its pipeline does not give."""
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}.")

@@ -110,6 +110,11 @@ def _columns(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _output_columns(value: Any) -> tuple[str, ...] | None:
+    """A Spark MLlib model's output columns; None: its prediction alone."""
+    return None if value is None else _columns(value)
+
+
 def _directory(value: Any) -> str | None:
     """A local directory, `~` expanded; None keeps the default."""
     if value is None:
@@ -225,6 +230,7 @@ _CHECKS: dict[str, Check] = {
     "drift_psi_threshold": _positive_number,
     "drift_null_threshold": _share,
     "fail_on_drift": _flag,
+    "spark_output_columns": _output_columns,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -362,6 +368,9 @@ class Settings:
     drift_psi_threshold: float = 0.25  # PSI that flags a column: the rule of thumb's "major"
     drift_null_threshold: float = 0.05  # change in a column's null share that flags it
     fail_on_drift: bool = False  # a flagged column fails the run (after writing everything)
+    # a Spark MLlib model's pipeline columns to write, as a struct (e.g. [prediction,
+    # probability]; vectors as arrays of doubles); None = its prediction alone
+    spark_output_columns: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""

@@ -17,7 +17,7 @@ from pyspark.sql.pandas.functions import pandas_udf
 
 from sparkscore.enforcement import enforce
 from sparkscore.environment import ensure_environment, read_environment
-from sparkscore.errors import SchemaEnforcementError, SettingsError
+from sparkscore.errors import SchemaEnforcementError, SettingsError, SparkPipelineError
 from sparkscore.images import ImageInput, row_tensors, stack_runs
 from sparkscore.loader import Model, warn_untrusted
 from sparkscore.model import read_spec
@@ -79,6 +79,13 @@ def spark_udf(
         )
     path = os.path.abspath(os.fspath(model_uri))
     spec = read_spec(path)
+    if spec.sparkml is not None:
+        raise SparkPipelineError(
+            path=path,
+            reason="is a Spark MLlib model (the spark flavor): its PipelineModel runs in "
+            "Spark's JVM, which a Python UDF cannot call; score a DataFrame with "
+            "sparkscore.transform(spark, model_uri, df) instead",
+        )
     warn_untrusted(spec, trusted=trust_model)
     return_type, pa_type = prediction_types(spec.signature, result_type)
     checked_params = spec.params(params)

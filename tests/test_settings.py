@@ -19,6 +19,7 @@ ALL_NAMES = (
     "logging_level, "
     "max_retries, mini_batch_size, output_action, output_file_name, output_format, overwrite, "
     "params, passthrough_columns, profile, recursive, reference, result_type, resume, schema_mode, "
+    "spark_output_columns, "
     "timeout, "
     "trust_model"
 )
