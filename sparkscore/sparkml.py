@@ -287,7 +287,8 @@ def _outputs(
             )
         value = F.col(column)
         if isinstance(found[column], VectorUDT):
-            value = vector_to_array(value)
+            # as every array the job writes: elements may be null
+            value = vector_to_array(value).cast(T.ArrayType(T.DoubleType(), containsNull=True))
         chosen.append((name, value))
     return chosen
 
