@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from sparkscore.enforcement import conform
+from sparkscore.enforcement import enforce, unplaced
 from sparkscore.errors import (
     MissingColumnError,
     ModelLoadError,
@@ -350,19 +350,12 @@ def _conformed(
     schema: Schema, types: dict[str, pa.DataType], batches: Iterator[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
     for batch in batches:
-        checked = conform(batch.select(list(types)).to_pandas(), schema)
-        if checked.errors:
-            e = checked.errors[0]
-            raise SchemaEnforcementError(
-                file=None,
-                row=None,
-                column=e.column,
-                value=e.value,
-                expected=e.expected,
-                reason=e.reason,
-            )
+        try:
+            frame = enforce(batch.select(list(types)).to_pandas(), schema)
+        except SchemaEnforcementError as e:
+            raise unplaced(e) from None
         arrays: list[Any] = [
-            pa.array(checked.frame[n], types[n], from_pandas=True) if n in types else column
+            pa.array(frame[n], types[n], from_pandas=True) if n in types else column
             for n, column in zip(batch.schema.names, batch.columns)
         ]
         yield pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.functions import pandas_udf
 
-from sparkscore.enforcement import enforce
+from sparkscore.enforcement import enforce, unplaced
 from sparkscore.environment import ensure_environment, read_environment
 from sparkscore.errors import SchemaEnforcementError, SettingsError, SparkPipelineError
 from sparkscore.images import ImageInput, row_tensors, stack_runs
@@ -250,14 +250,5 @@ def _predict(model: Model, frame: pd.DataFrame, params: dict[str, Any] | None) -
     try:
         conformed = enforce(frame, model.input_schema)
     except SchemaEnforcementError as e:
-        # A row number inside one Arrow batch means nothing to the user; the column and the
-        # value are what find the bad data.
-        raise SchemaEnforcementError(
-            file=None,
-            row=None,
-            column=e.column,
-            value=e.value,
-            expected=e.expected,
-            reason=e.reason,
-        ) from None
+        raise unplaced(e) from None
     return model.predict_conformed(conformed, params)

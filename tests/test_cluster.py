@@ -56,6 +56,17 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen, seconds: float = 90) 
     raise AssertionError(f"{text!r} never appeared in {log}:\n{log.read_text()[-3000:]}")
 
 
+def submit(cluster: str, tmp: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`spark-submit --master CLUSTER jobs/score.py ARGS`, its output captured."""
+    return subprocess.run(
+        [str(BIN / "spark-submit"), "--master", cluster, str(ROOT / "jobs" / "score.py"), *args],
+        env=spark_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("cluster")
@@ -221,25 +232,11 @@ def test_cluster_job_scores_a_spark_pipeline_in_the_executors_jvm(cluster, spark
     for name, df in frames.items():
         df.to_csv(inputs / name, index=False)
     out = tmp_path / "out"
-    done = subprocess.run(
-        [
-            str(BIN / "spark-submit"),
-            "--master",
-            cluster,
-            str(ROOT / "jobs" / "score.py"),
-            "--model",
-            str(model),
-            "--input",
-            str(inputs),
-            "--output",
-            str(out),
-            "--set",
-            "mini_batch_size=1",
-        ],
-        env=spark_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = submit(
+        cluster,
+        tmp_path,
+        *("--model", str(model), "--input", str(inputs), "--output", str(out)),
+        *("--set", "mini_batch_size=1"),
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = sorted(pq.read_table(out / "predictions").to_pylist(), key=lambda r: r["file_name"])
