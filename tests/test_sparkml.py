@@ -157,3 +157,24 @@ def test_spark_udf_refuses_a_pipeline_and_points_to_transform(
         "runs in Spark's JVM, which a Python UDF cannot call; score a DataFrame with "
         "sparkscore.transform(spark, model_uri, df) instead."
     )
+
+
+def test_job_refuses_settings_a_pipeline_cannot_take_before_scoring(
+    spark: Any, pipelines: dict[str, Path], zoo: Any, tmp_path: Path
+) -> None:
+    data = write_inputs(tmp_path / "in", GOOD)
+    with pytest.raises(sparkscore.SettingsError) as info:
+        sparkscore.score(spark, pipelines["signed"], data, tmp_path / "a", env_manager="uv")
+    assert str(info.value).startswith(
+        "env_manager must be local for a Spark MLlib model, which runs in Spark's JVM, not in "
+        "a Python environment"
+    )
+    with pytest.raises(sparkscore.SettingsError) as info:
+        sparkscore.score(
+            spark, zoo.lr_skops, data, tmp_path / "b", spark_output_columns=["probability"]
+        )
+    assert str(info.value).startswith(
+        "spark_output_columns applies to Spark MLlib models (the spark flavor) only; this "
+        "model's flavor is sklearn"
+    )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
