@@ -21,6 +21,7 @@ _LAZY = {
     "score": "sparkscore.job",
     "Settings": "sparkscore.settings",
     "spark_udf": "sparkscore.udf",
+    "transform": "sparkscore.sparkml",
 }
 
 # Built from the lazy names and the error tree, so a new error is public once; a test pins it.

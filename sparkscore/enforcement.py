@@ -21,7 +21,7 @@ from sparkscore.nested import convert_nested
 from sparkscore.signature import ColSpec, DataType, Schema, TensorSpec
 from sparkscore.values import convert, decimal_lost
 
-__all__ = ["Conformed", "conform", "enforce"]
+__all__ = ["Conformed", "conform", "enforce", "unplaced"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,15 @@ def enforce(
     if result.errors:
         raise result.errors[0]
     return result.frame
+
+
+def unplaced(e: SchemaEnforcementError) -> SchemaEnforcementError:
+    """The error without its file and row: in a DataFrame scored in Arrow batches (spark_udf,
+    sparkml.transform), a row number inside one batch means nothing to the user; the column and
+    the value are what find the bad data."""
+    return SchemaEnforcementError(
+        file=None, row=None, column=e.column, value=e.value, expected=e.expected, reason=e.reason
+    )
 
 
 def _row_reason(column: str, value: Any, reason: str) -> str:

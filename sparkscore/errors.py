@@ -35,6 +35,7 @@ Our exception hierarchy:
   * DriftError              - columns drifted from the reference, with `fail_on_drift: true`
   * NoRunError              - `sparkscore report`/`show` pointed at a folder with no run
   * LedgerModelError        - an incremental output was scored by another model (`rescore`)
+  * SparkPipelineError      - a Spark MLlib model cannot be scored as asked
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -72,6 +73,7 @@ __all__ = [
     "ResumeError",
     "SchemaEnforcementError",
     "SettingsError",
+    "SparkPipelineError",
     "SparkscoreError",
     "TableSchemaError",
     "TensorShapeError",
@@ -537,3 +539,12 @@ class LedgerModelError(SparkscoreError):
             "Score with that model, or set rescore: true to score every file again with this "
             "one (its rows then supersede the earlier ones)."
         )
+
+
+class SparkPipelineError(SparkscoreError):
+    """A Spark MLlib model (mlflow.spark) cannot be scored as asked: through a Python face
+    that cannot run its JVM pipeline, or with columns or rows its pipeline does not give."""
+
+    def __init__(self, *, path: str, reason: str) -> None:
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}.")

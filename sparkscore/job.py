@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 from pyarrow import fs as pafs
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from sparkscore import drift as drifts
@@ -29,9 +30,10 @@ from sparkscore import summary as summaries
 from sparkscore import tables
 from sparkscore.envbuild import BuiltEnvironment, ensure_environment
 from sparkscore.environment import read_environment
-from sparkscore.errors import DriftError, ErrorThresholdExceeded
+from sparkscore.errors import DriftError, ErrorThresholdExceeded, SettingsError
 from sparkscore.launch import run_tasks
 from sparkscore.layout import (
+    TABLE_FORMATS,
     OutputLayout,
     abandoned_staging,
     claim_output,
@@ -69,6 +71,7 @@ from sparkscore.shipping import (
     pack_model,
     ship_model,
 )
+from sparkscore.sparkml import score_pipeline
 from sparkscore.storage import redact_record, resolve
 from sparkscore.summary import EnvironmentRecord, Probe, RunRecord
 from sparkscore.tasks import run_batches
@@ -284,10 +287,16 @@ def _model_environment(
 ) -> tuple[ModelSpec, BuiltEnvironment | None, Probe | None, tuple[Mismatch, ...]]:
     """Load the model where it will run: here (warning of each pin that differs), or in its own
     environment, built (or found in the cache) now, before any task starts."""
+    spec = read_spec(model_path)
+    _check_spark_settings(spec, settings)
     if settings.env_manager == "local":
         # The one load on the driver, on purpose: a model that cannot load here is refused before
-        # any task starts; each worker loads its own copy.
-        spec = load_model(model_path, trust_model=settings.trust_model).spec
+        # any task starts; each worker loads its own copy. A Spark MLlib model is loaded once,
+        # in the JVM, when the job runs (sparkscore.sparkml).
+        if spec.sparkml is None:
+            spec = load_model(model_path, trust_model=settings.trust_model).spec
+        else:
+            warn_untrusted(spec, trusted=settings.trust_model)
         mismatched = tuple(mismatches(read_pins(spec)))
         for m in mismatched:
             log.warning(
@@ -297,7 +306,6 @@ def _model_environment(
                 m.installed or "nothing",
             )
         return spec, None, None, mismatched
-    spec = read_spec(model_path)
     warn_untrusted(spec, trusted=settings.trust_model)
     built = ensure_environment(read_environment(spec), settings.env_manager, settings.env_cache)
     log.info(
@@ -320,6 +328,33 @@ def _model_environment(
         ),
         (),
     )
+
+
+def _check_spark_settings(spec: ModelSpec, settings: Settings) -> None:
+    """Refuse settings a Spark MLlib model cannot take (or that only one can), before Spark."""
+    if spec.sparkml is None:
+        if settings.spark_output_columns is not None:
+            raise SettingsError(
+                key="spark_output_columns",
+                value=list(settings.spark_output_columns),
+                reason="applies to Spark MLlib models (the spark flavor) only; this model's "
+                f"flavor is {spec.flavor}",
+            )
+        return
+    if settings.env_manager != "local":
+        raise SettingsError(
+            key="env_manager",
+            value=settings.env_manager,
+            reason="must be local for a Spark MLlib model, which runs in Spark's JVM, not in "
+            "a Python environment",
+        )
+    if settings.spark_output_columns is not None and settings.output_format in TABLE_FORMATS:
+        raise SettingsError(
+            key="spark_output_columns",
+            value=list(settings.spark_output_columns),
+            reason=f"cannot be used with output_format: {settings.output_format}, whose "
+            "columns are fixed before Spark starts; use parquet or csv output",
+        )
 
 
 def execute(spark: Spark, job: Job) -> dict[str, Any]:
@@ -427,6 +462,8 @@ def _score(
     )
     if not todo:
         return [], environment
+    if job.model.sparkml is not None:
+        return _score_pipeline(spark, job, todo), environment
     shipped = ship_model(spark, job.model_path, job.environment, spec=job.model, packed=job.packed)
     if job.environment is not None and shipped.environment is not None:
         environment = _shipped(environment, job.environment, shipped.environment)
@@ -445,6 +482,27 @@ def _score(
             progress.counters,
         )
         return run_tasks(spark, sc, todo, task, job.layout), environment
+
+
+def _score_pipeline(spark: Spark, job: Job, todo: list[MiniBatch]) -> list[Manifest]:
+    """A Spark MLlib model: the mini-batches through its PipelineModel, in the JVM."""
+    # The job may have run on a SparkContext alone: a pipeline needs its SQL session.
+    session = SparkSession.builder.getOrCreate() if isinstance(spark, SparkContext) else spark
+    sc = context_of(spark)
+    if sc is not None:
+        forward_storage_env(sc)
+    with Progress(sc, len(todo), job.layout, job.committed) as progress:
+        return score_pipeline(
+            session,
+            spec=job.model,
+            scoring=job.scoring,
+            output_columns=job.settings.spark_output_columns,
+            layout=job.layout,
+            plan=job.plan,
+            todo=todo,
+            timeout=job.settings.timeout,
+            counters=progress.counters,
+        )
 
 
 def _shipped(

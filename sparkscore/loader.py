@@ -144,6 +144,11 @@ def runs_model_code(spec: ModelSpec) -> str | None:
     """How loading this model runs code from it, or None when it does not (skops loads only
     the types the model declares trusted)."""
     loader = spec.pyfunc.loader_module
+    if spec.sparkml is not None:
+        # Spark loads a pipeline's JVM stages from their data; a Python stage is imported by
+        # its class name, from the model's code folder when it has one.
+        code = spec.pyfunc.code
+        return f"its pipeline's Python stages may come from its {code} folder" if code else None
     if loader == SKLEARN_LOADER:
         fmt = spec.sklearn.serialization_format if spec.sklearn else "pickle"
         if fmt == "skops":

@@ -31,6 +31,7 @@ __all__ = [
 MLMODEL = "MLmodel"
 PYFUNC = "python_function"
 SKLEARN = "sklearn"
+SPARK = "spark"
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class ModelSpec:
     utc_time_created: str | None = None
     artifact_path: str | None = None
     metadata: Mapping[str, Any] | None = None
+    # flavors.spark.model_data: the Spark MLlib pipeline folder (relative) of a model saved by
+    # mlflow.spark, which the job scores in Spark's JVM (sparkscore.sparkml); None otherwise
+    sparkml: str | None = None
 
     @property
     def flavor(self) -> str:
@@ -221,6 +225,7 @@ def _parse(root: str, mlmodel: str, doc: Mapping[str, Any]) -> ModelSpec:
         utc_time_created=_str_or_none(doc.get("utc_time_created")),
         artifact_path=_str_or_none(doc.get("artifact_path")),
         metadata=doc.get("metadata"),
+        sparkml=_sparkml(flavors, checker),
     )
 
 
@@ -290,6 +295,13 @@ def _sklearn(flavors: Mapping[str, Any], checker: _PathChecker) -> SklearnFlavor
         skops_trusted_types=tuple(map(str, trusted)) if trusted else None,
         code=checker(f"flavors.{SKLEARN}.code", sk.get("code")),
     )
+
+
+def _sparkml(flavors: Mapping[str, Any], checker: _PathChecker) -> str | None:
+    conf = flavors.get(SPARK)
+    if not isinstance(conf, dict):
+        return None
+    return checker.path(f"flavors.{SPARK}.model_data", conf.get("model_data") or "sparkml")
 
 
 class _PathChecker:

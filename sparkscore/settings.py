@@ -110,6 +110,11 @@ def _columns(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _output_columns(value: Any) -> tuple[str, ...] | None:
+    """A Spark MLlib model's output columns; None: its prediction alone."""
+    return None if value is None else _columns(value)
+
+
 def _directory(value: Any) -> str | None:
     """A local directory, `~` expanded; None keeps the default."""
     if value is None:
@@ -242,6 +247,7 @@ _CHECKS: dict[str, Check] = {
     "drift_null_threshold": _share,
     "fail_on_drift": _flag,
     "threads": _threads,
+    "spark_output_columns": _output_columns,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -387,6 +393,9 @@ class Settings:
     # native threads per Python worker (OpenMP, BLAS, a model's n_jobs/nthread): auto = the
     # cores Spark gives each task (spark.task.cpus), off = each library's own default
     threads: int | Literal["auto", "off"] = "auto"
+    # a Spark MLlib model's pipeline columns to write, as a struct (e.g. [prediction,
+    # probability]; vectors as arrays of doubles); None = its prediction alone
+    spark_output_columns: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""

@@ -16,10 +16,10 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.functions import pandas_udf
 
 from sparkscore.batching import full
-from sparkscore.enforcement import enforce
+from sparkscore.enforcement import enforce, unplaced
 from sparkscore.envbuild import ensure_environment
 from sparkscore.environment import read_environment
-from sparkscore.errors import SchemaEnforcementError, SettingsError
+from sparkscore.errors import SchemaEnforcementError, SettingsError, SparkPipelineError
 from sparkscore.images import ImageInput, row_tensors, stack_runs
 from sparkscore.loader import Model, warn_untrusted
 from sparkscore.model import read_spec
@@ -92,6 +92,13 @@ def spark_udf(
         )
     path = os.path.abspath(os.fspath(model_uri))
     spec = read_spec(path)
+    if spec.sparkml is not None:
+        raise SparkPipelineError(
+            path=path,
+            reason="is a Spark MLlib model (the spark flavor): its PipelineModel runs in "
+            "Spark's JVM, which a Python UDF cannot call; score a DataFrame with "
+            "sparkscore.transform(spark, model_uri, df) instead",
+        )
     warn_untrusted(spec, trusted=trust_model)
     return_type, pa_type = prediction_types(spec.signature, result_type)
     checked_params = spec.params(params)
@@ -309,14 +316,5 @@ def _predict(model: Model, frame: pd.DataFrame, params: dict[str, Any] | None) -
     try:
         conformed = enforce(frame, model.input_schema)
     except SchemaEnforcementError as e:
-        # A row number inside one Arrow batch means nothing to the user; the column and the
-        # value are what find the bad data.
-        raise SchemaEnforcementError(
-            file=None,
-            row=None,
-            column=e.column,
-            value=e.value,
-            expected=e.expected,
-            reason=e.reason,
-        ) from None
+        raise unplaced(e) from None
     return model.predict_conformed(conformed, params)

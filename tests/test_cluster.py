@@ -56,6 +56,17 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen, seconds: float = 90) 
     raise AssertionError(f"{text!r} never appeared in {log}:\n{log.read_text()[-3000:]}")
 
 
+def submit(cluster: str, tmp: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`spark-submit --master CLUSTER jobs/score.py ARGS`, its output captured."""
+    return subprocess.run(
+        [str(BIN / "spark-submit"), "--master", cluster, str(ROOT / "jobs" / "score.py"), *args],
+        env=spark_env(tmp),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("cluster")
@@ -207,3 +218,30 @@ def test_cluster_job_ships_the_models_environment_to_the_worker(
     pattern = Path("cluster*", "work", "app-*", "*", f"sparkscore-env-{environment['key'][:20]}")
     unpacked = list(tmp_path_factory.getbasetemp().glob(str(pattern / "numpy")))
     assert unpacked, "the worker did not unpack the environment in its work directory"
+
+
+def test_cluster_job_scores_a_spark_pipeline_in_the_executors_jvm(cluster, spark, tmp_path):
+    """A Spark MLlib model: the pipeline loaded by the driver, its transform run by the worker's
+    executor (the model directory is on a disk both see, as PipelineModel.load needs)."""
+    from pipeline_zoo import features, save_pipelines, transformed
+
+    model = save_pipelines(spark, tmp_path / "models")["signed"]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    frames = {"a.csv": features(4, seed=1), "b.csv": features(3, seed=2)}
+    for name, df in frames.items():
+        df.to_csv(inputs / name, index=False)
+    out = tmp_path / "out"
+    done = submit(
+        cluster,
+        tmp_path,
+        *("--model", str(model), "--input", str(inputs), "--output", str(out)),
+        *("--set", "mini_batch_size=1"),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = sorted(pq.read_table(out / "predictions").to_pylist(), key=lambda r: r["file_name"])
+    assert rows == [
+        {"file_name": name, "row": i, "prediction": p["prediction"]}
+        for name in sorted(frames)
+        for i, p in enumerate(transformed(spark, model, frames[name][["a", "b"]]))
+    ]

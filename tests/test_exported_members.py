@@ -35,6 +35,7 @@ def test_exported_members_are_pinned():
         "SchemaEnforcementError",
         "Settings",
         "SettingsError",
+        "SparkPipelineError",
         "SparkscoreError",
         "TableSchemaError",
         "TensorShapeError",
@@ -45,6 +46,7 @@ def test_exported_members_are_pinned():
         "load_model",
         "score",
         "spark_udf",
+        "transform",
     ]
     for name in sparkscore.__all__:
         assert hasattr(sparkscore, name), name

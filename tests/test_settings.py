@@ -19,7 +19,7 @@ ALL_NAMES = (
     "incremental, logging_level, "
     "max_retries, mini_batch_size, output_action, output_file_name, output_format, overwrite, "
     "params, passthrough_columns, profile, recursive, reference, rescore, result_type, resume, "
-    "schema_mode, threads, timeout, "
+    "schema_mode, spark_output_columns, threads, timeout, "
     "trust_model"
 )
 
