@@ -41,7 +41,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "files": len(p.files),
 
 RESUME = """
 import json, resource, sys, time
-from sparkscore.job import prepare
+from sparkscore.preparation import prepare
 from sparkscore.settings import Settings
 model, folder, out = sys.argv[1:]
 t = time.perf_counter()

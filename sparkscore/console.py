@@ -28,9 +28,10 @@ import pyspark
 
 from sparkscore import daemon
 from sparkscore.errors import DriftError, ErrorThresholdExceeded, SparkscoreError
-from sparkscore.job import Job, execute, nothing_new, prepare
+from sparkscore.job import execute, nothing_new
 from sparkscore.ledger import pending
 from sparkscore.preflight import preflight
+from sparkscore.preparation import Job, prepare
 from sparkscore.session import (
     JobSession,
     local_parallelism,

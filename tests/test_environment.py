@@ -34,9 +34,9 @@ from sparkscore.errors import (
     PredictError,
     PythonVersionError,
 )
-from sparkscore.job import prepare
 from sparkscore.model import read_spec
 from sparkscore.modelprocess import ModelProcess, decode, encode
+from sparkscore.preparation import prepare
 from sparkscore.requirements import requirement_lines
 from sparkscore.settings import Settings
 from sparkscore.worker import WORKER

@@ -382,7 +382,8 @@ def test_job_passthrough_type_comes_from_every_file_and_keeps_csv_text(edge_run)
 
 
 def test_job_files_removed_after_planning_are_named_and_their_rows_unknown(spark, zoo, tmp_path):
-    from sparkscore.job import execute, prepare
+    from sparkscore.job import execute
+    from sparkscore.preparation import prepare
     from sparkscore.session import task_slots
     from sparkscore.settings import Settings
 
