@@ -238,9 +238,12 @@ def summary_line(result: dict[str, Any]) -> str:
             f"{table['format']} tables {table['predictions']['uri']} (version "
             f"{table['predictions']['version']}) and {table['errors']['uri']}"
         )
+    counted = f"{result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
+    if "items_succeeded" in result:  # a scoring script: Azure counts the elements run returned
+        counted = f"{result['items_succeeded']} items returned by run"
     return (
         f"sparkscore: {result['status']}: {result['files_succeeded']} of {result['files_total']} "
-        f"files scored, {result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
+        f"files scored, {counted}"
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped, {result['duration_s']}s "
         f"({result['rows_per_s']} rows/s); summary in {where}"

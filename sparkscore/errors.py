@@ -33,6 +33,7 @@ Our exception hierarchy:
   * TableSchemaError        - a run's columns do not fit the table it appends to
   * ReferenceProfileError   - the `reference` run's profile cannot be read
   * DriftError              - columns drifted from the reference, with `fail_on_drift: true`
+  * ScoringScriptError      - the scoring script cannot be imported, or lacks init or run
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -67,6 +68,7 @@ __all__ = [
     "ReferenceProfileError",
     "ResumeError",
     "SchemaEnforcementError",
+    "ScoringScriptError",
     "SettingsError",
     "SparkscoreError",
     "TableSchemaError",
@@ -508,4 +510,16 @@ class DriftError(SparkscoreError):
             f"fail_on_drift: {len(self.columns)} column(s) drifted from the reference "
             f"{reference}: {', '.join(self.columns)}. The output is written; see the drift "
             "section of _summary.json."
+        )
+
+
+class ScoringScriptError(SparkscoreError):
+    """The scoring script (Azure's batch driver) cannot be used: it is missing, does not import,
+    or does not define callable `init` and `run`."""
+
+    def __init__(self, *, file: str, reason: str) -> None:
+        self.file, self.reason = file, reason
+        super().__init__(
+            f"scoring script {file}: {reason}; a scoring script defines init() and "
+            "run(mini_batch), as Azure ML's batch deployments call them."
         )

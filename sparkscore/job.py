@@ -55,7 +55,10 @@ from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.resume import RunIdentity, committed_batches, previous_run
 from sparkscore.scoring import ScoringSpec
-from sparkscore.session import forward_storage_env, task_slots
+from sparkscore.script import ScoringScript, checked_script
+from sparkscore.scriptoutput import land_outputs, write_script_csv
+from sparkscore.scriptrun import ScriptSpec
+from sparkscore.session import forward_storage_env, task_attempts, task_slots
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
     PackedModel,
@@ -63,6 +66,7 @@ from sparkscore.shipping import (
     Spark,
     context_of,
     pack_model,
+    ship_code,
     ship_model,
 )
 from sparkscore.storage import redact_record, resolve
@@ -125,6 +129,7 @@ class Job:
     environment: BuiltEnvironment | None = None  # the model's own, when not env_manager: local
     probe: Probe | None = None  # the model loaded in that environment
     reference: Profile | None = None  # the profile to compare with (settings.reference)
+    script: ScoringScript | None = None  # Azure's batch driver, which scores instead of predict
 
     @property
     def sha256(self) -> str:
@@ -151,9 +156,13 @@ def prepare(
     started = summaries.now()
     job_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     check_output_apart(input_uri, output_uri, recursive=settings.recursive)
+    script = checked_script(settings)
     reference = _reference(settings)
     model_path, located = local_model_dir(model_uri)
-    spec, environment, probe, mismatched = _model_environment(model_path, settings)
+    if script is None:
+        spec, environment, probe, mismatched = _model_environment(model_path, settings)
+    else:  # the script's init() loads the model, in each worker: it is only read here
+        spec, environment, probe, mismatched = read_spec(model_path), None, None, ()
     packed = pack_model(model_path)  # zipped and hashed in one read, while the session starts
     sha = packed.sha256
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
@@ -182,6 +191,7 @@ def prepare(
         recursive=settings.recursive,
         ignore_unsupported=settings.ignore_unsupported,
         parallelism=parallelism,
+        any_type=script is not None,
     )
     scoring = _scoring_spec(spec, settings, the_plan)
     if final.is_table:
@@ -230,6 +240,7 @@ def prepare(
         environment=environment,
         probe=probe,
         reference=reference,
+        script=script,
     )
 
 
@@ -294,6 +305,9 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
     todo = [b for b in job.plan.batches if b.index not in job.committed]
     fresh, environment = _score(spark, job, todo)
     manifests = _account(out_fs, job, fresh)
+    if job.script is not None:
+        landed = land_outputs(out_fs, job.layout, manifests)
+        log.info("%d file(s) the scoring script wrote landed in %s", landed, job.output_uri)
     _finish_output(out_fs, job, rescored=bool(todo))
     drift = drifts.check(out_fs, job.layout, manifests, job.settings, job.reference)
     failed = _threshold_error(job, manifests) or _drift_error(job, drift)
@@ -356,8 +370,23 @@ def _score(
             job.scoring,
             job.settings.timeout,
             progress.counters,
+            **_script_task(spark, job),
         )
         return run_tasks(spark, sc, todo, task, job.layout), environment
+
+
+def _script_task(spark: Spark, job: Job) -> dict[str, Any]:
+    """What tasks need to run the scoring script (nothing without one): its code, shipped."""
+    if job.script is None:
+        return {}
+    spec = ScriptSpec(
+        model_name=os.path.basename(os.path.normpath(job.model_path)),
+        environment=job.settings.environment_variables or {},
+        reserved=("predictions", "errors", job.settings.output_file_name),
+        # The last attempt records a failure: the last Spark gives, whatever max_retries asks.
+        max_retries=task_attempts(context_of(spark), job.settings.max_retries + 1) - 1,
+    )
+    return {"code": ship_code(spark, job.script), "script": spec}
 
 
 def _shipped(
@@ -385,12 +414,11 @@ def _finish_output(fs: pafs.FileSystem, job: Job, *, rescored: bool) -> None:
         # A resumed run with nothing left to score keeps the CSV the earlier run consolidated:
         # that run removed the staged parts, so consolidating again would write only a header.
         if rescored or fs.get_file_info(layout.csv).type != pafs.FileType.File:
-            write_csv(
-                fs,
-                layout,
-                [b.index for b in job.plan.batches],
-                [name for name, _ in job.scoring.passthrough],
-            )
+            indexes = [b.index for b in job.plan.batches]
+            if job.script is not None:
+                write_script_csv(fs, layout, indexes)
+            else:
+                write_csv(fs, layout, indexes, [name for name, _ in job.scoring.passthrough])
         remove_dir(fs, f"{layout.root}/_staging")
     elif settings.output_action == "summary_only":
         remove_dir(fs, layout.predictions)

@@ -65,8 +65,13 @@ class Listing:
     broken_links: tuple[str, ...] = ()  # symbolic links to nothing, skipped with a warning
 
 
-def list_input(uri: str, *, recursive: bool = False, ignore_unsupported: bool = False) -> Listing:
+def list_input(
+    uri: str, *, recursive: bool = False, ignore_unsupported: bool = False, any_type: bool = False
+) -> Listing:
     """List the files to score under a folder, a single file or a glob, sorted by name.
+
+    `any_type`: a scoring script reads the files itself, so every file is one to score, whole
+    (its kind is `file`), whatever its extension.
 
     Names starting with '.' or '_' (`_SUCCESS`, `.part-0.crc`, `_temporary/`) are never data and
     are left out silently. On local disk each real file is listed once however many symbolic
@@ -84,7 +89,7 @@ def list_input(uri: str, *, recursive: bool = False, ignore_unsupported: bool = 
         if info.type == FileType.Directory:
             has_subfolders = True
             continue
-        kind = SUPPORTED_EXTENSIONS.get(posixpath.splitext(name)[1].lower())
+        kind = "file" if any_type else SUPPORTED_EXTENSIONS.get(posixpath.splitext(name)[1].lower())
         if kind is None:
             unsupported.append(name)
         else:

@@ -119,6 +119,26 @@ def _directory(value: Any) -> str | None:
     return os.path.expanduser(value)
 
 
+def _script(value: Any) -> str | None:
+    """A scoring script: a `.py` file, relative to `code` when that is set; None: no script."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip().endswith(".py"):
+        raise _Invalid("must be a .py file (Azure's scoring_script), or null")
+    return os.path.expanduser(value.strip())
+
+
+def _variables(value: Any) -> dict[str, str] | None:
+    """Environment variables for the scoring script's workers: names and values as text."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(key, str) and key and "=" not in key for key in value
+    ):
+        raise _Invalid("must be a mapping of variable name to value, or null")
+    return {key: "" if item is None else str(item) for key, item in value.items()}
+
+
 def _spark_type(value: Any) -> str | None:
     """Keep the DDL string as written; Spark parses it at the edge, this module imports no Spark."""
     if value is None:
@@ -225,6 +245,9 @@ _CHECKS: dict[str, Check] = {
     "drift_psi_threshold": _positive_number,
     "drift_null_threshold": _share,
     "fail_on_drift": _flag,
+    "scoring_script": _script,
+    "code": _directory,
+    "environment_variables": _variables,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -362,6 +385,12 @@ class Settings:
     drift_psi_threshold: float = 0.25  # PSI that flags a column: the rule of thumb's "major"
     drift_null_threshold: float = 0.05  # change in a column's null share that flags it
     fail_on_drift: bool = False  # a flagged column fails the run (after writing everything)
+    # Azure's batch driver: a .py file defining init() and run(mini_batch), relative to `code`
+    # when that is set; None: the model is scored without code (sparkscore.script)
+    scoring_script: str | None = None
+    code: str | None = None  # a folder shipped with the script to every executor
+    # set in each Python worker before the scoring script is imported (Azure's deployment key)
+    environment_variables: dict[str, str] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""

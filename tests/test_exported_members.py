@@ -31,6 +31,7 @@ def test_exported_members_are_pinned():
         "ReferenceProfileError",
         "ResumeError",
         "SchemaEnforcementError",
+        "ScoringScriptError",
         "Settings",
         "SettingsError",
         "SparkscoreError",
