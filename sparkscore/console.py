@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sparkscore import daemon
+from sparkscore import azureconfig, daemon
 from sparkscore.errors import DriftError, ErrorThresholdExceeded, SparkscoreError
 from sparkscore.job import Job, execute, prepare
 from sparkscore.preflight import preflight
@@ -115,6 +115,8 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
     state.debug = settings.logging_level == "debug"
     spark.quiet = not state.debug
     _configure_logging(settings.logging_level)
+    for level, line in azureconfig.notes(command.config):
+        log.log(level, line)
     slots = None if command.remote else local_parallelism(command.master or submitted_master())
     if command.dry_run:
         report, ok = preflight(

@@ -24,9 +24,9 @@ import pyarrow as pa
 from pyarrow import fs as pafs
 from pyspark.sql import SparkSession
 
+from sparkscore import azureconfig, tables
 from sparkscore import drift as drifts
 from sparkscore import summary as summaries
-from sparkscore import tables
 from sparkscore.environment import BuiltEnvironment, ensure_environment, read_environment
 from sparkscore.errors import DriftError, ErrorThresholdExceeded
 from sparkscore.launch import run_tasks
@@ -103,6 +103,8 @@ def score(
     300
     """
     resolved = Settings.load(config, overrides, **settings)
+    for level, line in azureconfig.notes(config):
+        log.log(level, line)
     return run(spark, os.fspath(model), os.fspath(input), os.fspath(output), resolved)
 
 

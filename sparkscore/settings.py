@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from sparkscore.azureconfig import is_deployment, read_deployment
 from sparkscore.errors import SettingsError
 
 __all__ = [
@@ -405,11 +406,18 @@ class Settings:
         overrides: Sequence[str] = (),
         **kwargs: Any,
     ) -> Settings:
-        """Build a run's effective settings: defaults < file < ``--set`` < keyword arguments."""
+        """Build a run's effective settings: defaults < file < ``--set`` < keyword arguments.
+
+        The file may be an Azure ML batch deployment YAML (sparkscore.azureconfig).
+        """
         entries: list[tuple[Any, Any, str | None]] = []
         if path is not None:
             source = os.fspath(path)
-            entries += [(key, value, source) for key, value in _read_file(path).items()]
+            data = _read_file(path)
+            if is_deployment(data):  # Azure's deployment YAML, read as it is
+                folder = os.path.dirname(os.path.abspath(source))
+                data = read_deployment(data, folder).settings
+            entries += [(key, value, source) for key, value in data.items()]
         if isinstance(overrides, str):
             overrides = (overrides,)
         entries += [_parse_override(text) for text in overrides]

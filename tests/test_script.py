@@ -4,6 +4,7 @@ Spark, real files; the command runs start together (JVM start-up dominates), the
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import sparkscore
+from sparkscore import azureconfig
 from sparkscore.errors import ErrorThresholdExceeded, ScoringScriptError, SettingsError
 from sparkscore.preflight import preflight
 from sparkscore.script import ScoringScript, check_script
@@ -122,6 +124,63 @@ def run(mini_batch):
     with open(os.path.join(os.environ["AZUREML_BI_OUTPUT_PATH"], "seen.txt"), "a") as f:
         f.write(" ".join(os.path.basename(p) for p in mini_batch))
     return pd.concat(pd.read_csv(p).assign(file=os.path.basename(p)) for p in mini_batch)
+"""
+
+
+# Azure's deployment-custom/deployment.yml (CLI 1.7 and later: knobs under settings:).
+NEW_LAYOUT = """
+$schema: https://azuremlschemas.azureedge.net/latest/modelBatchDeployment.schema.json
+endpoint_name: diabetes-batch
+name: diabetes-custom
+description: A diabetes progression regressor scored by a custom script.
+type: model
+model: azureml:diabetes@latest
+environment:
+  name: batch-mlflow
+  image: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04:latest
+  conda_file: environment/conda.yaml
+code_configuration:
+  code: code
+  scoring_script: batch_driver.py
+compute: azureml:batch-cluster
+resources:
+  instance_count: 2
+settings:
+  max_concurrency_per_instance: 2
+  mini_batch_size: 2
+  output_action: append_row
+  output_file_name: predictions.csv
+  retry_settings:
+    max_retries: 3
+    timeout: 300
+  error_threshold: -1
+  logging_level: info
+"""
+
+# The older layout: every knob at the top level.
+OLD_LAYOUT = """
+$schema: https://azuremlschemas.azureedge.net/latest/batchDeployment.schema.json
+name: chaos
+endpoint_name: chaos-batch
+model: azureml:diabetes:1
+code_configuration:
+  code: code
+  scoring_script: batch_driver.py
+environment: azureml:AzureML-sklearn-1.0@latest
+compute: azureml:batch-cluster
+resources:
+  instance_count: 1
+max_concurrency_per_instance: 1
+mini_batch_size: 1
+output_action: append_row
+output_file_name: scored.csv
+retry_settings:
+  max_retries: 1
+  timeout: 120
+environment_variables:
+  CALLS: {calls}
+error_threshold: -1
+logging_level: info
 """
 
 
@@ -252,6 +311,79 @@ def test_script_results_keep_a_dataframes_types_and_make_a_list_one_column():
 
 
 # ---------------------------------------------------------------------------------------------
+# Azure's deployment file as the settings file
+
+
+def test_azure_deployment_new_layout_maps_each_knob_and_code_from_its_folder(tmp_path):
+    (tmp_path / "deployment.yml").write_text(NEW_LAYOUT)
+    settings = Settings.load(tmp_path / "deployment.yml", ["logging_level=debug"])
+    assert (
+        settings.scoring_script,
+        settings.code,
+        settings.mini_batch_size,
+        settings.output_action,
+        settings.output_file_name,
+        settings.output_format,
+        settings.max_retries,
+        settings.timeout,
+        settings.error_threshold,
+        settings.logging_level,
+    ) == (
+        "batch_driver.py",
+        str(tmp_path / "code"),
+        2,
+        "append_row",
+        "predictions.csv",
+        "csv",
+        3,
+        300.0,
+        -1,
+        "debug",
+    )
+    assert azureconfig.notes(tmp_path / "deployment.yml") == [
+        (
+            logging.INFO,
+            f"{tmp_path}/deployment.yml: ignored Azure's $schema, endpoint_name, name, "
+            "description, type, model, environment, compute: sparkscore runs on your Spark, "
+            "with --model and the master you give it",
+        ),
+        (
+            logging.WARNING,
+            f"{tmp_path}/deployment.yml: ignored resources.instance_count: Spark's executors "
+            "come from the cluster (spark.executor.instances, or the master), not from the "
+            "deployment",
+        ),
+        (
+            logging.WARNING,
+            f"{tmp_path}/deployment.yml: ignored max_concurrency_per_instance: Spark's task "
+            "slots per executor come from the master (local[N]) or spark.executor.cores, not "
+            "from the deployment",
+        ),
+    ]
+
+
+def test_azure_deployment_old_layout_reads_top_level_knobs(tmp_path):
+    (tmp_path / "deployment.yml").write_text(OLD_LAYOUT.format(calls="/tmp/calls.txt"))
+    settings = Settings.load(tmp_path / "deployment.yml")
+    assert (
+        settings.code,
+        settings.mini_batch_size,
+        settings.output_file_name,
+        settings.max_retries,
+        settings.timeout,
+        settings.environment_variables,
+    ) == (str(tmp_path / "code"), 1, "scored.csv", 1, 120.0, {"CALLS": "/tmp/calls.txt"})
+
+
+def test_azure_deployment_key_neither_azure_nor_sparkscore_is_refused_by_name(tmp_path):
+    (tmp_path / "deployment.yml").write_text(NEW_LAYOUT + "  mini_batch_sise: 3\n")
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(tmp_path / "deployment.yml")
+    assert caught.value.key == "mini_batch_sise"
+    assert "did you mean mini_batch_size?" in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------------
 # In a notebook's session (local[2]: Spark retries nothing, so a failure is recorded at once)
 
 
@@ -376,10 +508,13 @@ def commands(tmp_path_factory):
     """spark-submit with a script that raises on one file and kills its worker once on
     another; `sparkscore score` with the DataFrame script. Started together, then awaited."""
     root = tmp_path_factory.mktemp("script-commands")
-    chaos = write_script(root / "chaos-code", CHAOS_SCRIPT)
+    chaos = root / "chaos-deployment"
+    write_script(chaos / "code", CHAOS_SCRIPT)
+    (chaos / "deployment.yml").write_text(OLD_LAYOUT.format(calls=root / "calls.txt"))
     chaos_in = visits(root / "chaos-in", ["a.csv", "bad.csv", "c.csv", "kill.csv"])
-    frame = write_script(root / "frame-code", DATAFRAME_SCRIPT)
-    script = ["--set", "scoring_script=batch_driver.py"]
+    frame = root / "frame-deployment"
+    write_script(frame / "code", DATAFRAME_SCRIPT)
+    (frame / "deployment.yml").write_text(NEW_LAYOUT)
     runs = {
         "chaos": [
             str(BIN / "spark-submit"),
@@ -392,19 +527,8 @@ def commands(tmp_path_factory):
             str(chaos_in),
             "--output",
             str(root / "chaos"),
-            *script,
-            "--set",
-            f"code={chaos}",
-            "--set",
-            "mini_batch_size=1",
-            "--set",
-            "max_retries=1",
-            "--set",
-            "output_format=csv",
-            "--set",
-            "output_file_name=scored.csv",
-            "--set",
-            f"environment_variables={{CALLS: {root / 'calls.txt'}}}",
+            "--config",
+            str(chaos / "deployment.yml"),
         ],
         "frame": [
             str(BIN / "sparkscore"),
@@ -415,11 +539,8 @@ def commands(tmp_path_factory):
             str(VISITS),
             "--output",
             str(root / "frame"),
-            *script,
-            "--set",
-            f"code={frame}",
-            "--set",
-            "output_format=csv",
+            "--config",
+            str(frame / "deployment.yml"),
             "--master",
             "local[1]",
         ],
@@ -478,6 +599,7 @@ def test_console_command_scores_with_a_script(commands):
     assert last_line(stdout).startswith(
         "sparkscore: succeeded: 1 of 1 files scored, 75 items returned by run"
     )
+    assert "ignored Azure's $schema, endpoint_name, name, description, type, model" in stdout
     got = pd.read_csv(out / "predictions.csv")
     assert list(got.columns) == ["file", "patient_id", "prediction", "mini_batch"]
     assert got["prediction"].tolist() == pytest.approx(mlflow_predictions(VISITS), rel=1e-15)
