@@ -105,7 +105,11 @@ def list_input(
         )
     if not files:
         raise _no_data(
-            uri, has_subfolders=has_subfolders and not recursive, skipped=unsupported, broken=broken
+            uri,
+            has_subfolders=has_subfolders and not recursive,
+            skipped=unsupported,
+            broken=broken,
+            any_type=any_type,
         )
     files.sort(key=lambda f: f.name)
     return Listing(fs, root, tuple(files), tuple(unsupported), tuple(broken))
@@ -314,10 +318,16 @@ def _missing(uri: str) -> InputError:
 
 
 def _no_data(
-    uri: str, *, has_subfolders: bool, skipped: Sequence[str], broken: Sequence[str] = ()
+    uri: str,
+    *,
+    has_subfolders: bool,
+    skipped: Sequence[str],
+    broken: Sequence[str] = (),
+    any_type: bool = False,
 ) -> InputError:
     """Nothing to score: say why, so the user knows whether to fix the path or the settings."""
-    reason = f"there are no {_extensions()} files to score here"
+    kinds = "" if any_type else f"{_extensions()} "
+    reason = f"there are no {kinds}files to score here"
     if skipped:
         reason += f" ({len(skipped)} unsupported file(s) ignored: {', '.join(skipped)})"
     if broken:

@@ -18,7 +18,12 @@ import pytest
 
 import sparkscore
 from sparkscore import azureconfig
-from sparkscore.errors import ErrorThresholdExceeded, ScoringScriptError, SettingsError
+from sparkscore.errors import (
+    ErrorThresholdExceeded,
+    InputError,
+    ScoringScriptError,
+    SettingsError,
+)
 from sparkscore.preflight import preflight
 from sparkscore.script import ScoringScript, check_script
 from sparkscore.scriptrun import as_table
@@ -276,6 +281,17 @@ def test_plan_with_a_script_lists_files_of_any_type_and_checks_the_script(tmp_pa
     (code / "batch_driver.py").write_text("def run(b):\n    pass\n")
     with pytest.raises(ScoringScriptError, match="it defines no init()"):
         preflight(str(MODEL), str(folder), settings, parallelism=2)
+
+
+def test_plan_with_a_script_over_a_folder_of_hidden_files_says_there_are_none(tmp_path):
+    code = write_script(tmp_path / "code", "def init():\n    pass\n\ndef run(b):\n    pass\n")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "_SUCCESS").write_text("")
+    settings = Settings(scoring_script="batch_driver.py", code=str(code))
+    with pytest.raises(InputError) as caught:
+        preflight(str(MODEL), str(folder), settings, parallelism=2)
+    assert caught.value.reason == "there are no files to score here."
 
 
 def test_script_refuses_settings_that_apply_only_without_one(spark, tmp_path):
