@@ -34,6 +34,7 @@ Our exception hierarchy:
   * ReferenceProfileError   - the `reference` run's profile cannot be read
   * DriftError              - columns drifted from the reference, with `fail_on_drift: true`
   * ScoringScriptError      - the scoring script cannot be imported, or lacks init or run
+  * ScriptWorkerDiedError   - the scoring script killed its worker on a mini-batch, every time
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -69,6 +70,7 @@ __all__ = [
     "ResumeError",
     "SchemaEnforcementError",
     "ScoringScriptError",
+    "ScriptWorkerDiedError",
     "SettingsError",
     "SparkscoreError",
     "TableSchemaError",
@@ -522,4 +524,18 @@ class ScoringScriptError(SparkscoreError):
         super().__init__(
             f"scoring script {file}: {reason}; a scoring script defines init() and "
             "run(mini_batch), as Azure ML's batch deployments call them."
+        )
+
+
+class ScriptWorkerDiedError(SparkscoreError):
+    """The scoring script killed its Python worker (a crash in native code, an out-of-memory
+    kill, `os._exit`) in every attempt of a mini-batch, and again in a last one on its own."""
+
+    def __init__(self, *, files: Sequence[str], how: str) -> None:
+        self.files, self.how = list(files), how
+        super().__init__(
+            f"the Python worker running the scoring script on the mini-batch of "
+            f"{', '.join(self.files)} died ({how}) in every attempt and again in a last one, "
+            "run alone; its files are left out and the other mini-batches were scored. Check "
+            "init() and run() on these files (memory, native code)."
         )

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,8 +31,9 @@ import pandas as pd
 import pyarrow as pa
 from pyarrow import fs as pafs
 
-from sparkscore.errors import BatchTimeoutError, OutputError
+from sparkscore.errors import BatchTimeoutError, OutputError, ScriptWorkerDiedError
 from sparkscore.failures import FileState
+from sparkscore.isolation import RAISED, die_with_parent, how_it_ended
 from sparkscore.planner import MiniBatch
 from sparkscore.scoring import FileResult
 from sparkscore.scratch import process_dir
@@ -42,6 +45,7 @@ __all__ = [
     "ScriptSpec",
     "as_table",
     "azure_environment",
+    "run_isolated",
     "run_script",
 ]
 
@@ -126,6 +130,46 @@ def run_script(
         return _failed(batch, e, stage, output)
     files = [FileResult(f.name) for f in batch.files]
     return ScriptResult(batch.index, files, table, table.num_rows, output)
+
+
+def run_isolated(
+    fs: pafs.FileSystem,
+    batch: MiniBatch,
+    load: Callable[[], ModuleType],
+    spec: ScriptSpec,
+    timed: Callable[[], contextlib.AbstractContextManager[None]],
+) -> ScriptResult:
+    """The last try of a mini-batch whose every attempt killed its worker: `run_script` in a
+    forked child, so that the child dying fails the mini-batch's files, not the run."""
+    where = tempfile.mkdtemp(prefix="sparkscore-isolate-")
+    saved = os.path.join(where, "result.pickle")
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: run, save, and leave without running the worker's exit code
+            status = 0
+            try:
+                die_with_parent()
+                result = run_script(fs, batch, load, spec, final=True, timed=timed)
+                with open(saved, "wb") as f:
+                    pickle.dump(result, f)
+            except BaseException:
+                status = RAISED
+            finally:
+                os._exit(status)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except BaseException:  # the task was stopped: the child must not outlive it
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and os.path.exists(saved):
+            with open(saved, "rb") as f:
+                kept: ScriptResult = pickle.load(f)
+            return kept
+        died = ScriptWorkerDiedError(files=batch.names, how=how_it_ended(status, ""))
+        return _failed(batch, died, "run", os.environ.get(OUTPUT_PATH) or "")
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def as_table(returned: Any, index: int) -> pa.Table:

@@ -27,7 +27,7 @@ from sparkscore.planner import MiniBatch
 from sparkscore.progress import Counters
 from sparkscore.scoring import ScoringSpec, score_batch
 from sparkscore.scriptoutput import commit_script_batch
-from sparkscore.scriptrun import ScriptSpec, azure_environment, run_script
+from sparkscore.scriptrun import ScriptSpec, azure_environment, run_isolated, run_script
 from sparkscore.shipping import (
     ShippedCode,
     ShippedModel,
@@ -112,7 +112,8 @@ def scripted(
 ) -> Manifest:
     """One mini-batch through the scoring script, imported (and its init called) once per
     worker. A failure is raised for Spark to retry, and recorded against the mini-batch's files
-    in its last attempt (after `max_retries`, or when `isolated` after every attempt died)."""
+    in its last attempt (after `max_retries`); a mini-batch `isolated` after every attempt
+    killed its worker is run once more in a forked child (scriptrun.run_isolated)."""
     folder = code.local_path()
 
     def load() -> Any:
@@ -123,14 +124,12 @@ def scripted(
             lambda: azure_environment(script, shipped.azure_model_dir(script.model_name)),
         )
 
-    result = run_script(
-        in_fs,
-        batch,
-        load,
-        script,
-        final=batch.index in isolated or _attempt() >= script.max_retries,
-        timed=functools.partial(alarm, timeout, batch),
-    )
+    timed = functools.partial(alarm, timeout, batch)
+    if batch.index in isolated:
+        result = run_isolated(in_fs, batch, load, script, timed)
+    else:
+        final = _attempt() >= script.max_retries
+        result = run_script(in_fs, batch, load, script, final=final, timed=timed)
     task = _task_run(code.key, batch.index in isolated)
     return commit_script_batch(layout.filesystem(), layout, result, task)
 

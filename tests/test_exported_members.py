@@ -32,6 +32,7 @@ def test_exported_members_are_pinned():
         "ResumeError",
         "SchemaEnforcementError",
         "ScoringScriptError",
+        "ScriptWorkerDiedError",
         "Settings",
         "SettingsError",
         "SparkscoreError",

@@ -515,6 +515,46 @@ def test_script_reads_jsonl_and_a_failed_mini_batch_is_recorded_with_its_excepti
     )
 
 
+def test_script_that_kills_its_worker_every_time_fails_its_mini_batch_alone(spark, tmp_path):
+    code = write_script(
+        tmp_path / "code",
+        "import os\n\n\ndef init():\n    pass\n\n\ndef run(mini_batch):\n"
+        "    if any('poison' in p for p in mini_batch):\n        os._exit(3)\n"
+        "    return [os.path.basename(p) for p in mini_batch]\n",
+    )
+    folder = visits(tmp_path / "in", ["a.csv", "poison.csv", "z.csv"])
+    summary = sparkscore.score(
+        spark,
+        MODEL,
+        folder,
+        tmp_path / "out",
+        scoring_script="batch_driver.py",
+        code=str(code),
+        mini_batch_size=1,
+    )
+    assert (summary["files_succeeded"], summary["files_failed"], summary["items_succeeded"]) == (
+        2,
+        1,
+        2,
+    )
+    assert sorted(pq.read_table(tmp_path / "out" / "predictions")["prediction"].to_pylist()) == [
+        "a.csv",
+        "z.csv",
+    ]
+    assert pq.read_table(tmp_path / "out" / "errors").to_pylist() == [
+        {
+            "file_name": "poison.csv",
+            "row": None,
+            "stage": "run",
+            "error_type": "ScriptWorkerDiedError",
+            "message": "the Python worker running the scoring script on the mini-batch of "
+            "poison.csv died (exit code 3) in every attempt and again in a last one, run alone; "
+            "its files are left out and the other mini-batches were scored. Check init() and "
+            "run() on these files (memory, native code).",
+        }
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # The commands, as a user runs them
 
