@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyspark
 
-from sparkscore import daemon
+from sparkscore import azureconfig, daemon
 from sparkscore.errors import DriftError, ErrorThresholdExceeded, SparkscoreError
 from sparkscore.job import execute, nothing_new
 from sparkscore.ledger import pending
@@ -118,6 +118,8 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
     state.debug = settings.logging_level == "debug"
     spark.quiet = not state.debug
     _configure_logging(settings.logging_level)
+    for level, line in azureconfig.notes(command.config):
+        log.log(level, line)
     slots = None if command.remote else local_parallelism(command.master or submitted_master())
     if command.dry_run:
         report, ok = preflight(
@@ -266,9 +268,12 @@ def summary_line(result: dict[str, Any]) -> str:
         )
     incremental = result.get("incremental")
     unchanged = f", {incremental['files_unchanged']} unchanged" if incremental else ""
+    counted = f"{result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
+    if "items_succeeded" in result:  # a scoring script: Azure counts the elements run returned
+        counted = f"{result['items_succeeded']} items returned by run"
     return (
         f"sparkscore: {result['status']}: {result['files_succeeded']} of {result['files_total']} "
-        f"files scored, {result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
+        f"files scored, {counted}"
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped{unchanged}, {result['duration_s']}s "
         f"({result['rows_per_s']} rows/s); summary in {records}/_summary.json, report in "

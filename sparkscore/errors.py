@@ -36,6 +36,8 @@ Our exception hierarchy:
   * NoRunError              - `sparkscore report`/`show` pointed at a folder with no run
   * LedgerModelError        - an incremental output was scored by another model (`rescore`)
   * SparkPipelineError      - a Spark MLlib model cannot be scored as asked
+  * ScoringScriptError      - the scoring script cannot be imported, or lacks init or run
+  * ScriptWorkerDiedError   - the scoring script killed its worker on a mini-batch, every time
 
 Fields are attributes so that error records and tests read them, not the prose.
 """
@@ -72,6 +74,8 @@ __all__ = [
     "ReferenceProfileError",
     "ResumeError",
     "SchemaEnforcementError",
+    "ScoringScriptError",
+    "ScriptWorkerDiedError",
     "SettingsError",
     "SparkPipelineError",
     "SparkscoreError",
@@ -548,3 +552,29 @@ class SparkPipelineError(SparkscoreError):
     def __init__(self, *, path: str, reason: str) -> None:
         self.path, self.reason = path, reason
         super().__init__(f"{path}: {reason}.")
+
+
+class ScoringScriptError(SparkscoreError):
+    """The scoring script (Azure's batch driver) cannot be used: it is missing, does not import,
+    or does not define callable `init` and `run`."""
+
+    def __init__(self, *, file: str, reason: str) -> None:
+        self.file, self.reason = file, reason
+        super().__init__(
+            f"scoring script {file}: {reason}; a scoring script defines init() and "
+            "run(mini_batch), as Azure ML's batch deployments call them."
+        )
+
+
+class ScriptWorkerDiedError(SparkscoreError):
+    """The scoring script killed its Python worker (a crash in native code, an out-of-memory
+    kill, `os._exit`) in every attempt of a mini-batch, and again in a last one on its own."""
+
+    def __init__(self, *, files: Sequence[str], how: str) -> None:
+        self.files, self.how = list(files), how
+        super().__init__(
+            f"the Python worker running the scoring script on the mini-batch of "
+            f"{', '.join(self.files)} died ({how}) in every attempt and again in a last one, "
+            "run alone; its files are left out and the other mini-batches were scored. Check "
+            "init() and run() on these files (memory, native code)."
+        )

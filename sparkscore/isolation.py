@@ -37,11 +37,11 @@ from sparkscore.profile import Profile
 from sparkscore.scoring import BatchResult, FileResult, ScoringSpec, Sink, failed_file, score_batch
 from sparkscore.writers import spill_buffers
 
-__all__ = ["score_isolated"]
+__all__ = ["RAISED", "die_with_parent", "how_it_ended", "score_isolated"]
 
 # A child that fails with a Python exception (not a crash) exits with this status after writing
 # the exception to its folder.
-_RAISED = 70
+RAISED = 70
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -135,12 +135,12 @@ def _in_child(
     if pid == 0:  # the child: score, write, and leave without running the worker's exit code
         status = 0
         try:
-            _die_with_parent()
+            die_with_parent()
             _score_and_write(fs, batch, model, spec, where)
         except BaseException as e:  # reported to the parent through the folder
             with open(os.path.join(where, "raised.txt"), "w") as f:
                 f.write(traceback.format_exception_only(type(e), e)[-1].strip())
-            status = _RAISED
+            status = RAISED
         finally:
             os._exit(status)
     try:
@@ -154,10 +154,10 @@ def _in_child(
         with open(result, "rb") as f:
             files, profile = pickle.load(f)
         return files, profile, [os.path.join(where, f"part-{i}.arrow") for i in range(len(files))]
-    return _Died(_how(status, os.path.join(where, "raised.txt")))
+    return _Died(how_it_ended(status, os.path.join(where, "raised.txt")))
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """A child must not outlive the worker that forked it (a task Spark killed): on Linux the
     kernel sends it SIGKILL when its parent dies."""
     if sys.platform.startswith("linux"):
@@ -181,7 +181,7 @@ def _score_and_write(
         pickle.dump((result.files, result.profile), f)
 
 
-def _how(status: int, raised: str) -> str:
+def how_it_ended(status: int, raised: str) -> str:
     """A child's end in words: the signal that killed it, its exit code, or what it raised."""
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
@@ -192,7 +192,7 @@ def _how(status: int, raised: str) -> str:
         oom = ", as the kernel's out-of-memory killer does" if number == signal.SIGKILL else ""
         return f"killed by signal {number}, {name}{oom}"
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
-    if code == _RAISED and os.path.exists(raised):
+    if code == RAISED and os.path.exists(raised):
         with open(raised) as f:
             return f"it raised {f.read()}"
     return f"exit code {code}"

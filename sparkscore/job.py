@@ -21,9 +21,9 @@ from pyarrow import fs as pafs
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
+from sparkscore import azureconfig, tables
 from sparkscore import drift as drifts
 from sparkscore import summary as summaries
-from sparkscore import tables
 from sparkscore.envbuild import BuiltEnvironment
 from sparkscore.errors import DriftError, ErrorThresholdExceeded
 from sparkscore.launch import run_tasks
@@ -37,12 +37,15 @@ from sparkscore.planner import MiniBatch
 from sparkscore.preparation import Job, prepare
 from sparkscore.progress import Progress
 from sparkscore.report import write_report
-from sparkscore.session import forward_storage_env, task_cpus, task_slots
+from sparkscore.scriptoutput import land_outputs, write_script_csv
+from sparkscore.scriptrun import ScriptSpec
+from sparkscore.session import forward_storage_env, task_attempts, task_cpus, task_slots
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
     ShippedEnvironment,
     Spark,
     context_of,
+    ship_code,
     ship_model,
 )
 from sparkscore.sparkml import score_pipeline
@@ -81,6 +84,8 @@ def score(
     300
     """
     resolved = Settings.load(config, overrides, **settings)
+    for level, line in azureconfig.notes(config):
+        log.log(level, line)
     return run(spark, os.fspath(model), os.fspath(input), os.fspath(output), resolved)
 
 
@@ -108,6 +113,9 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
     threads = budget_for(job.settings.threads, task_cpus(spark))
     fresh, environment = _score(spark, job, todo, threads)
     manifests = _account(out_fs, job, fresh)
+    if job.script is not None:
+        landed = land_outputs(out_fs, job.layout, manifests)
+        log.info("%d file(s) the scoring script wrote landed in %s", landed, job.output_uri)
     _finish_output(out_fs, job, rescored=bool(todo))
     drift = drifts.check(out_fs, job.layout, manifests, job.settings, job.reference)
     failed = _threshold_error(job, manifests) or _drift_error(job, drift)
@@ -215,8 +223,23 @@ def _score(
             replace(job.scoring, threads=threads),
             job.settings.timeout,
             progress.counters,
+            **_script_task(spark, job),
         )
         return run_tasks(spark, sc, todo, task, job.layout), environment
+
+
+def _script_task(spark: Spark, job: Job) -> dict[str, Any]:
+    """What tasks need to run the scoring script (nothing without one): its code, shipped."""
+    if job.script is None:
+        return {}
+    spec = ScriptSpec(
+        model_name=os.path.basename(os.path.normpath(job.model_path)),
+        environment=job.settings.environment_variables or {},
+        reserved=("predictions", "errors", job.settings.output_file_name),
+        # The last attempt records a failure: the last Spark gives, whatever max_retries asks.
+        max_retries=task_attempts(context_of(spark), job.settings.max_retries + 1) - 1,
+    )
+    return {"code": ship_code(spark, job.script), "script": spec}
 
 
 def _score_pipeline(spark: Spark, job: Job, todo: list[MiniBatch]) -> list[Manifest]:
@@ -265,12 +288,11 @@ def _finish_output(fs: pafs.FileSystem, job: Job, *, rescored: bool) -> None:
         # A resumed run with nothing left to score keeps the CSV the earlier run consolidated:
         # that run removed the staged parts, so consolidating again would write only a header.
         if rescored or fs.get_file_info(layout.csv).type != pafs.FileType.File:
-            write_csv(
-                fs,
-                layout,
-                [b.index for b in job.plan.batches],
-                [name for name, _ in job.scoring.passthrough],
-            )
+            indexes = [b.index for b in job.plan.batches]
+            if job.script is not None:
+                write_script_csv(fs, layout, indexes)
+            else:
+                write_csv(fs, layout, indexes, [name for name, _ in job.scoring.passthrough])
         remove_dir(fs, f"{layout.root}/_staging")
     elif settings.output_action == "summary_only":
         remove_dir(fs, layout.predictions)

@@ -68,8 +68,13 @@ class Listing:
     broken_links: tuple[str, ...] = ()  # symbolic links to nothing, skipped with a warning
 
 
-def list_input(uri: str, *, recursive: bool = False, ignore_unsupported: bool = False) -> Listing:
+def list_input(
+    uri: str, *, recursive: bool = False, ignore_unsupported: bool = False, any_type: bool = False
+) -> Listing:
     """List the files to score under a folder, a single file or a glob, sorted by name.
+
+    `any_type`: a scoring script reads the files itself, so every file is one to score, whole
+    (its kind is `file`), whatever its extension.
 
     Names starting with '.' or '_' (`_SUCCESS`, `.part-0.crc`, `_temporary/`) are never data and
     are left out silently. On local disk each real file is listed once however many symbolic
@@ -87,7 +92,7 @@ def list_input(uri: str, *, recursive: bool = False, ignore_unsupported: bool = 
         if info.type == FileType.Directory:
             has_subfolders = True
             continue
-        kind = SUPPORTED_EXTENSIONS.get(posixpath.splitext(name)[1].lower())
+        kind = "file" if any_type else SUPPORTED_EXTENSIONS.get(posixpath.splitext(name)[1].lower())
         if kind is None:
             unsupported.append(name)
         else:
@@ -108,7 +113,11 @@ def list_input(uri: str, *, recursive: bool = False, ignore_unsupported: bool = 
         )
     if not files:
         raise _no_data(
-            uri, has_subfolders=has_subfolders and not recursive, skipped=unsupported, broken=broken
+            uri,
+            has_subfolders=has_subfolders and not recursive,
+            skipped=unsupported,
+            broken=broken,
+            any_type=any_type,
         )
     files.sort(key=lambda f: f.name)
     return Listing(fs, root, tuple(files), tuple(unsupported), tuple(broken))
@@ -317,10 +326,16 @@ def _missing(uri: str) -> InputError:
 
 
 def _no_data(
-    uri: str, *, has_subfolders: bool, skipped: Sequence[str], broken: Sequence[str] = ()
+    uri: str,
+    *,
+    has_subfolders: bool,
+    skipped: Sequence[str],
+    broken: Sequence[str] = (),
+    any_type: bool = False,
 ) -> InputError:
     """Nothing to score: say why, so the user knows whether to fix the path or the settings."""
-    reason = f"there are no {_extensions()} files to score here"
+    kinds = "" if any_type else f"{_extensions()} "
+    reason = f"there are no {kinds}files to score here"
     if skipped:
         reason += f" ({len(skipped)} unsupported file(s) ignored: {', '.join(skipped)})"
     if broken:

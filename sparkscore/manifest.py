@@ -11,7 +11,10 @@ wrote, since a resume reads their manifests and other tools read them too.
      "profile": {...}}
 
 `profile` (sparkscore.profile) is the scored rows' profile; a manifest written without one (by
-an earlier version, or with `profile: false`) reads as None.
+an earlier version, or with `profile: false`) reads as None. A mini-batch run through a scoring
+script also says how many elements its run returned (`items`: its prediction rows, counted as
+Azure counts successful items) and where the files it wrote were staged (`script_output`,
+sparkscore.scriptoutput); both keys are written only then.
 """
 
 from __future__ import annotations
@@ -124,6 +127,8 @@ class Manifest:
     error_records: int
     task: TaskRun = TaskRun()
     profile: Profile | None = None
+    items: int | None = None  # elements a scoring script's run returned; None: no script
+    script_output: str | None = None  # its staged folder of files, under OUT/_script_output
 
     def to_json(self) -> dict[str, Any]:
         doc = {
@@ -135,6 +140,10 @@ class Manifest:
         }
         if self.profile is not None:
             doc["profile"] = self.profile.to_json()
+        if self.items is not None:
+            doc["items"] = self.items
+        if self.script_output is not None:
+            doc["script_output"] = self.script_output
         return doc
 
     @classmethod
@@ -146,6 +155,8 @@ class Manifest:
             error_records=doc["error_records"],
             task=TaskRun.from_json(doc),
             profile=Profile.from_json(doc["profile"]) if "profile" in doc else None,
+            items=doc.get("items"),
+            script_output=doc.get("script_output"),
         )
 
     def dumps(self) -> str:

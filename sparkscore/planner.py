@@ -175,13 +175,17 @@ def plan(
     ignore_unsupported: bool = False,
     parallelism: int = 1,
     keep: Callable[[InputFile], bool] | None = None,
+    any_type: bool = False,
 ) -> Plan:
     """List the input and group it into mini-batches: all the driver decides before scoring.
 
     A number keeps Azure's meaning (files per task); `auto` balances bytes over `parallelism`.
     `keep`: which listed files to score (an incremental run's); the others are `unchanged`.
+    `any_type`: every file is listed, whole (a scoring script reads them; see listing).
     """
-    listing = list_input(uri, recursive=recursive, ignore_unsupported=ignore_unsupported)
+    listing = list_input(
+        uri, recursive=recursive, ignore_unsupported=ignore_unsupported, any_type=any_type
+    )
     files = listing.files
     unchanged: tuple[str, ...] = ()
     if keep is not None:

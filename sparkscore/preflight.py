@@ -30,6 +30,7 @@ from sparkscore.passthrough import passthrough_types
 from sparkscore.planner import Plan, plan
 from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.registry import local_model_dir
+from sparkscore.script import ScoringScript, checked_script
 from sparkscore.settings import Settings
 from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec
 from sparkscore.storage import resolve
@@ -197,12 +198,9 @@ def _type_label(spec: ColSpec | TensorSpec) -> str:
     return str(spec.to_dict().get("type"))
 
 
-def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None) -> str:
-    """The plan as a user reads it before running the job.
-
-    Every file is named up to SHOWN_FILES of them; past that, a mini-batch shows its first and
-    last file and how many, and only the files with something to say are listed.
-    """
+def _plan_lines(plan: Plan) -> list[str]:
+    """The input and its mini-batches: file by file up to SHOWN_FILES files; past that, each
+    mini-batch by its first and last file and how many."""
     lines = [f"input: {plan.uri} ({len(plan.files)} files, {plan.total_bytes:,} bytes)"]
     if plan.skipped:
         lines.append(f"unsupported files skipped: {', '.join(plan.skipped)}")
@@ -215,6 +213,14 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
         if many and len(parts) > 2:
             parts = [parts[0], f"... {parts[-1]} ({len(parts):,} files)"]
         lines.append(f"  {batch.index}: {batch.bytes:,} bytes: {', '.join(parts)}")
+    return lines
+
+
+def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None) -> str:
+    """The plan as a user reads it before running the job; past SHOWN_FILES files, only the
+    files with something to say are listed."""
+    lines = _plan_lines(plan)
+    many = len(plan.files) > SHOWN_FILES
     inputs = signature.inputs if signature else None
     if inputs is None:
         lines.append("signature: none (inputs are not checked)")
@@ -248,15 +254,16 @@ def render(plan: Plan, checks: Sequence[FileCheck], signature: Signature | None)
 def preflight(
     model_uri: str, input_uri: str, settings: Settings, *, parallelism: int
 ) -> tuple[str, bool]:
-    """Read the model, plan the input and check each file: (the report, whether all is well)."""
+    """Read the model, plan the input and check each file: (the report, whether all is well).
+
+    With a scoring script, the script is imported and checked to define init and run (neither
+    is called) instead: it, not the signature, decides what a file must hold.
+    """
+    script = checked_script(settings)
+    if script is not None:
+        return _script_plan(model_uri, input_uri, script, settings, parallelism), True
     spec = read_spec(local_model_dir(model_uri)[0])
-    the_plan = plan(
-        input_uri,
-        mini_batch_size=settings.mini_batch_size,
-        recursive=settings.recursive,
-        ignore_unsupported=settings.ignore_unsupported,
-        parallelism=parallelism,
-    )
+    the_plan = _planned(input_uri, settings, parallelism, any_type=False)
     fs, _ = resolve(input_uri)
     checks = check_files(fs, the_plan.files, spec.signature.inputs if spec.signature else None)
     report = render(the_plan, checks, spec.signature)
@@ -271,3 +278,30 @@ def preflight(
     except PassthroughConflictError as e:
         return f"{report}\nthe job would be refused: {e.reason}", False
     return report, all(c.ok for c in checks)
+
+
+def _script_plan(
+    model_uri: str, input_uri: str, script: ScoringScript, settings: Settings, parallelism: int
+) -> str:
+    """The plan of a run with a scoring script (checked already)."""
+    read_spec(local_model_dir(model_uri)[0])
+    the_plan = _planned(input_uri, settings, parallelism, any_type=True)
+    shipped = script.folder or script.path
+    return "\n".join(
+        [
+            *_plan_lines(the_plan),
+            f"scoring script: {script.path} (shipped: {shipped}): imports, and defines init "
+            "and run (neither was called)",
+        ]
+    )
+
+
+def _planned(input_uri: str, settings: Settings, parallelism: int, *, any_type: bool) -> Plan:
+    return plan(
+        input_uri,
+        mini_batch_size=settings.mini_batch_size,
+        recursive=settings.recursive,
+        ignore_unsupported=settings.ignore_unsupported,
+        parallelism=parallelism,
+        any_type=any_type,
+    )

@@ -49,6 +49,7 @@ from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.resume import RunIdentity, committed_batches, previous_run
 from sparkscore.scoring import ScoringSpec
+from sparkscore.script import ScoringScript, checked_script
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
     PackedModel,
@@ -86,6 +87,7 @@ class Job:
     probe: Probe | None = None  # the model loaded in that environment
     reference: Profile | None = None  # the profile to compare with (settings.reference)
     ledger: Ledger | None = None  # an incremental run's, as it was before this run
+    script: ScoringScript | None = None  # Azure's batch driver, which scores instead of predict
 
     @property
     def sha256(self) -> str:
@@ -111,9 +113,13 @@ def prepare(
     # (sparkscore.ledger, sparkscore.tables), and two runs may start within a second.
     job_id = f"{started:%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex[:8]}"
     check_output_apart(input_uri, output_uri, recursive=settings.recursive)
+    script = checked_script(settings)
     reference = _reference(settings)
     model_path, located = local_model_dir(model_uri)
-    spec, environment, probe, mismatched = _model_environment(model_path, settings)
+    if script is None:
+        spec, environment, probe, mismatched = _model_environment(model_path, settings)
+    else:  # the script's init() loads the model, in each worker: it is only read here
+        spec, environment, probe, mismatched = read_spec(model_path), None, None, ()
     packed = pack_model(model_path)  # zipped and hashed in one read, while the session starts
     sha = packed.sha256
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
@@ -148,6 +154,7 @@ def prepare(
         ignore_unsupported=settings.ignore_unsupported,
         parallelism=parallelism,
         keep=None if ledger is None else ledger.to_score(settings),
+        any_type=script is not None,
     )
     scoring = _scoring_spec(spec, settings, the_plan)
     committed: Mapping[int, Manifest] = {}
@@ -190,6 +197,7 @@ def prepare(
         probe=probe,
         reference=reference,
         ledger=ledger,
+        script=script,
     )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "submitted_master",
     "task_cpus",
     "task_slots",
+    "task_attempts",
     "with_retries",
 ]
 
@@ -303,6 +304,17 @@ def _launch_jvm(conf: SparkConf) -> None:
                 conf, popen_kwargs={"start_new_session": True}
             )
             SparkContext._jvm = SparkContext._gateway.jvm
+
+
+def task_attempts(sc: SparkContext | None, default: int) -> int:
+    """How many attempts Spark gives a failed task in this session (`default` on Spark Connect,
+    whose server decides): local mode's `local[N,F]` (1 without F), else spark.task.maxFailures."""
+    if sc is None:
+        return default
+    m = re.fullmatch(r"local(?:\[(?:\*|\d+)(?:,(\d+))?\])?", (sc.master or "").strip())
+    if m:
+        return int(m.group(1) or 1)
+    return int(sc.getConf().get("spark.task.maxFailures", "4") or 4)
 
 
 def with_retries(master: str, max_retries: int) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from sparkscore.azureconfig import is_deployment, read_deployment
 from sparkscore.errors import SettingsError
 
 __all__ = [
@@ -122,6 +123,26 @@ def _directory(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise _Invalid("must be a directory path or null")
     return os.path.expanduser(value)
+
+
+def _script(value: Any) -> str | None:
+    """A scoring script: a `.py` file, relative to `code` when that is set; None: no script."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip().endswith(".py"):
+        raise _Invalid("must be a .py file (Azure's scoring_script), or null")
+    return os.path.expanduser(value.strip())
+
+
+def _variables(value: Any) -> dict[str, str] | None:
+    """Environment variables for the scoring script's workers: names and values as text."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(key, str) and key and "=" not in key for key in value
+    ):
+        raise _Invalid("must be a mapping of variable name to value, or null")
+    return {key: "" if item is None else str(item) for key, item in value.items()}
 
 
 def _spark_type(value: Any) -> str | None:
@@ -248,6 +269,9 @@ _CHECKS: dict[str, Check] = {
     "fail_on_drift": _flag,
     "threads": _threads,
     "spark_output_columns": _output_columns,
+    "scoring_script": _script,
+    "code": _directory,
+    "environment_variables": _variables,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -396,6 +420,12 @@ class Settings:
     # a Spark MLlib model's pipeline columns to write, as a struct (e.g. [prediction,
     # probability]; vectors as arrays of doubles); None = its prediction alone
     spark_output_columns: tuple[str, ...] | None = None
+    # Azure's batch driver: a .py file defining init() and run(mini_batch), relative to `code`
+    # when that is set; None: the model is scored without code (sparkscore.script)
+    scoring_script: str | None = None
+    code: str | None = None  # a folder shipped with the script to every executor
+    # set in each Python worker before the scoring script is imported (Azure's deployment key)
+    environment_variables: dict[str, str] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         """Validate direct construction too, so an invalid Settings cannot exist."""
@@ -410,11 +440,18 @@ class Settings:
         overrides: Sequence[str] = (),
         **kwargs: Any,
     ) -> Settings:
-        """Build a run's effective settings: defaults < file < ``--set`` < keyword arguments."""
+        """Build a run's effective settings: defaults < file < ``--set`` < keyword arguments.
+
+        The file may be an Azure ML batch deployment YAML (sparkscore.azureconfig).
+        """
         entries: list[tuple[Any, Any, str | None]] = []
         if path is not None:
             source = os.fspath(path)
-            entries += [(key, value, source) for key, value in _read_file(path).items()]
+            data = _read_file(path)
+            if is_deployment(data):  # Azure's deployment YAML, read as it is
+                folder = os.path.dirname(os.path.abspath(source))
+                data = read_deployment(data, folder).settings
+            entries += [(key, value, source) for key, value in data.items()]
         if isinstance(overrides, str):
             overrides = (overrides,)
         entries += [_parse_override(text) for text in overrides]

@@ -13,6 +13,7 @@ as long as the session runs, so it goes when the process does (see sparkscore.sc
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 import subprocess
@@ -32,22 +33,26 @@ from sparkscore.loader import Model
 from sparkscore.model import ModelSpec, read_spec
 from sparkscore.modelfiles import directory_sha256
 from sparkscore.scratch import process_dir
+from sparkscore.script import ScoringScript
 from sparkscore.worker import WORKER
 
 __all__ = [
     "SHIP_PREFIX",
     "PackedModel",
+    "ShippedCode",
     "ShippedEnvironment",
     "ShippedModel",
     "Spark",
     "context_of",
     "is_connect",
     "pack_model",
+    "ship_code",
     "ship_environment",
     "ship_model",
 ]
 
 _ARCHIVE_PREFIX = "sparkscore-model-"
+_CODE_PREFIX = "sparkscore-code-"
 SHIP_PREFIX = "sparkscore-ship-"
 _T = TypeVar("_T")
 
@@ -94,6 +99,22 @@ class ShippedModel:
         """The unpacked model directory on this executor (unpacked on first use)."""
         return _unpacked(SparkFiles.get(self.archive), self.archive[: -len(".zip")])
 
+    def azure_model_dir(self, name: str) -> str:
+        """Azure's AZUREML_MODEL_DIR: a folder holding the model as its one subfolder, `name`
+        (its folder's name on the driver), unpacked there once per executor (a symbolic link
+        would not do: mlflow refuses a model whose files resolve outside its folder)."""
+        archive = SparkFiles.get(self.archive)
+        holder = os.path.join(os.path.dirname(archive), f"sparkscore-azureml-{self.sha256[:20]}")
+        if not os.path.isdir(os.path.join(holder, name)):
+            staging = f"{holder}.{uuid.uuid4().hex}.tmp"
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(os.path.join(staging, name))
+            try:
+                os.rename(staging, holder)
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+        return holder
+
     def load(self) -> Model:
         """The model, loaded at most once in this worker process (in its environment's child
         process when it has one): see sparkscore.worker."""
@@ -104,6 +125,24 @@ class ShippedModel:
                 local, self.environment.site_packages(), key=self.sha256, spec=spec
             )
         return WORKER.load_cached(local, key=self.sha256, spec=spec)
+
+
+@dataclass(frozen=True)
+class ShippedCode:
+    """A scoring script's `code` folder (or the script alone), shipped as the model is."""
+
+    archive: str
+    sha256: str
+    relative: str  # the script inside the unpacked folder
+
+    @property
+    def key(self) -> str:
+        """The script in the worker (imported, and init() called, once per key and process)."""
+        return f"{self.sha256}:{self.relative}"
+
+    def local_path(self) -> str:
+        """The unpacked code folder on this executor (unpacked on first use)."""
+        return _unpacked(SparkFiles.get(self.archive), self.archive[: -len(".zip")])
 
 
 def _unpacked(archive: str, name: str) -> str:
@@ -135,6 +174,7 @@ Spark = SparkSession | SparkContext
 # session itself, weakly: a session that is gone takes its entries with it, so a new one (which
 # may get the old one's `id`) registers its files again instead of its executors missing them.
 _SHIPPED: weakref.WeakKeyDictionary[Spark, dict[str, ShippedModel]] = weakref.WeakKeyDictionary()
+_CODE: weakref.WeakKeyDictionary[Spark, dict[str, str]] = weakref.WeakKeyDictionary()
 _ENVIRONMENTS: weakref.WeakKeyDictionary[Spark, dict[str, ShippedEnvironment]] = (
     weakref.WeakKeyDictionary()
 )
@@ -212,6 +252,29 @@ def ship_model(
                 archive=name, sha256=packed.sha256, spec=spec
             )
     return dataclasses.replace(shipped_here[packed.sha256], environment=env)
+
+
+def ship_code(spark: Spark, script: ScoringScript) -> ShippedCode:
+    """Zip the script's `code` folder (its files as a model's are read: nothing from outside
+    it), or the script alone, and register it with Spark once per session and content."""
+    partial = os.path.join(process_dir(SHIP_PREFIX), f"{uuid.uuid4().hex}.partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+        if script.folder is not None:
+            sha256 = directory_sha256(script.folder, into=z)
+        else:
+            z.write(script.path, script.relative)
+            with open(script.path, "rb") as f:
+                sha256 = hashlib.sha256(script.relative.encode() + b"\0" + f.read()).hexdigest()
+    name = f"{_CODE_PREFIX}{sha256[:20]}.zip"
+    shipped_here = _registered(_CODE, spark)
+    if sha256 not in shipped_here:
+        archive = os.path.join(os.path.dirname(partial), name)
+        os.replace(partial, archive)
+        _register(spark, archive)
+        shipped_here[sha256] = name
+    else:
+        os.unlink(partial)
+    return ShippedCode(archive=name, sha256=sha256, relative=script.relative)
 
 
 def _register(spark: Spark, file: str) -> None:

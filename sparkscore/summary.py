@@ -60,7 +60,8 @@ def check_invariant(manifests: Sequence[Manifest]) -> None:
     """Every row read is in predictions or counted as failed, exactly once, and a file whose rows
     are unknown failed and counts none: else we say so."""
     for m in manifests:
-        scored = sum(f.rows_scored for f in m.files)
+        # A scoring script's rows are the elements its run returned, not counted per file.
+        scored = m.items if m.items is not None else sum(f.rows_scored for f in m.files)
         if scored != m.prediction_rows:
             raise AccountingError(
                 where=f"mini-batch {m.batch}",
@@ -162,6 +163,9 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         doc = self._counted()
+        if self.settings.scoring_script is not None:
+            # Azure's count of successful items: the elements the script's run calls returned.
+            doc["items_succeeded"] = sum(m.items or 0 for m in self.manifests)
         if self.table is not None:
             doc["table"] = dict(self.table)
         if self.incremental is not None:

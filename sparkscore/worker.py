@@ -3,10 +3,11 @@
 A Spark task is short, a worker process lives for many (spark.python.worker.reuse), and loading
 a model costs seconds: each worker loads the model once and keeps it. `WORKER`, the only
 instance, holds all of it: the models loaded in this process, the models served by a child
-process in their own environment (sparkscore.modelprocess), how many times each model was
-loaded here, which each mini-batch's manifest reports (`model_loads`), and the thread budget
-each was held to (sparkscore.threads). No other module of
-sparkscore keeps state for a worker; the driver uses none of this.
+process in their own environment (sparkscore.modelprocess), the scoring scripts imported here
+(each one's `init()` called once: it loads the model), how many times each model was loaded
+(or each script's init called) here, which each mini-batch's manifest reports
+(`model_loads`), and the thread budget each model was held to (sparkscore.threads). No other
+module of sparkscore keeps state for a worker; the driver uses none of this.
 
 A fresh load also freezes what the worker holds then (its modules, the model) out of Python's
 cyclic garbage collector. PySpark's daemon runs a full `gc.collect()` in a reused worker after
@@ -22,10 +23,13 @@ import atexit
 import gc
 import os
 import threading
+from collections.abc import Callable
+from types import ModuleType
 
 from sparkscore.loader import Model, load_model, load_parsed
 from sparkscore.model import ModelSpec, read_spec
 from sparkscore.modelprocess import ModelProcess, RemoteImpl
+from sparkscore.script import import_script
 from sparkscore.threads import apply_budget, pool_threads
 
 __all__ = ["WORKER", "WorkerState"]
@@ -40,6 +44,7 @@ class WorkerState:
         self._models: dict[str, Model] = {}
         self._served: dict[tuple[str, str], Model] = {}
         self._budgets: dict[str, int] = {}  # model key -> the thread budget applied to it
+        self._scripts: dict[str, ModuleType] = {}
         self._lock = threading.Lock()
 
     def load_cached(
@@ -94,6 +99,27 @@ class WorkerState:
             apply_budget(model.impl, threads)
             self._budgets[key] = threads
         return pool_threads()
+
+    def load_script(
+        self, key: str, path: str, folder: str, prepare: Callable[[], object]
+    ) -> ModuleType:
+        """The scoring script at `path` (its code `folder` on sys.path), imported and its init()
+        called once per process and `key`; `prepare` runs first (Azure's environment variables).
+
+        An init() that raises leaves nothing kept: the next task imports and calls it again.
+        """
+        module = self._scripts.get(key)
+        if module is not None:
+            return module
+        with self._lock:
+            module = self._scripts.get(key)
+            if module is None:
+                prepare()
+                module = import_script(path, folder, keep=True)
+                module.init()
+                self._scripts[key] = module
+                self._loaded(key)
+        return module
 
     def _loaded(self, key: str) -> None:
         self.loads[key] = self.loads.get(key, 0) + 1

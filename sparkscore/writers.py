@@ -19,10 +19,10 @@ from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from sparkscore.csvtext import csv_header, csv_lines
 from sparkscore.errors import OutputError, one_line
 from sparkscore.failures import ERROR_SCHEMA
 from sparkscore.layout import OutputLayout
@@ -36,6 +36,7 @@ __all__ = [
     "SpillBuffer",
     "commit_batch",
     "committed_manifests",
+    "csv_ready",
     "fail_split_files",
     "parquet_writer",
     "read_json",
@@ -43,6 +44,7 @@ __all__ = [
     "spill_buffers",
     "unwritable",
     "write_csv",
+    "write_errors",
     "write_json",
     "write_manifest",
     "write_part",
@@ -244,10 +246,7 @@ def commit_batch(
     for b in buffers:
         b.discard()
     errors = result.errors
-    error_batches = iter(
-        [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else []
-    )
-    write_part(fs, layout.part(layout.errors, result.index), ERROR_SCHEMA, error_batches)
+    write_errors(fs, layout, result.index, errors)
     manifest = Manifest(
         batch=result.index,
         files=tuple(FileRecord.of(f) for f in result.files),
@@ -258,6 +257,14 @@ def commit_batch(
     )
     write_manifest(fs, layout, manifest)
     return manifest
+
+
+def write_errors(
+    fs: pafs.FileSystem, layout: OutputLayout, index: int, errors: list[dict[str, Any]]
+) -> None:
+    """A mini-batch's error records, as its part of errors/ (none: no part)."""
+    batches = [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else []
+    write_part(fs, layout.part(layout.errors, index), ERROR_SCHEMA, iter(batches))
 
 
 def fail_split_files(
@@ -346,7 +353,8 @@ def committed_manifests(fs: pafs.FileSystem, layout: OutputLayout) -> dict[int, 
 def write_csv(
     fs: pafs.FileSystem, layout: OutputLayout, indexes: list[int], passthrough: list[str]
 ) -> int:
-    """Seed 002's predictions.csv: `row,prediction,file_name` (+ passthrough), by file then row.
+    """Seed 002's predictions.csv: `row,prediction,file_name` (+ passthrough), by file then row,
+    each value quoted only where needed (sparkscore.csvtext).
 
     Parts are read in mini-batch order, and the plan orders files by name, so concatenating
     them streams rows in the documented order without a sort.
@@ -354,32 +362,22 @@ def write_csv(
     temporary = f"{layout.root}/.{layout.output_file_name}.{uuid.uuid4().hex}.tmp"
     columns = ["row", "prediction", "file_name", *passthrough]
     rows = 0
-    writer: pacsv.CSVWriter | None = None
     with fs.open_output_stream(temporary) as out:
+        out.write(csv_header(columns))
         for index in indexes:
             part = layout.part(layout.predictions, index)
             if fs.get_file_info(part).type != pafs.FileType.File:
                 continue
             with fs.open_input_file(part) as f:
                 for batch in pq.ParquetFile(f).iter_batches():
-                    table = _csv_ready(pa.Table.from_batches([batch]).select(columns))
-                    if writer is None:
-                        writer = pacsv.CSVWriter(out, table.schema)
-                    writer.write_table(table)
+                    table = csv_ready(pa.Table.from_batches([batch]).select(columns))
+                    out.write(csv_lines(table))
                     rows += table.num_rows
-        if writer is None:
-            # No rows at all: the same header pyarrow writes above a first batch.
-            empty = pa.Table.from_arrays(
-                [pa.array([], pa.string()) for _ in columns], names=columns
-            )
-            pacsv.write_csv(empty, out)
-        else:
-            writer.close()
     fs.move(temporary, layout.csv)
     return rows
 
 
-def _csv_ready(table: pa.Table) -> pa.Table:
+def csv_ready(table: pa.Table) -> pa.Table:
     """Nested predictions (struct, array) become JSON text, as CSV has no nested values."""
     for i, column in enumerate(table.columns):
         if pa.types.is_nested(column.type):

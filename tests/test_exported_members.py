@@ -33,6 +33,8 @@ def test_exported_members_are_pinned():
         "ReferenceProfileError",
         "ResumeError",
         "SchemaEnforcementError",
+        "ScoringScriptError",
+        "ScriptWorkerDiedError",
         "Settings",
         "SettingsError",
         "SparkPipelineError",

@@ -288,9 +288,9 @@ def test_job_csv_output_has_azure_column_order_sorted_by_file_then_row(
     assert [r[2] for r in rows[1:]][9:13] == ["one.csv", "sub/x.csv", "sub/x.csv", "sub/x.csv"]
     p = mlflow_predictions["four.pqt"]
     assert text.splitlines()[:3] == [
-        '"row","prediction","file_name","id"',
-        f'0,{p[0]},"four.pqt",300',
-        f'1,{p[1]},"four.pqt",301',
+        "row,prediction,file_name,id",
+        f"0,{p[0]},four.pqt,300",
+        f"1,{p[1]},four.pqt,301",
     ]
     assert summary["files_total"] == 5 and summary["rows_scored"] == 25
     assert summary["input"]["mini_batches"] == 3
@@ -978,7 +978,7 @@ def test_console_command_scores_a_folder_of_images_into_azure_csv(commands, zoo,
         digit_pixels(digit_folder).reshape(12, 64)
     )
     assert (out / "predictions.csv").read_text().splitlines() == [
-        '"row","prediction","file_name"',
-        *(f'0,"{labels[i]}","digit-{i:02d}.png"' for i in range(12)),
+        "row,prediction,file_name",
+        *(f"0,{labels[i]},digit-{i:02d}.png" for i in range(12)),
     ]
     assert [{k: e[k] for k in DIGIT_ERRORS[0]} for e in errors(out)] == DIGIT_ERRORS

@@ -14,13 +14,12 @@ from sparkscore.settings import SETTING_NAMES, Settings
 DEFAULT_YAML = Path(__file__).parents[1] / "conf" / "default.yaml"
 
 ALL_NAMES = (
-    "bad_rows, batch_rows, drift_null_threshold, drift_psi_threshold, env_cache, env_manager, "
-    "error_threshold, fail_on_drift, iceberg_catalog, iceberg_table, ignore_unsupported, "
-    "incremental, logging_level, "
+    "bad_rows, batch_rows, code, drift_null_threshold, drift_psi_threshold, env_cache, "
+    "env_manager, environment_variables, error_threshold, fail_on_drift, iceberg_catalog, "
+    "iceberg_table, ignore_unsupported, incremental, logging_level, "
     "max_retries, mini_batch_size, output_action, output_file_name, output_format, overwrite, "
     "params, passthrough_columns, profile, recursive, reference, rescore, result_type, resume, "
-    "schema_mode, spark_output_columns, threads, timeout, "
-    "trust_model"
+    "schema_mode, scoring_script, spark_output_columns, threads, timeout, trust_model"
 )
 
 

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -83,8 +84,6 @@ def test_storage_job_reads_model_and_input_and_writes_output_on_s3(spark, s3):
     assert "data/scored/_summary.json" in listing
     table = pq.read_table("data/scored/predictions", filesystem=s3).to_pandas()
     local = sparkscore.load_model(EXAMPLE / "model")
-    import pandas as pd
-
     expected = pd.read_csv(EXAMPLE / "input" / "visits-2024-01.csv")
     got = table[table.file_name == "visits-2024-01.csv"].sort_values("row")
     assert got["patient_id"].tolist() == expected["patient_id"].tolist()
@@ -111,3 +110,35 @@ def test_storage_uri_options_survive_and_credentials_are_never_recorded(spark, s
     assert "sekrit" not in text and "sekrit" not in repr(summary)
     assert f"s3://***@data/visits/*.csv{options}" in text
     assert caplog.messages and not [m for m in caplog.messages if "sekrit" in m]
+
+
+def test_storage_scoring_script_gets_local_copies_of_s3_files_removed_after(spark, s3, tmp_path):
+    (tmp_path / "batch_driver.py").write_text(
+        "import os\n\n\ndef init():\n    pass\n\n\n"
+        "def run(mini_batch):\n"
+        "    out = os.path.join(os.environ['AZUREML_BI_OUTPUT_PATH'], 'seen.txt')\n"
+        "    with open(out, 'w') as f:\n"
+        "        f.write(' '.join(os.path.basename(p) for p in mini_batch))\n"
+        "    return [f'{p}|{os.path.getsize(p)}' for p in mini_batch]\n"
+    )
+    summary = sparkscore.score(
+        spark,
+        "s3://models/diabetes",
+        "s3://data/visits",
+        "s3://data/script-out",
+        scoring_script=str(tmp_path / "batch_driver.py"),
+        mini_batch_size=4,
+        output_format="csv",
+    )
+    assert (summary["files_succeeded"], summary["items_succeeded"]) == (4, 4)
+    returned = pd.read_csv(s3.open_input_file("data/script-out/predictions.csv"))
+    paths, sizes = zip(*(value.split("|") for value in returned["prediction"]))
+    names = sorted(os.listdir(EXAMPLE / "input"))
+    assert [os.path.basename(p) for p in paths] == names
+    assert [int(s) for s in sizes] == [os.path.getsize(EXAMPLE / "input" / n) for n in names]
+    assert all(
+        os.path.basename(os.path.dirname(p)).startswith("sparkscore-minibatch-") for p in paths
+    )
+    assert not any(os.path.exists(p) for p in paths), "the downloaded copies were not removed"
+    with s3.open_input_stream("data/script-out/seen.txt") as f:
+        assert f.read().decode() == " ".join(names)

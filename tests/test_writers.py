@@ -239,10 +239,10 @@ def test_write_csv_orders_columns_and_writes_nested_predictions_as_json(tmp_path
     part(2, "c.csv", [0])  # mini-batch 1 had no predictions
     assert write_csv(LOCAL, layout, [0, 1, 2], ["id"]) == 3
     assert (tmp_path / "out" / "scores.csv").read_text().splitlines() == [
-        '"row","prediction","file_name","id"',
-        '0,"{""label"": ""c0"", ""p"": [0.25, 0.75]}","a.csv",0',
-        '1,"{""label"": ""c1"", ""p"": [0.25, 0.75]}","a.csv",1',
-        '0,"{""label"": ""c0"", ""p"": [0.25, 0.75]}","c.csv",20',
+        "row,prediction,file_name,id",
+        '0,"{""label"": ""c0"", ""p"": [0.25, 0.75]}",a.csv,0',
+        '1,"{""label"": ""c1"", ""p"": [0.25, 0.75]}",a.csv,1',
+        '0,"{""label"": ""c0"", ""p"": [0.25, 0.75]}",c.csv,20',
     ]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["_staging", "scores.csv"]
 
@@ -251,9 +251,7 @@ def test_write_csv_with_no_predictions_writes_the_same_header(tmp_path):
     layout = OutputLayout.at(str(tmp_path / "out"), "csv")
     (tmp_path / "out").mkdir()
     assert write_csv(LOCAL, layout, [0], ["id"]) == 0
-    assert (tmp_path / "out" / "predictions.csv").read_text() == (
-        '"row","prediction","file_name","id"\n'
-    )
+    assert (tmp_path / "out" / "predictions.csv").read_text() == "row,prediction,file_name,id\n"
 
 
 def test_prepare_output_refuses_a_non_empty_folder_or_a_file(tmp_path):
