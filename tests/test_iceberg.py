@@ -86,10 +86,8 @@ def test_iceberg_commit_adds_the_parts_the_tasks_wrote_without_copying_a_row(
 ):
     expected = write_inputs(tmp_path / "in", files=3, rows=5, bad=1)
     out = tmp_path / "out"
-    first = sparkscore.score(
-        spark, model, tmp_path / "in", out, output_format="iceberg", mini_batch_size=1
-    )
-    job = first["job_id"]
+    settings = {"output_format": "iceberg", "mini_batch_size": 1}
+    job = sparkscore.score(spark, model, tmp_path / "in", out, **settings)["job_id"]
     assert data_files(out) == [
         f"file://{out}/job_id={job}/part-00000.parquet",
         f"file://{out}/job_id={job}/part-00002.parquet",
@@ -105,17 +103,8 @@ def test_iceberg_commit_adds_the_parts_the_tasks_wrote_without_copying_a_row(
     ]
     # schema_mode: merge casting the run's float predictions to the table's double: the parts
     # are cast where they are, then added as they are too.
-    merged = sparkscore.score(
-        spark,
-        model,
-        tmp_path / "in",
-        out,
-        output_format="iceberg",
-        mini_batch_size=1,
-        result_type="float",
-        schema_mode="merge",
-    )
-    again = merged["job_id"]
+    merge = {"result_type": "float", "schema_mode": "merge"}
+    again = sparkscore.score(spark, model, tmp_path / "in", out, **settings, **merge)["job_id"]
     assert data_files(out) == sorted(
         f"file://{out}/job_id={j}/part-0000{i}.parquet" for j in (job, again) for i in (0, 2)
     )
