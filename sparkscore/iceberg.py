@@ -9,13 +9,16 @@ skipped, never made twice. A commit that loses a race with another writer (the c
 stale metadata pointer) is tried again on the new metadata, the job id checked again first, so
 two attempts of one job racing commit once; pyiceberg's own retries, which skip that check, are
 off on the tables created here. An incremental run's commit that supersedes files
-(TableCommit.replaces) is one overwrite with a filter on those files: in one transaction, their
-rows are deleted (the data files that hold them rewritten) and the run's appended.
+(TableCommit.replaces) deletes those files' rows (dropping the data files that hold only them,
+rewriting those that hold others too) and adds the run's, in one transaction.
 
-The parts' rows are appended as Arrow data, not added with `add_files`: the job id is not in the
-parts (for Delta it is the partition value, kept in the log), and `add_files` can only take a
-partition value from the file's own column statistics. So the warehouse holds the table's own
-copy of the rows; the parts under OUT stay as the run's record of what it wrote.
+The parts are registered as they are (`add_files`), not copied: the tasks write them with the
+job id as a column (`add_files` takes a file's partition value from its own column statistics),
+and the tables created here keep their data files at the output location (`write.data.path`:
+OUT and OUT_errors, where the tasks write), so the table owns its parts as a Delta table does
+(its metadata stays in the catalog's warehouse). Where a part cannot be taken as it is (a table
+created elsewhere or before, whose data path is not the output; parts without the job id
+column), the parts' rows are appended as Arrow data instead, a copy in the table's data path.
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
-from pyiceberg.expressions import BooleanExpression, In
+from pyiceberg.expressions import AlwaysTrue, BooleanExpression, In
 from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, schema_to_pyarrow, visit_pyarrow
 from pyiceberg.partitioning import PARTITION_FIELD_ID_START, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema, assign_fresh_schema_ids
@@ -41,7 +45,7 @@ from pyiceberg.transforms import IdentityTransform
 from sparkscore.errors import SettingsError
 from sparkscore.layout import JOB_ID, errors_table
 from sparkscore.settings import Settings
-from sparkscore.storage import URI_SCHEME
+from sparkscore.storage import URI_SCHEME, resolve, split_query
 from sparkscore.tables import TableCommit, run_rows
 
 __all__ = ["DEFAULT_TABLE", "JOB_KEY", "SUMMARY_KEY", "IcebergFormat", "for_output"]
@@ -102,25 +106,26 @@ class IcebergFormat:
             update.union_by_name(pa.schema(fields))
 
     def commit(self, commit: TableCommit, schema: pa.Schema) -> int | None:
-        data = run_rows(commit, schema)
         properties = {JOB_KEY: commit.job_id, SUMMARY_KEY: json.dumps(commit.summary, default=str)}
         existing = self._load(commit.uri)
         table = existing or self._create(commit.uri, schema)
+        parts = _addable(table, commit)
+        added: list[str] | pa.Table = run_rows(commit, schema) if parts is None else parts
         attempt = 0
         while True:
             try:
-                if commit.overwrite:
-                    table.overwrite(data, snapshot_properties=properties)
-                elif commit.replaces and existing is not None:
-                    # One transaction: the files' rows deleted (their data files rewritten
-                    # without them), then the run's appended.
-                    superseded = _among(commit.replaces)
-                    with warnings.catch_warnings():
-                        # A run whose files have no rows in this table yet: nothing to delete.
-                        warnings.filterwarnings("ignore", "Delete operation did not match")
-                        table.overwrite(data, superseded, snapshot_properties=properties)
-                else:
-                    table.append(data, snapshot_properties=properties)
+                with table.transaction() as transaction, warnings.catch_warnings():
+                    # A run whose files have no rows in this table yet: nothing to delete.
+                    warnings.filterwarnings("ignore", "Delete operation did not match")
+                    if commit.overwrite:
+                        transaction.delete(AlwaysTrue(), snapshot_properties=properties)
+                    elif commit.replaces and existing is not None:
+                        superseded = _among(commit.replaces)
+                        transaction.delete(superseded, snapshot_properties=properties)
+                    if isinstance(added, list):
+                        transaction.add_files(added, snapshot_properties=properties)
+                    else:
+                        transaction.append(added, snapshot_properties=properties)
                 return _snapshot(table, commit.job_id)[1]
             except CommitFailedException:
                 # Lost to another writer. If that was an attempt of this same job, raising lets
@@ -149,8 +154,36 @@ class IcebergFormat:
             name,
             schema=fields,
             partition_spec=spec,
-            properties={TableProperties.COMMIT_NUM_RETRIES: "0"},
+            properties={
+                TableProperties.COMMIT_NUM_RETRIES: "0",
+                TableProperties.WRITE_DATA_PATH: _location(uri),
+            },
         )
+
+
+def _location(uri: str) -> str:
+    """The output location `uri` as a URI pyiceberg reads: where the run's parts are."""
+    base = split_query(uri)[0].rstrip("/")
+    return base if URI_SCHEME.match(base) else f"file://{os.path.abspath(base)}"
+
+
+def _addable(table: Table, commit: TableCommit) -> list[str] | None:
+    """The parts' URIs, if `add_files` can take them as they are: they are in the table's data
+    path, hold its job id column, and each column has the table's type (a column the table has
+    and the run lacks: an optional one, read as null). Else None, and the rows are copied."""
+    location = _location(commit.uri)
+    if table.location_provider().data_path != location:
+        return None
+    held = {f.name: f.type for f in _arrow(table.schema())}
+    fs, root = resolve(commit.root)
+    for part in commit.parts:
+        columns = pq.read_schema(f"{root}/{part.path}", filesystem=fs)
+        if JOB_ID not in columns.names or any(held.get(f.name) != f.type for f in columns):
+            return None
+        absent = set(held) - set(columns.names)
+        if any(table.schema().find_field(name).required for name in absent):
+            return None
+    return [f"{location}/{part.path}" for part in commit.parts]
 
 
 def _snapshot(table: Table, job_id: str) -> tuple[bool, int | None]:

@@ -13,7 +13,8 @@ A table output (output_format: delta, iceberg) is two tables, OUT and OUT_errors
 tables in a catalog that these folders stand for); each run writes its
 parts into its own partition folder of each, and its own records into a folder Delta readers and
 VACUUM leave alone:
-  OUT/job_id=<job id>/part-NNNNN.parquet         the run's prediction parts
+  OUT/job_id=<job id>/part-NNNNN.parquet         the run's prediction parts (for Iceberg,
+                                                 with the job id as a column too)
   OUT_errors/job_id=<job id>/part-NNNNN.parquet  the run's error parts
   OUT/_sparkscore/<job id>/                      _run.json, _manifest/, _summary.json
 The parts become rows only when the driver commits them to the tables (sparkscore.tables).
@@ -102,6 +103,13 @@ class OutputLayout:
     @property
     def is_table(self) -> bool:
         return self.output_format in TABLE_FORMATS
+
+    @property
+    def job_column(self) -> bool:
+        """Whether the run's parts carry the job id as a column of their own: an Iceberg
+        table's parts do, since `add_files` takes a file's partition value from its own column
+        (a Delta table keeps it in its log, a Parquet folder in the folder's name)."""
+        return self.output_format == "iceberg" and bool(self.table)
 
     @property
     def predictions(self) -> str:

@@ -23,7 +23,14 @@ from sparkscore.csvtext import csv_header, csv_lines
 from sparkscore.layout import OutputLayout, remove_dir
 from sparkscore.manifest import FileRecord, Manifest, TaskRun
 from sparkscore.scriptrun import ScriptResult
-from sparkscore.writers import csv_ready, unwritable, write_errors, write_manifest, write_part
+from sparkscore.writers import (
+    csv_ready,
+    unwritable,
+    with_job_id,
+    write_errors,
+    write_manifest,
+    write_part,
+)
 
 __all__ = ["STAGED", "commit_script_batch", "land_outputs", "write_script_csv"]
 
@@ -38,8 +45,11 @@ def commit_script_batch(
     rows = write_part(
         fs,
         layout.part(layout.predictions, result.index),
-        table.schema if table is not None else pa.schema([]),
-        iter(table.to_batches() if table is not None else []),
+        *with_job_id(
+            layout,
+            table.schema if table is not None else pa.schema([]),
+            table.to_batches() if table is not None else [],
+        ),
     )
     errors = result.errors
     write_errors(fs, layout, result.index, errors)

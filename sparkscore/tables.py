@@ -81,7 +81,9 @@ class TableCommit:
     uri: str  # the table location
     root: str  # its path on the output's filesystem
     job_id: str  # the transaction id that makes the commit happen once
-    schema: pa.Schema  # the parts' columns; JOB_ID is not among them, the partition holds it
+    # the parts' columns but JOB_ID, which the partition holds (an Iceberg run's parts have it
+    # as a column too, sparkscore.layout.OutputLayout.job_column)
+    schema: pa.Schema
     parts: tuple[TablePart, ...]
     overwrite: bool  # the run's rows replace the table's, in the same commit
     # the input files whose rows the run's rows replace, in the same commit (incremental runs)
@@ -332,7 +334,8 @@ def run_rows(commit: TableCommit, schema: pa.Schema) -> pa.Table:
     fs, root = resolve(commit.root)
     parts = [pq.read_table(f"{root}/{p.path}", filesystem=fs) for p in commit.parts]
     data = pa.concat_tables(parts) if parts else commit.schema.empty_table()
-    data = data.append_column(JOB_ID, pa.array([commit.job_id] * data.num_rows, pa.string()))
+    if JOB_ID not in data.column_names:
+        data = data.append_column(JOB_ID, pa.array([commit.job_id] * data.num_rows, pa.string()))
     columns = [
         data[f.name].cast(f.type) if f.name in data.column_names else pa.nulls(len(data), f.type)
         for f in schema
@@ -348,13 +351,15 @@ def _types(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
 
 def _conformed(fs: pafs.FileSystem, commit: TableCommit, target: pa.Schema) -> TableCommit:
     """The parts rewritten with the types the table stores (a type the format lacks, or under
-    schema_mode: merge the table's), each cast safely or the run refused naming the column."""
+    schema_mode: merge the table's), each cast safely or the run refused naming the column; a
+    part's JOB_ID column is kept."""
     parts = []
     for part in commit.parts:
         path = f"{commit.root}/{part.path}"
         table = pq.read_table(path, filesystem=fs)
         columns = []
-        for field in target:
+        fields = [*target, *[f for f in table.schema if f.name == JOB_ID]]
+        for field in fields:
             column = table[field.name]
             try:
                 columns.append(column.cast(field.type, safe=True))
@@ -366,8 +371,8 @@ def _conformed(fs: pafs.FileSystem, commit: TableCommit, target: pa.Schema) -> T
                     in_run=str(column.type),
                     fix=f"Its values cannot be cast safely ({e}); choose a new table.",
                 ) from None
-        cast = pa.table(columns, schema=target)
-        write_part(fs, path, target, iter(cast.to_batches()))
+        cast = pa.table(columns, schema=pa.schema(fields))
+        write_part(fs, path, cast.schema, iter(cast.to_batches()))
         info = fs.get_file_info(path)
         modified = int(info.mtime.timestamp() * 1000) if info.mtime else part.modified_ms
         parts.append(TablePart(part.path, part.rows, int(info.size or 0), modified))

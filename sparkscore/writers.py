@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,7 +25,7 @@ from pyarrow import fs as pafs
 from sparkscore.csvtext import csv_header, csv_lines
 from sparkscore.errors import OutputError, one_line
 from sparkscore.failures import ERROR_SCHEMA
-from sparkscore.layout import OutputLayout
+from sparkscore.layout import JOB_ID, OutputLayout
 from sparkscore.manifest import FileRecord, Manifest, TaskRun
 from sparkscore.scoring import BatchResult, Sink
 
@@ -43,6 +43,7 @@ __all__ = [
     "read_manifests",
     "spill_buffers",
     "unwritable",
+    "with_job_id",
     "write_csv",
     "write_errors",
     "write_json",
@@ -240,8 +241,7 @@ def commit_batch(
     rows = write_part(
         fs,
         layout.part(layout.predictions, result.index),
-        schema,
-        (batch for b in kept for batch in b.batches()),
+        *with_job_id(layout, schema, (batch for b in kept for batch in b.batches())),
     )
     for b in buffers:
         b.discard()
@@ -264,7 +264,24 @@ def write_errors(
 ) -> None:
     """A mini-batch's error records, as its part of errors/ (none: no part)."""
     batches = [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else []
-    write_part(fs, layout.part(layout.errors, index), ERROR_SCHEMA, iter(batches))
+    write_part(fs, layout.part(layout.errors, index), *with_job_id(layout, ERROR_SCHEMA, batches))
+
+
+def with_job_id(
+    layout: OutputLayout, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """A part's columns and rows, with the run's job id as a last column where the layout's
+    parts carry it (an Iceberg table's: sparkscore.iceberg adds them as they are)."""
+    if not layout.job_column:
+        return schema, iter(batches)
+    field = pa.field(JOB_ID, pa.string())
+    return schema.append(field), (
+        pa.RecordBatch.from_arrays(
+            [*b.columns, pa.repeat(pa.scalar(layout.run, pa.string()), b.num_rows)],
+            schema=b.schema.append(field),
+        )
+        for b in batches
+    )
 
 
 def fail_split_files(

@@ -76,6 +76,42 @@ def test_iceberg_output_holds_every_row_once_and_its_errors(spark, model, tmp_pa
     )
 
 
+def data_files(out, table: str = "sparkscore.predictions") -> list[str]:
+    """The data files the table's current snapshot references."""
+    return sorted(t.file.file_path for t in catalog(out).load_table(table).scan().plan_files())
+
+
+def test_iceberg_commit_adds_the_parts_the_tasks_wrote_without_copying_a_row(
+    spark, model, tmp_path
+):
+    expected = write_inputs(tmp_path / "in", files=3, rows=5, bad=1)
+    out = tmp_path / "out"
+    settings = {"output_format": "iceberg", "mini_batch_size": 1}
+    job = sparkscore.score(spark, model, tmp_path / "in", out, **settings)["job_id"]
+    assert data_files(out) == [
+        f"file://{out}/job_id={job}/part-00000.parquet",
+        f"file://{out}/job_id={job}/part-00002.parquet",
+    ]
+    assert data_files(out, "sparkscore.predictions_errors") == [
+        f"file://{out}_errors/job_id={job}/part-00001.parquet"
+    ]
+    assert pq.read_schema(out / f"job_id={job}" / "part-00000.parquet").names == [
+        "file_name",
+        "row",
+        "prediction",
+        "job_id",
+    ]
+    # schema_mode: merge casting the run's float predictions to the table's double: the parts
+    # are cast where they are, then added as they are too.
+    merge = {"result_type": "float", "schema_mode": "merge"}
+    again = sparkscore.score(spark, model, tmp_path / "in", out, **settings, **merge)["job_id"]
+    assert data_files(out) == sorted(
+        f"file://{out}/job_id={j}/part-0000{i}.parquet" for j in (job, again) for i in (0, 2)
+    )
+    assert by_row(rows(out), job) == by_row(rows(out), again) == expected
+    assert list((out / "warehouse").rglob("*.parquet")) == []
+
+
 def test_iceberg_second_run_appends_its_own_rows_and_a_retried_commit_is_skipped(
     spark, model, tmp_path
 ):
