@@ -33,6 +33,7 @@ from sparkscore.layout import (
     sweep_temporary,
 )
 from sparkscore.manifest import Manifest
+from sparkscore.model import ModelSpec
 from sparkscore.planner import MiniBatch
 from sparkscore.preparation import Job, prepare
 from sparkscore.progress import Progress
@@ -205,8 +206,8 @@ def _score(
     )
     if not todo:
         return [], environment
-    if job.model.sparkml is not None:
-        return _score_pipeline(spark, job, todo), environment
+    if job.model is not None and job.model.sparkml is not None:
+        return _score_pipeline(spark, job, job.model, todo), environment
     shipped = ship_model(spark, job.model_path, job.environment, spec=job.model, packed=job.packed)
     if job.environment is not None and shipped.environment is not None:
         environment = _shipped(environment, job.environment, shipped.environment)
@@ -233,7 +234,9 @@ def _script_task(spark: Spark, job: Job) -> dict[str, Any]:
     if job.script is None:
         return {}
     spec = ScriptSpec(
-        model_name=os.path.basename(os.path.normpath(job.model_path)),
+        model_name=None
+        if os.path.isfile(job.model_path)
+        else os.path.basename(os.path.normpath(job.model_path)),
         environment=job.settings.environment_variables or {},
         reserved=("predictions", "errors", job.settings.output_file_name),
         # The last attempt records a failure: the last Spark gives, whatever max_retries asks.
@@ -242,7 +245,9 @@ def _script_task(spark: Spark, job: Job) -> dict[str, Any]:
     return {"code": ship_code(spark, job.script), "script": spec}
 
 
-def _score_pipeline(spark: Spark, job: Job, todo: list[MiniBatch]) -> list[Manifest]:
+def _score_pipeline(
+    spark: Spark, job: Job, spec: ModelSpec, todo: list[MiniBatch]
+) -> list[Manifest]:
     """A Spark MLlib model: the mini-batches through its PipelineModel, in the JVM."""
     # The job may have run on a SparkContext alone: a pipeline needs its SQL session.
     session = SparkSession.builder.getOrCreate() if isinstance(spark, SparkContext) else spark
@@ -252,7 +257,7 @@ def _score_pipeline(spark: Spark, job: Job, todo: list[MiniBatch]) -> list[Manif
     with Progress(sc, len(todo), job.layout, job.committed) as progress:
         return score_pipeline(
             session,
-            spec=job.model,
+            spec=spec,
             scoring=job.scoring,
             output_columns=job.settings.spark_output_columns,
             layout=job.layout,

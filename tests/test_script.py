@@ -3,6 +3,7 @@ Spark, real files; the command runs start together (JVM start-up dominates), the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,9 +22,12 @@ from sparkscore import azureconfig
 from sparkscore.errors import (
     ErrorThresholdExceeded,
     InputError,
+    ModelFormatError,
     ScoringScriptError,
     SettingsError,
 )
+from sparkscore.model import bare_record, read_spec
+from sparkscore.modelfiles import directory_sha256
 from sparkscore.preflight import preflight
 from sparkscore.script import ScoringScript, check_script
 from sparkscore.scriptrun import as_table
@@ -131,6 +135,26 @@ def run(mini_batch):
     return pd.concat(pd.read_csv(p).assign(file=os.path.basename(p)) for p in mini_batch)
 """
 
+# A model that is not an MLflow model: a scikit-learn estimator joblib saved, which init() loads
+# itself from AZUREML_MODEL_DIR (MODEL_FILE: "model.pkl" for a single file, as Azure places
+# one, or "bare/model.pkl" for a folder named bare).
+BARE_SCRIPT = """
+import os
+
+import joblib
+import pandas as pd
+
+
+def init():
+    global model
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], os.environ["MODEL_FILE"]))
+
+
+def run(mini_batch):
+    data = pd.concat(pd.read_csv(p) for p in mini_batch)
+    return list(model.predict(data[["x"]]))
+"""
+
 
 # Azure's deployment-custom/deployment.yml (CLI 1.7 and later: knobs under settings:).
 NEW_LAYOUT = """
@@ -201,6 +225,18 @@ def visits(folder: Path, names: list[str]) -> Path:
     data = pd.read_csv(VISITS)
     for i, name in enumerate(names):
         data.iloc[i * 10 : i * 10 + 5].to_csv(folder / name, index=False)
+    return folder
+
+
+def bare_model(folder: Path) -> Path:
+    """y = 2x + 1, fitted by scikit-learn and saved with joblib, as model.pkl in `folder`."""
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    joblib.dump(LinearRegression().fit(x, 2 * x["x"] + 1), folder / "model.pkl")
+    (folder / "README.txt").write_text("not an MLflow model\n")
     return folder
 
 
@@ -308,6 +344,26 @@ def test_script_refuses_settings_that_apply_only_without_one(spark, tmp_path):
         )
     assert caught.value.key == "passthrough_columns"
     assert not (tmp_path / "out").exists()
+
+
+def test_plan_with_a_script_takes_a_model_without_mlmodel_and_a_missing_one_is_named(tmp_path):
+    code = write_script(tmp_path / "code", BARE_SCRIPT)
+    folder = visits(tmp_path / "in", ["a.csv"])
+    settings = Settings(scoring_script="batch_driver.py", code=str(code))
+    model = bare_model(tmp_path / "bare")
+    report, ok = preflight(str(model / "model.pkl"), str(folder), settings, parallelism=2)
+    assert ok and report.splitlines()[-1].startswith("scoring script: ")
+    with pytest.raises(ModelFormatError) as caught:
+        preflight(str(tmp_path / "nowhere"), str(folder), settings, parallelism=2)
+    assert str(caught.value) == (
+        f"{tmp_path}/nowhere: does not exist; point --model at the model folder (or the single "
+        "model file) that the scoring script's init() loads from AZUREML_MODEL_DIR."
+    )
+
+
+def test_model_record_without_mlmodel_has_the_keys_of_an_mlflow_models():
+    assert list(bare_record("m")) == list(read_spec(MODEL).record())
+    assert bare_record("m")["flavor"] == "none"
 
 
 def test_script_results_keep_a_dataframes_types_and_make_a_list_one_column():
@@ -513,6 +569,78 @@ def test_script_reads_jsonl_and_a_failed_mini_batch_is_recorded_with_its_excepti
         1,
         3,
     )
+
+
+def test_script_loads_a_bare_model_folder_and_records_it_with_flavor_none(spark, tmp_path):
+    code = write_script(tmp_path / "code", BARE_SCRIPT)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pd.DataFrame({"x": [10.0, 20.0]}).to_csv(folder / "a.csv", index=False)
+    pd.DataFrame({"x": [-1.0]}).to_csv(folder / "b.csv", index=False)
+    model = bare_model(tmp_path / "bare")
+    summary = sparkscore.score(
+        spark,
+        model,
+        folder,
+        tmp_path / "out",
+        scoring_script="batch_driver.py",
+        code=str(code),
+        mini_batch_size=1,
+        environment_variables={"MODEL_FILE": "bare/model.pkl"},
+    )
+    rows = pq.read_table(tmp_path / "out" / "predictions").to_pylist()
+    assert sorted((r["mini_batch"], round(r["prediction"], 9)) for r in rows) == [
+        (0, 21.0),
+        (0, 41.0),
+        (1, -1.0),
+    ]
+    assert (summary["status"], summary["items_succeeded"]) == ("succeeded", 3)
+    assert summary["model"] == {
+        "path": str(model),
+        "flavor": "none",
+        "loader_module": None,
+        "signature": None,
+        "mlflow_version": None,
+        "model_uuid": None,
+        "run_id": None,
+        "utc_time_created": None,
+        "python_version": None,
+        "metadata": None,
+        "sha256": directory_sha256(model),
+    }
+
+
+def test_script_loads_a_single_model_file_from_azureml_model_dir(spark, tmp_path):
+    code = write_script(tmp_path / "code", BARE_SCRIPT)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pd.DataFrame({"x": [5.0]}).to_csv(folder / "a.csv", index=False)
+    model = bare_model(tmp_path / "bare") / "model.pkl"
+    summary = sparkscore.score(
+        spark,
+        model,
+        folder,
+        tmp_path / "out",
+        scoring_script="batch_driver.py",
+        code=str(code),
+        environment_variables={"MODEL_FILE": "model.pkl"},
+    )
+    rows = pq.read_table(tmp_path / "out" / "predictions").to_pylist()
+    assert [round(r["prediction"], 9) for r in rows] == [11.0]
+    assert (summary["model"]["path"], summary["model"]["flavor"]) == (str(model), "none")
+    # A single file's sha256 is the file's own, as sha256sum prints it.
+    assert summary["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def test_model_folder_without_mlmodel_is_refused_without_a_script(spark, tmp_path):
+    model = bare_model(tmp_path / "bare")
+    with pytest.raises(ModelFormatError) as caught:
+        sparkscore.score(spark, model, VISITS, tmp_path / "out")
+    assert str(caught.value) == (
+        f"{model}: has no MLmodel file, so it is not an MLflow model directory; point --model "
+        "at the folder that holds MLmodel."
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_script_that_kills_its_worker_every_time_fails_its_mini_batch_alone(spark, tmp_path):
