@@ -7,9 +7,11 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -153,6 +155,30 @@ def init():
 def run(mini_batch):
     data = pd.concat(pd.read_csv(p) for p in mini_batch)
     return list(model.predict(data[["x"]]))
+"""
+
+# Slow when PAUSE is set (the run to kill); each file leaves a note named for the attempt, so a
+# note landed twice would show as two notes of one file.
+NOTES_SCRIPT = """
+import os
+import time
+import uuid
+
+import pandas as pd
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    time.sleep(float(os.environ.get("PAUSE", "0")))
+    for path in mini_batch:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        note = os.path.join(os.environ["AZUREML_BI_OUTPUT_PATH"], f"{stem}-{uuid.uuid4().hex}.txt")
+        with open(note, "w") as f:
+            f.write(os.path.basename(path))
+    return pd.concat(pd.read_csv(p).assign(file=os.path.basename(p)) for p in mini_batch)
 """
 
 
@@ -685,6 +711,55 @@ def test_script_that_kills_its_worker_every_time_fails_its_mini_batch_alone(spar
 
 # ---------------------------------------------------------------------------------------------
 # The commands, as a user runs them
+
+
+def test_script_run_killed_then_resumed_keeps_every_row_and_note_once(spark, tmp_path):
+    code = write_script(tmp_path / "code", NOTES_SCRIPT)
+    names = [f"f{i}.csv" for i in range(8)]
+    folder = visits(tmp_path / "in", names)
+    out = tmp_path / "out"
+    args = ["--model", str(MODEL), "--input", str(folder), "--output", str(out)]
+    sets = ["scoring_script=batch_driver.py", f"code={code}", "mini_batch_size=1"]
+    job = subprocess.Popen(
+        [str(BIN / "spark-submit"), "--master", "local[1]", str(REPO / "jobs" / "score.py")]
+        + args
+        + [item for s in sets for item in ("--set", s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env(), "PAUSE": "1"},
+        start_new_session=True,
+    )
+    manifests = out / "_manifest"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(manifests.glob("batch-*.json"))) < 2:
+        assert job.poll() is None, job.stdout.read() if job.stdout else ""
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(timeout=30)
+    committed = len(list(manifests.glob("batch-*.json")))
+    assert 2 <= committed < 8, "the kill came too late to test resume"
+    assert not list(out.glob("*.txt")), "a note landed before its run ended"
+
+    summary = sparkscore.score(
+        spark,
+        MODEL,
+        folder,
+        out,
+        scoring_script="batch_driver.py",
+        code=str(code),
+        mini_batch_size=1,
+        resume=True,
+    )
+    assert (summary["status"], summary["files_skipped"]) == ("succeeded", committed)
+    assert summary["items_succeeded"] == 40
+    rows = pq.read_table(out / "predictions").to_pandas()
+    keys = list(zip(rows["file"], rows["patient_id"]))
+    assert len(keys) == len(set(keys)) == 40, "a row was written twice"
+    assert sorted(set(rows["file"])) == names
+    notes = sorted(p.read_text() for p in out.glob("*.txt"))
+    assert notes == names, "a note was lost or landed twice"
+    assert not (out / "_script_output").exists()
 
 
 @pytest.fixture(scope="module")
