@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyspark
+from pyspark import SparkConf
 
 from sparkscore import azureconfig, daemon
 from sparkscore.errors import DriftError, ErrorThresholdExceeded, SparkscoreError
@@ -36,6 +37,7 @@ from sparkscore.session import (
     JobSession,
     local_parallelism,
     session,
+    sized,
     submitted_master,
     task_slots,
 )
@@ -60,6 +62,7 @@ class Command:
     remote: str | None = None  # a Spark Connect URL
     dry_run: bool = False  # plan and check each file; score nothing
     master: str | None = None  # None: the one spark-submit was given (else local[*])
+    submitted: bool = False  # under spark-submit, whose master is chosen already
 
 
 def run(command: Command) -> int:
@@ -118,9 +121,16 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
     state.debug = settings.logging_level == "debug"
     spark.quiet = not state.debug
     _configure_logging(settings.logging_level)
-    for level, line in azureconfig.notes(command.config):
+    sizing = sized(
+        azureconfig.instances(command.config),
+        master=submitted_master() if command.submitted else command.master,
+        remote=command.remote is not None,
+        given=lambda key: SparkConf().get(key, None),
+    )
+    for level, line in [*azureconfig.notes(command.config), *filter(None, [sizing.line])]:
         log.log(level, line)
-    slots = None if command.remote else local_parallelism(command.master or submitted_master())
+    master = sizing.master or command.master
+    slots = None if command.remote else local_parallelism(master or submitted_master())
     if command.dry_run:
         report, ok = preflight(
             command.model, command.input, settings, parallelism=slots or os.cpu_count() or 1
@@ -138,7 +148,14 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
     # The session starts while the driver plans and loads the model: both take seconds, and
     # neither needs the other. On a cluster, the plan needs its slots.
     spark.start(
-        functools.partial(session, command.master, settings, remote=command.remote, preload=preload)
+        functools.partial(
+            session,
+            master,
+            settings,
+            remote=command.remote,
+            preload=preload,
+            executors=sizing.executors,
+        )
     )
     if state.job is None:
         state.job = prepare(

@@ -40,7 +40,13 @@ from sparkscore.progress import Progress
 from sparkscore.report import write_report
 from sparkscore.scriptoutput import land_outputs, write_script_csv
 from sparkscore.scriptrun import ScriptSpec
-from sparkscore.session import forward_storage_env, task_attempts, task_cpus, task_slots
+from sparkscore.session import (
+    forward_storage_env,
+    ignored,
+    task_attempts,
+    task_cpus,
+    task_slots,
+)
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
     ShippedEnvironment,
@@ -87,6 +93,10 @@ def score(
     resolved = Settings.load(config, overrides, **settings)
     for level, line in azureconfig.notes(config):
         log.log(level, line)
+    instances = azureconfig.instances(config)
+    if instances is not None:
+        # The session is the caller's, started already: its task slots are what they are.
+        log.warning(ignored(instances, "the session passed to score() has its own task slots"))
     return run(spark, os.fspath(model), os.fspath(input), os.fspath(output), resolved)
 
 

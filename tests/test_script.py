@@ -33,6 +33,7 @@ from sparkscore.modelfiles import directory_sha256
 from sparkscore.preflight import preflight
 from sparkscore.script import ScoringScript, check_script
 from sparkscore.scriptrun import as_table
+from sparkscore.session import Sizing, sized
 from sparkscore.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -445,19 +446,58 @@ def test_azure_deployment_new_layout_maps_each_knob_and_code_from_its_folder(tmp
             "description, type, model, environment, compute: sparkscore runs on your Spark, "
             "with --model and the master you give it",
         ),
-        (
-            logging.WARNING,
-            f"{tmp_path}/deployment.yml: ignored resources.instance_count: Spark's executors "
-            "come from the cluster (spark.executor.instances, or the master), not from the "
-            "deployment",
-        ),
-        (
-            logging.WARNING,
-            f"{tmp_path}/deployment.yml: ignored max_concurrency_per_instance: Spark's task "
-            "slots per executor come from the master (local[N]) or spark.executor.cores, not "
-            "from the deployment",
-        ),
     ]
+    assert azureconfig.instances(tmp_path / "deployment.yml") == azureconfig.Instances(
+        2, 2, source=str(tmp_path / "deployment.yml")
+    )
+
+
+def test_azure_size_becomes_the_task_slots_of_a_session_sparkscore_starts():
+    size = azureconfig.Instances(count=2, concurrency=3, source="d.yml")
+    what = "resources.instance_count 2 x max_concurrency_per_instance 3"
+    assert sized(size, master=None) == Sizing(
+        master="local[6]", line=(logging.INFO, f"d.yml: {what}: local[6] (--master overrides it)")
+    )
+    assert sized(size, master="yarn") == Sizing(
+        executors={"spark.executor.cores": "3", "spark.executor.instances": "2"},
+        line=(
+            logging.INFO,
+            f"d.yml: {what}: spark.executor.cores=3, spark.executor.instances=2 on yarn",
+        ),
+    )
+    assert sized(size, master="spark://head:7077").executors == {
+        "spark.executor.cores": "3",
+        "spark.cores.max": "6",
+    }
+    assert sized(None, master=None) == Sizing()
+    ignored = {
+        "local[1]": sized(size, master="local[1]"),
+        "connect": sized(size, master=None, remote=True),
+        "conf": sized(size, master="yarn", given={"spark.executor.instances": "5"}.get),
+    }
+    assert {name: s.line for name, s in ignored.items()} == {
+        "local[1]": (
+            logging.WARNING,
+            f"d.yml: ignored {what}: the master local[1] you chose decides the task slots",
+        ),
+        "connect": (
+            logging.WARNING,
+            f"d.yml: ignored {what}: the Spark Connect server has its own executors",
+        ),
+        "conf": (
+            logging.WARNING,
+            f"d.yml: ignored {what}: the session's own spark.executor.instances=5 decide",
+        ),
+    }
+    assert all(s.master is None and not s.executors for s in ignored.values())
+
+
+def test_azure_size_must_be_a_whole_number(tmp_path):
+    zero = NEW_LAYOUT.replace("instance_count: 2", "instance_count: 0")
+    (tmp_path / "deployment.yml").write_text(zero)
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(tmp_path / "deployment.yml")
+    assert str(caught.value) == "resources.instance_count must be a whole number >= 1, got 0"
 
 
 def test_azure_deployment_old_layout_reads_top_level_knobs(tmp_path):
@@ -800,8 +840,6 @@ def commands(tmp_path_factory):
             str(root / "frame"),
             "--config",
             str(frame / "deployment.yml"),
-            "--master",
-            "local[1]",
         ],
     }
     procs = {
@@ -828,6 +866,10 @@ def test_spark_submit_script_retries_records_the_failure_and_lands_files_once(co
     assert last_line(stdout).startswith(
         "sparkscore: succeeded: 3 of 4 files scored, 15 items returned by run"
     )
+    assert (
+        f"{root}/chaos-deployment/deployment.yml: ignored resources.instance_count 1 x "
+        "max_concurrency_per_instance 1: the master local[2] you chose decides the task slots"
+    ) in stdout
     calls = (root / "calls.txt").read_text().splitlines()
     # max_retries=1: bad.csv is run twice, then recorded; kill.csv killed its worker once.
     assert sorted(calls) == ["a.csv", "bad.csv", "bad.csv", "c.csv", "kill.csv", "kill.csv"]
@@ -852,13 +894,18 @@ def test_spark_submit_script_retries_records_the_failure_and_lands_files_once(co
 
 
 def test_console_command_scores_with_a_script(commands):
-    _, done = commands
+    root, done = commands
     out, code, stdout, stderr = done["frame"]
     assert code == 0, stdout[-3000:] + stderr[-3000:]
     assert last_line(stdout).startswith(
         "sparkscore: succeeded: 1 of 1 files scored, 75 items returned by run"
     )
     assert "ignored Azure's $schema, endpoint_name, name, description, type, model" in stdout
+    # No --master: Azure's 2 instances x 2 mini-batches at once are 4 local task slots.
+    assert (
+        f"{root}/frame-deployment/deployment.yml: resources.instance_count 2 x "
+        "max_concurrency_per_instance 2: local[4] (--master overrides it)"
+    ) in stdout
     got = pd.read_csv(out / "predictions.csv")
     assert list(got.columns) == ["file", "patient_id", "prediction", "mini_batch"]
     assert got["prediction"].tolist() == pytest.approx(mlflow_predictions(VISITS), rel=1e-15)
