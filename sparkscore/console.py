@@ -286,14 +286,17 @@ def summary_line(result: dict[str, Any]) -> str:
     incremental = result.get("incremental")
     unchanged = f", {incremental['files_unchanged']} unchanged" if incremental else ""
     counted = f"{result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
+    rate = f"{result['rows_per_s']} rows/s"
     if "items_succeeded" in result:  # a scoring script: Azure counts the elements run returned
-        counted = f"{result['items_succeeded']} items returned by run"
+        items, duration = result["items_succeeded"], result["duration_s"]
+        counted = f"{items} items returned by run"
+        rate = f"{round(items / duration, 1) if duration > 0 else None} items/s"
     return (
         f"sparkscore: {result['status']}: {result['files_succeeded']} of {result['files_total']} "
         f"files scored, {counted}"
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped{unchanged}, {result['duration_s']}s "
-        f"({result['rows_per_s']} rows/s); summary in {records}/_summary.json, report in "
+        f"({rate}); summary in {records}/_summary.json, report in "
         f"{records}/report.html{rows}"
     )
 

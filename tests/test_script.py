@@ -21,6 +21,7 @@ import pytest
 
 import sparkscore
 from sparkscore import azureconfig
+from sparkscore.console import summary_line
 from sparkscore.errors import (
     ErrorThresholdExceeded,
     InputError,
@@ -407,6 +408,27 @@ def test_script_results_keep_a_dataframes_types_and_make_a_list_one_column():
     assert as_table([1, "two"], 1).column("prediction").to_pylist() == ["1", "two"]
     with pytest.raises(TypeError, match="run returned dict; it must return a pandas DataFrame"):
         as_table({"a": 1}, 0)
+
+
+def test_script_summary_line_counts_items_per_second_not_rows():
+    summary = {
+        "job_id": "j",
+        "status": "succeeded",
+        "output": "out",
+        "files_total": 4,
+        "files_succeeded": 4,
+        "files_skipped": 0,
+        "files_rows_unknown": 0,
+        "rows_scored": 0,
+        "rows_failed": 0,
+        "rows_per_s": 0.0,
+        "items_succeeded": 15,
+        "duration_s": 2.0,
+    }
+    assert summary_line(summary) == (
+        "sparkscore: succeeded: 4 of 4 files scored, 15 items returned by run, 0 files skipped, "
+        "2.0s (7.5 items/s); summary in out/_summary.json, report in out/report.html"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -900,6 +922,7 @@ def test_console_command_scores_with_a_script(commands):
     assert last_line(stdout).startswith(
         "sparkscore: succeeded: 1 of 1 files scored, 75 items returned by run"
     )
+    assert " items/s); summary in " in last_line(stdout)
     assert "ignored Azure's $schema, endpoint_name, name, description, type, model" in stdout
     # No --master: Azure's 2 instances x 2 mini-batches at once are 4 local task slots.
     assert (
