@@ -659,13 +659,15 @@ def test_script_reads_jsonl_and_a_failed_mini_batch_is_recorded_with_its_excepti
     )
 
 
-def test_script_loads_a_bare_model_folder_and_records_it_with_flavor_none(spark, tmp_path):
+def score_bare(spark, tmp_path: Path, model: Path, model_file: str, inputs: list[list[float]]):
+    """Score CSV files of column x (one per list, one per mini-batch) with BARE_SCRIPT, which
+    loads `model_file` from AZUREML_MODEL_DIR; the summary and the (mini_batch, prediction)
+    rows."""
     code = write_script(tmp_path / "code", BARE_SCRIPT)
     folder = tmp_path / "in"
     folder.mkdir()
-    pd.DataFrame({"x": [10.0, 20.0]}).to_csv(folder / "a.csv", index=False)
-    pd.DataFrame({"x": [-1.0]}).to_csv(folder / "b.csv", index=False)
-    model = bare_model(tmp_path / "bare")
+    for i, xs in enumerate(inputs):
+        pd.DataFrame({"x": xs}).to_csv(folder / f"{i}.csv", index=False)
     summary = sparkscore.score(
         spark,
         model,
@@ -674,47 +676,29 @@ def test_script_loads_a_bare_model_folder_and_records_it_with_flavor_none(spark,
         scoring_script="batch_driver.py",
         code=str(code),
         mini_batch_size=1,
-        environment_variables={"MODEL_FILE": "bare/model.pkl"},
+        environment_variables={"MODEL_FILE": model_file},
     )
     rows = pq.read_table(tmp_path / "out" / "predictions").to_pylist()
-    assert sorted((r["mini_batch"], round(r["prediction"], 9)) for r in rows) == [
-        (0, 21.0),
-        (0, 41.0),
-        (1, -1.0),
-    ]
+    return summary, sorted((r["mini_batch"], round(r["prediction"], 9)) for r in rows)
+
+
+def test_script_loads_a_bare_model_folder_and_records_it_with_flavor_none(spark, tmp_path):
+    model = bare_model(tmp_path / "bare")
+    summary, rows = score_bare(spark, tmp_path, model, "bare/model.pkl", [[10.0, 20.0], [-1.0]])
+    assert rows == [(0, 21.0), (0, 41.0), (1, -1.0)]
     assert (summary["status"], summary["items_succeeded"]) == ("succeeded", 3)
     assert summary["model"] == {
-        "path": str(model),
-        "flavor": "none",
-        "loader_module": None,
-        "signature": None,
-        "mlflow_version": None,
-        "model_uuid": None,
-        "run_id": None,
-        "utc_time_created": None,
-        "python_version": None,
+        **bare_record(str(model)),
         "metadata": None,
         "sha256": directory_sha256(model),
     }
+    assert summary["model"]["flavor"] == "none"
 
 
 def test_script_loads_a_single_model_file_from_azureml_model_dir(spark, tmp_path):
-    code = write_script(tmp_path / "code", BARE_SCRIPT)
-    folder = tmp_path / "in"
-    folder.mkdir()
-    pd.DataFrame({"x": [5.0]}).to_csv(folder / "a.csv", index=False)
     model = bare_model(tmp_path / "bare") / "model.pkl"
-    summary = sparkscore.score(
-        spark,
-        model,
-        folder,
-        tmp_path / "out",
-        scoring_script="batch_driver.py",
-        code=str(code),
-        environment_variables={"MODEL_FILE": "model.pkl"},
-    )
-    rows = pq.read_table(tmp_path / "out" / "predictions").to_pylist()
-    assert [round(r["prediction"], 9) for r in rows] == [11.0]
+    summary, rows = score_bare(spark, tmp_path, model, "model.pkl", [[5.0]])
+    assert rows == [(0, 11.0)]
     assert (summary["model"]["path"], summary["model"]["flavor"]) == (str(model), "none")
     # A single file's sha256 is the file's own, as sha256sum prints it.
     assert summary["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
