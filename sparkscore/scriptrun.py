@@ -17,6 +17,7 @@ imported once (sparkscore.worker).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import shutil
@@ -64,6 +65,13 @@ class ScriptSpec:
     environment: Mapping[str, str] = field(default_factory=dict)  # environment_variables
     reserved: tuple[str, ...] = ()  # output names sparkscore writes itself (no script file's)
     max_retries: int = 3  # Spark attempts before the last, which records a failure
+
+    def key(self, code: str, model: str) -> str:
+        """The script as a worker keeps it (imported, init() called): one per code, model
+        (content and name) and environment, since a notebook's workers outlive a run, and a
+        run with another model or environment must not find the last one's init()."""
+        environment = json.dumps(dict(self.environment), sort_keys=True)
+        return f"{code}|{model}|{self.model_name}|{environment}"
 
 
 @dataclass

@@ -256,14 +256,15 @@ def visits(folder: Path, names: list[str]) -> Path:
     return folder
 
 
-def bare_model(folder: Path) -> Path:
-    """y = 2x + 1, fitted by scikit-learn and saved with joblib, as model.pkl in `folder`."""
+def bare_model(folder: Path, slope: float = 2.0) -> Path:
+    """y = slope * x + 1, fitted by scikit-learn and saved with joblib, as model.pkl in
+    `folder`."""
     import joblib
     from sklearn.linear_model import LinearRegression
 
     folder.mkdir(parents=True, exist_ok=True)
     x = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
-    joblib.dump(LinearRegression().fit(x, 2 * x["x"] + 1), folder / "model.pkl")
+    joblib.dump(LinearRegression().fit(x, slope * x["x"] + 1), folder / "model.pkl")
     (folder / "README.txt").write_text("not an MLflow model\n")
     return folder
 
@@ -696,9 +697,11 @@ def test_script_loads_a_bare_model_folder_and_records_it_with_flavor_none(spark,
 
 
 def test_script_loads_a_single_model_file_from_azureml_model_dir(spark, tmp_path):
-    model = bare_model(tmp_path / "bare") / "model.pkl"
-    summary, rows = score_bare(spark, tmp_path, model, "model.pkl", [[5.0]])
-    assert rows == [(0, 11.0)]
+    # The script of the test above, in the same workers: another model and environment
+    # import it and call its init() again (a kept one would still predict 2x + 1).
+    model = bare_model(tmp_path / "bare", slope=3.0) / "model.pkl"
+    summary, rows = score_bare(spark, tmp_path, model, "model.pkl", [[5.0], [1.0]])
+    assert rows == [(0, 16.0), (1, 4.0)]
     assert (summary["model"]["path"], summary["model"]["flavor"]) == (str(model), "none")
     # A single file's sha256 is the file's own, as sha256sum prints it.
     assert summary["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
