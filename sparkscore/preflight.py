@@ -284,7 +284,7 @@ def _script_plan(
     model_uri: str, input_uri: str, script: ScoringScript, settings: Settings, parallelism: int
 ) -> str:
     """The plan of a run with a scoring script (checked already)."""
-    script_model(local_model_dir(model_uri)[0])
+    script_model(local_model_dir(model_uri, mlmodel=False)[0])
     the_plan = _planned(input_uri, settings, parallelism, any_type=True)
     shipped = script.folder or script.path
     return "\n".join(

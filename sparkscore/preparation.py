@@ -115,7 +115,7 @@ def prepare(
     check_output_apart(input_uri, output_uri, recursive=settings.recursive)
     script = checked_script(settings)
     reference = _reference(settings)
-    model_path, located = local_model_dir(model_uri)
+    model_path, located = local_model_dir(model_uri, mlmodel=script is None)
     spec: ModelSpec | None
     if script is None:
         spec, environment, probe, mismatched = _model_environment(model_path, settings)
