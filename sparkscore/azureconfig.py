@@ -4,10 +4,12 @@ Both of Azure's layouts are read: the deployment's knobs under `settings:` (CLI 
 `type: model`) or at the top level (the older layout). `code_configuration.code` is relative
 to the YAML file's folder, as Azure resolves it. Azure's resources (`model`, `compute`,
 `environment`, the endpoint and the deployment's own name) mean nothing on your Spark: they are
-ignored with one info line. A key sparkscore cannot honour is named in a warning with why; any
-other key must be a sparkscore setting, or the file is refused like any settings file. Pure:
-settings.py calls `settings_of` while it reads a file, and the command and `score()` log
-`notes` once logging is set up.
+ignored with one info line. `resources.instance_count` and `max_concurrency_per_instance` are
+Azure's size of the job (`Instances`): where sparkscore starts the session they become its task
+slots (sparkscore.session.sized), else a warning says why not. A key sparkscore cannot honour is
+named in a warning with why; any other key must be a sparkscore setting, or the file is refused
+like any settings file. Pure: settings.py calls `read_deployment` while it reads a file, and the
+command and `score()` log `notes` (and read `instances`) once logging is set up.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["RESOURCES", "UNHONOURED", "Deployment", "is_deployment", "notes", "read_deployment"]
+from sparkscore.errors import SettingsError
+
+__all__ = [
+    "RESOURCES",
+    "SIZE",
+    "UNHONOURED",
+    "Deployment",
+    "Instances",
+    "instances",
+    "is_deployment",
+    "notes",
+    "read_deployment",
+]
 
 # Azure's deployment knobs, by their path in the YAML, and the sparkscore setting each one is.
 _SETTINGS = {
@@ -49,15 +63,27 @@ RESOURCES = (
     "compute",
     "environment",
 )
+# Azure's size of the job: instances, and mini-batches each runs at once (Azure's defaults: 1).
+SIZE = ("resources.instance_count", "max_concurrency_per_instance")
 # Keys sparkscore reads but cannot honour, and why.
 UNHONOURED = {
-    "max_concurrency_per_instance": "Spark's task slots per executor come from the master "
-    "(local[N]) or spark.executor.cores, not from the deployment",
-    "resources.instance_count": "Spark's executors come from the cluster (spark.executor."
-    "instances, or the master), not from the deployment",
     "resources.instance_type": "the machines are the Spark cluster's",
 }
 _NESTED = ("retry_settings", "code_configuration", "resources")
+
+
+@dataclass(frozen=True)
+class Instances:
+    """Azure's size of a job: `count` instances, each running `concurrency` mini-batches at
+    once; `source` is the deployment file, for the log line that says what became of it."""
+
+    count: int
+    concurrency: int
+    source: str = ""
+
+    @property
+    def slots(self) -> int:
+        return self.count * self.concurrency
 
 
 @dataclass(frozen=True)
@@ -67,6 +93,7 @@ class Deployment:
     settings: dict[str, Any]
     resources: tuple[str, ...]  # ignored: Azure's resources and labels
     unhonoured: tuple[str, ...]  # read but not honoured (UNHONOURED says why)
+    instances: Instances | None = None  # None: the file sizes nothing (SIZE)
 
 
 def is_deployment(doc: Mapping[Any, Any]) -> bool:
@@ -88,11 +115,15 @@ def read_deployment(doc: Mapping[Any, Any], folder: str) -> Deployment:
         flat.pop("settings")
         flat.update(_flatten(block))
     settings: dict[str, Any] = {"output_format": "csv"}
-    resources, unhonoured = [], []
+    resources, unhonoured, size = [], [], {}
     for key, value in flat.items():
         top = key.split(".", 1)[0]
         if top in RESOURCES:
             resources.append(top)
+        elif key in SIZE:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SettingsError(key=key, value=value, reason="must be a whole number >= 1")
+            size[key] = value
         elif key in UNHONOURED:
             unhonoured.append(key)
         elif key in _SETTINGS:
@@ -102,7 +133,11 @@ def read_deployment(doc: Mapping[Any, Any], folder: str) -> Deployment:
     code = settings.get("code")
     if isinstance(code, str) and not os.path.isabs(os.path.expanduser(code)):
         settings["code"] = os.path.normpath(os.path.join(folder, code))
-    return Deployment(settings, tuple(dict.fromkeys(resources)), tuple(unhonoured))
+    sized = None
+    if size:
+        count, concurrency = (size.get(key, 1) for key in SIZE)
+        sized = Instances(count, concurrency)
+    return Deployment(settings, tuple(dict.fromkeys(resources)), tuple(unhonoured), sized)
 
 
 def _flatten(doc: Mapping[Any, Any]) -> dict[str, Any]:
@@ -117,19 +152,37 @@ def _flatten(doc: Mapping[Any, Any]) -> dict[str, Any]:
     return flat
 
 
-def notes(path: str | os.PathLike[str] | None) -> list[tuple[int, str]]:
-    """The log lines a run from the settings file `path` starts with, when it is an Azure
-    deployment: one info line for Azure's resources, a warning per key it cannot honour."""
+def _deployment(path: str | os.PathLike[str] | None) -> Deployment | None:
+    """The settings file `path` read as an Azure deployment (None: it is not one)."""
     if path is None:
-        return []
+        return None
     name = os.fspath(path)
     try:
         doc = yaml.safe_load(Path(name).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
-        return []  # the settings were read from it already: this cannot be
+        return None  # the settings were read from it already: this cannot be
     if not isinstance(doc, Mapping) or not is_deployment(doc):
+        return None
+    return read_deployment(doc, os.path.dirname(os.path.abspath(name)))
+
+
+def instances(path: str | os.PathLike[str] | None) -> Instances | None:
+    """The size the settings file `path` gives the job, when it is an Azure deployment that
+    sets `resources.instance_count` or `max_concurrency_per_instance`."""
+    deployment = _deployment(path)
+    if deployment is None or deployment.instances is None:
+        return None
+    return replace(deployment.instances, source=os.fspath(path or ""))
+
+
+def notes(path: str | os.PathLike[str] | None) -> list[tuple[int, str]]:
+    """The log lines a run from the settings file `path` starts with, when it is an Azure
+    deployment: one info line for Azure's resources, a warning per key it cannot honour (what
+    became of its size is sparkscore.session.sized's line)."""
+    deployment = _deployment(path)
+    if deployment is None:
         return []
-    deployment = read_deployment(doc, os.path.dirname(os.path.abspath(name)))
+    name = os.fspath(path or "")
     lines = []
     if deployment.resources:
         lines.append(

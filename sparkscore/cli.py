@@ -59,9 +59,14 @@ def parser(prog: str, *, with_master: bool, plan: bool = False) -> argparse.Argu
             help="print the plan and check each file against the signature; score nothing",
         )
     if with_master:
-        p.add_argument("--master", default="local[*]", help="Spark master (default local[*])")
+        p.add_argument(
+            "--master",
+            help="Spark master (default local[*]; local[N] with an Azure deployment's "
+            "instance_count x max_concurrency_per_instance)",
+        )
+        p.set_defaults(submitted=False)
     else:
-        p.set_defaults(master=None)
+        p.set_defaults(master=None, submitted=True)
     return p
 
 
@@ -114,6 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         remote=args.remote,
         dry_run=args.dry_run,
         master=args.master,
+        submitted=args.submitted,
     )
     status: int = console.run(command)
     return status

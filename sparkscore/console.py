@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyspark
+from pyspark import SparkConf
 
 from sparkscore import azureconfig, daemon
 from sparkscore.errors import DriftError, ErrorThresholdExceeded, SparkscoreError
@@ -36,6 +37,7 @@ from sparkscore.session import (
     JobSession,
     local_parallelism,
     session,
+    sized,
     submitted_master,
     task_slots,
 )
@@ -60,6 +62,7 @@ class Command:
     remote: str | None = None  # a Spark Connect URL
     dry_run: bool = False  # plan and check each file; score nothing
     master: str | None = None  # None: the one spark-submit was given (else local[*])
+    submitted: bool = False  # under spark-submit, whose master is chosen already
 
 
 def run(command: Command) -> int:
@@ -118,9 +121,16 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
     state.debug = settings.logging_level == "debug"
     spark.quiet = not state.debug
     _configure_logging(settings.logging_level)
-    for level, line in azureconfig.notes(command.config):
+    sizing = sized(
+        azureconfig.instances(command.config),
+        master=submitted_master() if command.submitted else command.master,
+        remote=command.remote is not None,
+        given=lambda key: SparkConf().get(key, None),
+    )
+    for level, line in [*azureconfig.notes(command.config), *filter(None, [sizing.line])]:
         log.log(level, line)
-    slots = None if command.remote else local_parallelism(command.master or submitted_master())
+    master = sizing.master or command.master
+    slots = None if command.remote else local_parallelism(master or submitted_master())
     if command.dry_run:
         report, ok = preflight(
             command.model, command.input, settings, parallelism=slots or os.cpu_count() or 1
@@ -138,7 +148,14 @@ def _run(command: Command, spark: JobSession, state: _State) -> tuple[str, int]:
     # The session starts while the driver plans and loads the model: both take seconds, and
     # neither needs the other. On a cluster, the plan needs its slots.
     spark.start(
-        functools.partial(session, command.master, settings, remote=command.remote, preload=preload)
+        functools.partial(
+            session,
+            master,
+            settings,
+            remote=command.remote,
+            preload=preload,
+            executors=sizing.executors,
+        )
     )
     if state.job is None:
         state.job = prepare(
@@ -269,14 +286,17 @@ def summary_line(result: dict[str, Any]) -> str:
     incremental = result.get("incremental")
     unchanged = f", {incremental['files_unchanged']} unchanged" if incremental else ""
     counted = f"{result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
+    rate = f"{result['rows_per_s']} rows/s"
     if "items_succeeded" in result:  # a scoring script: Azure counts the elements run returned
-        counted = f"{result['items_succeeded']} items returned by run"
+        items, duration = result["items_succeeded"], result["duration_s"]
+        counted = f"{items} items returned by run"
+        rate = f"{round(items / duration, 1) if duration > 0 else None} items/s"
     return (
         f"sparkscore: {result['status']}: {result['files_succeeded']} of {result['files_total']} "
         f"files scored, {counted}"
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped{unchanged}, {result['duration_s']}s "
-        f"({result['rows_per_s']} rows/s); summary in {records}/_summary.json, report in "
+        f"({rate}); summary in {records}/_summary.json, report in "
         f"{records}/report.html{rows}"
     )
 

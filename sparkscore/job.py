@@ -33,13 +33,20 @@ from sparkscore.layout import (
     sweep_temporary,
 )
 from sparkscore.manifest import Manifest
+from sparkscore.model import ModelSpec
 from sparkscore.planner import MiniBatch
 from sparkscore.preparation import Job, prepare
 from sparkscore.progress import Progress
 from sparkscore.report import write_report
 from sparkscore.scriptoutput import land_outputs, write_script_csv
 from sparkscore.scriptrun import ScriptSpec
-from sparkscore.session import forward_storage_env, task_attempts, task_cpus, task_slots
+from sparkscore.session import (
+    forward_storage_env,
+    ignored,
+    task_attempts,
+    task_cpus,
+    task_slots,
+)
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
     ShippedEnvironment,
@@ -86,6 +93,10 @@ def score(
     resolved = Settings.load(config, overrides, **settings)
     for level, line in azureconfig.notes(config):
         log.log(level, line)
+    instances = azureconfig.instances(config)
+    if instances is not None:
+        # The session is the caller's, started already: its task slots are what they are.
+        log.warning(ignored(instances, "the session passed to score() has its own task slots"))
     return run(spark, os.fspath(model), os.fspath(input), os.fspath(output), resolved)
 
 
@@ -205,8 +216,8 @@ def _score(
     )
     if not todo:
         return [], environment
-    if job.model.sparkml is not None:
-        return _score_pipeline(spark, job, todo), environment
+    if job.model is not None and job.model.sparkml is not None:
+        return _score_pipeline(spark, job, job.model, todo), environment
     shipped = ship_model(spark, job.model_path, job.environment, spec=job.model, packed=job.packed)
     if job.environment is not None and shipped.environment is not None:
         environment = _shipped(environment, job.environment, shipped.environment)
@@ -233,7 +244,9 @@ def _script_task(spark: Spark, job: Job) -> dict[str, Any]:
     if job.script is None:
         return {}
     spec = ScriptSpec(
-        model_name=os.path.basename(os.path.normpath(job.model_path)),
+        model_name=None
+        if os.path.isfile(job.model_path)
+        else os.path.basename(os.path.normpath(job.model_path)),
         environment=job.settings.environment_variables or {},
         reserved=("predictions", "errors", job.settings.output_file_name),
         # The last attempt records a failure: the last Spark gives, whatever max_retries asks.
@@ -242,7 +255,9 @@ def _script_task(spark: Spark, job: Job) -> dict[str, Any]:
     return {"code": ship_code(spark, job.script), "script": spec}
 
 
-def _score_pipeline(spark: Spark, job: Job, todo: list[MiniBatch]) -> list[Manifest]:
+def _score_pipeline(
+    spark: Spark, job: Job, spec: ModelSpec, todo: list[MiniBatch]
+) -> list[Manifest]:
     """A Spark MLlib model: the mini-batches through its PipelineModel, in the JVM."""
     # The job may have run on a SparkContext alone: a pipeline needs its SQL session.
     session = SparkSession.builder.getOrCreate() if isinstance(spark, SparkContext) else spark
@@ -252,7 +267,7 @@ def _score_pipeline(spark: Spark, job: Job, todo: list[MiniBatch]) -> list[Manif
     with Progress(sc, len(todo), job.layout, job.committed) as progress:
         return score_pipeline(
             session,
-            spec=job.model,
+            spec=spec,
             scoring=job.scoring,
             output_columns=job.settings.spark_output_columns,
             layout=job.layout,

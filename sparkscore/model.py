@@ -25,6 +25,7 @@ __all__ = [
     "ModelSpec",
     "PyFuncFlavor",
     "SklearnFlavor",
+    "bare_record",
     "read_spec",
 ]
 
@@ -32,6 +33,8 @@ MLMODEL = "MLmodel"
 PYFUNC = "python_function"
 SKLEARN = "sklearn"
 SPARK = "spark"
+# The flavor a run record gives a model without MLmodel: files a scoring script loads itself.
+NO_FLAVOR = "none"
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,22 @@ class ModelSpec:
             "utc_time_created": self.utc_time_created,
             "python_version": self.pyfunc.python_version,
         }
+
+
+def bare_record(path: str) -> dict[str, Any]:
+    """A model without MLmodel (files a scoring script's init() loads) in a run record: the keys
+    `ModelSpec.record` writes, so readers of `_summary.json` find them all, flavor `none`."""
+    return {
+        "path": path,
+        "flavor": NO_FLAVOR,
+        "loader_module": None,
+        "signature": None,
+        "mlflow_version": None,
+        "model_uuid": None,
+        "run_id": None,
+        "utc_time_created": None,
+        "python_version": None,
+    }
 
 
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 from sparkscore.errors import ModelFormatError
 
-__all__ = ["ModelFile", "check_link", "directory_sha256", "is_inside", "model_files"]
+__all__ = [
+    "ModelFile",
+    "check_link",
+    "directory_sha256",
+    "is_inside",
+    "model_files",
+    "model_sha256",
+]
 
 
 def is_inside(path: str, root: str) -> bool:
@@ -111,15 +118,31 @@ def directory_sha256(path: str | os.PathLike[str], *, into: zipfile.ZipFile | No
     digest = hashlib.sha256()
     for file in model_files(path):
         digest.update(file.name.encode() + b"\0")
-        with contextlib.ExitStack() as stack:
-            source = stack.enter_context(open(file.path, "rb"))
-            copy = stack.enter_context(into.open(_zip_entry(into, file), "w")) if into else None
-            for chunk in iter(functools.partial(source.read, 1 << 20), b""):
-                digest.update(chunk)
-                if copy is not None:
-                    copy.write(chunk)
+        _read(file, digest, into)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def model_sha256(path: str | os.PathLike[str], *, into: zipfile.ZipFile | None = None) -> str:
+    """A model's content hash: a directory's (`directory_sha256`), or a single model file's
+    own sha256, as `sha256sum` prints it (a scoring script's `model.pkl`), zipped under its
+    name with `into`."""
+    if os.path.isdir(path):
+        return directory_sha256(path, into=into)
+    digest = hashlib.sha256()
+    _read(ModelFile(os.path.basename(path), os.path.realpath(path)), digest, into)
+    return digest.hexdigest()
+
+
+def _read(file: ModelFile, digest: hashlib._Hash, into: zipfile.ZipFile | None) -> None:
+    """Feed the file's bytes to `digest` (and to its entry in `into`), one read."""
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(open(file.path, "rb"))
+        copy = stack.enter_context(into.open(_zip_entry(into, file), "w")) if into else None
+        for chunk in iter(functools.partial(source.read, 1 << 20), b""):
+            digest.update(chunk)
+            if copy is not None:
+                copy.write(chunk)
 
 
 def _zip_entry(into: zipfile.ZipFile, file: ModelFile) -> zipfile.ZipInfo:

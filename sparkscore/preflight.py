@@ -30,7 +30,7 @@ from sparkscore.passthrough import passthrough_types
 from sparkscore.planner import Plan, plan
 from sparkscore.readers import csv_column_types, peek_schema
 from sparkscore.registry import local_model_dir
-from sparkscore.script import ScoringScript, checked_script
+from sparkscore.script import ScoringScript, checked_script, script_model
 from sparkscore.settings import Settings
 from sparkscore.signature import ColSpec, DataType, Schema, Signature, TensorSpec
 from sparkscore.storage import resolve
@@ -284,7 +284,7 @@ def _script_plan(
     model_uri: str, input_uri: str, script: ScoringScript, settings: Settings, parallelism: int
 ) -> str:
     """The plan of a run with a scoring script (checked already)."""
-    read_spec(local_model_dir(model_uri)[0])
+    script_model(local_model_dir(model_uri, mlmodel=False)[0])
     the_plan = _planned(input_uri, settings, parallelism, any_type=True)
     shipped = script.folder or script.path
     return "\n".join(

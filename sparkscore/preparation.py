@@ -49,7 +49,7 @@ from sparkscore.registry import local_model_dir
 from sparkscore.requirements import Mismatch, mismatches, read_pins
 from sparkscore.resume import RunIdentity, committed_batches, previous_run
 from sparkscore.scoring import ScoringSpec
-from sparkscore.script import ScoringScript, checked_script
+from sparkscore.script import ScoringScript, checked_script, script_model
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
     PackedModel,
@@ -71,7 +71,7 @@ class Job:
     started: datetime
     model_uri: str
     model_path: str  # a local directory, wherever model_uri points
-    model: ModelSpec
+    model: ModelSpec | None  # None: no MLmodel, files only a scoring script's init() loads
     packed: PackedModel  # the model directory zipped, with its content hash
     located: Mapping[str, str | None]  # how a registry or remote model URI resolved
     input_uri: str
@@ -115,11 +115,12 @@ def prepare(
     check_output_apart(input_uri, output_uri, recursive=settings.recursive)
     script = checked_script(settings)
     reference = _reference(settings)
-    model_path, located = local_model_dir(model_uri)
+    model_path, located = local_model_dir(model_uri, mlmodel=script is None)
+    spec: ModelSpec | None
     if script is None:
         spec, environment, probe, mismatched = _model_environment(model_path, settings)
-    else:  # the script's init() loads the model, in each worker: it is only read here
-        spec, environment, probe, mismatched = read_spec(model_path), None, None, ()
+    else:  # the script's init() loads the model, in each worker: it is only read, if at all
+        spec, environment, probe, mismatched = script_model(model_path), None, None, ()
     packed = pack_model(model_path)  # zipped and hashed in one read, while the session starts
     sha = packed.sha256
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
@@ -309,8 +310,9 @@ def _check_spark_settings(spec: ModelSpec, settings: Settings) -> None:
         )
 
 
-def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> ScoringSpec:
-    schema = spec.signature.inputs if spec.signature else None
+def _scoring_spec(spec: ModelSpec | None, settings: Settings, the_plan: Plan) -> ScoringSpec:
+    signature = None if spec is None else spec.signature
+    schema = signature.inputs if signature else None
     column_types = csv_column_types(schema)
     passthrough = []
     if settings.passthrough_columns:
@@ -336,12 +338,12 @@ def _scoring_spec(spec: ModelSpec, settings: Settings, the_plan: Plan) -> Scorin
         # As mlflow, predict sees only the signature's columns: no other needs decoding.
         read_columns = tuple(dict.fromkeys([*schema.names(), *(n for n, _ in passthrough)]))
     return ScoringSpec(
-        prediction_type=prediction_type(spec.signature, settings.result_type),
+        prediction_type=prediction_type(signature, settings.result_type),
         passthrough=tuple(passthrough),
         column_types=column_types,
         batch_rows=None if settings.batch_rows == "auto" else settings.batch_rows,
         bad_rows=settings.bad_rows,
-        params=spec.params(settings.params),
+        params=None if spec is None else spec.params(settings.params),
         read_columns=read_columns,
         profile=settings.profiling,
     )

@@ -79,7 +79,9 @@ def resolve_model_uri(uri: str) -> ResolvedModel:
                 mv = None  # a stage such as Production: mlflow resolves it
             if mv is not None:
                 version, run_id = str(mv.version), mv.run_id
-        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=_copy_target())
+        target = _copy_target()
+        os.mkdir(target)
+        path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target)
     except MlflowException as e:
         raise ModelFormatError(
             path=uri,
@@ -92,19 +94,19 @@ def resolve_model_uri(uri: str) -> ResolvedModel:
     return ResolvedModel(uri=uri, path=os.path.abspath(path), version=version, run_id=run_id)
 
 
-def _copy_target() -> str:
-    """An empty folder to copy a model into, inside a folder this process owns (which holds
-    the owner's lock file, so the model cannot be that folder itself)."""
-    target = os.path.join(owned_dir(COPY_PREFIX), "model")
-    os.mkdir(target)
-    return target
+def _copy_target(name: str = "model") -> str:
+    """Where to copy a model, `name` inside a folder this process owns (which holds the owner's
+    lock file, so the model cannot be that folder itself)."""
+    return os.path.join(owned_dir(COPY_PREFIX), name)
 
 
-def local_model_dir(model_uri: str) -> tuple[str, dict[str, Any]]:
+def local_model_dir(model_uri: str, *, mlmodel: bool = True) -> tuple[str, dict[str, Any]]:
     """A local directory for the model, and how it was found (for the run record).
 
     Registry URIs resolve through mlflow; a model on object storage is copied once to a
-    local temporary directory on the driver (it then ships to executors like any other).
+    local temporary directory on the driver, under its own name (it then ships to executors
+    like any other). `mlmodel=False`: a scoring script's model, which may be any folder, or a
+    single file, copied as it is.
     """
     if is_model_uri(model_uri):
         resolved = resolve_model_uri(model_uri)
@@ -112,14 +114,25 @@ def local_model_dir(model_uri: str) -> tuple[str, dict[str, Any]]:
     fs, path = resolve(model_uri)
     if isinstance(fs, pa.fs.LocalFileSystem):
         return path, {}
-    if fs.get_file_info(f"{path.rstrip('/')}/MLmodel").type != pa.fs.FileType.File:
+    path = path.rstrip("/")
+    if mlmodel and fs.get_file_info(f"{path}/MLmodel").type != pa.fs.FileType.File:
         raise ModelFormatError(
             path=model_uri,
             field=None,
             reason="has no MLmodel file, so it is not an MLflow "
             "model directory; point --model at the folder that holds MLmodel.",
         )
-    local = _copy_target()
+    found = fs.get_file_info(path).type
+    if found == pa.fs.FileType.NotFound:
+        raise ModelFormatError(
+            path=model_uri,
+            field=None,
+            reason="does not exist; point --model at the model folder (or the single model "
+            "file) that the scoring script's init() loads from AZUREML_MODEL_DIR.",
+        )
+    local = _copy_target(path.rsplit("/", 1)[-1])
+    if found == pa.fs.FileType.Directory:
+        os.mkdir(local)
     pa.fs.copy_files(
         path, local, source_filesystem=fs, destination_filesystem=pa.fs.LocalFileSystem()
     )

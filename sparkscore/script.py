@@ -3,9 +3,12 @@
 A scoring script defines `init()`, called once per Python worker, and `run(mini_batch)`, called
 once per mini-batch with the local paths of its files. This module finds it (`scoring_script`,
 relative to `code` when that is set, as Azure resolves it) and imports it with its `code` folder
-first on `sys.path`, so the script's own modules import too. No Spark here: the driver and
-`sparkscore plan` import the script to refuse one that cannot be used before any task starts,
-without calling it, and each worker imports its shipped copy the same way (sparkscore.worker).
+first on `sys.path`, so the script's own modules import too. The model is the script's to load:
+an MLflow model directory is read (never loaded) for the run record, and any other folder, or
+a single file (a `model.pkl`, an `.onnx`), is taken as it is (`script_model`). No Spark here:
+the driver and `sparkscore plan` import the script to refuse one that cannot be used before any
+task starts, without calling it, and each worker imports its shipped copy the same way
+(sparkscore.worker).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import uuid
 from dataclasses import dataclass
 from types import ModuleType
 
-from sparkscore.errors import ScoringScriptError, SettingsError, one_line
+from sparkscore.errors import ModelFormatError, ScoringScriptError, SettingsError, one_line
+from sparkscore.model import MLMODEL, ModelSpec, read_spec
 from sparkscore.settings import Settings
 
 __all__ = [
@@ -28,6 +32,7 @@ __all__ = [
     "check_script_settings",
     "checked_script",
     "import_script",
+    "script_model",
 ]
 
 log = logging.getLogger("sparkscore")
@@ -153,6 +158,21 @@ def _check_entry_points(path: str, module: ModuleType) -> None:
 def check_script(script: ScoringScript) -> None:
     """Import the script on the driver and check it defines init and run, calling neither."""
     import_script(script.path, script.folder, keep=False)
+
+
+def script_model(path: str) -> ModelSpec | None:
+    """The model a scoring script's init() loads: an MLflow model directory, read (never
+    loaded); None for any other folder or a single model file, which only the script reads."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, MLMODEL)):
+        return read_spec(path)
+    if os.path.isdir(path) or os.path.isfile(path):
+        return None
+    raise ModelFormatError(
+        path=path,
+        field=None,
+        reason="does not exist; point --model at the model folder (or the single model file) "
+        "that the scoring script's init() loads from AZUREML_MODEL_DIR.",
+    )
 
 
 def checked_script(settings: Settings) -> ScoringScript | None:

@@ -3,7 +3,8 @@
 Scripts written for Azure ML run unchanged: before the script is imported, each Python worker
 gets `AZUREML_MODEL_DIR` (a folder holding one subfolder, the model under its own folder name,
 so both `os.path.join(AZUREML_MODEL_DIR, "model")` and `glob(AZUREML_MODEL_DIR + "/*/")[0]` find
-it) and `AZUREML_BI_OUTPUT_PATH` (a folder of this worker, emptied before each mini-batch, whose
+it; a single model file sits in it directly, as Azure places one: `AZUREML_MODEL_DIR/model.pkl`)
+and `AZUREML_BI_OUTPUT_PATH` (a folder of this worker, emptied before each mini-batch, whose
 files reach the output only when their mini-batch commits: sparkscore.scriptoutput).
 `run(mini_batch)` gets local paths: remote files are downloaded to a temporary folder for the
 mini-batch and removed after. What `run` returns becomes rows: a pandas DataFrame keeps its
@@ -16,6 +17,7 @@ imported once (sparkscore.worker).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import shutil
@@ -58,10 +60,18 @@ _FOLDERS = "sparkscore-azureml-"
 class ScriptSpec:
     """What a task needs to run the scoring script, decided on the driver; small, picklable."""
 
-    model_name: str  # the model folder's name under AZUREML_MODEL_DIR
+    # the model folder's name under AZUREML_MODEL_DIR; None: a single model file, directly in it
+    model_name: str | None
     environment: Mapping[str, str] = field(default_factory=dict)  # environment_variables
     reserved: tuple[str, ...] = ()  # output names sparkscore writes itself (no script file's)
     max_retries: int = 3  # Spark attempts before the last, which records a failure
+
+    def key(self, code: str, model: str) -> str:
+        """The script as a worker keeps it (imported, init() called): one per code, model
+        (content and name) and environment, since a notebook's workers outlive a run, and a
+        run with another model or environment must not find the last one's init()."""
+        environment = json.dumps(dict(self.environment), sort_keys=True)
+        return f"{code}|{model}|{self.model_name}|{environment}"
 
 
 @dataclass

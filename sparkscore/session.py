@@ -3,8 +3,10 @@
 A classic job needs only a SparkContext; a console run starts it on a thread while the driver
 plans, and stops it (and the JVM it launched) before the last line is printed. Spark's own
 INFO and WARN lines are off unless `logging_level: debug`: a JVM launched here reads
-log4j2-quiet.properties from its first line, and every session logs errors only. What a failed
-Spark job says is read in sparkscore.failures.
+log4j2-quiet.properties from its first line, and every session logs errors only. An Azure
+deployment's size (`resources.instance_count` x `max_concurrency_per_instance`) becomes the task
+slots of a session started here (`sized`). What a failed Spark job says is read in
+sparkscore.failures.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pyspark import SparkConf, SparkContext
 from pyspark.java_gateway import launch_gateway
 from pyspark.sql import SparkSession
 
 from sparkscore import daemon
+from sparkscore.azureconfig import Instances
 from sparkscore.settings import Settings
 from sparkscore.shipping import (
     Spark,
@@ -33,10 +37,13 @@ from sparkscore.shipping import (
 
 __all__ = [
     "JobSession",
+    "Sizing",
     "forward_storage_env",
+    "ignored",
     "local_parallelism",
     "quiet",
     "session",
+    "sized",
     "submitted_master",
     "task_cpus",
     "task_slots",
@@ -215,6 +222,73 @@ def local_parallelism(master: str) -> int | None:
     return os.cpu_count() or 1 if m.group(1) == "*" else int(m.group(1))
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """An Azure deployment's size, made Spark's: the master to start (None: the one given),
+    executor settings to start it with, and the line that says what was done, or why not."""
+
+    master: str | None = None
+    executors: Mapping[str, str] = field(default_factory=dict)
+    line: tuple[int, str] | None = None
+
+
+def sized(
+    instances: Instances | None,
+    *,
+    master: str | None,
+    remote: bool = False,
+    given: Callable[[str], str | None] = lambda key: None,
+) -> Sizing:
+    """The task slots Azure's size asks for, where sparkscore starts the session: with no
+    master chosen, `local[instance_count x max_concurrency_per_instance]`; on a cluster master,
+    that many executors of that many cores (`spark.cores.max` on a standalone master, which
+    has no executor count), unless the session's own settings (`given`) set them. A master
+    chosen as local[N], or a Spark Connect server, keeps its own slots: a warning says so.
+    """
+    if instances is None:
+        return Sizing()
+    what = _what(instances)
+    if remote:
+        return _unsized(instances, "the Spark Connect server has its own executors")
+    if master is None:
+        local = f"local[{instances.slots}]"
+        return Sizing(
+            master=local,
+            line=(logging.INFO, f"{instances.source}: {what}: {local} (--master overrides it)"),
+        )
+    if local_parallelism(master) is not None:
+        return _unsized(instances, f"the master {master} you chose decides the task slots")
+    executors = {"spark.executor.cores": str(instances.concurrency)}
+    if master.startswith("spark://"):
+        executors["spark.cores.max"] = str(instances.slots)
+    else:
+        executors["spark.executor.instances"] = str(instances.count)
+    taken = [f"{key}={given(key)}" for key in executors if given(key) is not None]
+    if taken:
+        return _unsized(instances, f"the session's own {', '.join(taken)} decide")
+    chosen = ", ".join(f"{key}={value}" for key, value in executors.items())
+    return Sizing(
+        executors=executors,
+        line=(logging.INFO, f"{instances.source}: {what}: {chosen} on {master}"),
+    )
+
+
+def ignored(instances: Instances, why: str) -> str:
+    """The warning that Azure's size is left to the session, and why."""
+    return f"{instances.source}: ignored {_what(instances)}: {why}"
+
+
+def _unsized(instances: Instances, why: str) -> Sizing:
+    return Sizing(line=(logging.WARNING, ignored(instances, why)))
+
+
+def _what(instances: Instances) -> str:
+    return (
+        f"resources.instance_count {instances.count} x max_concurrency_per_instance "
+        f"{instances.concurrency}"
+    )
+
+
 def task_slots(spark: Spark) -> int:
     """How many tasks run at once: sizes `mini_batch_size: auto`."""
     sc = context_of(spark)
@@ -241,6 +315,7 @@ def session(
     remote: str | None = None,
     preload: Sequence[str] = (),
     abandoned: threading.Event | None = None,
+    executors: Mapping[str, str] | None = None,
 ) -> Spark:
     """What the job runs on: a Spark Connect session, or the active SparkContext (started here,
     with task retries set, if there is none).
@@ -248,7 +323,8 @@ def session(
     A classic job needs no SQL session: creating one and planning a first query costs seconds
     of every short job. A context started here runs sparkscore's worker daemon, which imports
     `preload` while the driver still plans (see sparkscore.daemon). When `abandoned` is set
-    by the time the JVM is up, the context is not started: _Abandoned is raised.
+    by the time the JVM is up, the context is not started: _Abandoned is raised. `executors`
+    (a deployment's size, `sized`) are set on a context started here.
     """
     if remote:
         # The Connect server owns its master and retries; we only attach to it.
@@ -266,7 +342,7 @@ def session(
     )
     fresh = SparkContext._active_spark_context is None
     if fresh:
-        conf = daemon.configure(conf, preload)
+        conf = daemon.configure(conf, preload).setAll(list((executors or {}).items()))
         if settings.logging_level != "debug" and SparkContext._gateway is None:
             conf = quiet(conf)
         _launch_jvm(conf)

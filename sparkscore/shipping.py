@@ -30,8 +30,8 @@ from pyspark.sql import SparkSession
 from sparkscore.envbuild import BuiltEnvironment, packed
 from sparkscore.errors import ModelEnvironmentError, python_version
 from sparkscore.loader import Model
-from sparkscore.model import ModelSpec, read_spec
-from sparkscore.modelfiles import directory_sha256
+from sparkscore.model import MLMODEL, ModelSpec, read_spec
+from sparkscore.modelfiles import directory_sha256, model_sha256
 from sparkscore.scratch import process_dir
 from sparkscore.script import ScoringScript
 from sparkscore.worker import WORKER
@@ -99,16 +99,21 @@ class ShippedModel:
         """The unpacked model directory on this executor (unpacked on first use)."""
         return _unpacked(SparkFiles.get(self.archive), self.archive[: -len(".zip")])
 
-    def azure_model_dir(self, name: str) -> str:
+    def azure_model_dir(self, name: str | None) -> str:
         """Azure's AZUREML_MODEL_DIR: a folder holding the model as its one subfolder, `name`
-        (its folder's name on the driver), unpacked there once per executor (a symbolic link
-        would not do: mlflow refuses a model whose files resolve outside its folder)."""
+        (its folder's name on the driver), or a single model file itself (`name` None), as
+        Azure places each; unpacked there once per executor (a symbolic link would not do:
+        mlflow refuses a model whose files resolve outside its folder)."""
         archive = SparkFiles.get(self.archive)
-        holder = os.path.join(os.path.dirname(archive), f"sparkscore-azureml-{self.sha256[:20]}")
-        if not os.path.isdir(os.path.join(holder, name)):
+        # One folder per content and name: the same files may ship under two names.
+        named = hashlib.sha256((name or "").encode()).hexdigest()[:8]
+        holder = os.path.join(
+            os.path.dirname(archive), f"sparkscore-azureml-{self.sha256[:20]}-{named}"
+        )
+        if not os.path.isdir(holder):
             staging = f"{holder}.{uuid.uuid4().hex}.tmp"
             with zipfile.ZipFile(archive) as z:
-                z.extractall(os.path.join(staging, name))
+                z.extractall(os.path.join(staging, name or ""))
             try:
                 os.rename(staging, holder)
             except OSError:
@@ -218,7 +223,7 @@ def pack_model(path: str) -> PackedModel:
     (which needs the hash), while the session starts; shipping then only registers the zip."""
     partial = os.path.join(process_dir(SHIP_PREFIX), f"{uuid.uuid4().hex}.partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
-        sha256 = directory_sha256(path, into=z)
+        sha256 = model_sha256(path, into=z)
     return PackedModel(archive=partial, sha256=sha256)
 
 
@@ -235,7 +240,7 @@ def ship_model(
     Classic sessions use `SparkContext.addFile`; Spark Connect sessions `addArtifacts(file=True)`,
     which tasks find the same way, through `SparkFiles`. `packed` (the directory zipped and
     hashed) and `spec` (its MLmodel, parsed) are what the caller already has: neither is made
-    again.
+    again. A model without MLmodel (files only a scoring script loads) ships with no spec.
     """
     shipped_here = _registered(_SHIPPED, spark)
     env = ship_environment(spark, environment) if environment is not None else None
@@ -247,9 +252,12 @@ def ship_model(
             archive = os.path.join(os.path.dirname(packed.archive), name)
             os.replace(packed.archive, archive)
             _register(spark, archive)
-            spec = dataclasses.replace(spec or read_spec(path), metadata=None)
+            if spec is None and os.path.isfile(os.path.join(path, MLMODEL)):
+                spec = read_spec(path)
             shipped_here[packed.sha256] = ShippedModel(
-                archive=name, sha256=packed.sha256, spec=spec
+                archive=name,
+                sha256=packed.sha256,
+                spec=None if spec is None else dataclasses.replace(spec, metadata=None),
             )
     return dataclasses.replace(shipped_here[packed.sha256], environment=env)
 

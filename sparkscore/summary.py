@@ -16,7 +16,7 @@ from sparkscore.drift import Drift
 from sparkscore.envbuild import BuiltEnvironment
 from sparkscore.errors import AccountingError, python_version
 from sparkscore.manifest import Manifest
-from sparkscore.model import ModelSpec
+from sparkscore.model import ModelSpec, bare_record
 from sparkscore.planner import Plan
 from sparkscore.requirements import Mismatch
 from sparkscore.settings import Settings
@@ -139,7 +139,7 @@ class RunRecord:
     started: datetime
     ended: datetime
     error: str | None
-    model: ModelSpec
+    model: ModelSpec | None  # None: no MLmodel, files a scoring script's init() loads
     model_uri: str
     model_sha256: str
     model_located: Mapping[str, str | None]  # how a registry or remote URI resolved
@@ -214,10 +214,12 @@ class RunRecord:
 
     def _model(self) -> dict[str, Any]:
         """What MLmodel says (its free-form `metadata` too), where the model was found, and the
-        sha256 of its directory."""
-        metadata = None if self.model.metadata is None else dict(self.model.metadata)
+        sha256 of its directory (or of its one file); a model without MLmodel has flavor none."""
+        spec = self.model
+        described = bare_record(self.model_uri) if spec is None else spec.record()
+        metadata = None if spec is None or spec.metadata is None else dict(spec.metadata)
         return {
-            **self.model.record(),
+            **described,
             "metadata": metadata,
             "path": self.model_uri,
             "sha256": self.model_sha256,

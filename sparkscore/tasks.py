@@ -116,10 +116,11 @@ def scripted(
     in its last attempt (after `max_retries`); a mini-batch `isolated` after every attempt
     killed its worker is run once more in a forked child (scriptrun.run_isolated)."""
     folder = code.local_path()
+    key = script.key(code.key, shipped.sha256)
 
     def load() -> Any:
         return WORKER.load_script(
-            code.key,
+            key,
             os.path.join(folder, *code.relative.split("/")),
             folder,
             lambda: azure_environment(script, shipped.azure_model_dir(script.model_name)),
@@ -131,7 +132,7 @@ def scripted(
     else:
         final = _attempt() >= script.max_retries
         result = run_script(in_fs, batch, load, script, final=final, timed=timed)
-    task = _task_run(code.key, batch.index in isolated)
+    task = _task_run(key, batch.index in isolated)
     return commit_script_batch(layout.filesystem(), layout, result, task)
 
 

@@ -3,12 +3,15 @@ Spark, real files; the command runs start together (JVM start-up dominates), the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,15 +21,20 @@ import pytest
 
 import sparkscore
 from sparkscore import azureconfig
+from sparkscore.console import summary_line
 from sparkscore.errors import (
     ErrorThresholdExceeded,
     InputError,
+    ModelFormatError,
     ScoringScriptError,
     SettingsError,
 )
+from sparkscore.model import bare_record, read_spec
+from sparkscore.modelfiles import directory_sha256
 from sparkscore.preflight import preflight
 from sparkscore.script import ScoringScript, check_script
 from sparkscore.scriptrun import as_table
+from sparkscore.session import Sizing, sized
 from sparkscore.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,6 +139,50 @@ def run(mini_batch):
     return pd.concat(pd.read_csv(p).assign(file=os.path.basename(p)) for p in mini_batch)
 """
 
+# A model that is not an MLflow model: a scikit-learn estimator joblib saved, which init() loads
+# itself from AZUREML_MODEL_DIR (MODEL_FILE: "model.pkl" for a single file, as Azure places
+# one, or "bare/model.pkl" for a folder named bare).
+BARE_SCRIPT = """
+import os
+
+import joblib
+import pandas as pd
+
+
+def init():
+    global model
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], os.environ["MODEL_FILE"]))
+
+
+def run(mini_batch):
+    data = pd.concat(pd.read_csv(p) for p in mini_batch)
+    return list(model.predict(data[["x"]]))
+"""
+
+# Slow when PAUSE is set (the run to kill); each file leaves a note named for the attempt, so a
+# note landed twice would show as two notes of one file.
+NOTES_SCRIPT = """
+import os
+import time
+import uuid
+
+import pandas as pd
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    time.sleep(float(os.environ.get("PAUSE", "0")))
+    for path in mini_batch:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        note = os.path.join(os.environ["AZUREML_BI_OUTPUT_PATH"], f"{stem}-{uuid.uuid4().hex}.txt")
+        with open(note, "w") as f:
+            f.write(os.path.basename(path))
+    return pd.concat(pd.read_csv(p).assign(file=os.path.basename(p)) for p in mini_batch)
+"""
+
 
 # Azure's deployment-custom/deployment.yml (CLI 1.7 and later: knobs under settings:).
 NEW_LAYOUT = """
@@ -201,6 +253,19 @@ def visits(folder: Path, names: list[str]) -> Path:
     data = pd.read_csv(VISITS)
     for i, name in enumerate(names):
         data.iloc[i * 10 : i * 10 + 5].to_csv(folder / name, index=False)
+    return folder
+
+
+def bare_model(folder: Path, slope: float = 2.0) -> Path:
+    """y = slope * x + 1, fitted by scikit-learn and saved with joblib, as model.pkl in
+    `folder`."""
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    joblib.dump(LinearRegression().fit(x, slope * x["x"] + 1), folder / "model.pkl")
+    (folder / "README.txt").write_text("not an MLflow model\n")
     return folder
 
 
@@ -310,6 +375,26 @@ def test_script_refuses_settings_that_apply_only_without_one(spark, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_plan_with_a_script_takes_a_model_without_mlmodel_and_a_missing_one_is_named(tmp_path):
+    code = write_script(tmp_path / "code", BARE_SCRIPT)
+    folder = visits(tmp_path / "in", ["a.csv"])
+    settings = Settings(scoring_script="batch_driver.py", code=str(code))
+    model = bare_model(tmp_path / "bare")
+    report, ok = preflight(str(model / "model.pkl"), str(folder), settings, parallelism=2)
+    assert ok and report.splitlines()[-1].startswith("scoring script: ")
+    with pytest.raises(ModelFormatError) as caught:
+        preflight(str(tmp_path / "nowhere"), str(folder), settings, parallelism=2)
+    assert str(caught.value) == (
+        f"{tmp_path}/nowhere: does not exist; point --model at the model folder (or the single "
+        "model file) that the scoring script's init() loads from AZUREML_MODEL_DIR."
+    )
+
+
+def test_model_record_without_mlmodel_has_the_keys_of_an_mlflow_models():
+    assert list(bare_record("m")) == list(read_spec(MODEL).record())
+    assert bare_record("m")["flavor"] == "none"
+
+
 def test_script_results_keep_a_dataframes_types_and_make_a_list_one_column():
     frame = pd.DataFrame({"id": [1, 2], "score": [0.5, 1.5], "label": ["a", "b"]})
     assert as_table(frame, 3).to_pylist() == [
@@ -324,6 +409,27 @@ def test_script_results_keep_a_dataframes_types_and_make_a_list_one_column():
     assert as_table([1, "two"], 1).column("prediction").to_pylist() == ["1", "two"]
     with pytest.raises(TypeError, match="run returned dict; it must return a pandas DataFrame"):
         as_table({"a": 1}, 0)
+
+
+def test_script_summary_line_counts_items_per_second_not_rows():
+    summary = {
+        "job_id": "j",
+        "status": "succeeded",
+        "output": "out",
+        "files_total": 4,
+        "files_succeeded": 4,
+        "files_skipped": 0,
+        "files_rows_unknown": 0,
+        "rows_scored": 0,
+        "rows_failed": 0,
+        "rows_per_s": 0.0,
+        "items_succeeded": 15,
+        "duration_s": 2.0,
+    }
+    assert summary_line(summary) == (
+        "sparkscore: succeeded: 4 of 4 files scored, 15 items returned by run, 0 files skipped, "
+        "2.0s (7.5 items/s); summary in out/_summary.json, report in out/report.html"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,19 +469,58 @@ def test_azure_deployment_new_layout_maps_each_knob_and_code_from_its_folder(tmp
             "description, type, model, environment, compute: sparkscore runs on your Spark, "
             "with --model and the master you give it",
         ),
-        (
-            logging.WARNING,
-            f"{tmp_path}/deployment.yml: ignored resources.instance_count: Spark's executors "
-            "come from the cluster (spark.executor.instances, or the master), not from the "
-            "deployment",
-        ),
-        (
-            logging.WARNING,
-            f"{tmp_path}/deployment.yml: ignored max_concurrency_per_instance: Spark's task "
-            "slots per executor come from the master (local[N]) or spark.executor.cores, not "
-            "from the deployment",
-        ),
     ]
+    assert azureconfig.instances(tmp_path / "deployment.yml") == azureconfig.Instances(
+        2, 2, source=str(tmp_path / "deployment.yml")
+    )
+
+
+def test_azure_size_becomes_the_task_slots_of_a_session_sparkscore_starts():
+    size = azureconfig.Instances(count=2, concurrency=3, source="d.yml")
+    what = "resources.instance_count 2 x max_concurrency_per_instance 3"
+    assert sized(size, master=None) == Sizing(
+        master="local[6]", line=(logging.INFO, f"d.yml: {what}: local[6] (--master overrides it)")
+    )
+    assert sized(size, master="yarn") == Sizing(
+        executors={"spark.executor.cores": "3", "spark.executor.instances": "2"},
+        line=(
+            logging.INFO,
+            f"d.yml: {what}: spark.executor.cores=3, spark.executor.instances=2 on yarn",
+        ),
+    )
+    assert sized(size, master="spark://head:7077").executors == {
+        "spark.executor.cores": "3",
+        "spark.cores.max": "6",
+    }
+    assert sized(None, master=None) == Sizing()
+    ignored = {
+        "local[1]": sized(size, master="local[1]"),
+        "connect": sized(size, master=None, remote=True),
+        "conf": sized(size, master="yarn", given={"spark.executor.instances": "5"}.get),
+    }
+    assert {name: s.line for name, s in ignored.items()} == {
+        "local[1]": (
+            logging.WARNING,
+            f"d.yml: ignored {what}: the master local[1] you chose decides the task slots",
+        ),
+        "connect": (
+            logging.WARNING,
+            f"d.yml: ignored {what}: the Spark Connect server has its own executors",
+        ),
+        "conf": (
+            logging.WARNING,
+            f"d.yml: ignored {what}: the session's own spark.executor.instances=5 decide",
+        ),
+    }
+    assert all(s.master is None and not s.executors for s in ignored.values())
+
+
+def test_azure_size_must_be_a_whole_number(tmp_path):
+    zero = NEW_LAYOUT.replace("instance_count: 2", "instance_count: 0")
+    (tmp_path / "deployment.yml").write_text(zero)
+    with pytest.raises(SettingsError) as caught:
+        Settings.load(tmp_path / "deployment.yml")
+    assert str(caught.value) == "resources.instance_count must be a whole number >= 1, got 0"
 
 
 def test_azure_deployment_old_layout_reads_top_level_knobs(tmp_path):
@@ -515,6 +660,64 @@ def test_script_reads_jsonl_and_a_failed_mini_batch_is_recorded_with_its_excepti
     )
 
 
+def score_bare(spark, tmp_path: Path, model: Path, model_file: str, inputs: list[list[float]]):
+    """Score CSV files of column x (one per list, one per mini-batch) with BARE_SCRIPT, which
+    loads `model_file` from AZUREML_MODEL_DIR; the summary and the (mini_batch, prediction)
+    rows."""
+    code = write_script(tmp_path / "code", BARE_SCRIPT)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, xs in enumerate(inputs):
+        pd.DataFrame({"x": xs}).to_csv(folder / f"{i}.csv", index=False)
+    summary = sparkscore.score(
+        spark,
+        model,
+        folder,
+        tmp_path / "out",
+        scoring_script="batch_driver.py",
+        code=str(code),
+        mini_batch_size=1,
+        environment_variables={"MODEL_FILE": model_file},
+    )
+    rows = pq.read_table(tmp_path / "out" / "predictions").to_pylist()
+    return summary, sorted((r["mini_batch"], round(r["prediction"], 9)) for r in rows)
+
+
+def test_script_loads_a_bare_model_folder_and_records_it_with_flavor_none(spark, tmp_path):
+    model = bare_model(tmp_path / "bare")
+    summary, rows = score_bare(spark, tmp_path, model, "bare/model.pkl", [[10.0, 20.0], [-1.0]])
+    assert rows == [(0, 21.0), (0, 41.0), (1, -1.0)]
+    assert (summary["status"], summary["items_succeeded"]) == ("succeeded", 3)
+    assert summary["model"] == {
+        **bare_record(str(model)),
+        "metadata": None,
+        "sha256": directory_sha256(model),
+    }
+    assert summary["model"]["flavor"] == "none"
+
+
+def test_script_loads_a_single_model_file_from_azureml_model_dir(spark, tmp_path):
+    # The script of the test above, in the same workers: another model and environment
+    # import it and call its init() again (a kept one would still predict 2x + 1).
+    model = bare_model(tmp_path / "bare", slope=3.0) / "model.pkl"
+    summary, rows = score_bare(spark, tmp_path, model, "model.pkl", [[5.0], [1.0]])
+    assert rows == [(0, 16.0), (1, 4.0)]
+    assert (summary["model"]["path"], summary["model"]["flavor"]) == (str(model), "none")
+    # A single file's sha256 is the file's own, as sha256sum prints it.
+    assert summary["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+
+
+def test_model_folder_without_mlmodel_is_refused_without_a_script(spark, tmp_path):
+    model = bare_model(tmp_path / "bare")
+    with pytest.raises(ModelFormatError) as caught:
+        sparkscore.score(spark, model, VISITS, tmp_path / "out")
+    assert str(caught.value) == (
+        f"{model}: has no MLmodel file, so it is not an MLflow model directory; point --model "
+        "at the folder that holds MLmodel."
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_script_that_kills_its_worker_every_time_fails_its_mini_batch_alone(spark, tmp_path):
     code = write_script(
         tmp_path / "code",
@@ -559,6 +762,55 @@ def test_script_that_kills_its_worker_every_time_fails_its_mini_batch_alone(spar
 # The commands, as a user runs them
 
 
+def test_script_run_killed_then_resumed_keeps_every_row_and_note_once(spark, tmp_path):
+    code = write_script(tmp_path / "code", NOTES_SCRIPT)
+    names = [f"f{i}.csv" for i in range(8)]
+    folder = visits(tmp_path / "in", names)
+    out = tmp_path / "out"
+    args = ["--model", str(MODEL), "--input", str(folder), "--output", str(out)]
+    sets = ["scoring_script=batch_driver.py", f"code={code}", "mini_batch_size=1"]
+    job = subprocess.Popen(
+        [str(BIN / "spark-submit"), "--master", "local[1]", str(REPO / "jobs" / "score.py")]
+        + args
+        + [item for s in sets for item in ("--set", s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env(), "PAUSE": "1"},
+        start_new_session=True,
+    )
+    manifests = out / "_manifest"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and len(list(manifests.glob("batch-*.json"))) < 2:
+        assert job.poll() is None, job.stdout.read() if job.stdout else ""
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(timeout=30)
+    committed = len(list(manifests.glob("batch-*.json")))
+    assert 2 <= committed < 8, "the kill came too late to test resume"
+    assert not list(out.glob("*.txt")), "a note landed before its run ended"
+
+    summary = sparkscore.score(
+        spark,
+        MODEL,
+        folder,
+        out,
+        scoring_script="batch_driver.py",
+        code=str(code),
+        mini_batch_size=1,
+        resume=True,
+    )
+    assert (summary["status"], summary["files_skipped"]) == ("succeeded", committed)
+    assert summary["items_succeeded"] == 40
+    rows = pq.read_table(out / "predictions").to_pandas()
+    keys = list(zip(rows["file"], rows["patient_id"]))
+    assert len(keys) == len(set(keys)) == 40, "a row was written twice"
+    assert sorted(set(rows["file"])) == names
+    notes = sorted(p.read_text() for p in out.glob("*.txt"))
+    assert notes == names, "a note was lost or landed twice"
+    assert not (out / "_script_output").exists()
+
+
 @pytest.fixture(scope="module")
 def commands(tmp_path_factory):
     """spark-submit with a script that raises on one file and kills its worker once on
@@ -597,8 +849,6 @@ def commands(tmp_path_factory):
             str(root / "frame"),
             "--config",
             str(frame / "deployment.yml"),
-            "--master",
-            "local[1]",
         ],
     }
     procs = {
@@ -625,6 +875,10 @@ def test_spark_submit_script_retries_records_the_failure_and_lands_files_once(co
     assert last_line(stdout).startswith(
         "sparkscore: succeeded: 3 of 4 files scored, 15 items returned by run"
     )
+    assert (
+        f"{root}/chaos-deployment/deployment.yml: ignored resources.instance_count 1 x "
+        "max_concurrency_per_instance 1: the master local[2] you chose decides the task slots"
+    ) in stdout
     calls = (root / "calls.txt").read_text().splitlines()
     # max_retries=1: bad.csv is run twice, then recorded; kill.csv killed its worker once.
     assert sorted(calls) == ["a.csv", "bad.csv", "bad.csv", "c.csv", "kill.csv", "kill.csv"]
@@ -649,13 +903,19 @@ def test_spark_submit_script_retries_records_the_failure_and_lands_files_once(co
 
 
 def test_console_command_scores_with_a_script(commands):
-    _, done = commands
+    root, done = commands
     out, code, stdout, stderr = done["frame"]
     assert code == 0, stdout[-3000:] + stderr[-3000:]
     assert last_line(stdout).startswith(
         "sparkscore: succeeded: 1 of 1 files scored, 75 items returned by run"
     )
+    assert " items/s); summary in " in last_line(stdout)
     assert "ignored Azure's $schema, endpoint_name, name, description, type, model" in stdout
+    # No --master: Azure's 2 instances x 2 mini-batches at once are 4 local task slots.
+    assert (
+        f"{root}/frame-deployment/deployment.yml: resources.instance_count 2 x "
+        "max_concurrency_per_instance 2: local[4] (--master overrides it)"
+    ) in stdout
     got = pd.read_csv(out / "predictions.csv")
     assert list(got.columns) == ["file", "patient_id", "prediction", "mini_batch"]
     assert got["prediction"].tolist() == pytest.approx(mlflow_predictions(VISITS), rel=1e-15)

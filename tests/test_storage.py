@@ -142,3 +142,36 @@ def test_storage_scoring_script_gets_local_copies_of_s3_files_removed_after(spar
     assert not any(os.path.exists(p) for p in paths), "the downloaded copies were not removed"
     with s3.open_input_stream("data/script-out/seen.txt") as f:
         assert f.read().decode() == " ".join(names)
+
+
+def test_storage_scoring_script_model_without_mlmodel_is_copied_under_its_name(spark, s3, tmp_path):
+    with s3.open_output_stream("models/weights/model.pkl") as f:
+        f.write(b"weights")
+    with s3.open_output_stream("models/weights/vocab.txt") as f:
+        f.write(b"a b c")
+    (tmp_path / "batch_driver.py").write_text(
+        "import os\n\n\ndef init():\n    global found\n"
+        "    root = os.environ['AZUREML_MODEL_DIR']\n"
+        "    found = sorted(os.path.relpath(os.path.join(d, n), root)\n"
+        "                   for d, _, names in os.walk(root) for n in names)\n\n\n"
+        "def run(mini_batch):\n    return found\n"
+    )
+    listed = {}
+    for model in ("s3://models/weights", "s3://models/weights/model.pkl"):
+        out = tmp_path / f"out-{len(listed)}"
+        summary = sparkscore.score(
+            spark,
+            model,
+            "s3://data/visits/visits-2024-01.csv",
+            out,
+            scoring_script=str(tmp_path / "batch_driver.py"),
+        )
+        assert summary["model"]["flavor"] == "none"
+        listed[model] = pq.read_table(out / "predictions")["prediction"].to_pylist()
+    assert listed == {
+        "s3://models/weights": ["weights/model.pkl", "weights/vocab.txt"],
+        "s3://models/weights/model.pkl": ["model.pkl"],
+    }
+    with pytest.raises(sparkscore.ModelFormatError) as caught:
+        sparkscore.score(spark, "s3://models/weights", "s3://data/visits", tmp_path / "no")
+    assert caught.value.reason.startswith("has no MLmodel file")
