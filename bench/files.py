@@ -1,6 +1,6 @@
 """Files on the driver: listing, planning, a full run and a resume over many tiny files.
 
-    python bench/files.py [--counts 10000,100000,1000000] [--run 100000]
+    python bench/files.py [--counts 10000,100000,1000000] [--run 100000] [--csv-rows 3200000]
 
 For each count, a folder of that many one-row CSV files (the perf data's ten columns, made once
 under bench/data/files/) is planned in a fresh Python process: `planner.plan` with two task
@@ -10,7 +10,8 @@ counts up to --run. On the --run count, `sparkscore score` scores every file (lo
 `job.prepare` with `resume: true` measures the resume check: listing, planning and reading the
 committed manifests, with no Spark. Targets (issue 22): planning linear in files and under 60 s
 for 1M local files, driver peak RSS under 1 GiB for 1M files, resume's check under 10 s for
-100k committed files.
+100k committed files. Last, `output_format: csv` consolidation on the driver
+(`writers.write_csv`) of --csv-rows predictions in 16 parts (issue 22, item 7).
 """
 
 from __future__ import annotations
@@ -29,18 +30,32 @@ sys.path.insert(0, str(HERE))
 
 import datasets  # noqa: E402
 
-PLAN = """
-import json, resource, sys, time
+# Peak RSS is the kernel's VmHWM, which starts afresh at exec: getrusage's ru_maxrss would
+# carry this (parent) process's peak over into the child and report it instead.
+PEAK = """
+def peak_mib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+"""
+
+PLAN = (
+    PEAK
+    + """
+import json, sys, time
 from sparkscore.planner import plan
 t = time.perf_counter()
 p = plan(sys.argv[1], parallelism=2)
 print(json.dumps({"seconds": time.perf_counter() - t, "files": len(p.files),
                   "batches": len(p.batches),
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mib": peak_mib()}))
 """
+)
 
-RESUME = """
-import json, resource, sys, time
+RESUME = (
+    PEAK
+    + """
+import json, sys, time
 from sparkscore.preparation import prepare
 from sparkscore.settings import Settings
 model, folder, out = sys.argv[1:]
@@ -49,8 +64,32 @@ job = prepare(model, folder, out, Settings(resume=True), parallelism=2)
 todo = [b for b in job.plan.batches if b.index not in job.committed]
 print(json.dumps({"seconds": time.perf_counter() - t, "committed": len(job.committed),
                   "todo": len(todo),
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mib": peak_mib()}))
 """
+)
+
+CONSOLIDATE = (
+    PEAK
+    + """
+import json, sys, time
+import numpy as np, pyarrow as pa
+from sparkscore.layout import OutputLayout
+from sparkscore.writers import write_csv, write_part
+root, rows = sys.argv[1], int(sys.argv[2])
+layout = OutputLayout.at(root, "csv")
+fs = layout.filesystem()
+each = rows // 16
+for i in range(16):  # the parts 16 tasks commit: row, a float prediction, file_name, an id
+    table = pa.table({"row": np.arange(each), "prediction": np.random.default_rng(i).random(each),
+                      "file_name": [f"data-{i:03d}.parquet"] * each,
+                      "id": np.arange(each) + i * each})
+    write_part(fs, layout.part(layout.predictions, i), table.schema, iter(table.to_batches()))
+t, cpu = time.perf_counter(), time.process_time()
+written = write_csv(fs, layout, list(range(16)), ["id"])
+print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time() - cpu,
+                  "rows": written, "rss_mib": peak_mib()}))
+"""
+)
 
 
 def tiny_files(count: int) -> Path:
@@ -73,7 +112,11 @@ def tiny_files(count: int) -> Path:
 
 def child(code: str, *args: str) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True
+        # -P: the current folder is not put first on sys.path, so PYTHONPATH picks sparkscore.
+        [sys.executable, "-P", "-c", code, *args],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -88,6 +131,7 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bench/files.py", description=__doc__.split("\n")[0])
     p.add_argument("--counts", default="10000,100000,1000000")
     p.add_argument("--run", type=int, default=100_000, help="the count scored and resumed")
+    p.add_argument("--csv-rows", type=int, default=3_200_000, help="rows consolidated (0: none)")
     args = p.parse_args(argv)
     counts = [int(c) for c in args.counts.split(",")]
     model = datasets.ensure_models(datasets.DATA)["lr"]
@@ -128,6 +172,18 @@ def main(argv: list[str]) -> int:
         )
         print(line, flush=True)
         rows.append(line)
+    if args.csv_rows:
+        out = HERE / "out" / "csv-consolidation"
+        shutil.rmtree(out, ignore_errors=True)
+        done = child(CONSOLIDATE, str(out), str(args.csv_rows))
+        line = (
+            f"csv consolidation {done['rows']:,} rows: {done['seconds']:.2f} s "
+            f"({done['cpu']:.2f} s CPU, {done['rows'] / done['seconds'] / 1e6:.2f}M rows/s), "
+            f"peak RSS {done['rss_mib']:,.0f} MiB"
+        )
+        print(line, flush=True)
+        rows.append(line)
+        shutil.rmtree(out, ignore_errors=True)
     (HERE / "out").mkdir(exist_ok=True)
     (HERE / "out" / "files.txt").write_text("\n".join(rows) + "\n")
     return 0

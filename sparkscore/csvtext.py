@@ -23,8 +23,23 @@ _NEEDS_QUOTES = '^$|[",\r\n]'
 def _quoted(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Each value that needs it enclosed in quotes, its own quotes doubled (RFC 4180)."""
     needs = pc.match_substring_regex(text, _NEEDS_QUOTES)
+    if not pc.any(needs).as_py():  # most columns (file names, ids): nothing to quote
+        return text
     enclosed = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
     return pc.if_else(needs, enclosed, text)
+
+
+def _plain(t: pa.DataType) -> bool:
+    """A number or a boolean: its text is never empty and holds no comma, quote or line break."""
+    return any(
+        check(t)
+        for check in (
+            pa.types.is_integer,
+            pa.types.is_floating,
+            pa.types.is_boolean,
+            pa.types.is_decimal,
+        )
+    )
 
 
 def csv_header(names: Sequence[str]) -> bytes:
@@ -38,8 +53,11 @@ def csv_lines(table: pa.Table) -> bytes:
         return b""
     texts = []
     for column in table.columns:
-        text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
-        texts.append(_quoted(text))
+        if _plain(column.type):
+            texts.append(pc.cast(column, pa.string()))
+        else:
+            text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+            texts.append(_quoted(text))
     lines = pc.binary_join_element_wise(*texts, ",", null_handling="replace", null_replacement="")
     ended = pc.binary_join_element_wise(lines, "", "\n")  # each line and its line break
     if isinstance(ended, pa.ChunkedArray):

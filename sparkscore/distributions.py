@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from sparkscore.bins import bin_edges, count_bins
+from sparkscore.bins import bin_edges, count_grouped
 from sparkscore.profile import ColumnProfile
 
 __all__ = [
@@ -159,37 +159,51 @@ class _Tally:
     rows: dict[str, int] = field(default_factory=dict)  # predictions written, nulls too
 
     def add(self, names: pa.Array, predictions: pa.Array) -> None:
+        """A batch's rows counted per file in whole-batch operations: one batch can hold the
+        rows of thousands of tiny files, and a pass per file would cost rows x files."""
         encoded = pc.dictionary_encode(names)
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        for i, name in enumerate(encoded.dictionary.to_pylist()):
-            picked = predictions.filter(pa.array(indices == i))
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        labels = encoded.dictionary.to_pylist()
+        for name, n in zip(labels, np.bincount(codes, minlength=len(labels)).tolist()):
             if name not in self.bins:
                 self.files.append(name)
                 self.bins[name] = {}
                 self.rows[name] = 0
-            self.rows[name] += len(picked)
-            if self.numeric:
-                self._add_numbers(name, picked)
-            if self.values is not None and (self.integer or not self.numeric):
-                self._add_values(name, picked)
+            self.rows[name] += n
+        if self.numeric:
+            self._add_numbers(labels, codes, predictions)
+        if self.values is not None and (self.integer or not self.numeric):
+            self._add_values(labels, codes, predictions)
 
-    def _add_numbers(self, name: str, picked: pa.Array) -> None:
-        values = picked.to_numpy(zero_copy_only=False).astype(np.float64)
-        finite = values[np.isfinite(values)]
-        if not len(finite):
+    def _add_numbers(self, labels: list[str], codes: np.ndarray, predictions: pa.Array) -> None:
+        values = predictions.to_numpy(zero_copy_only=False).astype(np.float64)
+        finite = np.isfinite(values)
+        values, codes = values[finite], codes[finite]
+        if not len(values):
             return
-        for key, n in count_bins(finite).items():
-            self.bins[name][key] = self.bins[name].get(key, 0) + n
-        self.low[name] = min(self.low.get(name, np.inf), float(finite.min()))
-        self.high[name] = max(self.high.get(name, -np.inf), float(finite.max()))
+        for code, key, n in zip(*(a.tolist() for a in count_grouped(codes, values))):
+            bins = self.bins[labels[code]]
+            bins[key] = bins.get(key, 0) + n
+        low, high = np.full(len(labels), np.inf), np.full(len(labels), -np.inf)
+        np.minimum.at(low, codes, values)
+        np.maximum.at(high, codes, values)
+        present = np.flatnonzero(np.isfinite(low))
+        for code, lo, hi in zip(present.tolist(), low[present].tolist(), high[present].tolist()):
+            name = labels[code]
+            self.low[name] = min(self.low.get(name, np.inf), lo)
+            self.high[name] = max(self.high.get(name, -np.inf), hi)
 
-    def _add_values(self, name: str, picked: pa.Array) -> None:
+    def _add_values(self, labels: list[str], codes: np.ndarray, predictions: pa.Array) -> None:
         assert self.values is not None
-        counted = pc.value_counts(pc.drop_null(picked))
-        mine = self.values.setdefault(name, {})
-        for value, n in zip(counted.field("values").to_pylist(), counted.field("counts")):
+        if pa.types.is_dictionary(predictions.type):
+            predictions = predictions.dictionary_decode()
+        rows = pa.table({"file": codes, "value": predictions}).filter(pc.is_valid(predictions))
+        counted = rows.group_by(["file", "value"], use_threads=False).aggregate([("file", "count")])
+        columns = (counted[c].to_pylist() for c in ("file", "value", "file_count"))
+        for code, value, n in zip(*columns):
             label = str(value).lower() if isinstance(value, bool) else str(value)
-            mine[label] = mine.get(label, 0) + n.as_py()
+            mine = self.values.setdefault(labels[code], {})
+            mine[label] = mine.get(label, 0) + n
             self.seen.add(label)
         if len(self.seen) > (MAX_CLASSES if self.integer else MAX_LABELS):
             self.values = None  # too many to be classes: numbers are binned, strings not drawn

@@ -9,6 +9,7 @@ listing reads.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import posixpath
@@ -41,7 +42,7 @@ SUPPORTED_EXTENSIONS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InputFile:
     """One file to score: `path` opens it on the resolved filesystem, `name` labels its rows."""
 
@@ -87,20 +88,19 @@ def list_input(
     files: list[InputFile] = []
     unsupported: list[str] = []
     has_subfolders = False
-    for info in entries:
-        name = _relative(root, info.path)
-        if info.type == FileType.Directory:
+    prefix = root.rstrip("/") + "/"
+    for entry in entries:
+        path = entry.path
+        name = path[len(prefix) :] if path.startswith(prefix) else posixpath.basename(path)
+        if entry.folder:
             has_subfolders = True
             continue
-        kind = "file" if any_type else SUPPORTED_EXTENSIONS.get(posixpath.splitext(name)[1].lower())
+        kind = "file" if any_type else SUPPORTED_EXTENSIONS.get(_extension(name))
         if kind is None:
             unsupported.append(name)
         else:
-            modified = info.mtime_ns or 0
             files.append(
-                InputFile(
-                    path=info.path, name=name, size=info.size, kind=kind, modified_ns=modified
-                )
+                InputFile(path=path, name=name, size=entry.size, kind=kind, modified_ns=entry.mtime)
             )
     broken = sorted(_relative(root, p) for p in walker.broken)
     for name in broken:
@@ -123,7 +123,7 @@ def list_input(
     return Listing(fs, root, tuple(files), tuple(unsupported), tuple(broken))
 
 
-def _entries(fs: FileSystem, walker: _Walker, uri: str, base: str) -> tuple[str, list[FileInfo]]:
+def _entries(fs: FileSystem, walker: _Walker, uri: str, base: str) -> tuple[str, list[_Entry]]:
     """The folder names are relative to, and every entry under it (a glob's matches, the file
     named, or the folder's walk), links followed."""
     _, pattern = split_glob(split_query(uri)[0])
@@ -136,7 +136,7 @@ def _entries(fs: FileSystem, walker: _Walker, uri: str, base: str) -> tuple[str,
                 raise _missing(uri)
             if info.type == FileType.File:
                 # A file the user named is read whatever its name: they asked for it.
-                root, entries = posixpath.dirname(base), [info]
+                root, entries = posixpath.dirname(base), [_entry(info)]
             else:
                 root, entries = base, list(walker.walk(base))
         entries.extend(walker.follow_links())
@@ -197,6 +197,24 @@ def check_output_apart(input_uri: str, output_uri: str, *, recursive: bool) -> N
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One listed file or folder: what listing needs of it, read once (local disk: one `stat`)."""
+
+    path: str
+    base_name: str
+    folder: bool
+    size: int = 0
+    mtime: int = 0  # ns; 0 when the filesystem does not say
+    link: bool = False  # a symbolic link (local disk only)
+
+
+def _entry(info: FileInfo) -> _Entry:
+    """A pyarrow FileInfo as an entry (its `type` converted once)."""
+    folder = info.type == FileType.Directory
+    return _Entry(info.path, info.base_name, folder, info.size or 0, info.mtime_ns or 0)
+
+
 class _Walker:
     """Walks folders, following symbolic links on local disk without listing a file twice.
 
@@ -204,76 +222,105 @@ class _Walker:
     followed afterwards, each only when its target is not a folder already walked (a link to an
     ancestor, `loop -> .`, is a cycle and is not entered). A link to a file already listed under
     its own path is left out.
+
+    On local disk a folder is read with one `os.scandir` (names, types, links) and one `stat`
+    per file (size, modification time): a million files cost one pass, not pyarrow's listing
+    and a second pass for the links it cannot see.
     """
 
     def __init__(self, fs: FileSystem, *, recursive: bool) -> None:
         self.fs, self.recursive = fs, recursive
         self.local = isinstance(fs, LocalFileSystem)
-        self.walked: list[str] = []  # real paths of folders walked (with all below them)
-        self.real_files: set[str] = set()
-        self.linked_folders: list[FileInfo] = []
-        self.linked_files: list[FileInfo] = []
+        self.walked: set[str] = set()  # real paths of folders walked (with all below them)
+        self.linked_folders: list[_Entry] = []
+        self.linked_files: list[_Entry] = []
         self.broken: list[str] = []
 
-    def walk(self, directory: str) -> Iterator[FileInfo]:
+    def walk(self, directory: str) -> Iterator[_Entry]:
         """Data files and folders under `directory`; hidden folders are never entered."""
-        real = os.path.realpath(directory) if self.local else directory
-        self.walked.append(real)
-        infos = sorted(self.fs.get_file_info(FileSelector(directory)), key=lambda i: i.base_name)
-        links: set[str] = set()
-        if self.local:
-            # pyarrow leaves out links to nothing; the directory's own entries say which are links.
-            with os.scandir(directory) as entries:
-                links = {e.name for e in entries if e.is_symlink() and not _hidden(e.name)}
-            listed = {i.base_name for i in infos}
-            self.broken.extend(posixpath.join(directory, n) for n in sorted(links - listed))
-        for info in infos:
-            if _hidden(info.base_name):
+        self.walked.add(os.path.realpath(directory) if self.local else directory)
+        listed = self._local(directory) if self.local else self._remote(directory)
+        for entry in listed:
+            if entry.link and self._linked(entry):
                 continue
-            if info.base_name in links and self._linked(info):
-                continue
-            if self.local and info.type == FileType.File:
-                self.real_files.add(f"{real.rstrip('/')}/{info.base_name}")
-            yield info
-            if info.type == FileType.Directory and self.recursive:
-                yield from self.walk(info.path)
+            yield entry
+            if entry.folder and self.recursive:
+                yield from self.walk(entry.path)
 
-    def matched(self, info: FileInfo) -> Iterator[FileInfo]:
+    def _remote(self, directory: str) -> list[_Entry]:
+        infos = self.fs.get_file_info(FileSelector(directory))
+        return sorted(
+            (_entry(i) for i in infos if not _hidden(i.base_name)), key=lambda e: e.base_name
+        )
+
+    def _local(self, directory: str) -> list[_Entry]:
+        """A local folder's entries by name, hidden ones left out; links to nothing set aside."""
+        prefix = directory.rstrip("/") + "/"
+        entries: list[_Entry] = []
+        broken: list[str] = []
+        with os.scandir(directory) as found:
+            for item in found:
+                name = item.name
+                if _hidden(name):
+                    continue
+                link = item.is_symlink()
+                try:
+                    if item.is_dir():
+                        entries.append(_Entry(prefix + name, name, True, link=link))
+                        continue
+                    st = item.stat()
+                except OSError as exc:
+                    if not link or exc.errno not in (errno.ENOENT, errno.ELOOP):
+                        raise
+                    broken.append(name)
+                    continue
+                entries.append(_Entry(prefix + name, name, False, st.st_size, st.st_mtime_ns, link))
+        self.broken.extend(posixpath.join(directory, n) for n in sorted(broken))
+        entries.sort(key=lambda e: e.base_name)
+        return entries
+
+    def matched(self, entry: _Entry) -> Iterator[_Entry]:
         """A glob's match: a file as it is, a folder walked."""
-        if self.local and os.path.islink(info.path) and self._linked(info, walk_folder=True):
+        if self.local and os.path.islink(entry.path) and self._linked(entry, walk_folder=True):
             return
-        if info.type == FileType.File:
-            yield info
-        elif info.type == FileType.Directory:
-            yield from self.walk(info.path)
+        if entry.folder:
+            yield from self.walk(entry.path)
+        else:
+            yield entry
 
-    def _linked(self, info: FileInfo, walk_folder: bool = False) -> bool:
+    def _linked(self, entry: _Entry, walk_folder: bool = False) -> bool:
         """Set aside a symbolic link to follow later (False: a folder listed, not entered)."""
-        if info.type == FileType.Directory and (self.recursive or walk_folder):
-            self.linked_folders.append(info)
-        elif info.type == FileType.Directory:
+        if entry.folder and (self.recursive or walk_folder):
+            self.linked_folders.append(entry)
+        elif entry.folder:
             return False
         else:
-            self.linked_files.append(info)
+            self.linked_files.append(entry)
         return True
 
-    def follow_links(self) -> Iterator[FileInfo]:
+    def follow_links(self) -> Iterator[_Entry]:
         """The linked files and folders set aside while walking, each real file once."""
         while self.linked_folders:
-            info = self.linked_folders.pop(0)
-            target = os.path.realpath(info.path)
+            entry = self.linked_folders.pop(0)
+            target = os.path.realpath(entry.path)
             if any(target == w or target.startswith(w.rstrip("/") + "/") for w in self.walked):
                 log.info(
-                    "did not follow %s: it leads to %s, a folder already listed", info.path, target
+                    "did not follow %s: it leads to %s, a folder already listed", entry.path, target
                 )
                 continue
-            yield info
-            yield from self.walk(info.path)
-        for info in self.linked_files:
-            target = os.path.realpath(info.path)
-            if target not in self.real_files:
-                self.real_files.add(target)
-                yield info
+            yield entry
+            yield from self.walk(entry.path)
+        followed: set[str] = set()
+        for entry in self.linked_files:
+            target = os.path.realpath(entry.path)
+            if target not in followed and not self._walked_file(target):
+                followed.add(target)
+                yield entry
+
+    def _walked_file(self, target: str) -> bool:
+        """Whether the real file `target` was listed under its own path by a walk."""
+        folder, name = posixpath.split(target)
+        return folder in self.walked and not _hidden(name) and os.path.isfile(target)
 
 
 def _hidden(base_name: str) -> bool:
@@ -281,7 +328,7 @@ def _hidden(base_name: str) -> bool:
     return base_name.startswith((".", "_"))
 
 
-def _glob(fs: FileSystem, walker: _Walker, uri: str, base: str, pattern: str) -> list[FileInfo]:
+def _glob(fs: FileSystem, walker: _Walker, uri: str, base: str, pattern: str) -> list[_Entry]:
     """Entries matching `pattern` segment by segment under `base`; matched folders are read."""
     if fs.get_file_info(base).type != FileType.Directory:
         raise _missing(uri)
@@ -290,7 +337,7 @@ def _glob(fs: FileSystem, walker: _Walker, uri: str, base: str, pattern: str) ->
     for depth, segment in enumerate(segments):
         last = depth == len(segments) - 1
         found = [
-            info
+            _entry(info)
             for folder in folders
             for info in sorted(fs.get_file_info(FileSelector(folder)), key=lambda i: i.base_name)
             if not _hidden(info.base_name) and fnmatchcase(info.base_name, segment)
@@ -298,8 +345,15 @@ def _glob(fs: FileSystem, walker: _Walker, uri: str, base: str, pattern: str) ->
         if last:
             matched = found
         else:
-            folders = [info.path for info in found if info.type == FileType.Directory]
-    return [entry for info in matched for entry in walker.matched(info)]
+            folders = [entry.path for entry in found if entry.folder]
+    return [entry for match in matched for entry in walker.matched(match)]
+
+
+def _extension(name: str) -> str:
+    """`posixpath.splitext(name)[1].lower()`, without its generic work per file."""
+    base = name[name.rfind("/") + 1 :]
+    dot = base.rfind(".")
+    return base[dot:].lower() if dot > 0 and base[:dot].strip(".") else ""
 
 
 def _relative(root: str, path: str) -> str:
