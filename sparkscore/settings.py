@@ -8,19 +8,27 @@ work starts.
 from __future__ import annotations
 
 import difflib
-import math
-import numbers
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from dataclasses import replace as _dataclass_replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 
+from sparkscore import settingchecks as checks
 from sparkscore.azureconfig import is_deployment, read_deployment
 from sparkscore.errors import SettingsError
+from sparkscore.settingchecks import (
+    BadRows,
+    Check,
+    EnvManager,
+    LoggingLevel,
+    OutputAction,
+    OutputFormat,
+    SchemaMode,
+)
 
 __all__ = [
     "SETTING_NAMES",
@@ -33,245 +41,43 @@ __all__ = [
     "Settings",
 ]
 
-OutputAction = Literal["append_row", "summary_only"]
-OutputFormat = Literal["parquet", "csv", "delta", "iceberg"]
-SchemaMode = Literal["strict", "merge"]
-LoggingLevel = Literal["debug", "info", "warning", "error"]
-BadRows = Literal["fail_file", "skip"]
-EnvManager = Literal["local", "virtualenv", "uv"]
-
-Check = Callable[[Any], Any]
-
-
-class _Invalid(Exception):
-    """A check's verdict; carries only the reason, the caller adds key, value and source."""
-
-
-def _integer(minimum: int) -> Check:
-    """Accept whole numbers only: a bool or 2.0 in an int setting is a mistake, not a count."""
-
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise _Invalid("must be an integer")
-        if value < minimum:
-            raise _Invalid(f"must be >= {minimum}")
-        return int(value)
-
-    return check
-
-
-def _positive_seconds(value: Any) -> float | None:
-    """Accept ints for a float setting, since ``timeout: 30`` means 30.0 seconds."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _Invalid("must be a number of seconds or null")
-    if not math.isfinite(value):
-        raise _Invalid("must be a finite number of seconds")
-    if value <= 0:
-        raise _Invalid("must be > 0")
-    return float(value)
-
-
-def _choice(options: Any) -> Check:
-    """Check against a Literal alias, so the allowed words are written once, in the type."""
-    allowed: tuple[str, ...] = get_args(options)
-
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or value not in allowed:
-            raise _Invalid(f"must be one of {', '.join(allowed)}")
-        return value
-
-    return check
-
-
-def _flag(value: Any) -> bool:
-    """Accept real booleans only: the string "false" is truthy and would silently mean true."""
-    if not isinstance(value, bool):
-        raise _Invalid("must be true or false")
-    return value
-
-
-def _file_name(value: Any) -> str:
-    """Keep the output inside the output directory: a name, never a path."""
-    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\\" in value:
-        raise _Invalid("must be a plain file name, without '/'")
-    return value
-
-
-def _columns(value: Any) -> tuple[str, ...]:
-    """Let YAML say ``id`` or ``[id, ts]``; store a tuple so Settings stays immutable."""
-    names = (value,) if isinstance(value, str) else value
-    if not isinstance(names, (list, tuple)) or not all(
-        isinstance(name, str) and name for name in names
-    ):
-        raise _Invalid("must be a column name or a list of column names")
-    if len(set(names)) != len(names):
-        raise _Invalid("must not name a column twice")
-    return tuple(names)
-
-
-def _output_columns(value: Any) -> tuple[str, ...] | None:
-    """A Spark MLlib model's output columns; None: its prediction alone."""
-    return None if value is None else _columns(value)
-
-
-def _directory(value: Any) -> str | None:
-    """A local directory, `~` expanded; None keeps the default."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid("must be a directory path or null")
-    return os.path.expanduser(value)
-
-
-def _script(value: Any) -> str | None:
-    """A scoring script: a `.py` file, relative to `code` when that is set; None: no script."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip().endswith(".py"):
-        raise _Invalid("must be a .py file (Azure's scoring_script), or null")
-    return os.path.expanduser(value.strip())
-
-
-def _variables(value: Any) -> dict[str, str] | None:
-    """Environment variables for the scoring script's workers: names and values as text."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(
-        isinstance(key, str) and key and "=" not in key for key in value
-    ):
-        raise _Invalid("must be a mapping of variable name to value, or null")
-    return {key: "" if item is None else str(item) for key, item in value.items()}
-
-
-def _spark_type(value: Any) -> str | None:
-    """Keep the DDL string as written; Spark parses it at the edge, this module imports no Spark."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid("must be a Spark DDL type such as 'double' or 'array<double>', or null")
-    return value
-
-
-def _params(value: Any) -> dict[str, Any] | None:
-    """Copy into a plain dict so the caller's mapping cannot change a frozen Settings."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
-        raise _Invalid("must be a mapping of parameter name to value, or null")
-    return dict(value)
-
-
-def _catalog(value: Any) -> dict[str, str] | None:
-    """pyiceberg catalog properties, copied: every key and value a string, as pyiceberg reads
-    them (a number from YAML becomes its text)."""
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
-        raise _Invalid("must be a mapping of pyiceberg catalog property to value, or null")
-    return {key: str(item) for key, item in value.items()}
-
-
-def _table_name(value: Any) -> str | None:
-    """An Iceberg table identifier, `namespace.table` (a namespace may have levels: a.b.table)."""
-    if value is None:
-        return None
-    parts = value.split(".") if isinstance(value, str) else []
-    if len(parts) < 2 or not all(p.strip() for p in parts):
-        raise _Invalid("must be namespace.table, or null")
-    return str(value)
-
-
-def _reference(value: Any) -> str | None:
-    """An earlier run's output folder or its _profile.json, as a path or URI; None: no drift."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _Invalid("must be an output folder or a _profile.json, or null")
-    return value
-
-
-def _positive_number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
-        raise _Invalid("must be a number > 0")
-    return float(value)
-
-
-def _share(value: Any) -> float:
-    """A change in a share of rows: 0 flags any change, 1 would flag none."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _Invalid("must be a number from 0 up to 1")
-    if not 0 <= float(value) < 1:
-        raise _Invalid("must be a number from 0 up to 1")
-    return float(value)
-
-
-def _or_auto(check: Check) -> Check:
-    """`auto` lets sparkscore size it; a number is the user's explicit choice."""
-
-    def either(value: Any) -> Any:
-        if value == "auto":
-            return "auto"
-        try:
-            return check(value)
-        except _Invalid as e:
-            raise _Invalid(f"{e} or auto") from None
-
-    return either
-
-
-def _threads(value: Any) -> int | str:
-    """`auto` (the task's cores), `off` (the libraries' defaults), or a number per worker.
-
-    YAML reads a bare `off` as false: both mean off."""
-    if value is False or value == "off":
-        return "off"
-    if value == "auto":
-        return "auto"
-    try:
-        return int(_integer(minimum=1)(value))
-    except _Invalid as e:
-        raise _Invalid(f"{e}, auto or off") from None
-
-
 # One check per field, used by direct construction and by every loader alike.
 _CHECKS: dict[str, Check] = {
-    "mini_batch_size": _or_auto(_integer(minimum=1)),
-    "error_threshold": _integer(minimum=-1),
-    "max_retries": _integer(minimum=0),
-    "timeout": _positive_seconds,
-    "output_action": _choice(OutputAction),
-    "output_format": _choice(OutputFormat),
-    "output_file_name": _file_name,
-    "passthrough_columns": _columns,
-    "result_type": _spark_type,
-    "params": _params,
-    "batch_rows": _or_auto(_integer(minimum=1)),
-    "recursive": _flag,
-    "ignore_unsupported": _flag,
-    "logging_level": _choice(LoggingLevel),
-    "bad_rows": _choice(BadRows),
-    "resume": _flag,
-    "overwrite": _flag,
-    "incremental": _flag,
-    "rescore": _flag,
-    "env_manager": _choice(EnvManager),
-    "env_cache": _directory,
-    "trust_model": _flag,
-    "schema_mode": _choice(SchemaMode),
-    "iceberg_catalog": _catalog,
-    "iceberg_table": _table_name,
-    "profile": _flag,
-    "reference": _reference,
-    "drift_psi_threshold": _positive_number,
-    "drift_null_threshold": _share,
-    "fail_on_drift": _flag,
-    "threads": _threads,
-    "spark_output_columns": _output_columns,
-    "scoring_script": _script,
-    "code": _directory,
-    "environment_variables": _variables,
+    "mini_batch_size": checks.or_auto(checks.integer(minimum=1)),
+    "error_threshold": checks.integer(minimum=-1),
+    "max_retries": checks.integer(minimum=0),
+    "timeout": checks.positive_seconds,
+    "output_action": checks.choice(OutputAction),
+    "output_format": checks.choice(OutputFormat),
+    "output_file_name": checks.file_name,
+    "passthrough_columns": checks.columns,
+    "result_type": checks.spark_type,
+    "params": checks.params,
+    "batch_rows": checks.or_auto(checks.integer(minimum=1)),
+    "recursive": checks.flag,
+    "ignore_unsupported": checks.flag,
+    "logging_level": checks.choice(LoggingLevel),
+    "bad_rows": checks.choice(BadRows),
+    "resume": checks.flag,
+    "overwrite": checks.flag,
+    "incremental": checks.flag,
+    "rescore": checks.flag,
+    "env_manager": checks.choice(EnvManager),
+    "env_cache": checks.directory,
+    "trust_model": checks.flag,
+    "schema_mode": checks.choice(SchemaMode),
+    "iceberg_catalog": checks.catalog,
+    "iceberg_table": checks.table_name,
+    "profile": checks.flag,
+    "reference": checks.reference,
+    "drift_psi_threshold": checks.positive_number,
+    "drift_null_threshold": checks.share,
+    "fail_on_drift": checks.flag,
+    "threads": checks.threads,
+    "spark_output_columns": checks.output_columns,
+    "scoring_script": checks.script,
+    "code": checks.directory,
+    "environment_variables": checks.variables,
 }
 
 SETTING_NAMES: tuple[str, ...] = tuple(sorted(_CHECKS))
@@ -290,7 +96,7 @@ def _checked(key: str, value: Any, source: str | None) -> Any:
         )
     try:
         return _CHECKS[key](value)
-    except _Invalid as verdict:
+    except checks.Invalid as verdict:
         raise SettingsError(key=key, value=value, reason=str(verdict), source=source) from None
 
 
