@@ -21,7 +21,7 @@ from sparkscore.errors import BatchTimeoutError, ModelProcessError, PredictError
 from sparkscore.failures import FileState
 from sparkscore.loader import Model
 from sparkscore.outputs import to_arrow
-from sparkscore.profile import Profile, sample_of
+from sparkscore.profile import sample_of
 from sparkscore.readers import BATCH_BYTES, MAX_AUTO_ROWS
 
 if TYPE_CHECKING:  # scoring.py, the public surface, imports this module
@@ -133,7 +133,7 @@ class Predictor:
             predicted = values.slice(offset, n)
             sink.add(_output_batch(self.spec, run, predicted))
             if self.spec.profile:  # profiled as its output is kept: by the run's first file
-                run[0].state.profiled(_profile(run, predicted))
+                _profile(run, predicted)
             for q in run:
                 q.state.result.rows_scored += len(q.rows)
             offset += n
@@ -157,14 +157,16 @@ def _runs(queue: list[Queued]) -> Iterator[list[Queued]]:
         yield run
 
 
-def _profile(run: list[Queued], predicted: pa.Array) -> Profile:
-    """The profile of a run's rows: what the model was given, and what it returned."""
+def _profile(run: list[Queued], predicted: pa.Array) -> None:
+    """Sample a run's rows, what the model was given and what it returned, into its first
+    file's sample (its output is kept or forgotten with that file's)."""
     inputs = _inputs(run)
     model_input = inputs[0] if len(inputs) == 1 else _concat(inputs)
-    if len(run) == 1:
-        return Profile.of(model_input, predicted, sample_of(run[0].rows, increasing=True))
-    rows = np.concatenate([q.rows for q in run])
-    return Profile.of(model_input, predicted, sample_of(rows, increasing=False))
+    parts, offset = [], 0
+    for q in run:  # each one file's rows, in order
+        parts.append(sample_of(q.rows, increasing=True) + offset)
+        offset += len(q.rows)
+    run[0].state.profiled(model_input, predicted, np.concatenate(parts))
 
 
 def _inputs(queue: list[Queued]) -> list[ModelInput]:

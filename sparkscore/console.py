@@ -296,8 +296,9 @@ def summary_line(result: dict[str, Any]) -> str:
         f"files scored, {counted}"
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped{unchanged}, {result['duration_s']}s "
-        f"({rate}); summary in {records}/_summary.json, report in "
-        f"{records}/report.html{rows}"
+        f"({rate}); summary in {records}/_summary.json"
+        f"{f', report in {records}/report.html' if result['settings'].get('report', True) else ''}"
+        f"{rows}"
     )
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 
 from sparkscore.errors import ReadError
-from sparkscore.profile import Profile
+from sparkscore.sample import Sample
 
 if TYPE_CHECKING:  # scoring.py, the public surface, imports this module
     from sparkscore.scoring import FileResult, Sink
@@ -55,14 +56,14 @@ class FileState:
 
     `sink`: where its predictions go (None for a file failed from outside its own reading).
     `position`: its place in its mini-batch. `queue`: where its rows wait for predict.
-    `profile`: the rows predicted so far, kept or forgotten with the sink's batches.
+    `sample`: its sampled rows predicted so far, kept or forgotten with the sink's batches.
     """
 
     result: FileResult
     sink: Sink | None = None
     position: int = 0
     queue: Queue | None = None
-    profile: Profile | None = None
+    sample: Sample | None = None
 
     @property
     def failed(self) -> bool:
@@ -74,7 +75,7 @@ class FileState:
             self.queue.drop(self)
         if self.sink is not None:
             self.sink.discard()
-        self.profile = None
+        self.sample = None
 
     def fail(self, error: BaseException | None = None, stage: str | None = None) -> None:
         """The file fails whole: nothing of it is kept, and all its rows count as failed.
@@ -94,9 +95,11 @@ class FileState:
                 stage = "read" if isinstance(error, ReadError) else "validate"
             result.errors.append(error_record(result.name, None, stage, error))
 
-    def profiled(self, rows: Profile) -> None:
-        """Add predicted rows to the file's profile."""
-        self.profile = rows if self.profile is None else self.profile.merge(rows)
+    def profiled(self, model_input: Any, prediction: pa.Array, sample: np.ndarray) -> None:
+        """Add predicted rows to the file's sample (sparkscore.sample)."""
+        if self.sample is None:
+            self.sample = Sample()
+        self.sample.add(model_input, prediction, sample)
 
     def finish(self) -> FileResult:
         """The file's result once all its rows are read and predicted."""

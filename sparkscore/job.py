@@ -148,7 +148,8 @@ def execute(spark: Spark, job: Job) -> dict[str, Any]:
         summary = redact_record(replace(record, table=committed).to_json())
     write_json(out_fs, job.layout.summary, summary)
     records = job.output_uri.rstrip("/") + job.layout.root[len(job.final.root) :]
-    write_report(out_fs, job.layout, output=records if job.final.is_table else job.output_uri)
+    if job.settings.report:
+        write_report(out_fs, job.layout, output=records if job.final.is_table else job.output_uri)
     if job.layout is not job.final and not job.layout.run:
         replace_dir(out_fs, job.layout.root, job.final.root)
     if job.ledger is not None:

@@ -11,15 +11,16 @@ run and its reference a year later put a value in the same bin, and merging adds
 Infinite values are counted (`infinite`) and left out of min, max, mean and bins.
 
 The sample: every statistic but `rows` is over the rows whose row in their file, modulo
-SAMPLE_PERIOD (1024), is below SAMPLE_BLOCK (64): the first 64 rows of every 1024, all the
+SAMPLE_PERIOD (4096), is below SAMPLE_BLOCK (64): the first 64 rows of every 4096, all the
 rows of a file of up to 64. Chosen by the row's place in its file, not in its batch, it is the
 same however the files are split into batches and tasks, so merging stays exact and a rerun
 over the same files samples the same rows; blocks of consecutive rows keep the reads
 cache-friendly. Why sample: the LR benchmark's predict costs about 10 ns a row for its 10
 columns, so three numpy reductions over every value (sum, min, max) already cost 5% of its
-tasks, and binning every value several times that. On the sample (1 row in 16) the cost is
-mostly a fixed 0.1-0.3 ms a column per predict call: 14 to 18% of the LR tasks' CPU time
-(bench/profile_cost.py), still above the 3% aimed at, so `profile` is off by default.
+tasks, and binning every value several times that. A predict call only takes its sampled rows
+(sparkscore.sample); they are profiled once a mini-batch, the numeric columns together in one
+block (a column's own profile costs mostly fixed overhead), and manifests carry bins as grid
+keys. Measured with bench/profile_cost.py: docs/performance.md#profiling.
 
 String and boolean columns: count, nulls and the counts of their TOP_K most frequent values;
 the rows of the other values add up in `other`. Merging keeps the TOP_K largest of the summed
@@ -42,7 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sparkscore.bins import bin_edges, bin_key, count_bins
+from sparkscore.bins import bin_edges, bin_key, count_bins, count_bins_columns
 
 __all__ = [
     "PREDICTION",
@@ -58,9 +59,10 @@ __all__ = [
 
 TOP_K = 50  # distinct values kept per string column
 SAMPLE_BLOCK = 64  # the sample: the first SAMPLE_BLOCK rows of every SAMPLE_PERIOD of a file
-SAMPLE_PERIOD = 1024
+SAMPLE_PERIOD = 4096
 PREDICTION = "prediction"  # the prediction's key beside the input columns (in drift)
 PROFILE_FILE = "_profile.json"  # in the output folder
+_PREDICTED = object()  # the prediction's place among the columns profiled together
 FORMAT = 1  # `format` of the JSON: bumped when a key changes meaning
 
 Kind = Literal["numeric", "categorical", "other"]
@@ -116,7 +118,9 @@ class ColumnProfile:
             other=self.other + other.other + dropped,
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, keys: bool = False) -> dict[str, Any]:
+        """`keys`: the bins as grid keys and counts (`bin_keys`, `bin_counts`), as manifests
+        hold them: a third of the JSON of their edges, written and read 3 times faster."""
         doc: dict[str, Any] = {"kind": self.kind, "count": self.count, "nulls": self.nulls}
         if self.kind == "numeric":
             doc.update(
@@ -126,8 +130,12 @@ class ColumnProfile:
                 max=self.maximum,
                 mean=self.mean,
                 sum=self.total,
-                bins=[[*bin_edges(k), n] for k, n in sorted(self.bins.items())],
             )
+            bins = sorted(self.bins.items())
+            if keys:
+                doc.update(bin_keys=[k for k, _ in bins], bin_counts=[n for _, n in bins])
+            else:
+                doc.update(bins=[[*bin_edges(k), n] for k, n in bins])
         elif self.kind == "categorical":
             ordered = sorted(self.top.items(), key=lambda kv: (-kv[1], kv[0]))
             doc.update(top=[[value, n] for value, n in ordered], other=self.other)
@@ -146,7 +154,11 @@ class ColumnProfile:
                 minimum=doc["min"],
                 maximum=doc["max"],
                 total=doc["sum"],
-                bins={bin_key(lo, hi): n for lo, hi, n in doc["bins"]},
+                bins=(
+                    dict(zip(doc["bin_keys"], doc["bin_counts"]))
+                    if "bin_keys" in doc
+                    else {bin_key(lo, hi): n for lo, hi, n in doc["bins"]}
+                ),
             )
         if kind == "categorical":
             top = dict(doc["top"])
@@ -172,15 +184,31 @@ class Profile:
     ) -> Profile:
         """One predict call's rows: what the model was given (a tensor's columns are not
         profiled) and its predictions, over the rows at `sample` (see sample_of)."""
+        frame = model_input.take(sample) if isinstance(model_input, pd.DataFrame) else None
+        return cls.of_sampled(frame, prediction.take(sample), rows=len(prediction))
+
+    @classmethod
+    def of_sampled(cls, frame: pd.DataFrame | None, prediction: pa.Array, rows: int) -> Profile:
+        """Sampled rows, every one profiled: the inputs (None: a tensor's, not profiled) and the
+        predictions, of `rows` rows in all."""
+        names = _plain_numbers(frame)
+        blocks = []
+        if names and frame is not None:
+            chosen = frame if len(names) == frame.shape[1] else frame[names]  # a selection costs
+            blocks.append(chosen.to_numpy(dtype=np.float64))
+        predicted = _plain_prediction(prediction)
+        if predicted is not None:
+            blocks.append(predicted[:, None])
+        together = dict(zip([*names, _PREDICTED], _finite_columns(blocks)))
         columns: dict[str, ColumnProfile] = {}
-        if isinstance(model_input, pd.DataFrame):
-            for name in model_input.columns:
-                columns[str(name)] = profile_values(model_input[name], sample)
+        if frame is not None:
+            for name in frame.columns:
+                columns[str(name)] = together.get(name) or profile_values(frame[name])
         return cls(
-            rows=len(prediction),
-            sampled=len(sample),
+            rows=rows,
+            sampled=len(prediction),
             inputs=columns,
-            prediction=profile_values(prediction, sample),
+            prediction=together.get(_PREDICTED) or profile_values(prediction),
         )
 
     def merge(self, other: Profile) -> Profile:
@@ -216,7 +244,8 @@ class Profile:
             both[PREDICTION] = self.prediction
         return both
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, keys: bool = False) -> dict[str, Any]:
+        """`keys`: bins as grid keys (ColumnProfile.to_json), as manifests hold them."""
         return {
             "format": FORMAT,
             "sample": {"block": SAMPLE_BLOCK, "period": SAMPLE_PERIOD},
@@ -224,8 +253,8 @@ class Profile:
             "sampled": self.sampled,
             "batches": self.batches,
             "batches_unprofiled": self.unprofiled,
-            "inputs": {name: c.to_json() for name, c in self.inputs.items()},
-            "prediction": None if self.prediction is None else self.prediction.to_json(),
+            "inputs": {name: c.to_json(keys=keys) for name, c in self.inputs.items()},
+            "prediction": None if self.prediction is None else self.prediction.to_json(keys=keys),
         }
 
     @classmethod
@@ -255,12 +284,12 @@ def sample_of(rows: np.ndarray, *, increasing: bool) -> np.ndarray:
     return sampled[(sampled >= first) & (sampled <= last)] - first
 
 
-def profile_values(values: pd.Series | pa.Array, sample: np.ndarray) -> ColumnProfile:
-    """One column's profile over the sampled rows, from pandas (as predict was given it) or
-    Arrow (what it returned)."""
+def profile_values(values: pd.Series | pa.Array, sample: np.ndarray | None = None) -> ColumnProfile:
+    """One column's profile over the rows at `sample` (None: every row), from pandas (as
+    predict was given it) or Arrow (what it returned)."""
     if isinstance(values, pd.Series):
         return _from_pandas(values, sample)
-    sampled = values.take(sample)
+    sampled = values if sample is None else values.take(sample)
     t = sampled.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         return _numeric(sampled.to_numpy(zero_copy_only=False))  # nulls become NaN
@@ -272,13 +301,13 @@ def profile_values(values: pd.Series | pa.Array, sample: np.ndarray) -> ColumnPr
     return ColumnProfile(kind="other", count=len(sampled), nulls=sampled.null_count)
 
 
-def _from_pandas(series: pd.Series, sample: np.ndarray) -> ColumnProfile:
+def _from_pandas(series: pd.Series, sample: np.ndarray | None) -> ColumnProfile:
     dtype = series.dtype
     if dtype.kind in "fiu":
         if isinstance(dtype, np.dtype):
-            return _numeric(series.to_numpy()[sample])
-        return _numeric(series.to_numpy(dtype=np.float64, na_value=np.nan)[sample])
-    values = series.to_numpy()[sample]
+            return _numeric(_at(series.to_numpy(), sample))
+        return _numeric(_at(series.to_numpy(dtype=np.float64, na_value=np.nan), sample))
+    values = _at(series.to_numpy(), sample)
     if dtype.kind == "b" or pd.api.types.is_string_dtype(dtype):
         try:
             sampled = pa.array(values, from_pandas=True)
@@ -291,6 +320,60 @@ def _from_pandas(series: pd.Series, sample: np.ndarray) -> ColumnProfile:
         ):
             return _categorical(sampled)
     return ColumnProfile(kind="other", count=len(values), nulls=int(pd.isna(values).sum()))
+
+
+def _at(values: np.ndarray, sample: np.ndarray | None) -> np.ndarray:
+    return values if sample is None else values[sample]
+
+
+def _plain_numbers(frame: pd.DataFrame | None) -> list[Any]:
+    """The names of a frame's numeric columns of numpy types (no nulls but NaN)."""
+    if frame is None or not len(frame):
+        return []
+    return [n for n, t in frame.dtypes.items() if isinstance(t, np.dtype) and t.kind in "fiu"]
+
+
+def _plain_prediction(prediction: pa.Array) -> np.ndarray | None:
+    """The predictions as float64, when numbers without nulls."""
+    t = prediction.type
+    if (
+        not len(prediction)
+        or prediction.null_count
+        or not (pa.types.is_integer(t) or pa.types.is_floating(t))
+    ):
+        return None
+    return np.asarray(prediction.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _finite_columns(blocks: list[np.ndarray]) -> list[ColumnProfile | None]:
+    """The profiles of the columns of these blocks (rows x columns, float64; one sample's rows
+    each) computed together: one pass per statistic over them all rather than one per column,
+    since on a sample this small a column's own profile costs mostly fixed overhead. None: a
+    column holding a value that is not finite, profiled on its own (_numeric)."""
+    if not blocks:
+        return []
+    block = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
+    finite = np.isfinite(block).all(axis=0)
+    kept = block if finite.all() else block[:, finite]
+    if not kept.shape[1]:
+        return [None] * len(finite)
+    count = len(kept)
+    profiles = iter(
+        ColumnProfile(
+            kind="numeric",
+            count=count,
+            nulls=0,
+            finite=count,
+            minimum=float(lo),
+            maximum=float(hi),
+            total=float(total),
+            bins=bins,
+        )
+        for lo, hi, total, bins in zip(
+            kept.min(axis=0), kept.max(axis=0), kept.sum(axis=0), count_bins_columns(kept)
+        )
+    )
+    return [next(profiles) if ok else None for ok in finite]
 
 
 def _numeric(values: np.ndarray) -> ColumnProfile:

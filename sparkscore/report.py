@@ -219,9 +219,9 @@ def _columns(facts: RunFacts) -> list[str]:
     if not facts.profiled:
         return [
             *out,
-            "<p class=note>No profile: this run ran with profile: false (the "
-            "default). Run with --set profile=true, or with a reference, to see each input "
-            "column's distribution here.</p>",
+            "<p class=note>No profile: this run ran with profile: false. Run with --set "
+            "profile=true (the default), or with a reference, to see each input column's "
+            "distribution here.</p>",
         ]
     if facts.reference is not None:
         flagged = ", ".join(facts.flagged) or "none"

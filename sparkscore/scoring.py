@@ -32,6 +32,7 @@ from sparkscore.loader import Model
 from sparkscore.planner import MiniBatch
 from sparkscore.profile import Profile
 from sparkscore.readers import count_rows, read_batches
+from sparkscore.sample import Sample
 
 __all__ = ["BatchResult", "FileResult", "ScoringSpec", "Sink", "failed_file", "score_batch"]
 
@@ -144,7 +145,7 @@ def _kept_profile(spec: ScoringSpec, states: list[FileState]) -> Profile | None:
     """The profile of the rows kept: those of the files that did not fail."""
     if not spec.profile:
         return None
-    return Profile.merged(s.profile for s in states if s.profile is not None and not s.failed)
+    return Sample.joined(s.sample for s in states if s.sample is not None and not s.failed)
 
 
 def failed_file(

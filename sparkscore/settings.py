@@ -69,6 +69,7 @@ _CHECKS: dict[str, Check] = {
     "iceberg_catalog": checks.catalog,
     "iceberg_table": checks.table_name,
     "profile": checks.flag,
+    "report": checks.flag,
     "reference": checks.reference,
     "drift_psi_threshold": checks.positive_number,
     "drift_null_threshold": checks.share,
@@ -211,10 +212,12 @@ class Settings:
     # OUT/catalog.db with its warehouse at OUT/warehouse
     iceberg_catalog: dict[str, str] | None = field(default=None, hash=False)
     iceberg_table: str | None = None  # namespace.table; None = sparkscore.predictions
-    # profile the scored rows into _profile.json (sparkscore.profile); off by default until it
-    # costs under 3% of the LR benchmark's tasks (14-18% today: bench/profile_cost.py)
-    # (a run with a reference profiles whatever this says: Settings.profiling)
-    profile: bool = False
+    # profile the scored rows into _profile.json (sparkscore.profile); a run with a reference
+    # profiles whatever this says (Settings.profiling)
+    profile: bool = True
+    # write OUT/report.html at the end of the run (sparkscore.report); `sparkscore report OUT`
+    # writes it later whatever this says
+    report: bool = True
     # an earlier run's output folder or _profile.json to compare with (sparkscore.drift)
     reference: str | None = None
     drift_psi_threshold: float = 0.25  # PSI that flags a column: the rule of thumb's "major"

@@ -31,8 +31,9 @@ from sparkscore.loader import Model
 from sparkscore.manifest import TaskRun
 from sparkscore.model import ModelSpec
 from sparkscore.planner import MiniBatch
-from sparkscore.profile import Profile, sample_of
+from sparkscore.profile import sample_of
 from sparkscore.progress import Counters
+from sparkscore.sample import Sample
 from sparkscore.scoring import BatchResult, ScoringSpec, score_batch
 from sparkscore.storage import resolve
 from sparkscore.tasks import alarm
@@ -118,7 +119,7 @@ def commit_task(
 ) -> Iterator[pa.RecordBatch]:
     """Commit the mini-batch whose transformed rows arrive; yield its manifest as JSON."""
     buffers: dict[str, SpillBuffer] = {}
-    profiles: list[Profile] = []
+    sample = Sample()
     for batch in rows:
         for name, part in _by_file(batch):
             out = _output(run, part)
@@ -126,7 +127,7 @@ def commit_task(
                 buffers[name] = SpillBuffer(run.output.output_schema)
             buffers[name].add(out)
             if run.output.profile:
-                profiles.append(_profile(run, part, out.column(2)))
+                _profile(run, part, out.column(2), sample)
     path = _sidecar(run)
     with open(path, "rb") as f:
         result: BatchResult = pickle.load(f)
@@ -140,7 +141,7 @@ def commit_task(
                 "(no filter, aggregation or join stage)",
             )
     if run.output.profile:
-        result.profile = Profile.merged(profiles)
+        result.profile = sample.profile()
     context = TaskContext.get()
     task = TaskRun(
         attempt=context.attemptNumber() if context else 0,
@@ -186,9 +187,9 @@ def _output(run: PipelineRun, part: pa.RecordBatch) -> pa.RecordBatch:
     )
 
 
-def _profile(run: PipelineRun, part: pa.RecordBatch, prediction: pa.Array) -> Profile:
-    """The profile of a file's rows: the inputs the pipeline was given, and its prediction."""
+def _profile(run: PipelineRun, part: pa.RecordBatch, prediction: pa.Array, into: Sample) -> None:
+    """Sample a file's rows: the inputs the pipeline was given, and its prediction."""
+    taken = pa.array(sample_of(part.column(1).to_numpy(), increasing=True))
     inputs = pa.Table.from_batches([part.select(list(range(3, 3 + run.read_width)))])
-    frame = inputs.rename_columns(list(run.inputs)).to_pandas()
-    rows = part.column(1).to_numpy()
-    return Profile.of(frame, prediction, sample_of(rows, increasing=True))
+    frame = inputs.rename_columns(list(run.inputs)).take(taken).to_pandas()
+    into.add_sampled(frame, prediction.take(taken), len(prediction))

@@ -50,11 +50,15 @@ def test_manifest_round_trips_the_json_earlier_runs_wrote():
 def test_manifest_carries_its_profile_through_json():
     profile = Profile.of(pd.DataFrame({"x": [1.0, 2.0]}), pa.array(["a", "b"]), np.arange(2))
     manifest = Manifest(batch=0, files=(), prediction_rows=2, error_records=0, profile=profile)
-    assert json.loads(manifest.dumps())["profile"]["inputs"]["x"]["bins"] == [
-        [1.0, 1.125, 1],
-        [2.0, 2.25, 1],
-    ]
+    # A manifest holds bins as grid keys (1.0's top 15 bits, 2.0's); _profile.json as edges.
+    x = json.loads(manifest.dumps())["profile"]["inputs"]["x"]
+    assert (x["bin_keys"], x["bin_counts"], "bins" in x) == ([8184, 8192], [1, 1], False)
+    assert profile.to_json()["inputs"]["x"]["bins"] == [[1.0, 1.125, 1], [2.0, 2.25, 1]]
     assert Manifest.loads(manifest.dumps()) == manifest
+    # written by an earlier version, with edges: a resume still reads it
+    doc = json.loads(manifest.dumps())
+    doc["profile"] = profile.to_json()
+    assert Manifest.from_json(doc) == manifest
 
 
 def test_manifest_file_record_failed_whole_counts_its_rows_failed():

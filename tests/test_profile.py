@@ -4,14 +4,16 @@ equals profiling the whole."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from sparkscore.bins import bin_edges, bin_key
-from sparkscore.profile import TOP_K, Profile, sample_of
+from sparkscore.bins import bin_edges, bin_key, count_bins, count_bins_columns
+from sparkscore.profile import TOP_K, Profile, profile_values, sample_of
+from sparkscore.sample import Sample
 
 
 def rows(n: int, seed: int) -> pd.DataFrame:
@@ -31,14 +33,14 @@ def rows(n: int, seed: int) -> pd.DataFrame:
 
 
 def test_profile_merged_from_parts_equals_profile_of_all_rows():
-    frame = rows(3000, seed=1)
+    frame = rows(9000, seed=1)
     prediction = pa.array(frame["n"] * 0.5)
-    whole = Profile.of(frame, prediction, sample_of(np.arange(3000), increasing=True)).to_json()
+    whole = Profile.of(frame, prediction, sample_of(np.arange(9000), increasing=True)).to_json()
     # The last part's rows are not in file order: its sample is found row by row.
     parts = [
         (np.arange(0, 10), True),
-        (np.arange(10, 1500), True),
-        (np.arange(1500, 3000)[::-1], False),
+        (np.arange(10, 4500), True),
+        (np.arange(4500, 9000)[::-1], False),
     ]
     merged = Profile.merged(
         Profile.of(frame.iloc[p], prediction.take(p), sample_of(p, increasing=increasing))
@@ -51,22 +53,22 @@ def test_profile_merged_from_parts_equals_profile_of_all_rows():
                 column["sum"] = pytest.approx(column.pop("sum"), rel=1e-12)
                 column["mean"] = pytest.approx(column.pop("mean"), rel=1e-12)
     assert merged == whole
-    # rows 0-63, 1024-1087 and 2048-2111 are sampled; 11 of them (multiples of 17) are NaN,
+    # rows 0-63, 4096-4159 and 8192-8255 are sampled; 12 of them (multiples of 17) are NaN,
     # row 5 is infinite
-    assert (whole["rows"], whole["sampled"]) == (3000, 192)
+    assert (whole["rows"], whole["sampled"]) == (9000, 192)
     x = whole["inputs"]["x"]
-    assert (x["count"], x["nulls"], x["infinite"], x["finite"]) == (192, 11, 1, 180)
-    assert sum(n for _, _, n in x["bins"]) == 180
+    assert (x["count"], x["nulls"], x["infinite"], x["finite"]) == (192, 12, 1, 179)
+    assert sum(n for _, _, n in x["bins"]) == 179
 
 
-def test_profile_sample_is_the_first_64_rows_of_every_1024_of_a_file():
-    # file rows 1024-1087 and 2048-2099, at positions 24-87 and 1048-1099 of rows 1000-2099
-    sampled = sample_of(np.arange(1000, 2100), increasing=True).tolist()
-    assert sampled == list(range(24, 88)) + list(range(1048, 1100))
-    mixed = np.array([0, 63, 64, 0, 1023, 1024, 1087, 1088])  # two files predicted together
+def test_profile_sample_is_the_first_64_rows_of_every_4096_of_a_file():
+    # file rows 4096-4159 and 8192-8199, at positions 96-159 and 4192-4199 of rows 4000-8199
+    sampled = sample_of(np.arange(4000, 8200), increasing=True).tolist()
+    assert sampled == list(range(96, 160)) + list(range(4192, 4200))
+    mixed = np.array([0, 63, 64, 0, 4095, 4096, 4159, 4160])  # two files predicted together
     assert sample_of(mixed, increasing=False).tolist() == [0, 1, 3, 5, 6]
     assert sample_of(np.arange(0, 75), increasing=True).tolist() == list(range(64))
-    skipped = np.array([60, 62, 63, 64, 1100])  # one file's rows, bad rows left out
+    skipped = np.array([60, 62, 63, 64, 4200])  # one file's rows, bad rows left out
     assert sample_of(skipped, increasing=True).tolist() == [0, 1, 2]
 
 
@@ -115,3 +117,52 @@ def test_profile_of_manifests_counts_those_without_one():
     one = Profile.of(pd.DataFrame({"x": [1.0]}), pa.array([2.0]), np.arange(1))
     run = Profile.of_manifests([one, None, one])
     assert (run.rows, run.unprofiled, run.inputs["x"].count) == (2, 1, 2)
+
+
+def test_columns_profiled_together_equal_each_column_profiled_alone():
+    # Numeric columns (and a numeric prediction) are profiled as one block; the result must be
+    # what each column's own profile is, whatever the mix: NaN, infinity, ints, strings,
+    # values of both signs and many magnitudes, and a block in either memory order.
+    frame = rows(3000, seed=3)
+    frame["wide"] = np.random.default_rng(4).normal(0, 1, 3000) * 10.0 ** (np.arange(3000) % 13 - 6)
+    frame["neg"] = -(np.arange(3000, dtype=np.float64) ** 3)
+    for prediction in (pa.array(frame["n"] * 0.25), pa.array([1.5, None] * 1500)):
+        together = Profile.of_sampled(frame, prediction, 3000)
+        assert together.prediction == profile_values(prediction)
+        for name in frame.columns:
+            alone = profile_values(frame[name])
+            assert together.inputs[name] == replace(alone, total=pytest.approx(alone.total))
+    block = frame[["n", "wide", "neg"]].to_numpy(dtype=np.float64)
+    each = [count_bins(block[:, i].copy()) for i in range(3)]
+    assert count_bins_columns(np.ascontiguousarray(block)) == each
+    assert count_bins_columns(np.asfortranarray(block)) == each
+
+
+def test_sample_profiles_once_what_profiling_each_call_gives():
+    frame = rows(9000, seed=5)
+    prediction = pa.array(frame["n"] * 0.5)
+    calls = [np.arange(0, 1000), np.arange(1000, 6000), np.arange(6000, 9000)]
+    sample, per_call = Sample(), []
+    for p in calls:
+        chosen = sample_of(p, increasing=True)
+        sample.add(frame.iloc[p], prediction.take(p), chosen)
+        per_call.append(Profile.of(frame.iloc[p], prediction.take(p), chosen))
+    once, merged = sample.profile().to_json(), Profile.merged(per_call).to_json()
+    for doc in (once, merged):
+        for column in [*doc["inputs"].values(), doc["prediction"]]:
+            if column["kind"] == "numeric":
+                column["sum"] = pytest.approx(column.pop("sum"), rel=1e-12)
+                column["mean"] = pytest.approx(column.pop("mean"), rel=1e-12)
+    assert once == merged
+    assert (once["rows"], once["sampled"]) == (9000, 192)
+
+
+def test_sample_profiles_early_when_many_values_wait(monkeypatch):
+    monkeypatch.setattr("sparkscore.sample.FOLD_CELLS", 1000)
+    frame = pd.DataFrame({"x": np.arange(2000, dtype=np.float64)})
+    sample = Sample()
+    sample.add(frame.iloc[:400], pa.array(np.zeros(400)), np.arange(400))
+    assert sample.waiting and sample.profiled.rows == 0  # 800 values (x and prediction) wait
+    sample.add(frame.iloc[400:], pa.array(np.zeros(1600)), np.arange(1600))
+    assert not sample.waiting and sample.profiled.rows == 2000
+    assert sample.profile().inputs["x"].maximum == 1999.0

@@ -15,6 +15,7 @@ from PIL import Image
 from test_drift import EXAMPLE, INPUTS, shifted_copy
 
 import sparkscore
+from sparkscore.console import summary_line
 from sparkscore.errors import ErrorThresholdExceeded, NoRunError
 from sparkscore.report import page, text_lines
 from sparkscore.runfacts import gather
@@ -43,10 +44,11 @@ def with_bad_file(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(spark, tmp_path_factory) -> dict[str, Path]:
-    """A reference run, a run against it (age shifted, one bad file), and a run of one good
-    and the bad file that failed its error_threshold, without a profile."""
+    """A reference run (profiled, as every run is by default), a run against it (age shifted,
+    one bad file), and a run of one good and the bad file that failed its error_threshold,
+    without a profile."""
     root = tmp_path_factory.mktemp("report")
-    score(spark, EXAMPLE / "input", root / "reference", profile=True)
+    score(spark, EXAMPLE / "input", root / "reference")
     drifted = with_bad_file(shifted_copy(root / "in", "age", 0.05))
     score(spark, drifted, root / "drifted", reference=str(root / "reference"))
     two = root / "two"
@@ -54,7 +56,7 @@ def runs(spark, tmp_path_factory) -> dict[str, Path]:
     shutil.copy(drifted / "bad.csv", two)
     shutil.copy(drifted / "visits-2024-01.csv", two)
     with pytest.raises(ErrorThresholdExceeded):
-        score(spark, two, root / "failed", error_threshold=0)
+        score(spark, two, root / "failed", error_threshold=0, profile=False)
     return {name: root / name for name in ("reference", "drifted", "failed")}
 
 
@@ -113,6 +115,16 @@ def test_report_rebuilds_the_same_file_from_the_output_folder(runs):
     rebuilt = run_cli("report", str(runs["drifted"]))
     assert (rebuilt.returncode, rebuilt.stdout) == (0, f"report written to {report}\n")
     assert report.read_bytes() == written
+
+
+def test_report_false_writes_no_report_and_the_summary_line_names_none(spark, tmp_path):
+    out = tmp_path / "quiet"
+    summary = score(spark, EXAMPLE / "input", out, report=False)
+    assert not (out / "report.html").exists()
+    assert (out / "_profile.json").exists()  # profiled all the same: the default
+    assert summary_line(summary).endswith(f"; summary in {out}/_summary.json")
+    rebuilt = run_cli("report", str(out))  # written later on demand
+    assert (rebuilt.returncode, rebuilt.stdout) == (0, f"report written to {out}/report.html\n")
 
 
 def test_report_of_an_unfinished_run_counts_its_committed_mini_batches(runs, tmp_path):

@@ -18,7 +18,8 @@ ALL_NAMES = (
     "env_manager, environment_variables, error_threshold, fail_on_drift, iceberg_catalog, "
     "iceberg_table, ignore_unsupported, incremental, logging_level, "
     "max_retries, mini_batch_size, output_action, output_file_name, output_format, overwrite, "
-    "params, passthrough_columns, profile, recursive, reference, rescore, result_type, resume, "
+    "params, passthrough_columns, profile, recursive, reference, report, rescore, result_type, "
+    "resume, "
     "schema_mode, scoring_script, spark_output_columns, threads, timeout, trust_model"
 )
 
