@@ -191,6 +191,40 @@ def test_commit_batch_writes_good_files_errors_then_manifest(tmp_path):
     assert good.rows == bad.rows == 0  # buffers discarded once written
 
 
+def test_commit_batch_writes_no_manifest_when_its_errors_cannot_be_written(tmp_path):
+    """The manifest is the commit marker: written last, so a part that fails leaves the
+    mini-batch uncommitted (its retry writes the parts again)."""
+    layout = OutputLayout.at(str(tmp_path / "out"))
+    blocked = tmp_path / "out" / "errors" / "part-00002.parquet"
+    (blocked / "a directory in the way").mkdir(parents=True)
+    good, bad = SpillBuffer(SCHEMA), SpillBuffer(SCHEMA)
+    good.add(batch("a.csv", [0]))
+    bad.add(batch("b.csv", [0]))
+    error = {
+        "file_name": "b.csv",
+        "row": 0,
+        "stage": "predict",
+        "error_type": "PredictError",
+        "message": "b.csv, rows 0-0: the model's predict failed: boom",
+    }
+    result = BatchResult(
+        2,
+        [
+            FileResult("a.csv", rows_read=1, rows_scored=1),
+            FileResult("b.csv", rows_read=1, rows_failed=1, failed=True, errors=[error]),
+        ],
+    )
+    with pytest.raises(OutputError) as raised:
+        commit_batch(LOCAL, layout, result, [good, bad], SCHEMA, TaskRun(attempt=0))
+    assert raised.value.path == str(blocked)
+    assert rows_of(tmp_path / "out" / "predictions" / "part-00002.parquet") == [
+        {"file_name": "a.csv", "row": 0, "prediction": 0}
+    ]
+    assert not (tmp_path / "out" / "_manifest").exists()
+    assert read_manifests(LOCAL, layout) == {}
+    assert good.rows == bad.rows == 0  # discarded though the commit failed
+
+
 def test_read_manifests_returns_committed_batches_by_index(tmp_path):
     layout = OutputLayout.at(str(tmp_path / "out"))
     assert read_manifests(LOCAL, layout) == {}
