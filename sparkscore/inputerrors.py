@@ -86,8 +86,15 @@ class TensorShapeError(SchemaEnforcementError):
     """A tensor input cannot be given the shape the signature declares."""
 
     def __init__(
-        self, *, file: str | None, column: str, shape: Sequence[int], expected: Sequence[int]
+        self,
+        *,
+        file: str | None,
+        column: str,
+        shape: Sequence[int],
+        expected: Sequence[int],
+        reason: str | None = None,
     ) -> None:
+        """`reason` replaces the general text where the kind of tensor says more (an image)."""
         self.shape, self.expected_shape = tuple(shape), tuple(expected)
         super().__init__(
             file=file,
@@ -95,7 +102,8 @@ class TensorShapeError(SchemaEnforcementError):
             column=column,
             value=self.shape,
             expected=str(list(expected)),
-            reason=(
+            reason=reason
+            or (
                 f"input '{column}' has shape {list(self.shape)}, which does not fit the "
                 f"signature's tensor shape {list(expected)} (-1 is any size)."
             ),
@@ -114,18 +122,16 @@ class ImageShapeError(TensorShapeError):
         expected: Sequence[int],
         mode: str | None = None,
     ) -> None:
-        self.shape, self.expected_shape, self.mode = tuple(shape), tuple(expected), mode
+        self.mode = mode
         subject = "the image" if file else f"an image in column '{column}'"
         pixels = f" (Pillow mode {mode})" if mode else ""
-        SchemaEnforcementError.__init__(
-            self,
+        super().__init__(
             file=file,
-            row=None,
             column=column,
-            value=self.shape,
-            expected=str(list(expected)),
+            shape=shape,
+            expected=expected,
             reason=(
-                f"{subject} has shape {list(self.shape)}{pixels}, which cannot be reshaped to the "
+                f"{subject} has shape {list(shape)}{pixels}, which cannot be reshaped to the "
                 f"signature's tensor shape {list(expected)} (-1 is any size); convert the images "
                 "to that shape, or save the model with a signature that takes this one."
             ),
