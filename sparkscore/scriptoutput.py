@@ -20,11 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from sparkscore.csvtext import csv_header, csv_lines
+from sparkscore.csvtext import csv_header, csv_lines, csv_ready
 from sparkscore.layout import OutputLayout, remove_dir
 from sparkscore.manifest import Manifest, TaskRun
 from sparkscore.scriptrun import ScriptResult
-from sparkscore.writers import commit_parts, csv_ready, unwritable
+from sparkscore.writers import commit_parts, unwritable
 
 __all__ = ["STAGED", "commit_script_batch", "land_outputs", "write_script_csv"]
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from sparkscore.csvtext import csv_header, csv_lines
+from sparkscore.csvtext import csv_header, csv_lines, csv_ready
 from sparkscore.errors import OutputError, one_line
 from sparkscore.failures import ERROR_SCHEMA
 from sparkscore.layout import JOB_ID, OutputLayout
@@ -38,7 +38,6 @@ __all__ = [
     "commit_batch",
     "commit_parts",
     "committed_manifests",
-    "csv_ready",
     "fail_split_files",
     "parquet_writer",
     "read_json",
@@ -47,7 +46,6 @@ __all__ = [
     "unwritable",
     "with_job_id",
     "write_csv",
-    "write_errors",
     "write_json",
     "write_manifest",
     "write_part",
@@ -273,13 +271,13 @@ def commit_parts(
     script_output: str | None = None,
 ) -> Manifest:
     """The commit protocol of a mini-batch, whoever scored it: its predictions part, its errors
-    part, then its manifest, last because it is what commits the parts (a mini-batch without one
-    is not done, and its retry writes the parts again over them). `schema` and `batches` are
-    its predictions; `profile`, `items` and `script_output` go into the manifest as they are."""
+    part (none: no part), then its manifest, last because it is what commits the parts: a
+    mini-batch without one is not done, and its retry writes the parts again over them."""
     rows = write_part(
         fs, layout.part(layout.predictions, index), *with_job_id(layout, schema, batches)
     )
-    write_errors(fs, layout, index, errors)
+    records = [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else []
+    write_part(fs, layout.part(layout.errors, index), *with_job_id(layout, ERROR_SCHEMA, records))
     manifest = Manifest(
         batch=index,
         files=tuple(FileRecord.of(f) for f in files),
@@ -292,14 +290,6 @@ def commit_parts(
     )
     write_manifest(fs, layout, manifest)
     return manifest
-
-
-def write_errors(
-    fs: pafs.FileSystem, layout: OutputLayout, index: int, errors: list[dict[str, Any]]
-) -> None:
-    """A mini-batch's error records, as its part of errors/ (none: no part)."""
-    batches = [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else []
-    write_part(fs, layout.part(layout.errors, index), *with_job_id(layout, ERROR_SCHEMA, batches))
 
 
 def with_job_id(
@@ -427,15 +417,6 @@ def write_csv(
                     rows += table.num_rows
     fs.move(temporary, layout.csv)
     return rows
-
-
-def csv_ready(table: pa.Table) -> pa.Table:
-    """Nested predictions (struct, array) become JSON text, as CSV has no nested values."""
-    for i, column in enumerate(table.columns):
-        if pa.types.is_nested(column.type):
-            text = pa.array([json.dumps(v) for v in column.to_pylist()], pa.string())
-            table = table.set_column(i, table.field(i).name, text)
-    return table
 
 
 def _delete_if_exists(fs: pafs.FileSystem, path: str) -> None:
