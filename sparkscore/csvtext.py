@@ -4,18 +4,20 @@ pyarrow's CSV writer quotes every string (`"row","prediction","file_name"`, `0,1
 Azure's predictions.csv, pandas and Spark quote a value only when it holds a comma, a quote or
 a line break (and an empty string, as `""`, to tell it from a missing value, as Spark does).
 Values are turned to text by Arrow's own casts (the text pyarrow's writer would write), quoted
-where needed and joined into lines, column by column: no Python loop over rows.
+where needed and joined into lines, column by column: no Python loop over rows. Nested values
+(struct, array) are written as JSON text first (`csv_ready`), as CSV has none.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["csv_header", "csv_lines"]
+__all__ = ["csv_header", "csv_lines", "csv_ready"]
 
 _NEEDS_QUOTES = '^$|[",\r\n]'
 
@@ -66,3 +68,12 @@ def csv_lines(table: pa.Table) -> bytes:
     offsets = np.frombuffer(ended.buffers()[1], dtype=np.int32)
     start, end = offsets[ended.offset], offsets[ended.offset + len(ended)]
     return bytes(ended.buffers()[2].to_pybytes()[start:end])
+
+
+def csv_ready(table: pa.Table) -> pa.Table:
+    """Nested predictions (struct, array) become JSON text, as CSV has no nested values."""
+    for i, column in enumerate(table.columns):
+        if pa.types.is_nested(column.type):
+            text = pa.array([json.dumps(v) for v in column.to_pylist()], pa.string())
+            table = table.set_column(i, table.field(i).name, text)
+    return table

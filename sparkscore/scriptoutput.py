@@ -1,11 +1,12 @@
 """What a scoring script produced, committed exactly once: its rows, its errors and its files.
 
-A task commits a mini-batch as a no-code one does (parts named by mini-batch, then the
-manifest), and stages the files the script wrote to `AZUREML_BI_OUTPUT_PATH` under
-`OUT/_script_output/<batch>-<attempt>/` before it: the manifest names the one folder that
-counts. The driver then moves the files of committed mini-batches into OUT (`land_outputs`) and
-removes the folder with whatever failed or retried attempts staged, so a file lands once, and
-only with its mini-batch. A resumed run lands what a killed one committed but did not land.
+A task commits a mini-batch as a no-code one does (`writers.commit_parts`: parts named by
+mini-batch, then the manifest), and stages the files the script wrote to
+`AZUREML_BI_OUTPUT_PATH` under `OUT/_script_output/<batch>-<attempt>/` before it: the manifest
+names the one folder that counts. The driver then moves the files of committed mini-batches into
+OUT (`land_outputs`) and removes the folder with whatever failed or retried attempts staged, so
+a file lands once, and only with its mini-batch. A resumed run lands what a killed one committed
+but did not land.
 Pure pyarrow: tasks and the driver both use it.
 """
 
@@ -19,18 +20,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from sparkscore.csvtext import csv_header, csv_lines
+from sparkscore.csvtext import csv_header, csv_lines, csv_ready
 from sparkscore.layout import OutputLayout, remove_dir
-from sparkscore.manifest import FileRecord, Manifest, TaskRun
+from sparkscore.manifest import Manifest, TaskRun
 from sparkscore.scriptrun import ScriptResult
-from sparkscore.writers import (
-    csv_ready,
-    unwritable,
-    with_job_id,
-    write_errors,
-    write_manifest,
-    write_part,
-)
+from sparkscore.writers import commit_parts, unwritable
 
 __all__ = ["STAGED", "commit_script_batch", "land_outputs", "write_script_csv"]
 
@@ -40,30 +34,21 @@ STAGED = "_script_output"
 def commit_script_batch(
     fs: pafs.FileSystem, layout: OutputLayout, result: ScriptResult, task: TaskRun
 ) -> Manifest:
-    """Write the rows run returned and the errors, stage the script's files, then commit."""
+    """Stage the script's files, then commit the rows run returned, the errors and the manifest
+    that names the staged folder."""
     table = result.table
-    rows = write_part(
+    return commit_parts(
         fs,
-        layout.part(layout.predictions, result.index),
-        *with_job_id(
-            layout,
-            table.schema if table is not None else pa.schema([]),
-            table.to_batches() if table is not None else [],
-        ),
-    )
-    errors = result.errors
-    write_errors(fs, layout, result.index, errors)
-    manifest = Manifest(
-        batch=result.index,
-        files=tuple(FileRecord.of(f) for f in result.files),
-        prediction_rows=rows,
-        error_records=len(errors),
+        layout,
+        table.schema if table is not None else pa.schema([]),
+        table.to_batches() if table is not None else [],
+        index=result.index,
+        files=result.files,
+        errors=result.errors,
         task=task,
         items=result.items,
         script_output=_stage(fs, layout, result) if table is not None else None,
     )
-    write_manifest(fs, layout, manifest)
-    return manifest
 
 
 def _stage(fs: pafs.FileSystem, layout: OutputLayout, result: ScriptResult) -> str | None:

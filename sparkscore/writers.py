@@ -22,12 +22,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
-from sparkscore.csvtext import csv_header, csv_lines
+from sparkscore.csvtext import csv_header, csv_lines, csv_ready
 from sparkscore.errors import OutputError, one_line
 from sparkscore.failures import ERROR_SCHEMA
 from sparkscore.layout import JOB_ID, OutputLayout
 from sparkscore.manifest import FileRecord, Manifest, TaskRun
-from sparkscore.scoring import BatchResult, Sink
+from sparkscore.profile import Profile
+from sparkscore.scoring import BatchResult, FileResult, Sink
 
 __all__ = [
     "ROW_GROUP_BYTES",
@@ -35,8 +36,8 @@ __all__ = [
     "SPILL_BYTES",
     "SpillBuffer",
     "commit_batch",
+    "commit_parts",
     "committed_manifests",
-    "csv_ready",
     "fail_split_files",
     "parquet_writer",
     "read_json",
@@ -45,7 +46,6 @@ __all__ = [
     "unwritable",
     "with_job_id",
     "write_csv",
-    "write_errors",
     "write_json",
     "write_manifest",
     "write_part",
@@ -236,35 +236,60 @@ def commit_batch(
     schema: pa.Schema,
     task: TaskRun,
 ) -> Manifest:
-    """Write a mini-batch's predictions and errors, then its manifest, which commits it."""
+    """Commit a mini-batch sparkscore scored: its good files' predictions, its errors, then its
+    manifest; the buffers are discarded whatever happens."""
     kept = [b for f, b in zip(result.files, buffers) if not f.failed]
+    try:
+        return commit_parts(
+            fs,
+            layout,
+            schema,
+            (batch for b in kept for batch in b.batches()),
+            index=result.index,
+            files=result.files,
+            errors=result.errors,
+            task=task,
+            profile=None if result.profile is None else replace(result.profile, batches=1),
+        )
+    finally:
+        for b in buffers:
+            b.discard()
+
+
+def commit_parts(
+    fs: pafs.FileSystem,
+    layout: OutputLayout,
+    schema: pa.Schema,
+    batches: Iterable[pa.RecordBatch],
+    *,
+    index: int,
+    files: Sequence[FileResult],
+    errors: list[dict[str, Any]],
+    task: TaskRun,
+    profile: Profile | None = None,
+    items: int | None = None,
+    script_output: str | None = None,
+) -> Manifest:
+    """The commit protocol of a mini-batch, whoever scored it: its predictions part, its errors
+    part (none: no part), then its manifest, last because it is what commits the parts: a
+    mini-batch without one is not done, and its retry writes the parts again over them."""
     rows = write_part(
-        fs,
-        layout.part(layout.predictions, result.index),
-        *with_job_id(layout, schema, (batch for b in kept for batch in b.batches())),
+        fs, layout.part(layout.predictions, index), *with_job_id(layout, schema, batches)
     )
-    for b in buffers:
-        b.discard()
-    errors = result.errors
-    write_errors(fs, layout, result.index, errors)
+    records = [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else []
+    write_part(fs, layout.part(layout.errors, index), *with_job_id(layout, ERROR_SCHEMA, records))
     manifest = Manifest(
-        batch=result.index,
-        files=tuple(FileRecord.of(f) for f in result.files),
+        batch=index,
+        files=tuple(FileRecord.of(f) for f in files),
         prediction_rows=rows,
         error_records=len(errors),
         task=task,
-        profile=None if result.profile is None else replace(result.profile, batches=1),
+        profile=profile,
+        items=items,
+        script_output=script_output,
     )
     write_manifest(fs, layout, manifest)
     return manifest
-
-
-def write_errors(
-    fs: pafs.FileSystem, layout: OutputLayout, index: int, errors: list[dict[str, Any]]
-) -> None:
-    """A mini-batch's error records, as its part of errors/ (none: no part)."""
-    batches = [pa.RecordBatch.from_pylist(errors, schema=ERROR_SCHEMA)] if errors else []
-    write_part(fs, layout.part(layout.errors, index), *with_job_id(layout, ERROR_SCHEMA, batches))
 
 
 def with_job_id(
@@ -392,15 +417,6 @@ def write_csv(
                     rows += table.num_rows
     fs.move(temporary, layout.csv)
     return rows
-
-
-def csv_ready(table: pa.Table) -> pa.Table:
-    """Nested predictions (struct, array) become JSON text, as CSV has no nested values."""
-    for i, column in enumerate(table.columns):
-        if pa.types.is_nested(column.type):
-            text = pa.array([json.dumps(v) for v in column.to_pylist()], pa.string())
-            table = table.set_column(i, table.field(i).name, text)
-    return table
 
 
 def _delete_if_exists(fs: pafs.FileSystem, path: str) -> None:

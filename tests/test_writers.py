@@ -136,34 +136,40 @@ def test_write_part_that_fails_midway_leaves_the_old_part_and_no_temporary(tmp_p
     assert [p.name for p in (tmp_path / "predictions").iterdir()] == ["part-00000.parquet"]
 
 
-def test_commit_batch_writes_good_files_errors_then_manifest(tmp_path):
-    layout = OutputLayout.at(str(tmp_path / "out"))
+ERROR = {
+    "file_name": "b.csv",
+    "row": 4,
+    "stage": "validate",
+    "error_type": "SchemaEnforcementError",
+    "message": "b.csv, row 4: ...",
+}
+
+
+def good_and_failed() -> tuple[BatchResult, list[SpillBuffer]]:
+    """Mini-batch 2: a.csv scored (rows 0 and 1), b.csv failed (ERROR); their buffers."""
     good, bad = SpillBuffer(SCHEMA), SpillBuffer(SCHEMA)
     good.add(batch("a.csv", [0, 1]))
     bad.add(batch("b.csv", [0]))
-    error = {
-        "file_name": "b.csv",
-        "row": 4,
-        "stage": "validate",
-        "error_type": "SchemaEnforcementError",
-        "message": "b.csv, row 4: ...",
-    }
     result = BatchResult(
         2,
         [
             FileResult("a.csv", rows_read=2, rows_scored=2),
-            FileResult("b.csv", rows_read=5, rows_failed=5, failed=True, errors=[error]),
+            FileResult("b.csv", rows_read=5, rows_failed=5, failed=True, errors=[ERROR]),
         ],
     )
-    manifest = commit_batch(
-        LOCAL, layout, result, [good, bad], SCHEMA, TaskRun(attempt=1)
-    ).to_json()
+    return result, [good, bad]
+
+
+def test_commit_batch_writes_good_files_errors_then_manifest(tmp_path):
+    layout = OutputLayout.at(str(tmp_path / "out"))
+    result, buffers = good_and_failed()
+    manifest = commit_batch(LOCAL, layout, result, buffers, SCHEMA, TaskRun(attempt=1)).to_json()
     out = tmp_path / "out"
     assert rows_of(out / "predictions" / "part-00002.parquet") == [
         {"file_name": "a.csv", "row": 0, "prediction": 0},
         {"file_name": "a.csv", "row": 1, "prediction": 1},
     ]
-    assert rows_of(out / "errors" / "part-00002.parquet") == [error]
+    assert rows_of(out / "errors" / "part-00002.parquet") == [ERROR]
     assert pq.read_schema(out / "errors" / "part-00002.parquet").names == ERROR_SCHEMA.names
     assert manifest == {
         "batch": 2,
@@ -188,7 +194,26 @@ def test_commit_batch_writes_good_files_errors_then_manifest(tmp_path):
         "attempt": 1,
     }
     assert json.loads((out / "_manifest" / "batch-00002.json").read_text()) == manifest
-    assert good.rows == bad.rows == 0  # buffers discarded once written
+    assert [b.rows for b in buffers] == [0, 0]  # discarded once written
+
+
+def test_commit_batch_writes_no_manifest_when_its_errors_cannot_be_written(tmp_path):
+    """The manifest is the commit marker: written last, so a part that fails leaves the
+    mini-batch uncommitted (its retry writes the parts again)."""
+    layout = OutputLayout.at(str(tmp_path / "out"))
+    blocked = tmp_path / "out" / "errors" / "part-00002.parquet"
+    (blocked / "a directory in the way").mkdir(parents=True)
+    result, buffers = good_and_failed()
+    with pytest.raises(OutputError) as raised:
+        commit_batch(LOCAL, layout, result, buffers, SCHEMA, TaskRun(attempt=0))
+    assert raised.value.path == str(blocked)
+    assert rows_of(tmp_path / "out" / "predictions" / "part-00002.parquet") == [
+        {"file_name": "a.csv", "row": 0, "prediction": 0},
+        {"file_name": "a.csv", "row": 1, "prediction": 1},
+    ]
+    assert not (tmp_path / "out" / "_manifest").exists()
+    assert read_manifests(LOCAL, layout) == {}
+    assert [b.rows for b in buffers] == [0, 0]  # discarded though the commit failed
 
 
 def test_read_manifests_returns_committed_batches_by_index(tmp_path):
