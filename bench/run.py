@@ -385,12 +385,12 @@ def timing_note(args: argparse.Namespace) -> str:
     return f">= {seconds:g} s (at most {args.max_runs} runs)"
 
 
-def start_session() -> tuple[Any, float]:
+def start_session(master: str = "local[*]") -> tuple[Any, float]:
     from pyspark.sql import SparkSession
 
     t = time.perf_counter()
     spark = (
-        SparkSession.builder.master("local[*]")
+        SparkSession.builder.master(master)
         .appName("sparkscore-bench")
         .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
