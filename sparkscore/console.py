@@ -286,6 +286,7 @@ def summary_line(result: dict[str, Any]) -> str:
     incremental = result.get("incremental")
     unchanged = f", {incremental['files_unchanged']} unchanged" if incremental else ""
     counted = f"{result['rows_scored']} rows scored, {result['rows_failed']} rows failed"
+    reported = result.get("settings", {}).get("report", True)  # a record of an older version
     rate = f"{result['rows_per_s']} rows/s"
     if "items_succeeded" in result:  # a scoring script: Azure counts the elements run returned
         items, duration = result["items_succeeded"], result["duration_s"]
@@ -297,8 +298,7 @@ def summary_line(result: dict[str, Any]) -> str:
         f"{f' (and {unknown} failed files whose rows could not be counted)' if unknown else ''}, "
         f"{result['files_skipped']} files skipped{unchanged}, {result['duration_s']}s "
         f"({rate}); summary in {records}/_summary.json"
-        f"{f', report in {records}/report.html' if result['settings'].get('report', True) else ''}"
-        f"{rows}"
+        f"{f', report in {records}/report.html' if reported else ''}{rows}"
     )
 
 

@@ -44,7 +44,6 @@ _NO_CODE_ONLY = {
     "passthrough_columns": (),
     "result_type": None,
     "params": None,
-    "profile": False,
     "reference": None,
     "fail_on_drift": False,
     "env_manager": "local",

@@ -282,8 +282,9 @@ class Settings:
 
     @property
     def profiling(self) -> bool:
-        """Whether the run profiles its rows: asked for, or needed to compare with a reference."""
-        return self.profile or self.reference is not None
+        """Whether the run profiles its rows: asked for, or needed to compare with a reference;
+        never with a scoring script, which calls the model itself (sparkscore sees no rows)."""
+        return (self.profile or self.reference is not None) and self.scoring_script is None
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed, checked like any other argument."""

@@ -246,7 +246,7 @@ def test_incremental_refuses_outputs_it_cannot_add_to(spark, model, tmp_path):
     with pytest.raises(sparkscore.OutputError) as refused:
         incremental(spark, model, inp, out, "parquet")
     assert str(refused.value) == (
-        f"{out}: holds _manifest, _run.json, _summary.json, which incremental runs do not "
+        f"{out}: holds _manifest, _profile.json, _run.json, which incremental runs do not "
         "write (was it written without incremental: true?); nothing was touched. Choose a new "
         "output folder for incremental runs."
     )

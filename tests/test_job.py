@@ -300,6 +300,7 @@ def test_job_csv_output_leaves_no_parquet_or_staging(csv_run):
     out, _ = csv_run
     assert sorted(p.name for p in out.iterdir()) == [
         "_manifest",
+        "_profile.json",
         "_run.json",
         "_summary.json",
         "predictions.csv",
@@ -381,6 +382,7 @@ def test_job_summary_only_csv_writes_no_predictions_at_all(spark, zoo, with_unsu
     assert summary["rows_scored"] == 5
     assert sorted(p.name for p in out.iterdir()) == [
         "_manifest",
+        "_profile.json",
         "_run.json",
         "_summary.json",
         "report.html",
