@@ -2,19 +2,26 @@
 perf data, in one run.
 
     .venv/bin/python bench/rows.py [--scales 1,4,16] [--models lr,rf] [--runs N] [--rf-max-scale S]
+        [--grow files|rows]
 
-For each scale, the perf data's `parquet16` set at that scale (16 files; 3.2M rows at 1x, 12.8M
-at 4x, 51.2M at 16x, the larger sets starting with the smaller ones' rows: same seed), always
-with Parquet row groups of 1,048,576 rows (pyarrow's default), so that only the row count
-changes: `run.py --scale 4` would make row groups 4x larger, and this script regenerates a set
-whose row groups differ (the scale-1 set `run.py` uses already has these). In one `local[2]`
-session, in this process, each model's job (`sparkscore.score`, default settings, as `run.py`'s
-MODEL-parquet-job cases) on each scale: one untimed warm-up, then --runs timed runs (median),
-peak RSS of the driver and of the Python workers over the case (rss.py). Every figure is
-against the first scale of --scales, the base, for the same model. Targets (issue 22): time per
-row within 10% of the base's (ratio <= 1.10), and driver and worker peak RSS flat (<= 1.2x the
-base's). The RandomForest runs only up to --rf-max-scale (at 16x a run takes about 5 minutes
-on 2 cores). Prints the table and writes it to bench/out/rows.md.
+For each scale, the perf data's rows at that scale (3.2M rows at 1x, 12.8M at 4x, 51.2M at 16x,
+the larger sets starting with the smaller ones' rows: same seed), grown one of two ways:
+
+- `--grow files` (the default): more files of the 1x shape, 200,000 rows each in one row group
+  (16 x scale files). Only the amount of work changes, so this is the figure for "cost grows
+  only with the work".
+- `--grow rows`: the `parquet16` set at that scale, 16 files of 200,000 x scale rows, with
+  row groups of 1,048,576 rows (pyarrow's default): longer files, whose row groups (up to 1M
+  rows, 88 MB of decoded columns each) a reader holds whole, as Parquet's layout asks. The
+  scale-1 set `run.py` uses already is this; a set whose row groups differ is regenerated.
+
+In one `local[2]` session, in this process, each model's job (`sparkscore.score`, default settings,
+as `run.py`'s MODEL-parquet-job cases) on each scale: one untimed warm-up, then --runs timed runs
+(median), peak RSS of the driver and of the Python workers over the case (rss.py). Every figure is
+against the first scale of --scales, the base, for the same model. Targets (issue 22): time per row
+within 10% of the base's (ratio <= 1.10), and driver and worker peak RSS flat (<= 1.2x the base's).
+The RandomForest runs only up to --rf-max-scale (at 16x a run takes about 5 minutes on 2 cores).
+Prints the table and writes it to bench/out/rows-grow-GROW.md.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +48,6 @@ ROW_GROUP_ROWS = datasets.PYARROW_DEFAULT_ROW_GROUP
 MODELS = ("lr", "rf")
 TIME_TARGET = 1.10  # time per row against the base scale's
 RSS_TARGET = 1.2  # peak RSS against the base scale's
-RESULTS = run.OUT / "rows.md"
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ def main(argv: list[str]) -> int:
         print(f"warning: load average {load_start:.1f}: other work will skew the figures")
     wanted = [(m, s) for m in args.models for s in args.scales if m != "rf" or s <= args.rf_max]
     skipped = [f"{m} at {s:g}x" for m in args.models for s in args.scales if (m, s) not in wanted]
-    data = {s: ensure(s) for s in dict.fromkeys(s for _, s in wanted)}
+    data = {s: ensure(s, args.grow) for s in dict.fromkeys(s for _, s in wanted)}
     models = datasets.ensure_models(datasets.DATA)
     spark, took = run.start_session("local[2]")
     print(f"local[2] session started in {took:.1f} s (Spark {spark.version})", flush=True)
@@ -84,9 +90,10 @@ def main(argv: list[str]) -> int:
     text = report(args, stamp, time.time() - started, measured, data, notes, loads)
     print()
     print(text)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    print(f"\nwritten to {RESULTS}")
+    results = run.OUT / f"rows-grow-{args.grow}.md"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(text)
+    print(f"\nwritten to {results}")
     return 1 if any(x.result.error for x in measured) else 0
 
 
@@ -99,6 +106,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated: lr, rf")
     p.add_argument("--runs", type=int, default=3, help="timed runs per case, after one warm-up")
+    p.add_argument(
+        "--grow",
+        choices=("files", "rows"),
+        default="files",
+        help="files: 16 x scale files of 200,000 rows (default); rows: 16 longer files",
+    )
     p.add_argument(
         "--rf-max-scale",
         dest="rf_max",
@@ -121,9 +134,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def ensure(scale: float) -> datasets.Dataset:
-    """The parquet16 set at this scale, with row groups of ROW_GROUP_ROWS rows."""
+def ensure(scale: float, grow: str) -> datasets.Dataset:
+    """The rows at this scale: in 16 x scale files of the 1x shape (grow "files"), or the
+    parquet16 set at this scale with row groups of ROW_GROUP_ROWS rows (grow "rows")."""
     root, spec = datasets.scale_root(scale), datasets.specs(scale)["parquet16"]
+    if grow == "files" and scale != 1:
+        files = max(1, round(16 * scale))
+        spec = replace(spec, name=f"parquet{files}x200k", files=files)
     marker = root / f"{spec.name}.json"
     if marker.exists():
         saved = json.loads(marker.read_text()).get("params", {})
@@ -229,15 +246,20 @@ def report(
         "",
         f"{stamp:%Y-%m-%d %H:%M %Z}, {seconds / 60:.1f} minutes: `bench/rows.py --scales "
         f"{','.join(f'{s:g}' for s in args.scales)} --models {','.join(args.models)} --runs "
-        f"{args.runs} --rf-max-scale {args.rf_max:g}`; {machine['cores']} cores "
+        f"{args.runs} --rf-max-scale {args.rf_max:g} --grow {args.grow}`; {machine['cores']} cores "
         f"({machine['cpu']}), {machine['memory']}; load average {loads[0]:.1f} at the start, "
         f"{loads[1]:.1f} at the end.",
         "",
         ", ".join(f"{k} {v}" for k, v in run.versions().items()) + ".",
         "",
-        "Each model's job (`sparkscore.score`, default settings) in one `local[2]` session, "
-        f"on the perf data's 16 Parquet files at each scale, row groups of {ROW_GROUP_ROWS:,} "
-        "rows; one warm-up, then the median of the timed runs; peak RSS over the whole case. "
+        "Each model's job (`sparkscore.score`, default settings) in one `local[2]` session, on "
+        + (
+            "16 x scale Parquet files of 200,000 rows (one row group each) at each scale"
+            if args.grow == "files"
+            else "the perf data's 16 Parquet files at each scale, row groups of "
+            f"{ROW_GROUP_ROWS:,} rows"
+        )
+        + "; one warm-up, then the median of the timed runs; peak RSS over the whole case. "
         f"Ratios are against the same model at {base:g}x.",
         "",
         *(

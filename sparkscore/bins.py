@@ -19,6 +19,7 @@ back to its key (bin_key).
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 import sys
@@ -98,6 +99,7 @@ def _float(bits: int) -> float:
     return value
 
 
+@functools.lru_cache(maxsize=1 << 15)  # every key: a run writes the same few hundred often
 def bin_edges(key: int) -> tuple[float, float]:
     """The values a grid key holds: [lo, hi) for a key >= 0, (lo, hi] for a negative one."""
     raw = _ordinal(key)  # its own inverse

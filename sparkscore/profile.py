@@ -184,26 +184,25 @@ class Profile:
     ) -> Profile:
         """One predict call's rows: what the model was given (a tensor's columns are not
         profiled) and its predictions, over the rows at `sample` (see sample_of)."""
-        frame = model_input.take(sample) if isinstance(model_input, pd.DataFrame) else None
-        return cls.of_sampled(frame, prediction.take(sample), rows=len(prediction))
+        frames = [model_input.take(sample)] if isinstance(model_input, pd.DataFrame) else []
+        return cls.of_sampled(frames, prediction.take(sample), rows=len(prediction))
 
     @classmethod
-    def of_sampled(cls, frame: pd.DataFrame | None, prediction: pa.Array, rows: int) -> Profile:
-        """Sampled rows, every one profiled: the inputs (None: a tensor's, not profiled) and the
-        predictions, of `rows` rows in all."""
-        names = _plain_numbers(frame)
+    def of_sampled(cls, frames: Sequence[pd.DataFrame], prediction: pa.Array, rows: int) -> Profile:
+        """Sampled rows, every one profiled: the inputs, in frames of the same columns (none: a
+        tensor's, not profiled), and the predictions, of `rows` rows in all. The frames are
+        never concatenated: their numbers join one block, other columns are joined alone."""
+        names = _plain_numbers(frames)
         blocks = []
-        if names and frame is not None:
-            chosen = frame if len(names) == frame.shape[1] else frame[names]  # a selection costs
-            blocks.append(chosen.to_numpy(dtype=np.float64))
+        if names:
+            blocks.append(np.concatenate([_numbers(f, names) for f in frames]))
         predicted = _plain_prediction(prediction)
         if predicted is not None:
             blocks.append(predicted[:, None])
         together = dict(zip([*names, _PREDICTED], _finite_columns(blocks)))
         columns: dict[str, ColumnProfile] = {}
-        if frame is not None:
-            for name in frame.columns:
-                columns[str(name)] = together.get(name) or profile_values(frame[name])
+        for name in frames[0].columns if frames else ():
+            columns[str(name)] = together.get(name) or profile_values(_joined(frames, name))
         return cls(
             rows=rows,
             sampled=len(prediction),
@@ -326,11 +325,29 @@ def _at(values: np.ndarray, sample: np.ndarray | None) -> np.ndarray:
     return values if sample is None else values[sample]
 
 
-def _plain_numbers(frame: pd.DataFrame | None) -> list[Any]:
-    """The names of a frame's numeric columns of numpy types (no nulls but NaN)."""
-    if frame is None or not len(frame):
+def _plain_numbers(frames: Sequence[pd.DataFrame]) -> list[Any]:
+    """The names of the columns that are numbers of numpy types (no nulls but NaN) in every
+    one of these frames."""
+    if not frames or not sum(len(f) for f in frames):
         return []
-    return [n for n, t in frame.dtypes.items() if isinstance(t, np.dtype) and t.kind in "fiu"]
+    plain = [{n for n, t in f.dtypes.items() if _plain(t)} for f in frames[1:]]
+    return [n for n, t in frames[0].dtypes.items() if _plain(t) and all(n in p for p in plain)]
+
+
+def _plain(dtype: Any) -> bool:
+    return isinstance(dtype, np.dtype) and dtype.kind in "fiu"
+
+
+def _numbers(frame: pd.DataFrame, names: list[Any]) -> np.ndarray:
+    chosen = frame if len(names) == frame.shape[1] else frame[names]  # a selection costs
+    block: np.ndarray = chosen.to_numpy(dtype=np.float64)
+    return block
+
+
+def _joined(frames: Sequence[pd.DataFrame], name: Any) -> pd.Series:
+    if len(frames) == 1:
+        return frames[0][name]
+    return pd.concat([f[name] for f in frames], ignore_index=True)
 
 
 def _plain_prediction(prediction: pa.Array) -> np.ndarray | None:

@@ -82,14 +82,9 @@ class Sample:
             frame = taken[0]
             key = None if frame is None else tuple(map(str, frame.columns))
             groups.setdefault(key, []).append(taken)
-        for key, group in groups.items():
+        for group in groups.values():
             frames = [f for f, _, _ in group if f is not None]
-            frame = None if key is None else _concat(frames)
             predictions = pa.concat_arrays([p for _, p, _ in group])
             rows = sum(r for _, _, r in group)
-            self.profiled = self.profiled.merge(Profile.of_sampled(frame, predictions, rows))
+            self.profiled = self.profiled.merge(Profile.of_sampled(frames, predictions, rows))
         self.waiting, self.cells = [], 0
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

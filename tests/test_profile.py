@@ -127,11 +127,13 @@ def test_columns_profiled_together_equal_each_column_profiled_alone():
     frame["wide"] = np.random.default_rng(4).normal(0, 1, 3000) * 10.0 ** (np.arange(3000) % 13 - 6)
     frame["neg"] = -(np.arange(3000, dtype=np.float64) ** 3)
     for prediction in (pa.array(frame["n"] * 0.25), pa.array([1.5, None] * 1500)):
-        together = Profile.of_sampled(frame, prediction, 3000)
+        together = Profile.of_sampled([frame], prediction, 3000)
         assert together.prediction == profile_values(prediction)
         for name in frame.columns:
             alone = profile_values(frame[name])
             assert together.inputs[name] == replace(alone, total=pytest.approx(alone.total))
+        halves = Profile.of_sampled([frame.iloc[:1000], frame.iloc[1000:]], prediction, 3000)
+        assert halves.inputs == together.inputs  # frames are joined column by column
     block = frame[["n", "wide", "neg"]].to_numpy(dtype=np.float64)
     each = [count_bins(block[:, i].copy()) for i in range(3)]
     assert count_bins_columns(np.ascontiguousarray(block)) == each
