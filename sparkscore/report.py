@@ -18,6 +18,7 @@ from pyarrow import fs as pafs
 from sparkscore import charts
 from sparkscore.distributions import Distribution
 from sparkscore.layout import OutputLayout
+from sparkscore.profile import SAMPLE_BLOCK, SAMPLE_PERIOD
 from sparkscore.runfacts import REPORT_FILE, ColumnFacts, RunFacts, gather, gather_at
 from sparkscore.storage import resolve
 
@@ -187,14 +188,16 @@ def _prediction(facts: RunFacts) -> list[str]:
     if overall is None:
         return [*out, f"<p class=note>{_e(prediction.note or 'no predictions')}.</p>"]
 
+    every = overall.rows >= (facts.counts.rows_scored or 0)
+    title = f"all {overall.rows:,.0f} rows" if every else f"{overall.rows:,.0f} sampled rows"
+
     def figures() -> list[str]:
-        drawn = [
-            _figure(f"prediction: all {overall.rows:,.0f} rows", overall, prediction.reference)
-        ]
+        drawn = [_figure(f"prediction: {title}", overall, prediction.reference)]
         for f in prediction.differing:
             drawn.append(
                 _figure(
-                    f"prediction in {f.file_name} ({f.rows:,} rows, distance {f.distance:.2f})",
+                    f"prediction in {f.file_name} ({f.rows:,} {'' if every else 'sampled '}"
+                    f"rows, distance {f.distance:.2f})",
                     f.distribution,
                     overall,
                     labels=(f.file_name, "all rows"),
@@ -203,8 +206,13 @@ def _prediction(facts: RunFacts) -> list[str]:
         return drawn
 
     notes = []
+    if not every:
+        notes.append(
+            f"Drawn from the profile's sample: the first {SAMPLE_BLOCK} rows of every "
+            f"{SAMPLE_PERIOD:,} of each file."
+        )
     if prediction.reference is not None:
-        notes.append("All rows against the reference's profiled rows.")
+        notes.append("This run's rows against the reference's profiled rows.")
     if prediction.differing:
         notes.append(
             "Beside them: the files whose predictions differ most from the whole "

@@ -283,7 +283,10 @@ def _predictions(
         path, fmt = f"{layout.root}/{name}", "csv"
         present = fs.get_file_info(path).type == pafs.FileType.File
     else:
-        path, fmt = layout.predictions, "parquet"
+        # file_name read as the dictionary it was written as: decoded, a batch's names were
+        # most of the driver's memory here (a file's path on each of its rows).
+        path = layout.predictions
+        fmt = ds.ParquetFileFormat(read_options={"dictionary_columns": ["file_name"]})
         present = fs.get_file_info(path).type == pafs.FileType.Directory
     if not present:
         return Predictions(note="no predictions were written")

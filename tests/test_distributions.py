@@ -73,3 +73,22 @@ def test_distributions_say_why_a_prediction_is_not_drawn(tmp_path):
         None,
         "a prediction of type list<element: double> is not drawn",
     )
+
+
+def test_distributions_of_predictions_draw_the_profiles_sample_of_rows(tmp_path):
+    # One file of 5,000 rows: its rows 0-63 and 4096-4159 are the sample; every other row has
+    # a prediction of 9, which must not be drawn.
+    row = np.arange(5000)
+    sampled = (row % 4096) < 64
+    pq.write_table(
+        pa.table(
+            {
+                "row": row,
+                "prediction": np.where(sampled, row % 2, 9),
+                "file_name": ["a.csv"] * 5000,
+            }
+        ),
+        tmp_path / "part-00000.parquet",
+    )
+    found = of_predictions(ds.dataset(tmp_path, format="parquet"))
+    assert (found.overall.labels, found.overall.counts) == (("0", "1"), (64.0, 64.0))

@@ -174,7 +174,7 @@ def test_report_renders_every_chart_in_chromium(runs, tmp_path):
     titles = [re.match(r'<svg role="img" aria-label="([^"]+)"', svg).group(1) for svg in svgs]
     texts = [re.findall(r"<text\b[^>]*>([^<]+)</text>", svg) for svg in svgs]
     assert all(title in text for title, text in zip(titles, texts))  # drawn, as text
-    assert titles[:2] == ["Mini-batches committed over the run", "prediction: all 300 rows"]
+    assert titles[:2] == ["Mini-batches committed over the run", "prediction: 256 sampled rows"]
     assert all(t.startswith("prediction in visits-2024-") for t in titles[2:5])
     assert titles[5] == "age (PSI 1.867, drifted)"  # drifted first
     assert titles[6:] == [f"{name} (PSI 0.000)" for name in INPUTS[1:]]
