@@ -20,7 +20,7 @@ columns, so three numpy reductions over every value (sum, min, max) already cost
 tasks, and binning every value several times that. A predict call only takes its sampled rows
 (sparkscore.sample); they are profiled once a mini-batch, the numeric columns together in one
 block (a column's own profile costs mostly fixed overhead), and manifests carry bins as grid
-keys. Measured with bench/profile_cost.py: docs/performance.md#profiling.
+keys. Measured with bench/profile_cost.py: docs/performance.md#profilings-cost.
 
 String and boolean columns: count, nulls and the counts of their TOP_K most frequent values;
 the rows of the other values add up in `other`. Merging keeps the TOP_K largest of the summed
