@@ -273,15 +273,24 @@ def job_case(
     out: Path,
     *,
     threads: Any = "auto",
+    report: bool = False,
     **kw: Any,
 ) -> Result:
     """sparkscore.score(spark, model, input, out, overwrite=True): default settings, but for
-    `threads` where a case compares the thread budget with each library's default."""
+    `threads` where a case compares the thread budget with each library's default, and
+    `report: false` unless asked: report.html is a fixed cost per run (0.25 to 0.55 s of charts
+    on the driver, bench/profile_cost.py), not per row, and the job figures are rates."""
     import sparkscore
 
     def once(_peak: PeakRss) -> None:
         summary = sparkscore.score(
-            spark, str(model), str(ds.path), str(out), overwrite=True, threads=threads
+            spark,
+            str(model),
+            str(ds.path),
+            str(out),
+            overwrite=True,
+            threads=threads,
+            report=report,
         )
         _job_summary(result, summary, ds)
 

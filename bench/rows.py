@@ -166,8 +166,16 @@ def job(spark: Any, model: Path, ds: datasets.Dataset, case: str, runs: int) -> 
     r = Result(case, rows=ds.rows)
     timing = Timing(min_seconds=0.0, max_runs=runs)
     try:
-        cases.job_case(
-            r, spark, model, ds, out, timing=timing, peak=PeakRss([me], driver_pid=me), runs=runs
+        cases.job_case(  # with the report: this figure is the whole run, fixed costs too
+            r,
+            spark,
+            model,
+            ds,
+            out,
+            report=True,
+            timing=timing,
+            peak=PeakRss([me], driver_pid=me),
+            runs=runs,
         )
     except Exception as e:  # setting the case up failed (measure() catches the runs' errors)
         cases.record_error(r, e)

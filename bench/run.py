@@ -985,7 +985,9 @@ def report(
         "end-to-end time is in the notes.",
         "- LIMIT: the raw scikit-learn model's predict on an in-memory pandas frame, one thread "
         "(threadpoolctl, n_jobs=1), best of 10k/50k/200k-row batches; ideal = LIMIT x cores.",
-        "- job: `sparkscore.score(spark, model, input, out, overwrite=True)`, default settings, in "
+        "- job: `sparkscore.score(spark, model, input, out, overwrite=True, report=False)`, "
+        "default settings but for the report (profiled; report.html is a fixed cost per run, "
+        "0.25 to 0.55 s on the driver, measured by bench/profile_cost.py), in "
         "this process's `local[*]` session (one session for all in-process cases"
         + (", restarted before each case (--fresh-session)" if args.fresh_session else "")
         + "); it writes file_name, row, prediction. spark_udf "
