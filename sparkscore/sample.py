@@ -1,12 +1,12 @@
 """A profile's sampled rows while they wait: taken at each predict call, profiled at once.
 
-Profiling costs mostly a fixed amount per column each time it runs (a few numpy and Arrow
-calls, 0.1-0.3 ms a column), not per row: profiled at every predict call, the LR benchmark's
-tasks spent 14-18% more CPU (now about 6%: docs/performance.md#profilings-cost). So a predict call only takes its sampled rows (one `take` of the
-frame and one of the predictions, a sixteenth of the rows: sparkscore.profile's sample) and
-keeps them with its file; the rows are profiled once a mini-batch's files are known to be kept
-(a failed file's rows are forgotten with its sample), or sooner when FOLD_CELLS sampled values
-wait, so that a huge mini-batch holds a bounded sample in memory.
+Profiling costs mostly a fixed amount per column each time it runs (a few numpy and Arrow calls,
+0.1-0.3 ms a column), not per row: profiled at every predict call, the LR benchmark's tasks spent
+14-18% more CPU (now about 6%: docs/performance.md#profilings-cost). So a predict call only takes
+its sampled rows (one `take` of the frame and one of the predictions, 1 row in 64:
+sparkscore.profile's sample) and keeps them with its file; the rows are profiled once a mini-
+batch's files are known to be kept (a failed file's rows are forgotten with its sample), or sooner
+when FOLD_CELLS sampled values wait, so that a huge mini-batch holds a bounded sample in memory.
 
 Profiling the rows together rather than call by call gives the same profile (merging is exact;
 sums may differ in the last bits), with top-k counts over the whole sample.
