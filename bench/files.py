@@ -1,6 +1,7 @@
 """Files on the driver: listing, planning, a full run and a resume over many tiny files.
 
     python bench/files.py [--counts 10000,100000,1000000] [--run 100000] [--csv-rows 3200000]
+        [--s3 100000]
 
 For each count, a folder of that many one-row CSV files (the perf data's ten columns, made once
 under bench/data/files/) is planned in a fresh Python process: `planner.plan` with two task
@@ -11,7 +12,10 @@ counts up to --run. On the --run count, `sparkscore score` scores every file (lo
 committed manifests, with no Spark. Targets (issue 22): planning linear in files and under 60 s
 for 1M local files, driver peak RSS under 1 GiB for 1M files, resume's check under 10 s for
 100k committed files. Last, `output_format: csv` consolidation on the driver
-(`writers.write_csv`) of --csv-rows predictions in 16 parts (issue 22, item 7).
+(`writers.write_csv`) of --csv-rows predictions in 16 parts (issue 22, item 7). With --s3 N, a
+local S3 server (moto, as the tests use) gets N such files, uploaded once per run (moto keeps
+them in memory), and `planner.plan` of `s3://bench/files-N` is measured as the local folder's
+is: listing through pyarrow's S3 filesystem, 1,000 keys a request.
 """
 
 from __future__ import annotations
@@ -127,11 +131,77 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - t
 
 
+def s3_plan(count: int) -> str:
+    """`planner.plan` over `count` one-row files on a local S3 server, in a fresh process."""
+    import socket
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow.fs as pafs
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    moto = str(Path(sys.executable).parent / "moto_server")
+    server = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(endpoint, timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.2)
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        fs = pafs.S3FileSystem(
+            endpoint_override=endpoint, access_key="testing", secret_key="testing",
+            region="us-east-1", scheme="http", allow_bucket_creation=True,
+        )  # fmt: skip
+        fs.create_dir("bench")
+        local = tiny_files(count)
+        t = time.perf_counter()
+
+        def upload(name: str) -> None:
+            with fs.open_output_stream(f"bench/files-{count}/{name}") as f:
+                f.write((local / name).read_bytes())
+
+        names = sorted(p.name for p in local.glob("*.csv"))
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(upload, names))
+        print(f"  uploaded {count:,} files to {endpoint} in {time.perf_counter() - t:.0f} s")
+        out = subprocess.run(
+            [sys.executable, "-P", "-c", PLAN, f"s3://bench/files-{count}"],
+            check=True, capture_output=True, text=True, env={**os.environ, **env},
+        )  # fmt: skip
+        planned = json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return (
+        f"plan {count:>9,} files on S3 (moto, local): {planned['seconds']:7.2f} s "
+        f"({planned['seconds'] / count * 1e6:5.1f} us/file), {planned['batches']} mini-batches, "
+        f"peak RSS {planned['rss_mib']:,.0f} MiB"
+    )
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bench/files.py", description=__doc__.split("\n")[0])
     p.add_argument("--counts", default="10000,100000,1000000")
     p.add_argument("--run", type=int, default=100_000, help="the count scored and resumed")
     p.add_argument("--csv-rows", type=int, default=3_200_000, help="rows consolidated (0: none)")
+    p.add_argument("--s3", type=int, default=0, help="files planned on a local S3 server (0: none)")
     args = p.parse_args(argv)
     counts = [int(c) for c in args.counts.split(",")]
     model = datasets.ensure_models(datasets.DATA)["lr"]
@@ -184,6 +254,10 @@ def main(argv: list[str]) -> int:
         print(line, flush=True)
         rows.append(line)
         shutil.rmtree(out, ignore_errors=True)
+    if args.s3:
+        line = s3_plan(args.s3)
+        print(line, flush=True)
+        rows.append(line)
     (HERE / "out").mkdir(exist_ok=True)
     (HERE / "out" / "files.txt").write_text("\n".join(rows) + "\n")
     return 0
