@@ -20,6 +20,10 @@ are added):
 - skew-1file/-16files    the job (RandomForest) on one 2M-row Parquet file / the same rows in 16
 - small-20000files/-20files  the job (LogisticRegression) on 20,000 files of 100 rows / 20 files
 - small-20000files-read  pyarrow alone reading the 20,000 files, one thread: what bounds figure 4
+- MODEL-parquet-udf / -spark_udf_noop  sparkscore.spark_udf / mlflow's over spark.read into the
+                         noop sink (figure 10)
+- udf-bound              an Arrow UDF given the same columns, returning a constant, into the noop
+                         sink: what bounds figure 10
 - fixed-10rows           spark-submit jobs/score.py on a 10-row file, each run paired with a
                          bare spark-submit start just before it
 - memory-200mb/-2gb      the job (LogisticRegression) on one ~200 MB / ~2 GB CSV (--memory only)
@@ -75,7 +79,9 @@ NOTEBOOK = ("udf", "spark_udf_noop")  # sparkscore.spark_udf, mlflow's, into the
 @dataclass(frozen=True)
 class Case:
     id: str
-    kind: str  # limit | bare | job | submit | fixed | spark_udf | pbudf | loop | read
+    # limit | bare | job | submit | fixed | spark_udf | pbudf | loop | read | udf | spark_udf_noop
+    # | udf_bound | plimit
+    kind: str
     model: str | None = None
     dataset: str | None = None
     single_run: bool = False  # no warm-up, one timed run (the memory cases)
@@ -102,6 +108,7 @@ def all_cases(memory: bool) -> list[Case]:
         Case("rf-parquet-job-threads_off", "job", "rf", "parquet16", settings=OFF),
         # The notebook path (figure 10): each UDF over spark.read into Spark's noop sink.
         *(Case(f"{m}-parquet-{k}", k, m, "parquet16") for m in MODELS for k in NOTEBOOK),
+        Case("udf-bound", "udf_bound", None, "parquet16"),
     ]
     # The real predict limit (figures 9 and 10): the models in cores plain processes at once.
     out += [Case(f"plimit-{m}", "plimit", m, "parquet16") for m in MODELS]
@@ -309,7 +316,9 @@ def main(argv: list[str]) -> int:
 
     # 4. In this process's local[*] session: the job, spark_udf, predict_batch_udf, and the loop.
     inproc = [
-        c for c in chosen if c.kind in ("job", "spark_udf", "pbudf", "loop", "read", *NOTEBOOK)
+        c
+        for c in chosen
+        if c.kind in ("job", "spark_udf", "pbudf", "loop", "read", "udf_bound", *NOTEBOOK)
     ]
     spark = None
     if inproc:
@@ -347,6 +356,8 @@ def main(argv: list[str]) -> int:
                 cases.mlflow_udf_noop_case(r, spark, model, ds, out, **kw)
             elif c.kind == "read":
                 cases.read_case(r, ds, **kw)
+            elif c.kind == "udf_bound":
+                cases.udf_bound_case(r, spark, ds, **kw)
             else:
                 cases.loop_case(r, model, ds, out, **kw)
         except Exception as e:  # setting a case up failed (measure() catches the runs' errors)
@@ -702,6 +713,21 @@ def parallel_figures(ok, limits, rate, ratio, verdict) -> list[Figure]:
             verdict(v, lambda x: x >= 4),
         )
     )
+    # Not targets: what any UDF on this path costs (Spark reading, Arrow both ways), as the most
+    # the LR ratio could reach, and how much of that ceiling sparkscore's UDF reaches.
+    for name, num, den in (
+        (
+            "notebook path, its bound: an Arrow UDF returning a constant / mlflow spark_udf",
+            "udf-bound",
+            "lr-parquet-spark_udf_noop",
+        ),
+        ("notebook path: LR sparkscore.spark_udf / its bound", "lr-parquet-udf", "udf-bound"),
+    ):
+        v = ratio(num, den)
+        if v is not None:
+            figs.append(
+                Figure(10, name, rate(num), rate(den), v, "(a bound, not a target)", None, True)
+            )
     return figs
 
 
@@ -1001,8 +1027,11 @@ def report(
         "thread, `pq.ParquetFile(pa.BufferReader(bytes)).read()` of each of the 20,000 files "
         "and nothing else; cores "
         "times its rate is the most any pyarrow-based scorer could reach on them (the 'bound' "
-        "row under figure 4). memory-*: spark-submit jobs/score.py, one run, "
-        "no warm-up, so the Python workers are new and the peak is that input's alone. "
+        "row under figure 4). udf-bound: an Arrow UDF (`arrow_udf`) given the ten feature columns "
+        "in one struct as the other UDFs are, returning 0.0 for each row without reading them, "
+        "over spark.read into the noop sink: Spark's reading and the Arrow transfer both ways, "
+        "the least any UDF on figure 10's path costs. memory-*: spark-submit jobs/score.py, one "
+        "run, no warm-up, so the Python workers are new and the peak is that input's alone. "
         "session-bare: at least 3 timed runs. fixed-10rows: at least 3 timed pairs of (a bare "
         "start, then the job on 10 rows), figure 7 = the median of the pairs' differences.",
         "- Peak RSS (MiB): the largest VmHWM of any one process of that role during the case "

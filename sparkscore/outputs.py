@@ -16,7 +16,7 @@ import pyarrow as pa
 from sparkscore.dtypes import python_value
 from sparkscore.errors import PredictError, one_line
 
-__all__ = ["as_pandas", "to_arrow", "to_pandas"]
+__all__ = ["to_arrow"]
 
 
 def to_arrow(prediction: Any, pa_type: pa.DataType, rows: int) -> pa.Array:
@@ -43,20 +43,6 @@ def to_arrow(prediction: Any, pa_type: pa.DataType, rows: int) -> pa.Array:
             cause=f"it returned {len(array)} values for {rows} input rows.",
         )
     return array
-
-
-def to_pandas(prediction: Any, pa_type: pa.DataType, rows: int) -> pd.Series | pd.DataFrame:
-    """The UDF's result: a Series, or a DataFrame of named fields for a struct type."""
-    return as_pandas(to_arrow(prediction, pa_type, rows), pa_type)
-
-
-def as_pandas(array: pa.Array, pa_type: pa.DataType) -> pd.Series | pd.DataFrame:
-    """Typed predictions (of one or several predict calls) as the UDF returns them."""
-    if pa.types.is_struct(pa_type):
-        return pd.DataFrame(
-            {pa_type.field(i).name: array.field(i).to_pandas() for i in range(pa_type.num_fields)}
-        )
-    return array.to_pandas()
 
 
 def _column(prediction: Any, pa_type: pa.DataType) -> pa.Array:

@@ -1,4 +1,9 @@
-"""The notebook face: a pandas UDF whose return type comes from the model's signature."""
+"""The notebook face: an Arrow UDF whose return type comes from the model's signature.
+
+An Arrow UDF, not a pandas one: Spark's Arrow batches reach it as Arrow, are gathered into one
+predict call's rows and turned into pandas once per call, as the job turns its batches, and the
+predictions go back as the Arrow array they already are, with no pandas hop either way.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.pandas.functions import pandas_udf
+from pyspark.sql.pandas.functions import arrow_udf
 
 from sparkscore.batching import full
 from sparkscore.enforcement import enforce, unplaced
@@ -23,7 +29,8 @@ from sparkscore.errors import SchemaEnforcementError, SettingsError, SparkPipeli
 from sparkscore.images import ImageInput, row_tensors, stack_runs
 from sparkscore.loader import Model, warn_untrusted
 from sparkscore.model import read_spec
-from sparkscore.outputs import as_pandas, to_arrow, to_pandas
+from sparkscore.outputs import to_arrow
+from sparkscore.readers import batch_bytes
 from sparkscore.session import task_cpus
 from sparkscore.settings import Settings
 from sparkscore.shipping import ShippedModel, ship_model
@@ -157,56 +164,60 @@ class _Scoring:
         WORKER.hold_threads(model, self.shipped.sha256, self.threads)
         return model
 
-    def given(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
+    def given(self, structs: Iterator[pa.Array]) -> Iterator[pa.Array]:
         """Called with columns: those, matched to the signature."""
         model = self._model()
         names = list(self.names) or None
-        frames = (_as_model_input(batch, names) for batch in batches)
-        for frame in _gathered(frames, self.batch_rows):
+        batches = (_as_model_input(_columns(struct), names) for struct in structs)
+        for frame in _gathered(batches, self.batch_rows):
             yield _score(model, frame, self.params, self.pa_type)
 
-    def every(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
+    def every(self, structs: Iterator[pa.Array]) -> Iterator[pa.Array]:
         """Called with no columns: the signature's columns that the DataFrame has."""
         model = self._model()
-        for frame in _gathered(map(self._present, batches), self.batch_rows):
+        for frame in _gathered(map(self._present, structs), self.batch_rows):
             yield _score(model, frame, self.params, self.pa_type)
 
-    def _present(self, batch: pd.DataFrame) -> pd.DataFrame:
-        frame = _unwrapped(batch)
-        _say_left_out([n for n in self.optional if n not in frame.columns])
-        return frame[[n for n in self.named if n in frame.columns]].reset_index(drop=True)
+    def _present(self, struct: pa.Array) -> pa.RecordBatch:
+        batch = _columns(struct)
+        have = set(batch.schema.names)
+        _say_left_out([n for n in self.optional if n not in have])
+        return batch.select([n for n in self.named if n in have])
 
 
-def _gathered(frames: Iterator[pd.DataFrame], batch_rows: int | None) -> Iterator[pd.DataFrame]:
-    """Spark's Arrow batches gathered into predict calls of the job's size.
+def _gathered(batches: Iterator[pa.RecordBatch], batch_rows: int | None) -> Iterator[pd.DataFrame]:
+    """Spark's Arrow batches gathered into predict calls of the job's size, each one frame.
 
     Spark pairs the UDF's output with its input row by row, not batch by batch, so one
-    prediction series may answer several input batches; it only must not run ahead of them.
+    prediction array may answer several input batches; it only must not run ahead of them.
     """
-    waiting: list[pd.DataFrame] = []
+    waiting: list[pa.RecordBatch] = []
     rows = nbytes = 0
-    for frame in frames:
-        waiting.append(frame)
-        rows += len(frame)
-        nbytes += int(frame.memory_usage(index=False, deep=False).sum())
+    for batch in batches:
+        waiting.append(batch)
+        rows += batch.num_rows
+        nbytes += batch_bytes(batch)
         if full(rows, nbytes, batch_rows):
-            yield _joined(waiting)
+            yield _frame(waiting)
             waiting, rows, nbytes = [], 0, 0
     if waiting:
-        yield _joined(waiting)
+        yield _frame(waiting)
 
 
-def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+def _frame(batches: list[pa.RecordBatch]) -> pd.DataFrame:
+    """One predict call's rows in pandas, maps as dicts (as a pandas UDF and mlflow give them)."""
+    frame: pd.DataFrame = pa.Table.from_batches(batches).to_pandas(maps_as_pydicts="lossy")
+    return frame
 
 
 def _caller(scoring: _Scoring, return_type: T.DataType) -> Callable[..., Column]:
     """The function a user calls with columns (or none) to get the prediction column."""
-    # pyspark's stubs accept only atomic, array and struct return types; a map type is valid too
-    given: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
+    # The iterator type hints make these scalar iterator UDFs; pyspark's stubs for that kind
+    # accept only atomic and array return types, but struct and map types are valid too.
+    given: UserDefinedFunctionLike = arrow_udf(  # type: ignore[call-overload]
         scoring.given, return_type
     )
-    every: UserDefinedFunctionLike = pandas_udf(  # type: ignore[call-overload]
+    every: UserDefinedFunctionLike = arrow_udf(  # type: ignore[call-overload]
         scoring.every, return_type
     )
 
@@ -278,38 +289,44 @@ def _say_left_out(missing: list[str]) -> None:
         )
 
 
-def _unwrapped(batch: pd.DataFrame) -> pd.DataFrame:
-    """The struct of every column the UDF was called with, as a DataFrame of them."""
-    if batch.shape[1] == 1 and isinstance(batch.iloc[:, 0], pd.DataFrame):
-        return batch.iloc[:, 0]
+def _columns(struct: pa.Array) -> pa.RecordBatch:
+    """The struct column the UDF is called with, as a batch of its fields."""
+    assert isinstance(struct, pa.StructArray)  # _caller packs the columns into one struct
+    fields = [_wall_clock(field) for field in struct.flatten()]
+    return pa.RecordBatch.from_arrays(fields, names=[f.name for f in struct.type])
+
+
+def _wall_clock(array: pa.Array) -> pa.Array:
+    """A Spark timestamp as a pandas UDF gets it: the session time zone's naive wall-clock time
+    (Arrow carries it with that zone; a model's datetime column, as mlflow's, is naive)."""
+    if pa.types.is_timestamp(array.type) and array.type.tz is not None:
+        return pc.local_timestamp(array)
+    return array
+
+
+def _as_model_input(batch: pa.RecordBatch, names: list[str] | None) -> pa.RecordBatch:
+    """One struct column is the user's own struct: its fields are the columns."""
+    if batch.num_columns == 1 and pa.types.is_struct(batch.schema.types[0]):
+        batch = _columns(batch.column(0))
+    if names and not set(names) <= set(batch.schema.names) and batch.num_columns == len(names):
+        batch = batch.rename_columns(names)
     return batch
-
-
-def _as_model_input(batch: pd.DataFrame, names: list[str] | None) -> pd.DataFrame:
-    """One struct column holding a struct is the user's own struct: unwrap it."""
-    if batch.shape[1] == 1 and len(batch) and isinstance(batch.iloc[0, 0], (dict, Mapping)):
-        batch = pd.DataFrame(list(batch.iloc[:, 0]), index=batch.index)
-    elif batch.shape[1] == 1 and isinstance(batch.iloc[:, 0], pd.DataFrame):
-        batch = batch.iloc[:, 0]
-    if names and not set(names) <= set(batch.columns) and batch.shape[1] == len(names):
-        batch = batch.set_axis(names, axis=1)
-    return batch.reset_index(drop=True)
 
 
 def _score(
     model: Model, frame: pd.DataFrame, params: dict[str, Any] | None, pa_type: pa.DataType
-) -> pd.Series | pd.DataFrame:
-    """One Arrow batch's predictions; images (encoded bytes or arrays) as the job gives them."""
+) -> pa.Array:
+    """One predict call's predictions; images (encoded bytes or arrays) as the job gives them."""
     tensors = row_tensors(frame, model.input_schema)
     if tensors is None:
-        return to_pandas(_predict(model, frame, params), pa_type, len(frame))
+        return to_arrow(_predict(model, frame, params), pa_type, len(frame))
     # Rows of one shape share a predict call; a shape change (images of many sizes) starts another.
     batchable = ImageInput.for_schema(model.input_schema).batchable
     parts = [
         to_arrow(model.predict_conformed(run, params), pa_type, len(run))
         for run in stack_runs(tensors, batchable)
     ]
-    return as_pandas(pa.concat_arrays(parts), pa_type)
+    return pa.concat_arrays(parts)
 
 
 def _predict(model: Model, frame: pd.DataFrame, params: dict[str, Any] | None) -> Any:

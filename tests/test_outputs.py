@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from sparkscore.errors import PredictError
-from sparkscore.outputs import to_arrow, to_pandas
+from sparkscore.outputs import to_arrow
 
 SCORED = pa.struct([("label", pa.string()), ("score", pa.float64())])
 
@@ -180,25 +180,3 @@ def test_to_arrow_refuses_int_beyond_2_53_as_double() -> None:
         "(Integer value 9007199254740993 not in range: -9007199254740992 to 9007199254740992); "
         "set result_type to the type the model returns."
     )
-
-
-def test_to_pandas_scalar_type_is_a_series() -> None:
-    result = to_pandas(np.array([1, 2]), pa.float64(), 2)
-
-    assert isinstance(result, pd.Series)
-    assert result.dtype == np.float64
-    assert result.tolist() == [1.0, 2.0]
-
-
-def test_to_pandas_struct_type_is_a_frame_of_named_fields() -> None:
-    result = to_pandas(pd.DataFrame({"score": [0.5], "label": ["a"]}), SCORED, 1)
-
-    assert isinstance(result, pd.DataFrame)
-    assert list(result.columns) == ["label", "score"]
-    assert result.to_dict("list") == {"label": ["a"], "score": [0.5]}
-
-
-def test_to_pandas_array_type_is_a_series_of_lists() -> None:
-    result = to_pandas(np.array([[1.0, 2.0]]), pa.list_(pa.float64()), 1)
-
-    assert [list(v) for v in result] == [[1.0, 2.0]]

@@ -251,3 +251,54 @@ def test_udf_gathers_sparks_arrow_batches_into_predict_calls_of_batch_rows(spark
     finally:
         spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
     assert sizes == {40: [40] * 80 + [20] * 20, "auto": [100] * 100}
+
+
+def echo_model(where):
+    """A hand-written flavor that spells out each row's datetime and map as the model got them."""
+    import textwrap
+
+    path = where / "echo_model"
+    (path / "code").mkdir(parents=True)
+    (path / "code" / "echo.py").write_text(
+        textwrap.dedent("""
+        class Echo:
+            def predict(self, data):
+                return [
+                    f"{t.isoformat()} {type(t).__name__} {sorted(m.items())}"
+                    for t, m in zip(data["t"], data["m"])
+                ]
+
+
+        def _load_pyfunc(path):
+            return Echo()
+        """)
+    )
+    (path / "MLmodel").write_text(
+        textwrap.dedent("""
+        flavors:
+          python_function:
+            loader_module: echo
+            code: code
+        signature:
+          inputs: '[{"type": "datetime", "name": "t"},
+                    {"type": "map", "values": {"type": "double"}, "name": "m"}]'
+          outputs: '[{"type": "string"}]'
+        """)
+    )
+    return path
+
+
+def test_udf_gives_timestamps_as_naive_wall_clock_and_maps_as_dicts(spark, tmp_path):
+    # Arrow carries a Spark timestamp with the session's time zone; the model gets the naive
+    # wall-clock time, as from a pandas UDF and mlflow, and a map column as dicts.
+    import datetime as dt
+
+    df = spark.createDataFrame(
+        [(1, dt.datetime(2024, 3, 1, 12, 30, 5), {"x": 1.5}), (2, dt.datetime(1999, 12, 31), {})],
+        "id long, t timestamp, m map<string, double>",
+    )
+    predict = sparkscore.spark_udf(spark, echo_model(tmp_path))
+    assert [r.p for r in df.withColumn("p", predict()).orderBy("id").collect()] == [
+        "2024-03-01T12:30:05 Timestamp [('x', 1.5)]",
+        "1999-12-31T00:00:00 Timestamp []",
+    ]
