@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench example clean
+.PHONY: demo test lint bench bench-scale example clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# How cost grows: rows (1x-16x, 4.5 GB of data made once), files on the driver (up to 1M tiny
+# files), small files against their read bound. About an hour on 2 cores; never in `make test`.
+bench-scale: $(STAMP)
+	$(PY) bench/rows.py
+	$(PY) bench/files.py
+	$(PY) bench/small_files.py
 
 # Rebuild the bundled example model and input files (needs the mlflow extra, installed above).
 example: $(STAMP)
