@@ -109,6 +109,18 @@ def test_read_batches_parquet_reads_only_the_named_columns_unless_one_is_missing
     assert read(["a", "zz"]) == {"note": ["x", "y"], "b": [1, 2], "a": [0.5, 1.5], "c": [3, 4]}
 
 
+def test_read_batches_reads_named_columns_after_a_nested_one_by_name(tmp_path):
+    # A struct spans two Parquet columns, so field positions are not column positions.
+    path = tmp_path / "nested.parquet"
+    table = pa.table({"s": [{"x": 1, "y": "p"}, {"x": 2, "y": "q"}], "b": [1, 2], "a": [0.5, 1.5]})
+    pq.write_table(table, path)
+    got = read_batches(LOCAL, input_file(path), batch_rows=10, columns=["a", "s"])
+    assert pa.Table.from_batches(list(got)).to_pydict() == {
+        "a": [0.5, 1.5],
+        "s": [{"x": 1, "y": "p"}, {"x": 2, "y": "q"}],
+    }
+
+
 def test_read_batches_csv_converts_only_the_named_columns_unless_one_is_missing(tmp_path):
     path = tmp_path / "wide.csv"
     # `note` would not even convert: a CSV column that is not asked for is never converted.
