@@ -35,15 +35,19 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# The one-size figures (bench/RESULTS.md, about 40 minutes), then how cost grows (below).
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(MAKE) bench-scale
 
 # How cost grows: rows (1x-16x, 4.5 GB of data made once), files on the driver (up to 1M tiny
-# files), small files against their read bound. About an hour on 2 cores; never in `make test`.
+# files), small files against their read bound, joined in bench/RESULTS-scale.md. About 20
+# minutes on 2 cores once the data is made (an hour the first time); never in `make test`.
 bench-scale: $(STAMP)
 	$(PY) bench/rows.py
 	$(PY) bench/files.py
-	$(PY) bench/small_files.py
+	$(PY) bench/small_files.py --scale 1
+	$(PY) bench/scale_results.py
 
 # Rebuild the bundled example model and input files (needs the mlflow extra, installed above).
 example: $(STAMP)

@@ -1,4 +1,4 @@
-"""`make bench`: sparkscore's throughput, memory and fixed cost against issue 6's seven targets.
+"""`make bench`: sparkscore's throughput, memory and fixed cost against issues 6 and 22's targets.
 
     .venv/bin/python bench/run.py [--scale S] [--only PATTERNS] [--memory] [--list]
 
@@ -20,6 +20,7 @@ are added):
 - skew-1file/-16files    the job (RandomForest) on one 2M-row Parquet file / the same rows in 16
 - small-20000files/-20files  the job (LogisticRegression) on 20,000 files of 100 rows / 20 files
 - small-20000files-read  pyarrow alone reading the 20,000 files, one thread: what bounds figure 4
+- small-20000files-spark_udf  mlflow's spark_udf on the same 20,000 files: figure 4's peer
 - MODEL-parquet-udf / -spark_udf_noop  sparkscore.spark_udf / mlflow's over spark.read into the
                          noop sink (figure 10)
 - udf-bound              an Arrow UDF given the same columns, returning a constant, into the noop
@@ -100,6 +101,7 @@ def all_cases(memory: bool) -> list[Case]:
         Case("small-20000files", "job", "lr", "small20000"),
         Case("small-20files", "job", "lr", "small20"),
         Case("small-20000files-read", "read", None, "small20000"),
+        Case("small-20000files-spark_udf", "spark_udf", "lr", "small20000"),
         Case("fixed-10rows", "fixed", "lr", "tiny"),
         # The thread budget (figure 8): each worker held to its task's cores, the default,
         # against each library's own default (threads: off), on a model that starts threads.
@@ -575,6 +577,7 @@ def figures(
                 bound=True,
             )
         )
+    figs += small_file_figures(ok, rate, n_small, cores)
     done = {k: r for k, r in results.items() if not r.error and r.times}
     big, mid = done.get("memory-2gb"), done.get("memory-200mb")
     big_w = big.rss.get("worker_mib") if big else None
@@ -673,6 +676,31 @@ def figures(
         )
     figs += thread_figures(ok, limits, rate, ratio, verdict)
     figs += parallel_figures(ok, limits, rate, ratio, verdict)
+    return figs
+
+
+def small_file_figures(ok, rate, n_small: int, cores: int) -> list[Figure]:
+    """Figure 4 against its bound (issue 22): the job and mlflow's spark_udf, its peer, on the
+    small files, each against cores x pyarrow reading them and nothing else."""
+    read = ok.get("small-20000files-read")
+    figs = []
+    for case, target in (("small-20000files", 0.9), ("small-20000files-spark_udf", None)):
+        value = ok[case].rate / (cores * read.rate) if case in ok and read else None
+        figs.append(
+            Figure(
+                4,
+                f"small files: {'LR job' if target else 'peer: mlflow spark_udf (LR)'} on "
+                f"{n_small:,} files / (cores x pyarrow reading them)",
+                rate(case),
+                f"{cores} cores x {read.rate:,.0f} = {cores * read.rate:,.0f} rows/s"
+                if read
+                else "small-20000files-read: not run",
+                value,
+                f">= {target:g}" if target else "(the peer, for comparison)",
+                None if value is None or target is None else value >= target,
+                bound=target is None,
+            )
+        )
     return figs
 
 
@@ -878,7 +906,8 @@ def report(
         "# sparkscore benchmark results",
         "",
         f"Run {stamp:%Y-%m-%d %H:%M %Z} with `{cmd.strip()}` (scale {args.scale:g}; "
-        f"{elapsed / 60:.1f} min). Targets: issue 6. Machine: {m['cpu']}, {m['cores']} cores, "
+        f"{elapsed / 60:.1f} min). Targets: issues 6 (figures 1-7) and 22 (4 against its "
+        f"bound, 8-10). Machine: {m['cpu']}, {m['cores']} cores, "
         f"{m['memory']}, {m['os']}.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"Load average (1 min): {loads[0]:.2f} at the start, {loads[1]:.2f} at the end (the "
