@@ -12,10 +12,17 @@ counts up to --run. On the --run count, `sparkscore score` scores every file (lo
 committed manifests, with no Spark. Targets (issue 22): planning linear in files and under 60 s
 for 1M local files, driver peak RSS under 1 GiB for 1M files, resume's check under 10 s for
 100k committed files. Last, `output_format: csv` consolidation on the driver
-(`writers.write_csv`) of --csv-rows predictions in 16 parts (issue 22, item 7). With --s3 N, a
-local S3 server (moto, as the tests use) gets N such files, uploaded once per run (moto keeps
-them in memory), and `planner.plan` of `s3://bench/files-N` is measured as the local folder's
-is: listing through pyarrow's S3 filesystem, 1,000 keys a request.
+(`writers.write_csv`) of --csv-rows predictions in 16 parts (issue 22, item 7); --run 0 and
+--csv-rows 0 leave those two out.
+
+With --s3 N, a local S3 server (moto, as the tests use) runs in this process and N such files
+are put straight into its in-memory store (~15k files/s; through HTTP moto takes 55-180 a
+second). `planner.plan` of `s3://bench/files-N` is then measured as the local folder's is,
+listing through pyarrow's S3 filesystem, 1,000 keys a request, beside a bare recursive
+`get_file_info` of the same keys (which also counts them). Both grow faster than linear for
+moto's reasons, not ours: moto answers each page by scanning and sorting every key in the
+bucket, so N keys cost N/1000 scans of N keys (its listing code, 0.3 s in all at 10k keys, 32 s
+at 100k); the plan's own work is ~20 us a file at each count.
 """
 
 from __future__ import annotations
@@ -105,13 +112,18 @@ def tiny_files(count: int) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    header = ",".join(["id", *datasets.FEATURES]) + "\n"
     print(f"  writing {count:,} files in {folder} ...", flush=True)
     for i in range(count):
-        values = ",".join(f"{((i * 7 + j) % 13) / 13:.3f}" for j in range(10))
-        (folder / f"f{i:07d}.csv").write_text(f"{header}{i},{values}\n")
+        (folder / f"f{i:07d}.csv").write_text(tiny_csv(i))
     done.touch()
     return folder
+
+
+def tiny_csv(i: int) -> str:
+    """File `i` of a tiny-files folder: the header and one row."""
+    header = ",".join(["id", *datasets.FEATURES])
+    values = ",".join(f"{((i * 7 + j) % 13) / 13:.3f}" for j in range(10))
+    return f"{header}\n{i},{values}\n"
 
 
 def child(code: str, *args: str) -> dict:
@@ -133,66 +145,62 @@ def timed(command: list[str]) -> float:
 
 def s3_plan(count: int) -> str:
     """`planner.plan` over `count` one-row files on a local S3 server, in a fresh process."""
+    import logging
     import socket
-    import urllib.request
-    from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow.fs as pafs
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.s3.models import s3_backends
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    moto = str(Path(sys.executable).parent / "moto_server")
-    server = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+    server = ThreadedMotoServer("127.0.0.1", port, verbose=False)
+    server.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(endpoint, timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.2)
+        fs = pafs.S3FileSystem(
+            endpoint_override=endpoint, access_key="testing", secret_key="testing",
+            region="us-east-1", scheme="http", allow_bucket_creation=True,
+        )  # fmt: skip
+        fs.create_dir("bench")
+        # The server runs in this process, so the files go straight into its store: a PUT
+        # through HTTP costs moto ~15 ms of Python under its one GIL, whatever the concurrency
+        # (55 files/s through pyarrow, 180 through boto3), and 100k would take 10-30 minutes.
+        store = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+        prefix = f"files-{count}"
+        t = time.perf_counter()
+        for i in range(count):
+            store.put_object("bench", f"{prefix}/f{i:07d}.csv", tiny_csv(i).encode())
+        print(f"  put {count:,} files in {endpoint} in {time.perf_counter() - t:.1f} s")
+        # The same listing bare, to tell moto's and pyarrow's share of the plan from ours.
+        t = time.perf_counter()
+        listed = fs.get_file_info(pafs.FileSelector(f"bench/{prefix}", recursive=True))
+        bare = time.perf_counter() - t
+        if len(listed) != count:
+            raise RuntimeError(f"{len(listed):,} keys listed in s3://bench/{prefix}, not {count:,}")
         env = {
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
         }
-        fs = pafs.S3FileSystem(
-            endpoint_override=endpoint, access_key="testing", secret_key="testing",
-            region="us-east-1", scheme="http", allow_bucket_creation=True,
-        )  # fmt: skip
-        fs.create_dir("bench")
-        local = tiny_files(count)
-        t = time.perf_counter()
-
-        def upload(name: str) -> None:
-            with fs.open_output_stream(f"bench/files-{count}/{name}") as f:
-                f.write((local / name).read_bytes())
-
-        names = sorted(p.name for p in local.glob("*.csv"))
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(upload, names))
-        print(f"  uploaded {count:,} files to {endpoint} in {time.perf_counter() - t:.0f} s")
         out = subprocess.run(
-            [sys.executable, "-P", "-c", PLAN, f"s3://bench/files-{count}"],
+            [sys.executable, "-P", "-c", PLAN, f"s3://bench/{prefix}"],
             check=True, capture_output=True, text=True, env={**os.environ, **env},
         )  # fmt: skip
         planned = json.loads(out.stdout.strip().splitlines()[-1])
+        if planned["files"] != count:
+            raise RuntimeError(f"{planned['files']:,} files planned on S3, not {count:,}")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     return (
         f"plan {count:>9,} files on S3 (moto, local): {planned['seconds']:7.2f} s "
         f"({planned['seconds'] / count * 1e6:5.1f} us/file), {planned['batches']} mini-batches, "
-        f"peak RSS {planned['rss_mib']:,.0f} MiB"
+        f"peak RSS {planned['rss_mib']:,.0f} MiB; pyarrow's bare listing {bare:.2f} s "
+        f"({bare / count * 1e6:.1f} us/key)"
     )
 
 
