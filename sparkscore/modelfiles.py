@@ -148,4 +148,5 @@ def _read(file: ModelFile, digest: hashlib._Hash, into: zipfile.ZipFile | None) 
 def _zip_entry(into: zipfile.ZipFile, file: ModelFile) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo.from_file(file.path, file.name)
     info.compress_type = into.compression
+    info._compresslevel = into.compresslevel  # type: ignore[attr-defined]  # as ZipFile.write
     return info

@@ -9,14 +9,16 @@ import zipfile
 
 import numpy as np
 import pytest
-from model_zoo import lr_frame
+from model_zoo import counting_copy, lr_frame
 from pyspark import SparkFiles
 
 import sparkscore
 from sparkscore import shipping
 from sparkscore.errors import ModelFormatError
 from sparkscore.modelfiles import directory_sha256, model_files
+from sparkscore.preparation import prepare
 from sparkscore.scratch import process_dir
+from sparkscore.settings import Settings
 from sparkscore.shipping import SHIP_PREFIX, ship_model
 
 
@@ -116,3 +118,42 @@ def test_the_archive_holds_what_the_directory_hash_covers(zoo):
     assert session.sparkContext.added == [shipped.archive]
     with zipfile.ZipFile(os.path.join(process_dir(SHIP_PREFIX), shipped.archive)) as z:
         assert z.namelist() == [f.name for f in model_files(zoo.custom_flavor)]
+
+
+def test_the_same_model_is_zipped_once_per_process_and_a_changed_one_again(zoo, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(zoo.custom_flavor, model)
+    folder = process_dir(SHIP_PREFIX)
+
+    first = shipping.pack_model(str(model))
+    made = os.stat(first.archive).st_mtime_ns
+    again = shipping.pack_model(str(model))
+    (model / "data" / "config.json").write_text('{"factor": 4.0}')
+    changed = shipping.pack_model(str(model))
+
+    assert again == first and os.stat(again.archive).st_mtime_ns == made
+    assert changed.sha256 == directory_sha256(model) != first.sha256
+    assert os.path.basename(changed.archive) == f"sparkscore-model-{changed.sha256[:20]}.zip"
+    with zipfile.ZipFile(changed.archive) as z:
+        assert z.read("data/config.json") == b'{"factor": 4.0}'
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert not [name for name in os.listdir(folder) if name.endswith(".partial")]
+
+
+def test_the_driver_loads_a_model_to_check_it_once_per_process_and_content(zoo, tmp_path):
+    log = tmp_path / "loads.log"
+    model = counting_copy(zoo.custom_flavor, tmp_path, log)
+    (tmp_path / "in").mkdir()
+    lr_frame(3).to_csv(tmp_path / "in" / "x.csv", index=False)
+
+    def prepared(out: str) -> None:
+        prepare(str(model), str(tmp_path / "in"), str(tmp_path / out), Settings(), parallelism=1)
+
+    prepared("out1")
+    prepared("out2")
+    assert log.read_text().splitlines() == [str(os.getpid())]
+
+    config = model / "data" / "config.json"
+    config.write_text(config.read_text().replace("3.0", "5.0"))
+    prepared("out3")
+    assert log.read_text().splitlines() == [str(os.getpid())] * 2
