@@ -41,11 +41,13 @@ bench: $(STAMP)
 	$(MAKE) bench-scale
 
 # How cost grows: rows (1x-16x, 4.5 GB of data made once), files on the driver (up to 1M tiny
-# files), small files against their read bound, joined in bench/RESULTS-scale.md. About 20
-# minutes on 2 cores once the data is made (an hour the first time); never in `make test`.
+# files, 100k on a local S3 server), the RF job's CPU by process, small files against their
+# read bound, joined in bench/RESULTS-scale.md. About 25 minutes on 2 cores once the data is
+# made (an hour the first time); never in `make test`.
 bench-scale: $(STAMP)
 	$(PY) bench/rows.py
-	$(PY) bench/files.py
+	$(PY) bench/files.py --s3 100000
+	$(PY) bench/cpu_split.py
 	$(PY) bench/small_files.py --scale 1
 	$(PY) bench/scale_results.py
 

@@ -1,10 +1,10 @@
-"""`make bench-scale`'s last step: its three outputs in one file, bench/RESULTS-scale.md.
+"""`make bench-scale`'s last step: its outputs in one file, bench/RESULTS-scale.md.
 
     .venv/bin/python bench/scale_results.py
 
-rows.py, files.py and small_files.py each write their own figures under bench/out/ (each can be
-run alone); this joins the latest of each, with when each was written, the machine and the
-targets of issue 22 they answer.
+rows.py, files.py, cpu_split.py and small_files.py each write their own figures under
+bench/out/ (each can be run alone); this joins the latest of each, with when each was written,
+the machine and the targets of issue 22 they answer.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ PARTS = (
         "planning linear in files and under 60 s for 1M local files; driver peak RSS under "
         "1 GiB for 1M files; the resume check under 10 s for 100k committed files; CSV "
         "consolidation not the bottleneck.",
+    ),
+    (
+        "cpu_split.txt",
+        "The real predict limit: where the rest goes (item 5)",
+        "the RF job >= 0.95 of the parallel predict limit (figure 9 in RESULTS.md); this is "
+        "bench/cpu_split.py's account of the job's CPU by process and JVM thread.",
     ),
     (
         "small_files.txt",
