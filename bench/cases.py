@@ -360,13 +360,36 @@ def _write_with_udf(
 
 
 def sparkscore_udf_case(
-    result: Result, spark: Any, model: Path, ds: Dataset, out: Path, **kw: Any
+    result: Result,
+    spark: Any,
+    model: Path,
+    ds: Dataset,
+    out: Path,
+    *,
+    max_partition_bytes: str | None = None,
+    **kw: Any,
 ) -> Result:
     """sparkscore.spark_udf (defaults: batch_rows and threads auto) over spark.read into
-    Spark's `noop` sink: the notebook path, the UDF's own cost with no write."""
+    Spark's `noop` sink: the notebook path, the UDF's own cost with no write.
+
+    `max_partition_bytes`: spark.read's `spark.sql.files.maxPartitionBytes` for this case (Spark's
+    128 MB makes 3 partitions of the 16 perf files: on 2 cores the third runs alone)."""
     import sparkscore
 
-    return _noop_with_udf(result, spark, sparkscore.spark_udf(spark, str(model)), ds, **kw)
+    key = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(key, None)
+    if max_partition_bytes is not None:
+        spark.conf.set(key, max_partition_bytes)
+    try:
+        udf = sparkscore.spark_udf(spark, str(model))
+        _noop_with_udf(result, spark, udf, ds, **kw)
+        result.notes["partitions"] = spark_read(spark, ds).rdd.getNumPartitions()
+        return result
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def mlflow_udf_noop_case(

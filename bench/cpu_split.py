@@ -78,6 +78,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kind", default="job", choices=("job", "udf"))
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--plimit", type=float, default=0, help="the parallel limit, rows/s")
+    p.add_argument(
+        "--max-partition-bytes",
+        default=None,
+        help="spark.sql.files.maxPartitionBytes for --kind udf (default: Spark's, 128m)",
+    )
     args = p.parse_args(argv)
     root = datasets.scale_root(1.0)
     ds = datasets.ensure(
@@ -87,6 +92,8 @@ def main(argv: list[str]) -> int:
     cores = os.cpu_count() or 1
     plimit = args.plimit or cases.parallel_limit(model, cores, ds.rows, run.PLIMIT_BATCH)["rate"]
     spark, _ = run.start_session("local[2]")
+    if args.max_partition_bytes:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", args.max_partition_bytes)
     once = _work(args.kind, spark, model, ds)
     once()  # warm-up: the workers forked and the model loaded
     me = os.getpid()
@@ -137,6 +144,7 @@ def _work(kind: str, spark, model: Path, ds: datasets.Dataset):
         from pyspark.sql import functions as F
 
         df = cases.spark_read(spark, ds)
+        print(f"spark.read: {df.rdd.getNumPartitions()} partitions", flush=True)
         scored = df.withColumn("prediction", udf(*[F.col(c) for c in cases.FEATURES]))
         scored.select("id", "prediction").write.format("noop").mode("overwrite").save()
 
