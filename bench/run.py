@@ -918,6 +918,8 @@ def report(
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"Load average (1 min): {loads[0]:.2f} at the start, {loads[1]:.2f} at the end (the "
         "bench's own load shows in the second; anything else running skews every figure).",
+        "How cost grows with rows and files (issue 22's other figures): RESULTS-scale.md, from "
+        "`make bench-scale`, which `make bench` runs next.",
         "",
         "## Figures",
         "",
