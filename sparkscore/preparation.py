@@ -116,13 +116,17 @@ def prepare(
     script = checked_script(settings)
     reference = _reference(settings)
     model_path, located = local_model_dir(model_uri, mlmodel=script is None)
-    packed = pack_model(model_path)  # hashed and zipped (once a process), while the session starts
-    sha = packed.sha256
     spec: ModelSpec | None
     if script is None:
-        spec, environment, probe, mismatched = _model_environment(model_path, sha, settings)
+        spec = read_spec(model_path)  # what is not a model is refused before it is read whole
+        packed = pack_model(model_path)  # hashed and zipped (once a process) as the session starts
+        spec, environment, probe, mismatched = _model_environment(
+            model_path, spec, packed.sha256, settings
+        )
     else:  # the script's init() loads the model, in each worker: it is only read, if at all
         spec, environment, probe, mismatched = script_model(model_path), None, None, ()
+        packed = pack_model(model_path)
+    sha = packed.sha256
     final = OutputLayout.at(output_uri, settings.output_format, settings.output_file_name)
     out_fs = final.filesystem()
     ledger = admit(out_fs, final, settings, sha)
@@ -242,11 +246,10 @@ _LOADED_HERE: set[str] = set()
 
 
 def _model_environment(
-    model_path: str, sha256: str, settings: Settings
+    model_path: str, spec: ModelSpec, sha256: str, settings: Settings
 ) -> tuple[ModelSpec, BuiltEnvironment | None, Probe | None, tuple[Mismatch, ...]]:
     """Load the model where it will run: here (warning of each pin that differs), or in its own
     environment, built (or found in the cache) now, before any task starts."""
-    spec = read_spec(model_path)
     _check_spark_settings(spec, settings)
     if settings.env_manager == "local":
         warn_untrusted(spec, trusted=settings.trust_model)
