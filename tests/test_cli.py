@@ -51,8 +51,11 @@ def processes_of(mark: str) -> list[str]:
 
 
 def _default_sigint() -> None:
-    """Ctrl-C as in a terminal, even when the tests run in the background (which ignores it)."""
+    """Ctrl-C and a hang-up as in a terminal, even when the tests run in the background (which
+    ignores SIGINT) or under nohup (which ignores SIGHUP): the command keeps an ignored signal
+    ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def last_line(text: str) -> str:
