@@ -120,7 +120,7 @@ def prepare(
     if script is None:
         spec = read_spec(model_path)  # what is not a model is refused before it is read whole
         packed = pack_model(model_path)  # hashed and zipped (once a process) as the session starts
-        spec, environment, probe, mismatched = _model_environment(
+        environment, probe, mismatched = _model_environment(
             model_path, spec, packed.sha256, settings
         )
     else:  # the script's init() loads the model, in each worker: it is only read, if at all
@@ -247,7 +247,7 @@ _LOADED_HERE: set[str] = set()
 
 def _model_environment(
     model_path: str, spec: ModelSpec, sha256: str, settings: Settings
-) -> tuple[ModelSpec, BuiltEnvironment | None, Probe | None, tuple[Mismatch, ...]]:
+) -> tuple[BuiltEnvironment | None, Probe | None, tuple[Mismatch, ...]]:
     """Load the model where it will run: here (warning of each pin that differs), or in its own
     environment, built (or found in the cache) now, before any task starts."""
     _check_spark_settings(spec, settings)
@@ -267,7 +267,7 @@ def _model_environment(
                 m.pinned,
                 m.installed or "nothing",
             )
-        return spec, None, None, mismatched
+        return None, None, mismatched
     warn_untrusted(spec, trusted=settings.trust_model)
     built = ensure_environment(read_environment(spec), settings.env_manager, settings.env_cache)
     log.info(
@@ -281,7 +281,6 @@ def _model_environment(
     process = ModelProcess(model_path, built.site_packages)
     process.close()
     return (
-        spec,
         built,
         Probe(
             seconds=time.perf_counter() - started,

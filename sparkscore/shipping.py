@@ -229,17 +229,20 @@ def pack_model(path: str) -> PackedModel:
     """
     folder = process_dir(SHIP_PREFIX)
     sha256 = model_sha256(path)
-    archive = os.path.join(folder, f"{_ARCHIVE_PREFIX}{sha256[:20]}.zip")
-    if os.path.exists(archive):
+    if os.path.exists(archive := _model_archive(folder, sha256)):
         return PackedModel(archive=archive, sha256=sha256)
     partial = os.path.join(folder, f"{uuid.uuid4().hex}.partial")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
         # Hashed again as it is zipped: a model changed since the first read is named for
         # what the zip holds.
         sha256 = model_sha256(path, into=z)
-    archive = os.path.join(folder, f"{_ARCHIVE_PREFIX}{sha256[:20]}.zip")
+    archive = _model_archive(folder, sha256)
     os.replace(partial, archive)
     return PackedModel(archive=archive, sha256=sha256)
+
+
+def _model_archive(folder: str, sha256: str) -> str:
+    return os.path.join(folder, f"{_ARCHIVE_PREFIX}{sha256[:20]}.zip")
 
 
 def ship_model(
