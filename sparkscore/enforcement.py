@@ -65,10 +65,13 @@ def conform(
     bad = np.zeros(n, dtype=bool)
     first_error: dict[int, SchemaEnforcementError] = {}
     columns: dict[Any, Any] = {}
+    kept = True  # every column already what its spec asks, converted by nothing
     for source, target, spec in pairs:
         convert_column = convert if isinstance(spec.type, DataType) else convert_nested
-        converted, col_bad, expected, reasons = convert_column(data[source], spec.type)
+        column = data[source]
+        converted, col_bad, expected, reasons = convert_column(column, spec.type)
         columns[target] = converted
+        kept = kept and converted is column
         if col_bad is not None and col_bad.any():
             for i in np.flatnonzero(col_bad & ~bad):
                 value = data[source].iloc[i]
@@ -82,6 +85,10 @@ def conform(
                     reason=None if reason is None else _row_reason(str(source), value, reason),
                 )
             bad |= col_bad
+    if kept and not bad.any() and list(columns) == list(data.columns):
+        # Copy-on-write makes this shallow copy safe to hand a model that writes to its input,
+        # and it spares re-stacking the columns into one block: a copy of the whole batch.
+        return Conformed(data.copy(deep=False), bad)
     frame = pd.DataFrame(columns, index=data.index)
     if bad.any():
         frame = frame.loc[~bad]

@@ -43,6 +43,9 @@ _INT_RANGE = {
 }
 
 
+_NUMPY = (DataType.integer, DataType.long, DataType.float, DataType.double, DataType.boolean)
+
+
 def convert(values: pd.Series, t: ColumnType) -> tuple[Any, np.ndarray | None, str, dict[int, str]]:
     """Convert one column; return (values, bad-row mask or None, type name, the reason for each
     bad row that has one more precise than "cannot be converted safely")."""
@@ -50,6 +53,8 @@ def convert(values: pd.Series, t: ColumnType) -> tuple[Any, np.ndarray | None, s
         return values, None, type_name(t), {}
     name = t.value
     dtype = values.dtype
+    if t in _NUMPY and dtype == t.to_numpy():
+        return values, None, name, {}
     if t in (DataType.integer, DataType.long):
         return (*_to_int(values, t), name, {})
     if t in (DataType.float, DataType.double):

@@ -242,6 +242,33 @@ def test_datatype_maps_to_numpy_and_back() -> None:
 # enforce: safe widening is allowed
 
 
+def test_signature_hands_on_columns_already_of_their_types_without_copying_them() -> None:
+    data = pd.DataFrame(
+        {"i": np.array([1, 2], dtype=np.int32), "d": [0.5, 1.5], "b": [True, False]}
+    )
+    s = schema(ColSpec(DataType.integer, "i"), ColSpec(DataType.double, "d"))
+    s = schema(*s.specs, ColSpec(DataType.boolean, "b"))
+
+    out = enforce(data, s)
+    assert out is not data
+    assert np.shares_memory(out["d"].to_numpy(), data["d"].to_numpy())
+    out.loc[0, "d"] = -1.0  # a model that writes to its input writes to its own copy
+    out["i"] = 0
+    assert data["d"].tolist() == [0.5, 1.5]
+    assert data["i"].tolist() == [1, 2]
+
+
+def test_signature_rebuilds_the_frame_when_a_column_converts_or_is_extra() -> None:
+    data = pd.DataFrame({"d": [0.5, 1.5], "n": np.array([1, 2], dtype=np.int32), "x": ["p", "q"]})
+    s = schema(ColSpec(DataType.double, "d"), ColSpec(DataType.long, "n"))
+
+    out = enforce(data, s)
+    assert list(out.columns) == ["d", "n"]
+    assert out["n"].dtype == np.int64
+    assert list(data.columns) == ["d", "n", "x"]
+    assert data["n"].dtype == np.int32
+
+
 def test_signature_widens_int32_to_long() -> None:
     out = enforce(frame(np.array([1, -2], dtype=np.int32)), one(DataType.long))
 
