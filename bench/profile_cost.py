@@ -61,8 +61,8 @@ def tasks(model: Path, data: Path) -> Callable[[bool], float]:
     from sparkscore.planner import plan
     from sparkscore.predictiontype import prediction_type
     from sparkscore.scoring import ScoringSpec, score_batch
+    from sparkscore.spilling import spill_buffers
     from sparkscore.threads import apply_budget
-    from sparkscore.writers import spill_buffers
 
     loaded = load_model(str(model), trust_model=True)
     # A worker's thread budget (threads: auto, one task core): without it OpenBLAS's idle
@@ -81,7 +81,7 @@ def tasks(model: Path, data: Path) -> Callable[[bool], float]:
         spec = dataclasses.replace(base, profile=profile)
         started = time.process_time()
         for batch in the_plan.batches:
-            _, sink_for = spill_buffers(spec.output_schema)
+            _, sink_for = spill_buffers()
             score_batch(fs, batch, loaded, spec, sink_for)
         return time.process_time() - started
 

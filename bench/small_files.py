@@ -74,8 +74,9 @@ def tasks(model: Path, data: Path) -> Callable[[], float]:
     from sparkscore.planner import plan
     from sparkscore.predictiontype import prediction_type
     from sparkscore.scoring import ScoringSpec, score_batch
+    from sparkscore.spilling import spill_buffers
     from sparkscore.threads import apply_budget
-    from sparkscore.writers import commit_batch, spill_buffers
+    from sparkscore.writers import commit_batch
 
     loaded = load_model(str(model), trust_model=True)
     # A worker's thread budget (threads: auto, one task core): without it OpenBLAS's idle
@@ -95,7 +96,7 @@ def tasks(model: Path, data: Path) -> Callable[[], float]:
         shutil.rmtree(OUT, ignore_errors=True)
         started = time.process_time()
         for batch in the_plan.batches:
-            buffers, sink_for = spill_buffers(spec.output_schema)
+            buffers, sink_for = spill_buffers()
             result = score_batch(fs, batch, loaded, spec, sink_for)
             assert not result.errors, result.errors[:1]
             commit_batch(fs, layout, result, buffers, spec.output_schema, TaskRun())

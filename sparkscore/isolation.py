@@ -35,7 +35,7 @@ from sparkscore.modelprocess import RemoteImpl
 from sparkscore.planner import MiniBatch
 from sparkscore.profile import Profile
 from sparkscore.scoring import BatchResult, FileResult, ScoringSpec, Sink, failed_file, score_batch
-from sparkscore.writers import spill_buffers
+from sparkscore.spilling import spill_buffers
 
 __all__ = ["RAISED", "die_with_parent", "how_it_ended", "score_isolated"]
 
@@ -167,7 +167,7 @@ def die_with_parent() -> None:
 def _score_and_write(
     fs: pafs.FileSystem, batch: MiniBatch, model: Model, spec: ScoringSpec, where: str
 ) -> None:
-    buffers, sink_for = spill_buffers(spec.output_schema)
+    buffers, sink_for = spill_buffers()
     result = score_batch(fs, batch, model, spec, sink_for)
     for i, buffer in enumerate(buffers):
         with (

@@ -35,9 +35,10 @@ from sparkscore.profile import sample_of
 from sparkscore.progress import Counters
 from sparkscore.sample import Sample
 from sparkscore.scoring import BatchResult, ScoringSpec, score_batch
+from sparkscore.spilling import SpillBuffer, SpillFile, spill_buffers
 from sparkscore.storage import resolve
 from sparkscore.tasks import alarm
-from sparkscore.writers import SpillBuffer, commit_batch, spill_buffers
+from sparkscore.writers import commit_batch
 
 __all__ = ["FILE", "ROW", "PipelineRun", "carried", "commit_task", "read_task"]
 
@@ -92,7 +93,7 @@ def read_task(
     for held in positions:
         for i in held.column(0).to_pylist():
             batch = todo[i]
-            buffers, sink_for = spill_buffers(run.read.output_schema)
+            buffers, sink_for = spill_buffers()
             with alarm(run.timeout, batch):
                 result = score_batch(in_fs, batch, model, run.read, sink_for)
             with open(_sidecar(run), "wb") as f:
@@ -119,19 +120,20 @@ def commit_task(
 ) -> Iterator[pa.RecordBatch]:
     """Commit the mini-batch whose transformed rows arrive; yield its manifest as JSON."""
     buffers: dict[str, SpillBuffer] = {}
+    spill = SpillFile()  # one budget for the mini-batch's files, as spill_buffers gives
     sample = Sample()
     for batch in rows:
         for name, part in _by_file(batch):
             out = _output(run, part)
             if name not in buffers:
-                buffers[name] = SpillBuffer(run.output.output_schema)
+                buffers[name] = SpillBuffer(spill)
             buffers[name].add(out)
             if run.output.profile:
                 _profile(run, part, out.column(2), sample)
     path = _sidecar(run)
     with open(path, "rb") as f:
         result: BatchResult = pickle.load(f)
-    ordered = [buffers.get(f.name) or SpillBuffer(run.output.output_schema) for f in result.files]
+    ordered = [buffers.get(f.name) or SpillBuffer(spill) for f in result.files]
     for file, buffer in zip(result.files, ordered):
         if not file.failed and buffer.rows != file.rows_scored:
             raise SparkPipelineError(

@@ -32,9 +32,10 @@ from sparkscore.shipping import (
     ShippedCode,
     ShippedModel,
 )
+from sparkscore.spilling import spill_buffers
 from sparkscore.storage import resolve
 from sparkscore.worker import WORKER
-from sparkscore.writers import commit_batch, spill_buffers
+from sparkscore.writers import commit_batch
 
 __all__ = ["alarm", "arrow_task", "positions_task", "run_batches"]
 
@@ -88,7 +89,7 @@ def run_batches(
             continue
         model = shipped.load()
         threads = WORKER.hold_threads(model, shipped.sha256, spec.threads)
-        buffers, sink_for = spill_buffers(spec.output_schema)
+        buffers, sink_for = spill_buffers()
         with alarm(timeout, batch):
             if batch.index in isolated:
                 result = score_isolated(in_fs, batch, shipped.load, spec, sink_for)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -28,13 +26,12 @@ from sparkscore.failures import ERROR_SCHEMA
 from sparkscore.layout import JOB_ID, OutputLayout
 from sparkscore.manifest import FileRecord, Manifest, TaskRun
 from sparkscore.profile import Profile
-from sparkscore.scoring import BatchResult, FileResult, Sink
+from sparkscore.scoring import BatchResult, FileResult
+from sparkscore.spilling import SpillBuffer
 
 __all__ = [
     "ROW_GROUP_BYTES",
     "ROW_GROUP_ROWS",
-    "SPILL_BYTES",
-    "SpillBuffer",
     "commit_batch",
     "commit_parts",
     "committed_manifests",
@@ -42,7 +39,6 @@ __all__ = [
     "parquet_writer",
     "read_json",
     "read_manifests",
-    "spill_buffers",
     "unwritable",
     "with_job_id",
     "write_csv",
@@ -50,66 +46,6 @@ __all__ = [
     "write_manifest",
     "write_part",
 ]
-
-SPILL_BYTES = 64 << 20
-
-
-class SpillBuffer(Sink):
-    """A file's prediction batches: in memory while small, spilled to local disk beyond
-    SPILL_BYTES."""
-
-    def __init__(self, schema: pa.Schema, spill_bytes: int = SPILL_BYTES) -> None:
-        self.schema, self.spill_bytes = schema, spill_bytes
-        self._batches: list[pa.RecordBatch] = []
-        self._bytes = 0
-        self._spill_path: str | None = None
-        self._writer: pq.ParquetWriter | None = None
-        self.rows = 0
-
-    def add(self, batch: pa.RecordBatch) -> None:
-        self.rows += batch.num_rows
-        nbytes = batch.nbytes
-        if self._writer is None and self._bytes + nbytes <= self.spill_bytes:
-            self._batches.append(batch)
-            self._bytes += nbytes
-            return
-        if self._writer is None:
-            fd, self._spill_path = tempfile.mkstemp(prefix="sparkscore-spill-", suffix=".parquet")
-            os.close(fd)
-            self._writer = parquet_writer(self._spill_path, self.schema)
-            for held in self._batches:
-                self._writer.write_batch(held)
-            self._batches, self._bytes = [], 0
-        self._writer.write_batch(batch)
-
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._spill_path is not None:
-            yield from pq.ParquetFile(self._spill_path).iter_batches()
-        yield from self._batches
-
-    def discard(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._spill_path is not None:
-            os.unlink(self._spill_path)
-            self._spill_path = None
-        self._batches, self._bytes, self.rows = [], 0, 0
-
-
-def spill_buffers(schema: pa.Schema) -> tuple[list[SpillBuffer], Callable[[Any], SpillBuffer]]:
-    """A mini-batch's sinks, one per file in the order scoring asks for them (see
-    scoring.score_batch), and the function that makes each."""
-    buffers: list[SpillBuffer] = []
-
-    def sink_for(_file: Any) -> SpillBuffer:
-        buffers.append(SpillBuffer(schema))
-        return buffers[-1]
-
-    return buffers, sink_for
 
 
 def write_part(

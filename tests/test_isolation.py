@@ -18,7 +18,7 @@ from sparkscore.manifest import FileRecord
 from sparkscore.planner import MiniBatch
 from sparkscore.readers import csv_column_types
 from sparkscore.scoring import ScoringSpec, score_batch
-from sparkscore.writers import SpillBuffer
+from sparkscore.spilling import SpillBuffer
 
 LOCAL = pafs.LocalFileSystem()
 POISON = 666.0
@@ -48,7 +48,7 @@ def run(model, files: list[InputFile], batch_rows: int | None = None):
     sinks: list[SpillBuffer] = []
 
     def sink_for(_file):
-        sinks.append(SpillBuffer(spec.output_schema))
+        sinks.append(SpillBuffer())
         return sinks[-1]
 
     result = score_isolated(LOCAL, MiniBatch(4, tuple(files)), lambda: model, spec, sink_for)
@@ -112,7 +112,7 @@ def test_isolation_gives_what_score_batch_gives_when_nothing_dies(tmp_path):
         MiniBatch(4, tuple(files)),
         model,
         spec,
-        lambda _f: sinks.append(SpillBuffer(spec.output_schema)) or sinks[-1],
+        lambda _f: sinks.append(SpillBuffer()) or sinks[-1],
     )
 
     result, rows = run(model, files)

@@ -21,7 +21,7 @@ from sparkscore.manifest import FileRecord
 from sparkscore.planner import MiniBatch
 from sparkscore.readers import csv_column_types
 from sparkscore.scoring import FileResult, ScoringSpec, score_batch
-from sparkscore.writers import SpillBuffer
+from sparkscore.spilling import SpillBuffer
 
 LOCAL = pafs.LocalFileSystem()
 BAD_ROW = 7
@@ -86,7 +86,7 @@ def score_alone(file: InputFile, model, spec: ScoringSpec, sink: SpillBuffer) ->
 
 def score(model, path: Path, **kwargs):
     spec = spec_for(model, **kwargs)
-    sink = SpillBuffer(spec.output_schema)
+    sink = SpillBuffer()
     result = score_alone(input_file(path), model, spec, sink)
     rows = pa.Table.from_batches(list(sink.batches()), schema=spec.output_schema).to_pylist()
     return result, rows
@@ -137,7 +137,7 @@ def test_score_file_csv_integers_stay_int64_per_signature(model, tmp_path):
     path = tmp_path / "ints.csv"
     path.write_text("id,a,b\n1,2,0\n2,-3,1\n")
     spec = spec_for(model, passthrough=(("a", pa.float64()), ("b", pa.int64())))
-    sink = SpillBuffer(spec.output_schema)
+    sink = SpillBuffer()
     result = score_alone(input_file(path), model, spec, sink)
     table = pa.Table.from_batches(list(sink.batches()))
     assert result.rows_scored == 2
@@ -162,7 +162,7 @@ def test_score_file_bad_value_fails_the_file_naming_row_column_and_value(model, 
 def test_score_file_fail_file_scores_nothing_after_the_bad_batch(model, tmp_path):
     path = write_csv(tmp_path / "bad.csv", data(10), bad_row=BAD_ROW)
     spec = spec_for(model, batch_rows=3)
-    sink = SpillBuffer(spec.output_schema)
+    sink = SpillBuffer()
     calls = []
     original = model.predict_conformed
 
@@ -245,7 +245,7 @@ def test_score_file_wide_parquet_decodes_only_signature_and_passthrough_columns(
     path = tmp_path / "wide.parquet"
     pq.write_table(wide, path)
     spec = dataclasses.replace(spec_for(model), read_columns=("a", "b", "id"))
-    sink = SpillBuffer(spec.output_schema)
+    sink = SpillBuffer()
     result = score_alone(input_file(path), model, spec, sink)
     rows = pa.Table.from_batches(list(sink.batches()), schema=spec.output_schema).to_pylist()
     assert FileRecord.of(result).to_json()["rows_scored"] == 6
@@ -256,7 +256,7 @@ def test_score_file_wide_parquet_decodes_only_signature_and_passthrough_columns(
 
     nob = tmp_path / "nob.parquet"
     pq.write_table(wide.drop_columns(["b"]), nob)
-    result = score_alone(input_file(nob), model, spec, SpillBuffer(spec.output_schema))
+    result = score_alone(input_file(nob), model, spec, SpillBuffer())
     assert [e["message"] for e in result.errors] == [
         "nob.parquet: the input is missing the column 'b', which the model signature requires "
         "(columns present: id, a, extra)."
@@ -305,7 +305,7 @@ def test_score_batch_scores_each_file_into_its_own_sink(model, tmp_path):
     sinks: list[SpillBuffer] = []
 
     def sink_for(file: InputFile) -> SpillBuffer:
-        sinks.append(SpillBuffer(spec.output_schema))
+        sinks.append(SpillBuffer())
         return sinks[-1]
 
     batch = MiniBatch(index=3, files=(input_file(good), input_file(bad)))
@@ -369,7 +369,7 @@ def score_many(model, paths: list[Path], **kwargs):
     sinks: list[SpillBuffer] = []
 
     def sink_for(file: InputFile) -> SpillBuffer:
-        sinks.append(SpillBuffer(spec.output_schema))
+        sinks.append(SpillBuffer())
         return sinks[-1]
 
     batch = MiniBatch(index=0, files=tuple(input_file(p) for p in paths))
@@ -542,7 +542,7 @@ def score_folder(model, folder: Path, **kwargs):
     sinks: dict[str, SpillBuffer] = {}
 
     def sink_for(file: InputFile) -> SpillBuffer:
-        sinks[file.name] = SpillBuffer(spec.output_schema)
+        sinks[file.name] = SpillBuffer()
         return sinks[file.name]
 
     [batch] = plan(str(folder), mini_batch_size=100).batches
@@ -983,7 +983,7 @@ def test_score_batch_files_that_fail_while_read_say_why_and_account_their_rows(m
     sinks: list[SpillBuffer] = []
 
     def sink_for(file: InputFile) -> SpillBuffer:
-        sinks.append(SpillBuffer(spec.output_schema))
+        sinks.append(SpillBuffer())
         return sinks[-1]
 
     result = score_batch(LOCAL, MiniBatch(index=0, files=files), model, spec, sink_for)
@@ -1049,7 +1049,7 @@ def test_score_batch_timed_out_files_count_their_rows_or_say_they_are_unknown(mo
 
     spec = spec_for(model, batch_rows=None)
     batch = MiniBatch(index=0, files=(input_file(good), input_file(tmp_path / "gz.csv")))
-    result = score_batch(LOCAL, batch, Stuck(), spec, lambda f: SpillBuffer(spec.output_schema))
+    result = score_batch(LOCAL, batch, Stuck(), spec, lambda f: SpillBuffer())
     assert [FileRecord.of(f).to_json() for f in result.files] == [
         {
             "file_name": "good.csv",
@@ -1201,7 +1201,7 @@ def score_parquet(model, spec: ScoringSpec, tables: dict[str, pa.Table], folder:
     sinks: list[SpillBuffer] = []
 
     def sink_for(file: InputFile) -> SpillBuffer:
-        sinks.append(SpillBuffer(spec.output_schema))
+        sinks.append(SpillBuffer())
         return sinks[-1]
 
     result = score_batch(

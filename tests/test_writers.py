@@ -16,8 +16,8 @@ from sparkscore.failures import ERROR_SCHEMA
 from sparkscore.layout import OutputLayout, is_empty, prepare_output
 from sparkscore.manifest import TaskRun
 from sparkscore.scoring import BatchResult, FileResult
+from sparkscore.spilling import SpillBuffer, SpillFile, spill_buffers
 from sparkscore.writers import (
-    SpillBuffer,
     commit_batch,
     read_manifests,
     write_csv,
@@ -54,7 +54,7 @@ def spill_dir(tmp_path, monkeypatch) -> Path:
 
 
 def test_spill_buffer_keeps_small_output_in_memory(spill_dir):
-    buffer = SpillBuffer(SCHEMA)
+    buffer = SpillBuffer()
     buffer.add(batch("a.csv", [0, 1]))
     buffer.add(batch("a.csv", [2]))
     assert list(spill_dir.iterdir()) == []
@@ -63,11 +63,11 @@ def test_spill_buffer_keeps_small_output_in_memory(spill_dir):
 
 
 def test_spill_buffer_spills_beyond_spill_bytes_and_keeps_order(spill_dir):
-    buffer = SpillBuffer(SCHEMA, spill_bytes=1)
+    buffer = SpillBuffer(SpillFile(limit=1))
     for start in (0, 3, 6):
         buffer.add(batch("a.csv", [start, start + 1, start + 2]))
     [spilled] = list(spill_dir.iterdir())
-    assert spilled.name.startswith("sparkscore-spill-") and spilled.suffix == ".parquet"
+    assert spilled.name.startswith("sparkscore-spill-") and spilled.suffix == ".arrows"
     assert buffer.rows == 9
     table = pa.Table.from_batches(list(buffer.batches()))
     assert table.column("row").to_pylist() == list(range(9))
@@ -78,12 +78,59 @@ def test_spill_buffer_spills_beyond_spill_bytes_and_keeps_order(spill_dir):
 
 def test_spill_buffer_spills_what_it_held_first(spill_dir):
     first = batch("a.csv", [0, 1])
-    buffer = SpillBuffer(SCHEMA, spill_bytes=first.nbytes)
+    buffer = SpillBuffer(SpillFile(limit=first.nbytes))
     buffer.add(first)
     assert list(spill_dir.iterdir()) == []
     buffer.add(batch("a.csv", [2]))
     assert len(list(spill_dir.iterdir())) == 1
     assert [r["row"] for b in buffer.batches() for r in b.to_pylist()] == [0, 1, 2]
+
+
+def test_spill_buffers_of_a_mini_batch_share_one_budget_and_one_spill_file(spill_dir):
+    one = batch("a.csv", [0, 1])
+    spill = SpillFile(limit=2 * one.nbytes)
+    a, b, c, d = (SpillBuffer(spill) for _ in range(4))
+    a.add(one)
+    b.add(batch("b.csv", [0, 1]))
+    assert list(spill_dir.iterdir()) == []  # the budget holds two files' batches
+    c.add(batch("c.csv", [0, 1]))  # the third spills, though it alone is small
+    d.add(batch("d.csv", [0]))
+    d.add(batch("d.csv", [1, 2]))
+    [spilled] = list(spill_dir.iterdir())
+    assert spilled.name.startswith("sparkscore-spill-") and spilled.suffix == ".arrows"
+    c.discard()  # a failed file: its spilled batches are never read
+    assert list(spill_dir.iterdir()) == [spilled]
+    rows = [
+        (r["file_name"], r["row"]) for x in (a, b, c, d) for t in x.batches() for r in t.to_pylist()
+    ]
+    assert rows == [("a.csv", 0), ("a.csv", 1), ("b.csv", 0), ("b.csv", 1)] + [
+        ("d.csv", 0),
+        ("d.csv", 1),
+        ("d.csv", 2),
+    ]
+    assert spill.held == 2 * one.nbytes
+    for x in (a, b, d):
+        x.discard()
+    assert list(spill_dir.iterdir()) == []  # the last buffer with batches in it deletes it
+    assert spill.held == 0
+
+
+def test_spill_buffers_after_a_discard_hold_again_and_spill_to_a_new_file(spill_dir):
+    one = batch("a.csv", [0, 1])
+    buffers, sink_for = spill_buffers()
+    buffers_made = [sink_for(None) for _ in range(3)]
+    assert buffers == buffers_made
+    a, b, c = buffers
+    a.spill.limit = one.nbytes
+    a.add(one)
+    b.add(batch("b.csv", [5]))
+    assert len(list(spill_dir.iterdir())) == 1
+    a.discard()
+    b.discard()
+    assert list(spill_dir.iterdir()) == []
+    c.add(batch("c.csv", [7, 8]))  # the memory a discarded file held is free again
+    assert list(spill_dir.iterdir()) == []
+    assert [r["row"] for t in c.batches() for r in t.to_pylist()] == [7, 8]
 
 
 def test_write_part_replaces_a_previous_attempt_whole(tmp_path):
@@ -147,7 +194,7 @@ ERROR = {
 
 def good_and_failed() -> tuple[BatchResult, list[SpillBuffer]]:
     """Mini-batch 2: a.csv scored (rows 0 and 1), b.csv failed (ERROR); their buffers."""
-    good, bad = SpillBuffer(SCHEMA), SpillBuffer(SCHEMA)
+    good, bad = SpillBuffer(), SpillBuffer()
     good.add(batch("a.csv", [0, 1]))
     bad.add(batch("b.csv", [0]))
     result = BatchResult(
@@ -158,6 +205,39 @@ def good_and_failed() -> tuple[BatchResult, list[SpillBuffer]]:
         ],
     )
     return result, [good, bad]
+
+
+def test_commit_batch_of_spilled_files_writes_the_good_ones_in_order_and_cleans_up(
+    tmp_path, spill_dir
+):
+    layout = OutputLayout.at(str(tmp_path / "out"))
+    buffers, sink_for = spill_buffers()
+    a, b, c = (sink_for(None) for _ in range(3))
+    first = batch("a.csv", [0, 1])
+    a.spill.limit = first.nbytes  # a.csv held, b.csv and c.csv spilled to one file
+    a.add(first)
+    b.add(batch("b.csv", [0]))
+    for row in (0, 1, 2):
+        c.add(batch("c.csv", [row]))
+    assert len(list(spill_dir.iterdir())) == 1
+    result = BatchResult(
+        0,
+        [
+            FileResult("a.csv", rows_read=2, rows_scored=2),
+            FileResult("b.csv", rows_read=1, rows_failed=1, failed=True, errors=[ERROR]),
+            FileResult("c.csv", rows_read=3, rows_scored=3),
+        ],
+    )
+    commit_batch(LOCAL, layout, result, buffers, SCHEMA, TaskRun())
+    rows = rows_of(tmp_path / "out" / "predictions" / "part-00000.parquet")
+    assert [(r["file_name"], r["row"]) for r in rows] == [
+        ("a.csv", 0),
+        ("a.csv", 1),
+        ("c.csv", 0),
+        ("c.csv", 1),
+        ("c.csv", 2),
+    ]
+    assert list(spill_dir.iterdir()) == []
 
 
 def test_commit_batch_writes_good_files_errors_then_manifest(tmp_path):
