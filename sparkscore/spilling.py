@@ -23,7 +23,7 @@ from sparkscore.scoring import Sink
 
 __all__ = ["SPILL_BYTES", "SpillBuffer", "SpillFile", "spill_buffers"]
 
-SPILL_BYTES = 64 << 20
+SPILL_BYTES = 32 << 20
 
 
 class SpillFile:
@@ -36,9 +36,9 @@ class SpillFile:
     def __init__(self, limit: int = SPILL_BYTES) -> None:
         self.limit = limit
         self.held = 0  # bytes the buffers sharing it hold in memory
-        self._fd: int | None = None
         self._path: str | None = None
-        self._end = 0
+        self._file: pa.NativeFile | None = None  # written through Arrow's own file
+        self._fd: int | None = None  # read through a plain descriptor
         self._users = 0  # buffers with batches in the file
 
     def fits(self, nbytes: int) -> bool:
@@ -46,34 +46,32 @@ class SpillFile:
 
     def join(self) -> None:
         """A buffer starts spilling here."""
-        if self._fd is None:
-            fd, self._path = tempfile.mkstemp(prefix="sparkscore-spill-", suffix=".arrows")
-            self._fd, self._end = fd, 0
+        if self._file is None:
+            self._fd, self._path = tempfile.mkstemp(prefix="sparkscore-spill-", suffix=".arrows")
+            self._file = pa.OSFile(self._path, "wb")
         self._users += 1
 
     def leave(self) -> None:
         """A buffer with batches here is discarded: the last one deletes the file."""
         self._users -= 1
-        if self._users == 0 and self._fd is not None:
+        if self._users == 0 and self._file is not None:
+            self._file.close()
+            assert self._fd is not None and self._path is not None
             os.close(self._fd)
-            assert self._path is not None
             os.unlink(self._path)
-            self._fd = self._path = None
+            self._file = self._fd = self._path = None
 
     def write(self, batch: pa.RecordBatch) -> tuple[int, int]:
-        """Append one batch; its offset and length."""
-        assert self._fd is not None  # join() came first
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.schema) as writer:
+        """Append one batch, written straight to the file; its offset and length."""
+        assert self._file is not None  # join() came first
+        offset = self._file.tell()
+        with pa.ipc.new_stream(self._file, batch.schema) as writer:
             writer.write_batch(batch)
-        data = memoryview(sink.getvalue())
-        offset = self._end
-        while data:
-            written = os.pwrite(self._fd, data, self._end)
-            data, self._end = data[written:], self._end + written
-        return offset, self._end - offset
+        return offset, self._file.tell() - offset
 
     def read(self, offset: int, length: int) -> pa.RecordBatch:
+        """One batch, copied from the file: a memory map would keep every batch read back
+        resident until the mini-batch is done, where a copy lives as long as its batch."""
         assert self._fd is not None
         return pa.ipc.open_stream(os.pread(self._fd, length, offset)).read_next_batch()
 
