@@ -706,6 +706,45 @@ def small_file_figures(ok, rate, n_small: int, cores: int) -> list[Figure]:
                 bound=target is None,
             )
         )
+    return figs + small_file_ceiling(ok, rate, n_small, cores)
+
+
+def small_file_ceiling(ok, rate, n_small: int, cores: int) -> list[Figure]:
+    """What figure 4's bound leaves out: the job must also predict and write the rows, which the
+    20-file job does for the same rows. Its ceiling is the time of both, reading the files
+    (cores x pyarrow) and the 20-file job, with nothing spent per file beyond the reading."""
+    read, twenty = ok.get("small-20000files-read"), ok.get("small-20files")
+    if not (read and twenty):
+        return []
+    bound = cores * read.rate
+    ceiling = 1 / (1 / bound + 1 / twenty.rate)
+    job = ok.get("small-20000files")
+    where = f"{cores} cores x pyarrow reading the {n_small:,} files, then the 20-file job"
+    figs = [
+        Figure(
+            4,
+            f"small files, its ceiling: {where} / the reading bound",
+            f"{ceiling:,.0f} rows/s",
+            f"{bound:,.0f} rows/s",
+            ceiling / bound,
+            "(the most figure 4 can reach)",
+            None,
+            bound=True,
+        )
+    ]
+    if job:
+        figs.append(
+            Figure(
+                4,
+                "small files: LR job / its ceiling (what the job spends per file beyond reading)",
+                rate("small-20000files"),
+                f"{ceiling:,.0f} rows/s",
+                job.rate / ceiling,
+                "(for comparison)",
+                None,
+                bound=True,
+            )
+        )
     return figs
 
 

@@ -37,25 +37,25 @@ from sparkscore.storage import resolve
 from sparkscore.worker import WORKER
 from sparkscore.writers import commit_batch
 
-__all__ = ["alarm", "arrow_task", "positions_task", "run_batches"]
+__all__ = ["alarm", "arrow_task", "batches_task", "run_batches"]
 
 # run_batches with everything but the mini-batches bound: what one Spark task runs.
 Task = Callable[[Iterable[MiniBatch]], Iterator[Manifest]]
 
 
-def positions_task(todo: list[MiniBatch], task: Task, positions: Iterable[int]) -> Iterator[str]:
-    """Run the mini-batches at `positions` in `todo`; yield each one's manifest as JSON."""
-    for i in positions:
-        for manifest in task([todo[i]]):
+def batches_task(task: Task, batches: Iterable[MiniBatch]) -> Iterator[str]:
+    """Run the mini-batches a partition holds; yield each one's manifest as JSON."""
+    for batch in batches:
+        for manifest in task([batch]):
             yield manifest.dumps()
 
 
 def arrow_task(
     todo: list[MiniBatch], task: Task, batches: Iterator[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
-    """positions_task under mapInArrow (Spark Connect)."""
+    """batches_task under mapInArrow (Spark Connect), given the mini-batches' positions."""
     for positions in batches:
-        for manifest in positions_task(todo, task, positions.column(0).to_pylist()):
+        for manifest in batches_task(task, (todo[i] for i in positions.column(0).to_pylist())):
             yield pa.RecordBatch.from_pydict({"manifest": [manifest]})
 
 
