@@ -45,7 +45,7 @@ bench: $(STAMP)
 # read bound, joined in bench/RESULTS-scale.md. About 25 minutes on 2 cores once the data is
 # made (an hour the first time); never in `make test`.
 bench-scale: $(STAMP)
-	$(PY) bench/rows.py
+	$(PY) bench/rows.py --rf-max-scale 16
 	$(PY) bench/files.py --s3 100000
 	$(PY) bench/cpu_split.py
 	$(PY) bench/small_files.py --scale 1
