@@ -42,7 +42,7 @@ bench: $(STAMP)
 
 # How cost grows: rows (1x-16x, 4.5 GB of data made once), files on the driver (up to 1M tiny
 # files, 100k on a local S3 server), the RF job's CPU by process, small files against their
-# read bound, joined in bench/RESULTS-scale.md. About 25 minutes on 2 cores once the data is
+# read bound, joined in bench/RESULTS-scale.md. About 30 minutes on 2 cores once the data is
 # made (an hour the first time); never in `make test`.
 bench-scale: $(STAMP)
 	$(PY) bench/rows.py --rf-max-scale 16
