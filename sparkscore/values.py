@@ -43,7 +43,9 @@ _INT_RANGE = {
 }
 
 
-_NUMPY = (DataType.integer, DataType.long, DataType.float, DataType.double, DataType.boolean)
+# A column already of the numpy dtype one of these names is handed on as it is: the casts below
+# would copy it into the same dtype. (A boolean column of bool is handed on by its own branch.)
+_NUMERIC = (DataType.integer, DataType.long, DataType.float, DataType.double)
 
 
 def convert(values: pd.Series, t: ColumnType) -> tuple[Any, np.ndarray | None, str, dict[int, str]]:
@@ -53,7 +55,7 @@ def convert(values: pd.Series, t: ColumnType) -> tuple[Any, np.ndarray | None, s
         return values, None, type_name(t), {}
     name = t.value
     dtype = values.dtype
-    if t in _NUMPY and dtype == t.to_numpy():
+    if t in _NUMERIC and dtype == t.to_numpy():
         return values, None, name, {}
     if t in (DataType.integer, DataType.long):
         return (*_to_int(values, t), name, {})
