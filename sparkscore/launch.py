@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 from sparkscore.layout import OutputLayout
 from sparkscore.manifest import Manifest
 from sparkscore.planner import MiniBatch
-from sparkscore.shipping import Spark
+from sparkscore.shipping import Spark, ship_plan
 from sparkscore.sparkerrors import STAGE_FAILURE, failed_task, failure_line, text_of
 from sparkscore.tasks import arrow_task, batches_task
 from sparkscore.writers import committed_manifests
@@ -90,7 +90,8 @@ def _launch(
     query planning (seconds, at start), and each partition holds its own mini-batch, so a task
     unpickles its files only, not the whole plan: with a million files in 44 mini-batches,
     every task unpickling every file cost 44 times the plan. Spark Connect has no RDDs: a
-    DataFrame carries each mini-batch's position in `todo` there."""
+    DataFrame carries each mini-batch's position there, and each task reads its own mini-batch
+    from the plan shipped as one file (shipping.ship_plan)."""
     run = functools.partial(task, isolated)
     if sc is not None:
         manifests_json = (
@@ -103,7 +104,9 @@ def _launch(
         manifests_json = [
             r.manifest
             for r in session.range(len(todo), numPartitions=len(todo))
-            .mapInArrow(functools.partial(arrow_task, todo, run), "manifest string")
+            .mapInArrow(
+                functools.partial(arrow_task, ship_plan(spark, todo), run), "manifest string"
+            )
             .collect()
         ]
     return [Manifest.loads(m) for m in manifests_json]

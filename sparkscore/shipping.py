@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import os
+import pickle
 import shutil
 import subprocess
 import tarfile
 import uuid
 import weakref
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -32,6 +35,7 @@ from sparkscore.errors import ModelEnvironmentError, python_version
 from sparkscore.loader import Model
 from sparkscore.model import MLMODEL, ModelSpec, read_spec
 from sparkscore.modelfiles import directory_sha256, model_sha256
+from sparkscore.planner import MiniBatch
 from sparkscore.scratch import process_dir
 from sparkscore.script import ScoringScript
 from sparkscore.worker import WORKER
@@ -42,6 +46,7 @@ __all__ = [
     "ShippedCode",
     "ShippedEnvironment",
     "ShippedModel",
+    "ShippedPlan",
     "Spark",
     "context_of",
     "is_connect",
@@ -49,10 +54,12 @@ __all__ = [
     "ship_code",
     "ship_environment",
     "ship_model",
+    "ship_plan",
 ]
 
 _ARCHIVE_PREFIX = "sparkscore-model-"
 _CODE_PREFIX = "sparkscore-code-"
+_PLAN_PREFIX = "sparkscore-plan-"
 SHIP_PREFIX = "sparkscore-ship-"
 _T = TypeVar("_T")
 
@@ -180,6 +187,7 @@ Spark = SparkSession | SparkContext
 # may get the old one's `id`) registers its files again instead of its executors missing them.
 _SHIPPED: weakref.WeakKeyDictionary[Spark, dict[str, ShippedModel]] = weakref.WeakKeyDictionary()
 _CODE: weakref.WeakKeyDictionary[Spark, dict[str, str]] = weakref.WeakKeyDictionary()
+_PLANS: weakref.WeakKeyDictionary[Spark, dict[str, str]] = weakref.WeakKeyDictionary()
 _ENVIRONMENTS: weakref.WeakKeyDictionary[Spark, dict[str, ShippedEnvironment]] = (
     weakref.WeakKeyDictionary()
 )
@@ -331,3 +339,38 @@ def ship_environment(spark: Spark, built: BuiltEnvironment) -> ShippedEnvironmen
             )
         shipped_here[built.key] = shipped
     return shipped_here[built.key]
+
+
+@dataclass(frozen=True)
+class ShippedPlan:
+    """Mini-batches in one file that every task can reach, each pickled alone, so that a task
+    reads and unpickles its own only: where a partition cannot hold its mini-batch (Spark
+    Connect), the whole plan rode in the task closure and every task unpickled every file: a
+    million files' plan is 93 MB, 5.7 s to unpickle, where one mini-batch of it takes 0.04 s."""
+
+    archive: str
+    offsets: tuple[int, ...]  # where each mini-batch's bytes start, then the file's end
+
+    def batch(self, position: int) -> MiniBatch:
+        start, stop = self.offsets[position], self.offsets[position + 1]
+        with open(SparkFiles.get(self.archive), "rb") as f:
+            f.seek(start)
+            batch: MiniBatch = pickle.loads(f.read(stop - start))
+        return batch
+
+
+def ship_plan(spark: Spark, todo: Sequence[MiniBatch]) -> ShippedPlan:
+    """Register the mini-batches with Spark as one file, once per session and content."""
+    pickles = [pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL) for b in todo]
+    content = b"".join(pickles)
+    name = f"{_PLAN_PREFIX}{hashlib.sha256(content).hexdigest()[:20]}.pickle"
+    shipped_here = _registered(_PLANS, spark)
+    if name not in shipped_here:
+        path = os.path.join(process_dir(SHIP_PREFIX), name)
+        with open(path, "wb") as f:
+            f.write(content)
+        _register(spark, path)
+        shipped_here[name] = name
+    return ShippedPlan(
+        archive=name, offsets=tuple(itertools.accumulate(map(len, pickles), initial=0))
+    )

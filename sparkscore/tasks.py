@@ -31,6 +31,7 @@ from sparkscore.scriptrun import ScriptSpec, azure_environment, run_isolated, ru
 from sparkscore.shipping import (
     ShippedCode,
     ShippedModel,
+    ShippedPlan,
 )
 from sparkscore.spilling import spill_buffers
 from sparkscore.storage import resolve
@@ -51,11 +52,12 @@ def batches_task(task: Task, batches: Iterable[MiniBatch]) -> Iterator[str]:
 
 
 def arrow_task(
-    todo: list[MiniBatch], task: Task, batches: Iterator[pa.RecordBatch]
+    plan: ShippedPlan, task: Task, batches: Iterator[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
-    """batches_task under mapInArrow (Spark Connect), given the mini-batches' positions."""
+    """batches_task under mapInArrow (Spark Connect), given the mini-batches' positions in
+    the shipped plan, each read from it alone."""
     for positions in batches:
-        for manifest in batches_task(task, (todo[i] for i in positions.column(0).to_pylist())):
+        for manifest in batches_task(task, map(plan.batch, positions.column(0).to_pylist())):
             yield pa.RecordBatch.from_pydict({"manifest": [manifest]})
 
 

@@ -16,6 +16,7 @@ import sparkscore
 from sparkscore import shipping
 from sparkscore.errors import ModelFormatError
 from sparkscore.modelfiles import directory_sha256, model_files
+from sparkscore.planner import plan
 from sparkscore.preparation import prepare
 from sparkscore.scratch import process_dir
 from sparkscore.settings import Settings
@@ -157,3 +158,24 @@ def test_the_driver_loads_a_model_to_check_it_once_per_process_and_content(zoo, 
     config.write_text(config.read_text().replace("3.0", "5.0"))
     prepared("out3")
     assert log.read_text().splitlines() == [str(os.getpid())] * 2
+
+
+def test_each_task_reads_its_own_mini_batch_from_the_shipped_plan(spark, tmp_path):
+    for i in range(7):
+        (tmp_path / f"f{i}.csv").write_text("a\n1\n")
+    todo = plan(str(tmp_path), mini_batch_size=2).batches
+    assert len(todo) == 4
+
+    shipped = shipping.ship_plan(spark, todo)
+    again = shipping.ship_plan(spark, list(todo))
+    got = (
+        spark.sparkContext.parallelize(range(len(todo)), len(todo))
+        .map(lambda position: shipped.batch(position))
+        .collect()
+    )
+
+    assert got == list(todo)
+    assert [f.name for f in got[3].files] == ["f6.csv"]
+    assert again == shipped  # the same plan is one file, registered once
+    assert len(shipped.offsets) == len(todo) + 1
+    assert os.path.getsize(SparkFiles.get(shipped.archive)) == shipped.offsets[-1]
