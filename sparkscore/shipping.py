@@ -3,7 +3,8 @@
 Executors may not share the driver's disk, so the model travels as a zip registered with
 `SparkContext.addFile`; each worker process unpacks it once (atomically, since several Python
 workers on one machine may race) and keeps the loaded model for every later task. A model's own
-environment (env_manager: virtualenv) travels the same way, as a tar.gz of its site-packages.
+environment (env_manager: virtualenv) travels the same way, as a tar.gz of its site-packages,
+and so does a Spark Connect run's plan, from which each task reads its own mini-batch.
 
 The zip holds the model directory's files as `model_files` lists them (nothing from outside it)
 and lives in one `sparkscore-ship-*` folder per driver process: Spark serves it from there for
@@ -370,6 +371,8 @@ def ship_plan(spark: Spark, todo: Sequence[MiniBatch]) -> ShippedPlan:
         with open(path, "wb") as f:
             f.write(content)
         _register(spark, path)
+        if is_connect(spark):
+            os.unlink(path)  # uploaded: the server keeps its own copy for the session
         shipped_here[name] = name
     return ShippedPlan(
         archive=name, offsets=tuple(itertools.accumulate(map(len, pickles), initial=0))
