@@ -49,6 +49,7 @@ bench-scale: $(STAMP)
 	$(PY) bench/files.py --s3 100000
 	$(PY) bench/cpu_split.py
 	$(PY) bench/small_files.py --scale 1
+	$(PY) bench/remote_files.py
 	$(PY) bench/scale_results.py
 
 # Rebuild the bundled example model and input files (needs the mlflow extra, installed above).

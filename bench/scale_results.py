@@ -41,6 +41,13 @@ PARTS = (
         "the tasks' CPU per file >= 0.9 of pyarrow's reading alone (the job's figure is "
         "figure 4 in RESULTS.md).",
     ),
+    (
+        "remote_files.txt",
+        "Small files on object storage, one task (item 3, beyond local disk)",
+        "no target of its own: a mini-batch of small files on S3 (moto behind a proxy that "
+        "holds each request as a store's round trip does) should cost its reading, not a round "
+        "trip per file.",
+    ),
 )
 
 

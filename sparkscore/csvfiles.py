@@ -20,6 +20,7 @@ from pyarrow import fs as pafs
 
 from sparkscore.errors import ReadError
 from sparkscore.listing import InputFile
+from sparkscore.prefetch import WHOLE_FILE_BYTES
 from sparkscore.unreadable import duplicates, printable, read_error, repeated_column
 
 __all__ = [
@@ -35,10 +36,10 @@ __all__ = [
 # file, 285 MB held in 8 MiB blocks, 35 MB in 1 MiB blocks (Arrow's default), at the same speed.
 # A column the signature does not type is typed from the first block's values.
 _CSV_BLOCK_BYTES = 1 << 20
-# A CSV file this small is read whole and parsed from memory, and a larger one's first
-# _HEAD_BYTES once more: its first bytes say whether it is text, and its header whether a column
-# name repeats (pyarrow reads only the first of two columns of one name, silently).
-_WHOLE_FILE_BYTES = 1 << 20
+# A CSV file of WHOLE_FILE_BYTES or less is read whole and parsed from memory, and a larger
+# one's first _HEAD_BYTES once more: its first bytes say whether it is text, and its header
+# whether a column name repeats (pyarrow reads only the first of two columns of one name,
+# silently).
 _HEAD_BYTES = 64 << 10
 # Arrow cuts CSV blocks at newlines; without newlines_in_values a newline inside a quoted value
 # that falls on a block boundary fails the file. Measured by bench/csv_newlines.py: no cost on
@@ -160,7 +161,7 @@ def _open_csv(fs: pafs.FileSystem, file: InputFile) -> tuple[pa.NativeFile, byte
     """A stream of the file's bytes for pyarrow, and its first bytes (the whole of a small file,
     which is then parsed from memory)."""
     try:
-        if file.size <= _WHOLE_FILE_BYTES:
+        if file.size <= WHOLE_FILE_BYTES:
             with fs.open_input_stream(file.path) as f:
                 data = f.read_buffer()
             return pa.BufferReader(data), data[:_HEAD_BYTES].to_pybytes()

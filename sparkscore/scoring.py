@@ -30,6 +30,7 @@ from sparkscore.images import ImageInput, batch_key, read_bytes
 from sparkscore.listing import InputFile
 from sparkscore.loader import Model
 from sparkscore.planner import MiniBatch
+from sparkscore.prefetch import prefetching
 from sparkscore.profile import Profile
 from sparkscore.readers import count_rows, read_batches
 from sparkscore.sample import Sample
@@ -126,10 +127,11 @@ def score_batch(
     gatherer = Gatherer(model, spec, predictor)
     states: list[FileState] = []
     try:
-        for position, file in enumerate(batch.files):
-            state = FileState(FileResult(file.name), sink_for(file), position, predictor)
-            states.append(state)
-            _score_file(fs, file, spec, model, state, predictor, gatherer)
+        with prefetching(fs, batch.files) as files_fs:
+            for position, file in enumerate(batch.files):
+                state = FileState(FileResult(file.name), sink_for(file), position, predictor)
+                states.append(state)
+                _score_file(files_fs, file, spec, model, state, predictor, gatherer)
         gatherer.flush()
         predictor.flush()
     except BatchTimeoutError as e:

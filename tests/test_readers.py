@@ -73,9 +73,9 @@ both_parquet_paths = pytest.mark.parametrize("whole_file_bytes", [1 << 20, 0])
 
 
 def read_whole_up_to(monkeypatch: pytest.MonkeyPatch, whole_file_bytes: int) -> None:
-    """Read Parquet and CSV files of up to `whole_file_bytes` whole (each reader has its own)."""
-    monkeypatch.setattr(readers, "_WHOLE_FILE_BYTES", whole_file_bytes)
-    monkeypatch.setattr(csvfiles, "_WHOLE_FILE_BYTES", whole_file_bytes)
+    """Read Parquet and CSV files of up to `whole_file_bytes` whole (both readers' threshold)."""
+    monkeypatch.setattr(readers, "WHOLE_FILE_BYTES", whole_file_bytes)
+    monkeypatch.setattr(csvfiles, "WHOLE_FILE_BYTES", whole_file_bytes)
 
 
 @both_parquet_paths
