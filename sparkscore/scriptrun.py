@@ -37,6 +37,7 @@ from sparkscore.errors import BatchTimeoutError, OutputError, ScriptWorkerDiedEr
 from sparkscore.failures import FileState
 from sparkscore.isolation import RAISED, die_with_parent, how_it_ended
 from sparkscore.planner import MiniBatch
+from sparkscore.prefetch import prefetching
 from sparkscore.scoring import FileResult
 from sparkscore.scratch import process_dir
 
@@ -245,19 +246,21 @@ def _check_written(output: str, reserved: tuple[str, ...]) -> None:
 @contextlib.contextmanager
 def _local_paths(fs: pafs.FileSystem, batch: MiniBatch) -> Iterator[list[str]]:
     """The mini-batch's files as local paths: as they are on local disk, else downloaded into
-    a temporary folder (under their names in the input) that is removed afterwards."""
+    a temporary folder (under their names in the input) that is removed afterwards, the small
+    ones fetched ahead (sparkscore.prefetch)."""
     if isinstance(fs, pafs.LocalFileSystem):
         yield [os.path.abspath(f.path) for f in batch.files]
         return
     folder = tempfile.mkdtemp(prefix="sparkscore-minibatch-")
     try:
         paths = []
-        for file in batch.files:
-            target = os.path.join(folder, *file.name.split("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with fs.open_input_stream(file.path) as source, open(target, "wb") as out:
-                shutil.copyfileobj(source, out)
-            paths.append(target)
+        with prefetching(fs, batch.files) as files_fs:
+            for file in batch.files:
+                target = os.path.join(folder, *file.name.split("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with files_fs.open_input_stream(file.path) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+                paths.append(target)
         yield paths
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,12 +115,12 @@ def test_storage_uri_options_survive_and_credentials_are_never_recorded(spark, s
 
 def test_storage_scoring_script_gets_local_copies_of_s3_files_removed_after(spark, s3, tmp_path):
     (tmp_path / "batch_driver.py").write_text(
-        "import os\n\n\ndef init():\n    pass\n\n\n"
+        "import os\nimport zlib\n\n\ndef init():\n    pass\n\n\n"
         "def run(mini_batch):\n"
         "    out = os.path.join(os.environ['AZUREML_BI_OUTPUT_PATH'], 'seen.txt')\n"
         "    with open(out, 'w') as f:\n"
         "        f.write(' '.join(os.path.basename(p) for p in mini_batch))\n"
-        "    return [f'{p}|{os.path.getsize(p)}' for p in mini_batch]\n"
+        "    return [f'{p}|{zlib.crc32(open(p, \"rb\").read())}' for p in mini_batch]\n"
     )
     summary = sparkscore.score(
         spark,
@@ -132,10 +133,12 @@ def test_storage_scoring_script_gets_local_copies_of_s3_files_removed_after(spar
     )
     assert (summary["files_succeeded"], summary["items_succeeded"]) == (4, 4)
     returned = pd.read_csv(s3.open_input_file("data/script-out/predictions.csv"))
-    paths, sizes = zip(*(value.split("|") for value in returned["prediction"]))
+    paths, crcs = zip(*(value.split("|") for value in returned["prediction"]))
     names = sorted(os.listdir(EXAMPLE / "input"))
     assert [os.path.basename(p) for p in paths] == names
-    assert [int(s) for s in sizes] == [os.path.getsize(EXAMPLE / "input" / n) for n in names]
+    assert [int(c) for c in crcs] == [
+        zlib.crc32((EXAMPLE / "input" / n).read_bytes()) for n in names
+    ]  # each copy holds its own file's bytes (the small ones fetched ahead)
     assert all(
         os.path.basename(os.path.dirname(p)).startswith("sparkscore-minibatch-") for p in paths
     )
