@@ -86,12 +86,11 @@ def _launch(
     task: Task,
     isolated: frozenset[int],
 ) -> list[Manifest]:
-    """One partition per mini-batch. A classic session runs them as an RDD: no SQL session or
-    query planning (seconds, at start), and each partition holds its own mini-batch, so a task
-    unpickles its files only, not the whole plan: with a million files in 44 mini-batches,
-    every task unpickling every file cost 44 times the plan. Spark Connect has no RDDs: a
-    DataFrame carries each mini-batch's position there, and each task reads its own mini-batch
-    from the plan shipped as one file (shipping.ship_plan)."""
+    """One partition per mini-batch, each task unpickling its own mini-batch only (the whole
+    plan in every task cost files x tasks). A classic session runs them as an RDD whose
+    partitions hold the mini-batches: no SQL session or query planning (seconds, at start).
+    Spark Connect has no RDDs: a DataFrame carries each mini-batch's position there, and each
+    task reads its own from the plan shipped as one file (shipping.ship_plan)."""
     run = functools.partial(task, isolated)
     if sc is not None:
         manifests_json = (

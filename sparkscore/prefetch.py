@@ -52,7 +52,7 @@ class _Prefetching(pafs.FileSystemHandler):  # type: ignore[misc]  # pyarrow has
         self.paths = paths
         self.position = {path: i for i, path in reversed(list(enumerate(paths)))}
         self.pool = ThreadPoolExecutor(max_workers=PREFETCH_FILES, thread_name_prefix="prefetch")
-        self.pending: dict[str, Future[bytes]] = {}
+        self.pending: dict[str, Future[pa.Buffer]] = {}
         self.submitted = 0
         self._ahead(0)
 
@@ -60,10 +60,9 @@ class _Prefetching(pafs.FileSystemHandler):  # type: ignore[misc]  # pyarrow has
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pending.clear()
 
-    def _fetch(self, path: str) -> bytes:
+    def _fetch(self, path: str) -> pa.Buffer:
         with self.inner.open_input_file(path) as f:
-            data: bytes = f.read()
-            return data
+            return f.read_buffer()
 
     def _ahead(self, start: int) -> None:
         """Keep the files from `start` to PREFETCH_FILES after it fetched or fetching."""

@@ -145,7 +145,7 @@ def _parquet(
         whole = file.size <= WHOLE_FILE_BYTES
         if whole:
             with source:
-                source = pa.BufferReader(source.read())
+                source = pa.BufferReader(source.read_buffer())
         # Pre-buffering coalesces a remote file's column reads; from memory it only costs (0.01
         # ms of a small file's 0.17).
         parquet = pq.ParquetFile(
